@@ -1,0 +1,3 @@
+module github.com/ponix-go/ponix/migrations
+
+go 1.26

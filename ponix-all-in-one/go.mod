@@ -1,0 +1,3 @@
+module github.com/ponix-go/ponix/ponix-all-in-one
+
+go 1.26

@@ -1,0 +1,3 @@
+module github.com/ponix-go/ponix/ponixnats
+
+go 1.26
