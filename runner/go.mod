@@ -1,3 +1,3 @@
 module github.com/ponix-go/ponix/runner
 
-go 1.26
+go 1.26.0
