@@ -1,0 +1,90 @@
+# Ponix (Go) — the commands the README promises. `make help` lists them.
+SHELL := /usr/bin/env bash
+.SHELLFLAGS := -euo pipefail -c
+
+MODULES := runner proto ponixnats ponixclickhouse migrations ponix-all-in-one
+BIN     := $(CURDIR)/.bin
+
+# Pinned tool versions (fetched from the Go module proxy into .bin/).
+PROTOC_GEN_GO_VERSION := v1.36.12
+STATICCHECK_VERSION   := v0.8.2
+# make generate expects this protoc (Debian bookworm's protobuf-compiler); its version is
+# written into the generated code, so another protoc would make the stale check fail.
+PROTOC_VERSION        := 3.21.12
+
+# Tests: fail, never skip, when a server is missing; Ryuk's image cannot be pulled here.
+export PONIX_TEST_REQUIRE_CLICKHOUSE ?= 1
+export TESTCONTAINERS_RYUK_DISABLED ?= true
+TEST_TIMEOUT ?= 15m
+CLICKHOUSE_TEST_IMAGE ?= ponix-test/clickhouse:18.16
+
+.PHONY: help
+help: ## list the targets
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
+
+.PHONY: deps
+deps: ## install missing system packages (clickhouse-server, protoc) with apt
+	@scripts/ensure-deps.sh
+
+.PHONY: run
+run: deps ## run ponix-all-in-one locally (embedded NATS, local ClickHouse under ./.ponix)
+	go run ./ponix-all-in-one
+
+.PHONY: test
+test: deps ## all unit and integration tests against real NATS and ClickHouse
+	go test -tags integration -timeout $(TEST_TIMEOUT) work
+
+.PHONY: test-unit
+test-unit: ## unit tests only (no servers)
+	go test work
+
+.PHONY: test-container
+test-container: ## ClickHouse suites again through testcontainers with the locally built image
+	docker/clickhouse-test-image/build.sh $(CLICKHOUSE_TEST_IMAGE)
+	cd ponixclickhouse && PONIX_TEST_CLICKHOUSE_MODE=container PONIX_TEST_CLICKHOUSE_IMAGE=$(CLICKHOUSE_TEST_IMAGE) \
+		go test -tags integration -count=1 -timeout $(TEST_TIMEOUT) ./...
+	cd migrations && PONIX_TEST_CLICKHOUSE_MODE=container PONIX_TEST_CLICKHOUSE_IMAGE=$(CLICKHOUSE_TEST_IMAGE) \
+		go test -tags integration -count=1 -timeout $(TEST_TIMEOUT) ./...
+
+$(BIN)/protoc-gen-go:
+	GOBIN=$(BIN) go install google.golang.org/protobuf/cmd/protoc-gen-go@$(PROTOC_GEN_GO_VERSION)
+
+$(BIN)/staticcheck:
+	GOBIN=$(BIN) go install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
+
+.PHONY: generate
+generate: $(BIN)/protoc-gen-go ## regenerate proto/ Go code from the .proto files
+	@command -v protoc >/dev/null || { echo "protoc missing: run 'make deps' (apt-get install protobuf-compiler)"; exit 1; }
+	@v=$$(protoc --version | awk '{print $$2}'); [[ "$$v" == "$(PROTOC_VERSION)" ]] || \
+		{ echo "protoc $$v found, want $(PROTOC_VERSION) (Debian bookworm's protobuf-compiler)"; exit 1; }
+	cd proto && protoc --plugin=protoc-gen-go=$(BIN)/protoc-gen-go -I . \
+		--go_out=. --go_opt=paths=source_relative \
+		'--go_opt=Menvelope/v1/envelope_processed.proto=buf.build/gen/go/ponix/ponix/protocolbuffers/go/envelope/v1;envelopev1' \
+		envelope/v1/envelope_processed.proto
+
+.PHONY: check-generate
+check-generate: generate ## fail when generated code is stale
+	@git diff --exit-code -- proto || { echo "generated code is stale: run 'make generate' and commit"; exit 1; }
+	@test -z "$$(git status --porcelain -- proto)" || { git status --porcelain -- proto; echo "untracked generated files"; exit 1; }
+
+.PHONY: lint
+lint: $(BIN)/staticcheck ## gofmt, go vet and staticcheck on every module, with and without build tags
+	@out=$$(gofmt -l $(MODULES)); [[ -z "$$out" ]] || { echo "gofmt needed:"; echo "$$out"; exit 1; }
+	@for m in $(MODULES); do \
+		for tags in "" integration ponixnats_noenvelope; do \
+			echo "vet+staticcheck $$m tags=[$$tags]"; \
+			(cd $$m && go vet -tags "$$tags" ./... && $(BIN)/staticcheck -tags "$$tags" ./...) || exit 1; \
+		done; \
+	done
+
+.PHONY: build-modules
+build-modules: ## build each module on its own (GOWORK=off), as Docker builds do
+	@for m in $(MODULES); do echo "build $$m (GOWORK=off)"; (cd $$m && GOWORK=off go build ./... && GOWORK=off go vet ./...) || exit 1; done
+	cd ponixnats && GOWORK=off go build -tags ponixnats_noenvelope ./...
+
+.PHONY: ci
+ci: deps lint check-generate build-modules test test-container ## everything .ci/run runs
+
+.PHONY: clean
+clean: ## remove tool binaries and local run data
+	rm -rf $(BIN) .ponix
