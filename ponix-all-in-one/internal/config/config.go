@@ -1,0 +1,356 @@
+// Package config loads and validates the ponix-all-in-one configuration from
+// PONIX_* environment variables (upstream ponix-rs names and defaults).
+package config
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/url"
+	"os"
+	"reflect"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/caarlos0/env/v11"
+)
+
+// Prefix is the prefix of every variable.
+const Prefix = "PONIX_"
+
+// Config is the service configuration. Each field's env tag (with Prefix) is
+// the variable name; envDefault is its default; usage documents it for -h.
+type Config struct {
+	LogLevel  string `env:"LOG_LEVEL" envDefault:"info" usage:"log level: debug, info, warn or error"`
+	LogFormat string `env:"LOG_FORMAT" envDefault:"text" usage:"log format: text or json"`
+	Message   string `env:"MESSAGE" envDefault:"ponix-all-in-one" usage:"greeting logged at startup (upstream compatibility)"`
+
+	ProducerEnabled     bool   `env:"PRODUCER_ENABLED" envDefault:"true" usage:"publish a sample envelope every interval; false runs a pure consumer"`
+	IntervalSecs        int    `env:"INTERVAL_SECS" envDefault:"5" usage:"seconds between sample envelopes of the producer"`
+	StartupTimeoutSecs  int    `env:"STARTUP_TIMEOUT_SECS" envDefault:"30" usage:"bound of each startup phase, in seconds"`
+	ShutdownTimeoutSecs int    `env:"SHUTDOWN_TIMEOUT_SECS" envDefault:"10" usage:"bound of each closer at shutdown, in seconds"`
+	DataDir             string `env:"DATA_DIR" envDefault:"./.ponix" usage:"local state: the embedded NATS store and the managed ClickHouse"`
+
+	NATSURL           string `env:"NATS_URL" usage:"NATS server URL(s), comma-separated; empty starts an embedded JetStream server"`
+	NATSEmbeddedAddr  string `env:"NATS_EMBEDDED_ADDR" envDefault:"127.0.0.1:4222" usage:"listen address of the embedded NATS server (when PONIX_NATS_URL is empty)"`
+	NATSStream        string `env:"NATS_STREAM" envDefault:"processed_envelopes" usage:"JetStream stream name"`
+	NATSSubject       string `env:"NATS_SUBJECT" envDefault:"processed_envelopes.>" usage:"stream subjects: <base>.> ; envelopes go to <base>.<end_device_id>"`
+	NATSConsumer      string `env:"NATS_CONSUMER" envDefault:"ponix-all-in-one" usage:"durable consumer name (shared by instances that split the work)"`
+	NATSBatchSize     int    `env:"NATS_BATCH_SIZE" envDefault:"30" usage:"messages fetched (and inserted) per batch"`
+	NATSBatchWaitSecs int    `env:"NATS_BATCH_WAIT_SECS" envDefault:"5" usage:"longest wait to fill a batch, in seconds"`
+
+	ClickHouseURL           string `env:"CLICKHOUSE_URL" usage:"upstream's HTTP URL; accepted but unused (Ponix speaks the native protocol)"`
+	ClickHouseNativeURL     string `env:"CLICKHOUSE_NATIVE_URL" envDefault:"localhost:9000" usage:"ClickHouse native address host:port (or clickhouse://host:port)"`
+	ClickHouseDatabase      string `env:"CLICKHOUSE_DATABASE" envDefault:"ponix" usage:"ClickHouse database"`
+	ClickHouseUsername      string `env:"CLICKHOUSE_USERNAME" envDefault:"ponix" usage:"ClickHouse user"`
+	ClickHousePassword      string `env:"CLICKHOUSE_PASSWORD" envDefault:"ponix" usage:"ClickHouse password (never logged)"`
+	ClickHouseMigrationsDir string `env:"CLICKHOUSE_MIGRATIONS_DIR" usage:"directory of goose SQL migrations overriding the embedded ones"`
+	ClickHouseManaged       bool   `env:"CLICKHOUSE_MANAGED" envDefault:"false" usage:"start and manage a local clickhouse-server under PONIX_DATA_DIR (make run)"`
+}
+
+// Ignored lists variables that upstream used and Ponix no longer needs; they are
+// accepted and reported, never an error.
+var Ignored = map[string]string{
+	Prefix + "CLICKHOUSE_GOOSE_BINARY_PATH": "migrations run in-process; no goose binary is needed",
+	Prefix + "GOOSE_BINARY_PATH":            "migrations run in-process; no goose binary is needed",
+	"BSR_TOKEN":                             "the envelope types ship with Ponix; no registry token is needed",
+}
+
+// Error is a configuration error naming the variable at fault.
+type Error struct {
+	Var    string // the variable, e.g. PONIX_NATS_BATCH_SIZE
+	Value  string // the offending value (redacted for secrets)
+	Reason string
+	Err    error // underlying parse error, if any
+}
+
+func (e *Error) Error() string {
+	if e.Value == "" {
+		return fmt.Sprintf("%s: %s", e.Var, e.Reason)
+	}
+	return fmt.Sprintf("%s=%q: %s", e.Var, e.Value, e.Reason)
+}
+
+func (e *Error) Unwrap() error { return e.Err }
+
+// Load reads the configuration from environ (as os.Environ returns it), applies
+// defaults and validates every value. All problems are returned together, each
+// an *Error naming its variable.
+func Load(environ []string) (Config, error) {
+	var cfg Config
+	envMap := env.ToMap(environ)
+	err := env.ParseWithOptions(&cfg, env.Options{Prefix: Prefix, Environment: envMap})
+	if err != nil {
+		return cfg, translate(err, envMap)
+	}
+	return cfg, cfg.Validate()
+}
+
+// translate turns caarlos0/env errors (which name struct fields) into *Error
+// values naming the variables.
+func translate(err error, envMap map[string]string) error {
+	var agg env.AggregateError
+	if !errors.As(err, &agg) {
+		return err
+	}
+	keys := fieldKeys()
+	var out []error
+	for _, e := range agg.Errors {
+		var pe env.ParseError
+		if errors.As(e, &pe) {
+			key := keys[pe.Name]
+			out = append(out, &Error{Var: key, Value: envMap[key], Reason: "not a valid " + typeWord(pe.Type), Err: pe.Err})
+			continue
+		}
+		out = append(out, e)
+	}
+	return errors.Join(out...)
+}
+
+func typeWord(t reflect.Type) string {
+	switch t.Kind() {
+	case reflect.Bool:
+		return "boolean (true or false)"
+	case reflect.Int, reflect.Int64, reflect.Int32:
+		return "whole number"
+	default:
+		return t.String()
+	}
+}
+
+// fieldKeys maps Config field names to their variable names.
+func fieldKeys() map[string]string {
+	t := reflect.TypeFor[Config]()
+	m := make(map[string]string, t.NumField())
+	for i := range t.NumField() {
+		f := t.Field(i)
+		m[f.Name] = Prefix + f.Tag.Get("env")
+	}
+	return m
+}
+
+// Validate checks every value and returns all problems joined.
+func (c Config) Validate() error {
+	var errs []error
+	bad := func(v, value, reason string) { errs = append(errs, &Error{Var: Prefix + v, Value: value, Reason: reason}) }
+	positive := func(v string, n, max int) {
+		if n <= 0 || n > max {
+			bad(v, strconv.Itoa(n), fmt.Sprintf("must be between 1 and %d", max))
+		}
+	}
+
+	if _, err := c.SlogLevel(); err != nil {
+		bad("LOG_LEVEL", c.LogLevel, "must be debug, info, warn or error")
+	}
+	if c.LogFormat != "text" && c.LogFormat != "json" {
+		bad("LOG_FORMAT", c.LogFormat, "must be text or json")
+	}
+	positive("INTERVAL_SECS", c.IntervalSecs, 86400)
+	positive("STARTUP_TIMEOUT_SECS", c.StartupTimeoutSecs, 3600)
+	positive("SHUTDOWN_TIMEOUT_SECS", c.ShutdownTimeoutSecs, 3600)
+	positive("NATS_BATCH_SIZE", c.NATSBatchSize, 100_000)
+	positive("NATS_BATCH_WAIT_SECS", c.NATSBatchWaitSecs, 3600)
+	if c.DataDir == "" {
+		bad("DATA_DIR", "", "must not be empty")
+	}
+
+	if c.NATSURL != "" {
+		for _, u := range strings.Split(c.NATSURL, ",") {
+			if err := checkNATSURL(strings.TrimSpace(u)); err != nil {
+				bad("NATS_URL", u, err.Error())
+			}
+		}
+	} else if _, _, err := net.SplitHostPort(c.NATSEmbeddedAddr); err != nil {
+		bad("NATS_EMBEDDED_ADDR", c.NATSEmbeddedAddr, "must be host:port")
+	}
+	if !validName(c.NATSStream) {
+		bad("NATS_STREAM", c.NATSStream, "must be a non-empty name without spaces, '.', '*', '>', '/' or '\\'")
+	}
+	if base, ok := strings.CutSuffix(c.NATSSubject, ".>"); !ok || !validSubject(base) {
+		bad("NATS_SUBJECT", c.NATSSubject, "must be <base>.> with a non-empty base of subject tokens (e.g. processed_envelopes.>)")
+	}
+	if !validName(c.NATSConsumer) {
+		bad("NATS_CONSUMER", c.NATSConsumer, "must be a non-empty name without spaces, '.', '*', '>', '/' or '\\'")
+	}
+
+	if _, err := c.ClickHouseAddr(); err != nil {
+		bad("CLICKHOUSE_NATIVE_URL", c.ClickHouseNativeURL, err.Error())
+	}
+	if !validIdent(c.ClickHouseDatabase) {
+		bad("CLICKHOUSE_DATABASE", c.ClickHouseDatabase, "must be a ClickHouse identifier ([A-Za-z_][A-Za-z0-9_]*)")
+	}
+	if c.ClickHouseUsername == "" {
+		bad("CLICKHOUSE_USERNAME", "", "must not be empty")
+	}
+	if c.ClickHouseMigrationsDir != "" {
+		if st, err := os.Stat(c.ClickHouseMigrationsDir); err != nil || !st.IsDir() {
+			bad("CLICKHOUSE_MIGRATIONS_DIR", c.ClickHouseMigrationsDir, "must be an existing directory")
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func checkNATSURL(u string) error {
+	if u == "" {
+		return errors.New("empty URL")
+	}
+	if !strings.Contains(u, "://") {
+		u = "nats://" + u
+	}
+	p, err := url.Parse(u)
+	if err != nil {
+		return fmt.Errorf("not a URL: %w", err)
+	}
+	switch p.Scheme {
+	case "nats", "tls", "ws", "wss":
+	default:
+		return fmt.Errorf("unsupported scheme %q (want nats, tls, ws or wss)", p.Scheme)
+	}
+	if p.Hostname() == "" {
+		return errors.New("no host")
+	}
+	return nil
+}
+
+func validName(s string) bool {
+	return s != "" && !strings.ContainsAny(s, " \t\r\n.*>/\\")
+}
+
+func validSubject(s string) bool {
+	if s == "" {
+		return false
+	}
+	for _, tok := range strings.Split(s, ".") {
+		if tok == "" || strings.ContainsAny(tok, " \t\r\n*>") {
+			return false
+		}
+	}
+	return true
+}
+
+func validIdent(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i, r := range s {
+		ok := r == '_' || (r >= 'a' && r <= 'z') || (r >= 'A' && r <= 'Z') || (i > 0 && r >= '0' && r <= '9')
+		if !ok {
+			return false
+		}
+	}
+	return true
+}
+
+// SlogLevel returns the slog level of LogLevel.
+func (c Config) SlogLevel() (slog.Level, error) {
+	var l slog.Level
+	switch strings.ToLower(c.LogLevel) {
+	case "warning":
+		return slog.LevelWarn, nil
+	case "trace":
+		return slog.LevelDebug, nil
+	}
+	err := l.UnmarshalText([]byte(c.LogLevel))
+	return l, err
+}
+
+// ClickHouseAddr returns the host:port of ClickHouseNativeURL, which may be
+// given bare or as clickhouse:// or tcp:// URL.
+func (c Config) ClickHouseAddr() (string, error) {
+	s := c.ClickHouseNativeURL
+	if i := strings.Index(s, "://"); i >= 0 {
+		u, err := url.Parse(s)
+		if err != nil {
+			return "", fmt.Errorf("not a URL: %w", err)
+		}
+		if u.Scheme != "clickhouse" && u.Scheme != "tcp" {
+			return "", fmt.Errorf("unsupported scheme %q (want clickhouse or tcp; the HTTP protocol is not used)", u.Scheme)
+		}
+		s = u.Host
+	}
+	host, port, err := net.SplitHostPort(s)
+	if err != nil || host == "" {
+		return "", errors.New("must be host:port, e.g. localhost:9000")
+	}
+	if p, err := strconv.Atoi(port); err != nil || p <= 0 || p > 65535 {
+		return "", errors.New("port must be 1-65535")
+	}
+	return s, nil
+}
+
+// NATSBaseSubject is the subject prefix envelopes are published under: the
+// stream subject without its trailing ".>".
+func (c Config) NATSBaseSubject() string { return strings.TrimSuffix(c.NATSSubject, ".>") }
+
+// Interval is IntervalSecs as a duration.
+func (c Config) Interval() time.Duration { return time.Duration(c.IntervalSecs) * time.Second }
+
+// StartupTimeout is StartupTimeoutSecs as a duration.
+func (c Config) StartupTimeout() time.Duration {
+	return time.Duration(c.StartupTimeoutSecs) * time.Second
+}
+
+// ShutdownTimeout is ShutdownTimeoutSecs as a duration.
+func (c Config) ShutdownTimeout() time.Duration {
+	return time.Duration(c.ShutdownTimeoutSecs) * time.Second
+}
+
+// BatchWait is NATSBatchWaitSecs as a duration.
+func (c Config) BatchWait() time.Duration { return time.Duration(c.NATSBatchWaitSecs) * time.Second }
+
+// LogValue renders the effective configuration for the startup log, with
+// secrets redacted.
+func (c Config) LogValue() slog.Value {
+	t := reflect.TypeFor[Config]()
+	v := reflect.ValueOf(c)
+	attrs := make([]slog.Attr, 0, t.NumField())
+	for i := range t.NumField() {
+		key := Prefix + t.Field(i).Tag.Get("env")
+		val := fmt.Sprint(v.Field(i).Interface())
+		if isSecret(key) && val != "" {
+			val = "[REDACTED]"
+		}
+		attrs = append(attrs, slog.String(key, val))
+	}
+	return slog.GroupValue(attrs...)
+}
+
+func isSecret(key string) bool {
+	return strings.Contains(key, "PASSWORD") || strings.Contains(key, "TOKEN") || strings.Contains(key, "SEED")
+}
+
+// IgnoredSet returns the ignored variables present in environ with the reason
+// each is ignored.
+func IgnoredSet(environ []string) map[string]string {
+	m := env.ToMap(environ)
+	out := map[string]string{}
+	for k, why := range Ignored {
+		if _, ok := m[k]; ok {
+			out[k] = why
+		}
+	}
+	if _, ok := m[Prefix+"CLICKHOUSE_URL"]; ok {
+		out[Prefix+"CLICKHOUSE_URL"] = "Ponix uses the native protocol at PONIX_CLICKHOUSE_NATIVE_URL"
+	}
+	return out
+}
+
+// WriteUsage prints every variable with its default and meaning.
+func WriteUsage(w io.Writer) error {
+	t := reflect.TypeFor[Config]()
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "VARIABLE\tDEFAULT\tMEANING")
+	for i := range t.NumField() {
+		f := t.Field(i)
+		def, ok := f.Tag.Lookup("envDefault")
+		if !ok {
+			def = "(unset)"
+		}
+		fmt.Fprintf(tw, "%s%s\t%s\t%s\n", Prefix, f.Tag.Get("env"), def, f.Tag.Get("usage"))
+	}
+	return tw.Flush()
+}
