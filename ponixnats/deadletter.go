@@ -1,0 +1,152 @@
+package ponixnats
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Headers set on dead-lettered messages (the original headers are kept,
+// except the Nats-* ones, which steer JetStream).
+const (
+	HeaderDLQReason         = "Ponix-Dlq-Reason"
+	HeaderDLQError          = "Ponix-Dlq-Error"
+	HeaderOriginalSubject   = "Ponix-Original-Subject"
+	HeaderOriginalStream    = "Ponix-Original-Stream"
+	HeaderOriginalSequence  = "Ponix-Original-Sequence"
+	HeaderOriginalConsumer  = "Ponix-Original-Consumer"
+	HeaderNumDelivered      = "Ponix-Num-Delivered"
+	HeaderOriginalTimestamp = "Ponix-Original-Timestamp"
+	HeaderOriginalMsgID     = "Ponix-Original-Msg-Id"
+)
+
+// DeadLetterConfig configures the dead-letter stream of a [Consumer]. A
+// message is dead-lettered to "<SubjectPrefix>.<original subject>" in a
+// stream of its own; that subject must not be captured by the source stream,
+// or the message would be consumed again.
+type DeadLetterConfig struct {
+	// Disabled turns dead-lettering off: DeadLetter decisions then only
+	// terminate the message (logged at error level).
+	Disabled bool
+	// Stream name. Default "<source stream>_dlq".
+	Stream string
+	// SubjectPrefix of dead-letter subjects. Default: the Stream name.
+	SubjectPrefix string
+	// MaxAge of dead letters; zero means unlimited.
+	MaxAge time.Duration
+	// Storage of the dead-letter stream (default file).
+	Storage jetstream.StorageType
+	// Replicas of the dead-letter stream (default 1).
+	Replicas int
+	// PublishTimeout bounds one dead-letter publish (default 5s).
+	PublishTimeout time.Duration
+}
+
+func (d DeadLetterConfig) withDefaults(source string) DeadLetterConfig {
+	if d.Stream == "" {
+		d.Stream = source + "_dlq"
+	}
+	if d.SubjectPrefix == "" {
+		d.SubjectPrefix = d.Stream
+	}
+	if d.PublishTimeout <= 0 {
+		d.PublishTimeout = 5 * time.Second
+	}
+	return d
+}
+
+// DeadLetterSubject returns the dead-letter subject for a message of
+// originalSubject under prefix.
+func DeadLetterSubject(prefix, originalSubject string) string {
+	return prefix + "." + originalSubject
+}
+
+type deadLetterer struct {
+	js  jetstream.JetStream
+	cfg DeadLetterConfig
+}
+
+func newDeadLetterer(ctx context.Context, js jetstream.JetStream, cfg DeadLetterConfig, sourceSubjects []string) (*deadLetterer, error) {
+	if err := validSubject(cfg.SubjectPrefix); err != nil {
+		return nil, fmt.Errorf("%w: dead-letter SubjectPrefix: %w", ErrInvalidConfig, err)
+	}
+	if strings.ContainsAny(cfg.SubjectPrefix, "*>") {
+		return nil, fmt.Errorf("%w: dead-letter SubjectPrefix %q must not contain wildcards", ErrInvalidConfig, cfg.SubjectPrefix)
+	}
+	dlqSubjects := cfg.SubjectPrefix + ".>"
+	for _, s := range sourceSubjects {
+		if subjectsOverlap(s, dlqSubjects) {
+			return nil, fmt.Errorf("%w: dead-letter subjects %s overlap the source stream subject %s: dead letters would be consumed again; choose another DeadLetter.SubjectPrefix",
+				ErrInvalidConfig, dlqSubjects, s)
+		}
+	}
+	if _, err := EnsureStream(ctx, js, StreamConfig{
+		Name:     cfg.Stream,
+		Subjects: []string{dlqSubjects},
+		Storage:  cfg.Storage,
+		MaxAge:   cfg.MaxAge,
+		Replicas: cfg.Replicas,
+	}); err != nil {
+		return nil, fmt.Errorf("dead-letter stream: %w", err)
+	}
+	return &deadLetterer{js: js, cfg: cfg}, nil
+}
+
+// publish copies m to the dead-letter stream and waits for the stream's ack.
+func (d *deadLetterer) publish(ctx context.Context, m jetstream.Msg, md *jetstream.MsgMetadata, reason Reason, cause error) error {
+	h := make(nats.Header, len(m.Headers())+8)
+	for k, v := range m.Headers() {
+		if strings.HasPrefix(k, "Nats-") {
+			if k == jetstream.MsgIDHeader && len(v) > 0 {
+				h.Set(HeaderOriginalMsgID, v[0])
+			}
+			continue
+		}
+		h[k] = v
+	}
+	h.Set(HeaderDLQReason, string(reason))
+	if cause != nil {
+		h.Set(HeaderDLQError, sanitizeHeader(cause.Error()))
+	}
+	h.Set(HeaderOriginalSubject, m.Subject())
+	h.Set(HeaderOriginalStream, md.Stream)
+	h.Set(HeaderOriginalConsumer, md.Consumer)
+	h.Set(HeaderOriginalSequence, strconv.FormatUint(md.Sequence.Stream, 10))
+	h.Set(HeaderNumDelivered, strconv.FormatUint(md.NumDelivered, 10))
+	h.Set(HeaderOriginalTimestamp, md.Timestamp.UTC().Format(time.RFC3339Nano))
+	// A repeated dead-letter of the same stream message (e.g. the Term got
+	// lost) is dropped by the dead-letter stream's duplicate window.
+	h.Set(jetstream.MsgIDHeader, "dlq:"+md.Stream+":"+strconv.FormatUint(md.Sequence.Stream, 10))
+
+	pctx, cancel := context.WithTimeout(ctx, d.cfg.PublishTimeout)
+	defer cancel()
+	_, err := d.js.PublishMsg(pctx, &nats.Msg{
+		Subject: DeadLetterSubject(d.cfg.SubjectPrefix, m.Subject()),
+		Data:    m.Data(),
+		Header:  h,
+	})
+	if err != nil {
+		return fmt.Errorf("%w: to stream %s: %w", ErrDeadLetter, d.cfg.Stream, err)
+	}
+	return nil
+}
+
+// sanitizeHeader keeps a header value on one line and bounded in size.
+func sanitizeHeader(s string) string {
+	s = strings.Map(func(r rune) rune {
+		if r == '\r' || r == '\n' {
+			return ' '
+		}
+		return r
+	}, s)
+	const maxLen = 1024
+	if len(s) > maxLen {
+		s = s[:maxLen] + "..."
+	}
+	return s
+}

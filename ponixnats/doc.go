@@ -1,0 +1,42 @@
+// Package ponixnats moves messages out of NATS JetStream in batches with an
+// explicit, per-message acknowledgement decision.
+//
+// It holds:
+//
+//   - [Connect]: a client connection with a name, a connect timeout, reconnect
+//     forever with capped exponential backoff and jitter (logged through
+//     log/slog), and the usual authentication methods (user/password, token,
+//     NKey seed, .creds file, TLS). A failed first connect says whether the
+//     server could not be reached ([ErrServerUnreachable]), refused the
+//     credentials ([ErrAuthorization]) or failed TLS ([ErrTLS]).
+//   - [EnsureStream]: create a stream or bring an existing one in line with the
+//     wanted configuration; immutable differences are reported as a
+//     [*StreamMismatchError] naming the field.
+//   - [Consumer]: a durable pull consumer that fetches up to BatchSize messages
+//     or waits at most MaxWait, hands the batch to a [Processor] and applies the
+//     [Result]: Ack, Nak (with a growing delay), Term, or DeadLetter (publish a
+//     copy with the reason in headers to a dead-letter stream, then Term).
+//   - [ProtoProcessor]: a generic processor that decodes every message into a
+//     protobuf type and dead-letters the ones that do not decode.
+//   - Envelope code for ponix's envelope.v1.ProcessedEnvelope:
+//     [NewEnvelopeProducer], [NewEnvelopeProcessor] and [ValidateEnvelope].
+//
+// # Build tag
+//
+// The envelope code (and the dependency on the envelope protobuf module) is
+// compiled by default. Build with -tags ponixnats_noenvelope to strip it and
+// keep only the generic library.
+//
+// # Delivery rules
+//
+// A message is acknowledged only when the processor says so. A processor error
+// or panic naks the whole batch with a delay. An index the processor's Result
+// does not mention is nak'd with the default (growing) delay and counted and
+// logged at warn level; an index mentioned twice keeps the most conservative
+// decision (see [Result]). A Nak of a message that reached the consumer's
+// MaxDeliver is turned into a DeadLetter with reason [ReasonMaxDeliver] instead
+// of letting JetStream drop it silently.
+//
+// Test helpers live in the sub-packages natstest (an embedded JetStream server
+// per test) and embedded (the same server for a program's local default).
+package ponixnats

@@ -1,0 +1,84 @@
+// Package natstest starts an embedded NATS server with JetStream for tests:
+// on a free port, with a temporary store, stopped when the test ends.
+//
+//	func TestX(t *testing.T) {
+//		srv := natstest.New(t)
+//		nc, err := nats.Connect(srv.URL())
+//		...
+//	}
+//
+// For one server per package, call [Start] in TestMain and Shutdown after
+// m.Run.
+package natstest
+
+import (
+	"context"
+	"testing"
+
+	"github.com/ponix-go/ponix/ponixnats/embedded"
+)
+
+// Server is a running test server; see [embedded.Server] for its methods
+// (URL, Restart, Stop, Shutdown, ...).
+type Server = embedded.Server
+
+// Option configures the test server.
+type Option func(*embedded.Config)
+
+// WithUserPassword requires clients to log in with user and password (can
+// be given several times).
+func WithUserPassword(user, password string) Option {
+	return func(c *embedded.Config) {
+		if c.Users == nil {
+			c.Users = map[string]string{}
+		}
+		c.Users[user] = password
+	}
+}
+
+// WithNKey allows the user with public NKey pub ("U...") and requires
+// authentication.
+func WithNKey(pub string) Option {
+	return func(c *embedded.Config) { c.NKeys = append(c.NKeys, pub) }
+}
+
+// WithToken requires clients to present token.
+func WithToken(token string) Option {
+	return func(c *embedded.Config) { c.Token = token }
+}
+
+// WithStoreDir uses dir as the JetStream store (kept after Shutdown).
+func WithStoreDir(dir string) Option {
+	return func(c *embedded.Config) { c.StoreDir = dir }
+}
+
+// WithPort listens on port instead of a free one.
+func WithPort(port int) Option {
+	return func(c *embedded.Config) { c.Port = port }
+}
+
+// WithConfig edits the embedded configuration directly.
+func WithConfig(f func(*embedded.Config)) Option { return Option(f) }
+
+// Start starts a server; the caller must Shutdown it. Use it from TestMain.
+func Start(opts ...Option) (*Server, error) {
+	var cfg embedded.Config
+	for _, o := range opts {
+		o(&cfg)
+	}
+	return embedded.Start(context.Background(), cfg)
+}
+
+// New starts a server for the test tb and shuts it down (removing its
+// temporary store) when the test ends. It fails the test if the server
+// cannot start.
+func New(tb testing.TB, opts ...Option) *Server {
+	tb.Helper()
+	opts = append([]Option{WithStoreDir(tb.TempDir())}, opts...)
+	s, err := Start(opts...)
+	if err != nil {
+		tb.Fatalf("natstest: %v", err)
+	}
+	tb.Cleanup(s.Shutdown)
+	return s
+}

@@ -1,0 +1,75 @@
+package ponixnats
+
+import (
+	"fmt"
+	"strings"
+)
+
+// ValidSubjectToken reports whether s can be used as one token of a NATS
+// subject: non-empty, without '.', '*', '>' and without whitespace or control
+// characters.
+func ValidSubjectToken(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; {
+		case c == '.' || c == '*' || c == '>':
+			return false
+		case c <= ' ' || c == 0x7f:
+			return false
+		}
+	}
+	// Reject non-ASCII whitespace too (e.g. U+00A0, U+2028).
+	return strings.IndexFunc(s, isUnicodeSpace) < 0
+}
+
+func isUnicodeSpace(r rune) bool {
+	switch r {
+	case 0x85, 0xA0, 0x1680, 0x2028, 0x2029, 0x202F, 0x205F, 0x3000:
+		return true
+	}
+	return r >= 0x2000 && r <= 0x200A
+}
+
+// validSubject reports whether s is a well-formed subject or wildcard filter.
+func validSubject(s string) error {
+	if s == "" {
+		return fmt.Errorf("empty subject")
+	}
+	toks := strings.Split(s, ".")
+	for i, t := range toks {
+		switch {
+		case t == "*":
+		case t == ">":
+			if i != len(toks)-1 {
+				return fmt.Errorf("subject %q: '>' must be the last token", s)
+			}
+		case !ValidSubjectToken(t):
+			return fmt.Errorf("subject %q: token %d (%q) is not a valid subject token", s, i+1, t)
+		}
+	}
+	return nil
+}
+
+// subjectsOverlap reports whether some concrete subject matches both filters
+// a and b (each may contain '*' and '>' wildcards).
+func subjectsOverlap(a, b string) bool {
+	at, bt := strings.Split(a, "."), strings.Split(b, ".")
+	for i := 0; ; i++ {
+		switch {
+		case i == len(at) && i == len(bt):
+			return true
+		case i < len(at) && at[i] == ">":
+			return i < len(bt) // '>' needs at least one more token
+		case i < len(bt) && bt[i] == ">":
+			return i < len(at)
+		case i == len(at) || i == len(bt):
+			return false
+		case at[i] == "*" || bt[i] == "*" || at[i] == bt[i]:
+			continue
+		default:
+			return false
+		}
+	}
+}
