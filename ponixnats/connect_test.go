@@ -1,0 +1,61 @@
+package ponixnats
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"strings"
+	"testing"
+
+	"github.com/nats-io/nats.go"
+)
+
+func TestClassifyConnectError(t *testing.T) {
+	for _, c := range []struct {
+		err  error
+		want error
+	}{
+		{nats.ErrAuthorization, ErrAuthorization},
+		{fmt.Errorf("x: %w", nats.ErrAuthExpired), ErrAuthorization},
+		{nats.ErrSecureConnRequired, ErrTLS},
+		{errors.New("tls: failed to verify certificate: x509: certificate signed by unknown authority"), ErrTLS},
+		{&net.OpError{Op: "dial", Err: errors.New("connection refused")}, ErrServerUnreachable},
+		{nats.ErrNoServers, ErrServerUnreachable},
+	} {
+		if got := classifyConnectError(c.err); got != c.want {
+			t.Errorf("classify(%v) = %v; want %v", c.err, got, c.want)
+		}
+	}
+}
+
+func TestConnectErrorMatchesKindAndCause(t *testing.T) {
+	err := error(&ConnectError{URL: "nats://h:1", Kind: ErrAuthorization, Err: nats.ErrAuthorization})
+	if !errors.Is(err, ErrAuthorization) || !errors.Is(err, nats.ErrAuthorization) || errors.Is(err, ErrServerUnreachable) {
+		t.Fatalf("errors.Is mismatch for %v", err)
+	}
+	if !strings.Contains(err.Error(), "refused authorization") || !strings.Contains(err.Error(), "nats://h:1") {
+		t.Fatalf("message does not say what and where: %q", err)
+	}
+}
+
+func TestRedactURL(t *testing.T) {
+	got := redactURL("nats://u:secret@h1:4222, nats://tok@h2:4222,nats://h3:4222")
+	if strings.Contains(got, "secret") || strings.Contains(got, "tok@") {
+		t.Fatalf("secret leaked: %s", got)
+	}
+	if !strings.Contains(got, "u:xxxxx@h1") || !strings.Contains(got, "h3:4222") {
+		t.Fatalf("redacted too much: %s", got)
+	}
+}
+
+func TestBackoffGrowsAndCaps(t *testing.T) {
+	for a := 1; a < 20; a++ {
+		d := backoff(a, 100, 1000)
+		if d < 100 || d > 1200 {
+			t.Fatalf("backoff(%d) = %d out of [100, 1200]", a, d)
+		}
+	}
+	if d := backoff(10, 100, 1000); d < 1000 {
+		t.Fatalf("backoff(10) = %d; want capped at ~1000", d)
+	}
+}

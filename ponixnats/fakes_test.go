@@ -1,0 +1,17 @@
+package ponixnats
+
+import (
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// fakeMsg is a jetstream.Msg for unit tests of processors (no server).
+type fakeMsg struct {
+	jetstream.Msg // nil: calling anything not overridden panics
+	subject       string
+	data          []byte
+}
+
+func (m *fakeMsg) Data() []byte         { return m.data }
+func (m *fakeMsg) Subject() string      { return m.subject }
+func (m *fakeMsg) Headers() nats.Header { return nil }

@@ -1,0 +1,41 @@
+package ponixnats
+
+import "testing"
+
+func TestValidSubjectToken(t *testing.T) {
+	for s, want := range map[string]bool{
+		"device-1": true, "dev_2": true, "ünïcode": true,
+		"": false, "a.b": false, "a*": false, ">": false, "a b": false, "a\tb": false, "a\u00a0b": false, "a\nb": false,
+	} {
+		if got := ValidSubjectToken(s); got != want {
+			t.Errorf("ValidSubjectToken(%q) = %v; want %v", s, got, want)
+		}
+	}
+}
+
+func TestSubjectsOverlap(t *testing.T) {
+	for _, c := range []struct {
+		a, b string
+		want bool
+	}{
+		{"processed_envelopes.>", "processed_envelopes.dlq.>", true},
+		{"processed_envelopes.>", "processed_envelopes_dlq.>", false},
+		{"a.*", "a.b.>", false},
+		{"a.*.c", "a.b.>", true},
+		{"a", "a.>", false},
+		{">", "x.>", true},
+		{"a.b", "a.b", true},
+	} {
+		if got := subjectsOverlap(c.a, c.b); got != c.want {
+			t.Errorf("subjectsOverlap(%q, %q) = %v; want %v", c.a, c.b, got, c.want)
+		}
+	}
+}
+
+func TestValidSubject(t *testing.T) {
+	for s, ok := range map[string]bool{"a.>": true, "a.*.b": true, "a.>.b": false, "": false, "a..b": false} {
+		if err := validSubject(s); (err == nil) != ok {
+			t.Errorf("validSubject(%q) = %v; want ok=%v", s, err, ok)
+		}
+	}
+}
