@@ -1,0 +1,402 @@
+// Package chserver runs a local clickhouse-server binary as a child process with a generated
+// configuration: a data directory, its own ports, and a single user. Tests use it (through
+// chtest) as a throwaway server in a temporary directory; a development setup can use it with a
+// persistent directory.
+//
+// The binary comes from the operating system (on Debian: apt-get install -y clickhouse-server).
+// The generated configuration uses the <yandex> root element, which every ClickHouse release
+// from 18.x to 25.x accepts.
+package chserver
+
+import (
+	"bytes"
+	"context"
+	"encoding/xml"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"sync"
+	"syscall"
+	"time"
+)
+
+var validUser = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_.-]*$`)
+
+// ErrBinaryNotFound is returned by Start when no clickhouse-server binary can be found.
+var ErrBinaryNotFound = errors.New("clickhouse-server binary not found (install it with: apt-get install -y clickhouse-server)")
+
+// Config describes the server to start. Dir is required; every other field has a default.
+type Config struct {
+	// Dir holds the generated configuration, the data and the logs. It is created if missing and
+	// is kept by Stop, so a persistent directory keeps its data between runs.
+	Dir string
+	// TCPPort is the native protocol port; 0 picks a free port.
+	TCPPort int
+	// HTTPPort is the HTTP port; 0 picks a free port.
+	HTTPPort int
+	// ListenHost is the address to listen on; the default is 127.0.0.1.
+	ListenHost string
+	// User is the name of the only user; the default is "default".
+	User string
+	// Password of User; empty means no password.
+	Password string
+	// Binary is the clickhouse-server executable; the default is clickhouse-server from PATH,
+	// then /usr/bin/clickhouse-server.
+	Binary string
+	// StartTimeout bounds the wait until the server accepts native connections (default 60s).
+	StartTimeout time.Duration
+	// Logger receives lifecycle messages; the default discards them.
+	Logger *slog.Logger
+}
+
+// Server is a running clickhouse-server child process.
+type Server struct {
+	cfg     Config
+	cmd     *exec.Cmd
+	done    chan struct{}
+	waitErr error
+	logPath string
+	stop    sync.Once
+	stopErr error
+}
+
+// Start writes the configuration into cfg.Dir, starts clickhouse-server and waits until it
+// accepts native connections. The caller must call Stop.
+func Start(ctx context.Context, cfg Config) (*Server, error) {
+	if cfg.Dir == "" {
+		return nil, errors.New("chserver: Config.Dir is required")
+	}
+	if cfg.ListenHost == "" {
+		cfg.ListenHost = "127.0.0.1"
+	}
+	if cfg.User == "" {
+		cfg.User = "default"
+	}
+	if !validUser.MatchString(cfg.User) {
+		return nil, fmt.Errorf("chserver: Config.User %q is not a valid user name (letters, digits, '_', '-', '.'; starting with a letter or '_')", cfg.User)
+	}
+	if cfg.StartTimeout <= 0 {
+		cfg.StartTimeout = 60 * time.Second
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	bin, err := findBinary(cfg.Binary)
+	if err != nil {
+		return nil, err
+	}
+	dir, err := filepath.Abs(cfg.Dir)
+	if err != nil {
+		return nil, fmt.Errorf("chserver: dir %q: %w", cfg.Dir, err)
+	}
+	cfg.Dir = dir
+	if cfg.TCPPort == 0 || cfg.HTTPPort == 0 {
+		ports, err := freePorts(cfg.ListenHost, 3)
+		if err != nil {
+			return nil, err
+		}
+		if cfg.TCPPort == 0 {
+			cfg.TCPPort = ports[0]
+		}
+		if cfg.HTTPPort == 0 {
+			cfg.HTTPPort = ports[1]
+		}
+	}
+	interserver, err := freePorts(cfg.ListenHost, 1)
+	if err != nil {
+		return nil, err
+	}
+	for _, d := range []string{"data", "tmp", "user_files", "format_schemas", "log"} {
+		if err := os.MkdirAll(filepath.Join(dir, d), 0o755); err != nil {
+			return nil, fmt.Errorf("chserver: create %s: %w", filepath.Join(dir, d), err)
+		}
+	}
+	configPath := filepath.Join(dir, "config.xml")
+	usersPath := filepath.Join(dir, "users.xml")
+	logPath := filepath.Join(dir, "log", "clickhouse-server.log")
+	if err := os.WriteFile(configPath, serverConfig(cfg, interserver[0], usersPath, logPath), 0o644); err != nil {
+		return nil, fmt.Errorf("chserver: write config: %w", err)
+	}
+	if err := os.WriteFile(usersPath, usersConfig(cfg), 0o600); err != nil {
+		return nil, fmt.Errorf("chserver: write users config: %w", err)
+	}
+
+	cmd := exec.Command(bin, "--config-file="+configPath)
+	cmd.Dir = dir
+	out, err := os.OpenFile(filepath.Join(dir, "log", "stdout.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("chserver: open stdout log: %w", err)
+	}
+	cmd.Stdout, cmd.Stderr = out, out
+	// Own process group, so a terminal's Ctrl-C reaches the parent, which then stops the server
+	// in order.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		_ = out.Close()
+		return nil, fmt.Errorf("chserver: start %s: %w", bin, err)
+	}
+	s := &Server{cfg: cfg, cmd: cmd, done: make(chan struct{}), logPath: logPath}
+	go func() {
+		s.waitErr = cmd.Wait()
+		_ = out.Close()
+		close(s.done)
+	}()
+	cfg.Logger.Info("clickhouse-server starting", "binary", bin, "dir", dir, "addr", s.Addr(), "pid", cmd.Process.Pid)
+	if err := s.waitReady(ctx); err != nil {
+		_ = s.Stop(context.Background())
+		return nil, err
+	}
+	cfg.Logger.Info("clickhouse-server ready", "addr", s.Addr())
+	return s, nil
+}
+
+// Addr is the native protocol address, host:port.
+func (s *Server) Addr() string {
+	return net.JoinHostPort(s.cfg.ListenHost, strconv.Itoa(s.cfg.TCPPort))
+}
+
+// HTTPAddr is the HTTP address, host:port.
+func (s *Server) HTTPAddr() string {
+	return net.JoinHostPort(s.cfg.ListenHost, strconv.Itoa(s.cfg.HTTPPort))
+}
+
+// User is the name of the configured user.
+func (s *Server) User() string { return s.cfg.User }
+
+// Password is the password of the configured user.
+func (s *Server) Password() string { return s.cfg.Password }
+
+// Dir is the absolute directory that holds the configuration, data and logs.
+func (s *Server) Dir() string { return s.cfg.Dir }
+
+// LogPath is the server's main log file.
+func (s *Server) LogPath() string { return s.logPath }
+
+// Done is closed when the server process has exited.
+func (s *Server) Done() <-chan struct{} { return s.done }
+
+// Stop sends SIGTERM and waits for the process to exit; when ctx ends first it kills the
+// process. Stop is idempotent and keeps Dir.
+func (s *Server) Stop(ctx context.Context) error {
+	s.stop.Do(func() {
+		select {
+		case <-s.done:
+			return
+		default:
+		}
+		_ = s.cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-s.done:
+		case <-ctx.Done():
+			_ = s.cmd.Process.Kill()
+			<-s.done
+			s.stopErr = fmt.Errorf("chserver: killed after stop timeout: %w", ctx.Err())
+		}
+		s.cfg.Logger.Info("clickhouse-server stopped", "addr", s.Addr())
+	})
+	return s.stopErr
+}
+
+func (s *Server) waitReady(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.StartTimeout)
+	defer cancel()
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		if err := handshake(ctx, s.Addr()); err == nil {
+			return nil
+		}
+		select {
+		case <-s.done:
+			return fmt.Errorf("chserver: clickhouse-server exited during start (%v); last log lines:\n%s", s.waitErr, s.tail())
+		case <-ctx.Done():
+			return fmt.Errorf("chserver: clickhouse-server not ready on %s after %s: %w; last log lines:\n%s", s.Addr(), s.cfg.StartTimeout, ctx.Err(), s.tail())
+		case <-tick.C:
+		}
+	}
+}
+
+// handshake checks that the native port accepts a connection and answers a ClickHouse hello
+// with a server hello or an exception packet: either way the server is up.
+func handshake(ctx context.Context, addr string) error {
+	var d net.Dialer
+	c, err := d.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(2 * time.Second))
+	// ClientHello: packet 0, client name, major, minor, revision, database, user, password.
+	var b []byte
+	b = append(b, 0)
+	b = appendString(b, "chserver")
+	b = append(b, 1, 1)
+	b = appendUvarint(b, 54213)
+	b = appendString(b, "")
+	b = appendString(b, "")
+	b = appendString(b, "")
+	if _, err := c.Write(b); err != nil {
+		return err
+	}
+	one := make([]byte, 1)
+	if _, err := io.ReadFull(c, one); err != nil {
+		return err
+	}
+	if one[0] != 0 && one[0] != 2 { // Hello or Exception
+		return fmt.Errorf("unexpected packet %d", one[0])
+	}
+	return nil
+}
+
+func appendUvarint(b []byte, v uint64) []byte {
+	for v >= 0x80 {
+		b = append(b, byte(v)|0x80)
+		v >>= 7
+	}
+	return append(b, byte(v))
+}
+
+func appendString(b []byte, s string) []byte {
+	b = appendUvarint(b, uint64(len(s)))
+	return append(b, s...)
+}
+
+func (s *Server) tail() string {
+	var parts [][]byte
+	for _, p := range []string{s.logPath, filepath.Join(s.cfg.Dir, "log", "clickhouse-server.err.log"), filepath.Join(s.cfg.Dir, "log", "stdout.log")} {
+		data, err := os.ReadFile(p)
+		if err != nil {
+			continue
+		}
+		if len(data) > 4000 {
+			data = data[len(data)-4000:]
+		}
+		parts = append(parts, []byte("== "+p+" ==\n"), data)
+	}
+	return string(bytes.Join(parts, nil))
+}
+
+func findBinary(bin string) (string, error) {
+	if bin != "" {
+		p, err := exec.LookPath(bin)
+		if err != nil {
+			return "", fmt.Errorf("chserver: binary %q: %w: %w", bin, ErrBinaryNotFound, err)
+		}
+		return p, nil
+	}
+	if p, err := exec.LookPath("clickhouse-server"); err == nil {
+		return p, nil
+	}
+	for _, p := range []string{"/usr/bin/clickhouse-server", "/usr/local/bin/clickhouse-server"} {
+		if st, err := os.Stat(p); err == nil && !st.IsDir() {
+			return p, nil
+		}
+	}
+	return "", fmt.Errorf("chserver: %w", ErrBinaryNotFound)
+}
+
+// freePorts reserves n distinct free TCP ports on host by listening on port 0.
+func freePorts(host string, n int) ([]int, error) {
+	ports := make([]int, 0, n)
+	var ls []net.Listener
+	defer func() {
+		for _, l := range ls {
+			_ = l.Close()
+		}
+	}()
+	for range n {
+		l, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
+		if err != nil {
+			return nil, fmt.Errorf("chserver: find a free port on %s: %w", host, err)
+		}
+		ls = append(ls, l)
+		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
+	}
+	return ports, nil
+}
+
+func esc(s string) string {
+	var b bytes.Buffer
+	_ = xml.EscapeText(&b, []byte(s))
+	return b.String()
+}
+
+func serverConfig(cfg Config, interserverPort int, usersPath, logPath string) []byte {
+	d := cfg.Dir
+	return fmt.Appendf(nil, `<?xml version="1.0"?>
+<!-- Generated by ponixclickhouse/chserver. -->
+<yandex>
+    <logger>
+        <level>information</level>
+        <log>%s</log>
+        <errorlog>%s</errorlog>
+        <size>100M</size>
+        <count>2</count>
+    </logger>
+    <listen_host>%s</listen_host>
+    <tcp_port>%d</tcp_port>
+    <http_port>%d</http_port>
+    <interserver_http_port>%d</interserver_http_port>
+    <max_connections>1024</max_connections>
+    <keep_alive_timeout>3</keep_alive_timeout>
+    <max_concurrent_queries>100</max_concurrent_queries>
+    <uncompressed_cache_size>1073741824</uncompressed_cache_size>
+    <mark_cache_size>268435456</mark_cache_size>
+    <path>%s/data/</path>
+    <tmp_path>%s/tmp/</tmp_path>
+    <user_files_path>%s/user_files/</user_files_path>
+    <format_schema_path>%s/format_schemas/</format_schema_path>
+    <users_config>%s</users_config>
+    <default_profile>default</default_profile>
+    <default_database>default</default_database>
+    <timezone>UTC</timezone>
+    <mlock_executable>false</mlock_executable>
+    <builtin_dictionaries_reload_interval>3600</builtin_dictionaries_reload_interval>
+    <max_session_timeout>3600</max_session_timeout>
+    <default_session_timeout>60</default_session_timeout>
+</yandex>
+`, esc(logPath), esc(filepath.Join(d, "log", "clickhouse-server.err.log")), esc(cfg.ListenHost),
+		cfg.TCPPort, cfg.HTTPPort, interserverPort,
+		esc(d), esc(d), esc(d), esc(d), esc(usersPath))
+}
+
+func usersConfig(cfg Config) []byte {
+	return fmt.Appendf(nil, `<?xml version="1.0"?>
+<!-- Generated by ponixclickhouse/chserver. -->
+<yandex>
+    <profiles>
+        <default>
+            <max_memory_usage>4000000000</max_memory_usage>
+            <load_balancing>random</load_balancing>
+        </default>
+    </profiles>
+    <users>
+        <%s>
+            <password>%s</password>
+            <networks><ip>::/0</ip></networks>
+            <profile>default</profile>
+            <quota>default</quota>
+        </%s>
+    </users>
+    <quotas>
+        <default>
+            <interval>
+                <duration>3600</duration>
+                <queries>0</queries>
+                <errors>0</errors>
+                <result_rows>0</result_rows>
+                <read_rows>0</read_rows>
+                <execution_time>0</execution_time>
+            </interval>
+        </default>
+    </quotas>
+</yandex>
+`, cfg.User, esc(cfg.Password), cfg.User)
+}

@@ -1,0 +1,203 @@
+package ponixclickhouse
+
+import (
+	"context"
+	"crypto/tls"
+	"database/sql"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/ClickHouse/clickhouse-go/v2"
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+)
+
+// Config holds the connection settings of a ClickHouse client (native protocol).
+type Config struct {
+	// Addr is the native protocol address, host:port (e.g. "localhost:9000").
+	Addr string
+	// Database is the default database of the connection; empty means "default".
+	Database string
+	// Username; empty means "default".
+	Username string
+	// Password of Username.
+	Password string
+	// Compression turns on LZ4 compression of data blocks. It saves network bandwidth at the
+	// price of CPU; on loopback it is usually slower.
+	Compression bool
+	// TLS, when not nil, connects with TLS (typically to port 9440).
+	TLS *tls.Config
+	// DialTimeout bounds opening a connection (default 5s).
+	DialTimeout time.Duration
+	// ReadTimeout bounds each read from the server (default 5m, long enough for big inserts).
+	ReadTimeout time.Duration
+	// PingTimeout bounds the ping that Open does (default 10s).
+	PingTimeout time.Duration
+	// MaxOpenConns limits the pool (default 10).
+	MaxOpenConns int
+	// Logger receives the driver's log messages; the default discards them.
+	Logger *slog.Logger
+}
+
+// Options returns the clickhouse-go options for cfg, with defaults applied.
+func (cfg Config) Options() *clickhouse.Options {
+	opts := &clickhouse.Options{
+		Protocol: clickhouse.Native,
+		Addr:     []string{cfg.Addr},
+		Auth: clickhouse.Auth{
+			Database: cfg.Database,
+			Username: cfg.Username,
+			Password: cfg.Password,
+		},
+		TLS:          cfg.TLS,
+		DialTimeout:  cfg.DialTimeout,
+		ReadTimeout:  cfg.ReadTimeout,
+		MaxOpenConns: cfg.MaxOpenConns,
+		MaxIdleConns: cfg.MaxOpenConns,
+		Logger:       cfg.Logger,
+	}
+	if opts.DialTimeout <= 0 {
+		opts.DialTimeout = 5 * time.Second
+	}
+	if opts.ReadTimeout <= 0 {
+		opts.ReadTimeout = 5 * time.Minute
+	}
+	if opts.MaxOpenConns <= 0 {
+		opts.MaxOpenConns = 10
+		opts.MaxIdleConns = 10
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Compression {
+		opts.Compression = &clickhouse.Compression{Method: clickhouse.CompressionLZ4}
+	}
+	return opts
+}
+
+// Open connects to ClickHouse and pings it. A wrong address, database or user/password gives a
+// [*ConfigError] that names the setting (see [ErrUnreachable], [ErrUnknownDatabase],
+// [ErrAuthentication]). The caller must Close the connection.
+func Open(ctx context.Context, cfg Config) (driver.Conn, error) {
+	if cfg.Addr == "" {
+		return nil, &ConfigError{Setting: "Addr", Err: errors.New("address is empty")}
+	}
+	conn, err := clickhouse.Open(cfg.Options())
+	if err != nil {
+		return nil, classifyOpenError(cfg, err)
+	}
+	timeout := cfg.PingTimeout
+	if timeout <= 0 {
+		timeout = 10 * time.Second
+	}
+	if err := Ping(ctx, conn, timeout); err != nil {
+		_ = conn.Close()
+		if ctx.Err() != nil {
+			return nil, fmt.Errorf("clickhouse: open %s: %w", cfg.Addr, err)
+		}
+		return nil, classifyOpenError(cfg, err)
+	}
+	return conn, nil
+}
+
+// OpenDB returns a database/sql handle for cfg (as goose needs). It does not connect; use
+// [PingDB] or db.PingContext to check the settings.
+func OpenDB(cfg Config) *sql.DB {
+	return clickhouse.OpenDB(cfg.Options())
+}
+
+// PingDB pings a database/sql handle opened with [OpenDB] and classifies a failure like [Open].
+func PingDB(ctx context.Context, db *sql.DB, cfg Config) error {
+	pctx, cancel := context.WithTimeout(ctx, pingTimeout(cfg))
+	defer cancel()
+	if err := db.PingContext(pctx); err != nil {
+		if ctx.Err() != nil {
+			return fmt.Errorf("clickhouse: ping %s: %w", cfg.Addr, err)
+		}
+		return classifyOpenError(cfg, err)
+	}
+	return nil
+}
+
+func pingTimeout(cfg Config) time.Duration {
+	if cfg.PingTimeout > 0 {
+		return cfg.PingTimeout
+	}
+	return 10 * time.Second
+}
+
+// Ping checks that the server answers within timeout.
+func Ping(ctx context.Context, conn driver.Conn, timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	if err := conn.Ping(ctx); err != nil {
+		return fmt.Errorf("clickhouse: ping: %w", err)
+	}
+	return nil
+}
+
+// ServerVersion reports the server's version as "major.minor.patch" (e.g. "18.16.1"), as the
+// server announced it in the handshake.
+func ServerVersion(ctx context.Context, conn driver.Conn) (string, error) {
+	if err := ctx.Err(); err != nil {
+		return "", err
+	}
+	v, err := conn.ServerVersion()
+	if err != nil {
+		return "", fmt.Errorf("clickhouse: server version: %w", err)
+	}
+	return fmt.Sprintf("%d.%d.%d", v.Version.Major, v.Version.Minor, v.Version.Patch), nil
+}
+
+// Sentinel errors wrapped by [ConfigError]; test with errors.Is.
+var (
+	// ErrUnreachable: nothing that speaks the ClickHouse native protocol answers at Addr.
+	ErrUnreachable = errors.New("cannot reach a ClickHouse server (native protocol)")
+	// ErrUnknownDatabase: the server has no such database (code 81).
+	ErrUnknownDatabase = errors.New("unknown database")
+	// ErrAuthentication: wrong user name or password (code 516; 192/193 on old servers).
+	ErrAuthentication = errors.New("authentication failed: wrong user name or password")
+)
+
+// ConfigError is a connection failure that a setting explains.
+type ConfigError struct {
+	// Setting is the Config field at fault: "Addr", "Database" or "Username/Password".
+	Setting string
+	// Value is the setting's value (never the password).
+	Value string
+	// Err wraps one of the sentinel errors and the driver's error.
+	Err error
+}
+
+func (e *ConfigError) Error() string {
+	if e.Value != "" {
+		return fmt.Sprintf("clickhouse: %s %q: %v", e.Setting, e.Value, e.Err)
+	}
+	return fmt.Sprintf("clickhouse: %s: %v", e.Setting, e.Err)
+}
+
+// Unwrap returns the wrapped errors.
+func (e *ConfigError) Unwrap() error { return e.Err }
+
+func classifyOpenError(cfg Config, err error) error {
+	var ex *clickhouse.Exception
+	if errors.As(err, &ex) {
+		switch ex.Code {
+		case codeUnknownDatabase:
+			db := cfg.Database
+			if db == "" {
+				db = "default"
+			}
+			return &ConfigError{Setting: "Database", Value: db, Err: fmt.Errorf("%w: %w", ErrUnknownDatabase, err)}
+		case codeAuthenticationFailed, codeUnknownUser, codeWrongPassword, codeRequiredPassword:
+			user := cfg.Username
+			if user == "" {
+				user = "default"
+			}
+			return &ConfigError{Setting: "Username/Password", Value: user, Err: fmt.Errorf("%w: %w", ErrAuthentication, err)}
+		}
+		return fmt.Errorf("clickhouse: connect to %s: %w", cfg.Addr, err)
+	}
+	return &ConfigError{Setting: "Addr", Value: cfg.Addr, Err: fmt.Errorf("%w: %w", ErrUnreachable, err)}
+}

@@ -1,0 +1,128 @@
+package ponixclickhouse
+
+import (
+	"fmt"
+	"time"
+
+	envelopev1 "buf.build/gen/go/ponix/ponix/protocolbuffers/go/envelope/v1"
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+	"google.golang.org/protobuf/types/known/timestamppb"
+)
+
+// DefaultEnvelopeTable is the table of the upstream schema (see the migrations module).
+const DefaultEnvelopeTable = "processed_envelopes"
+
+// EnvelopeColumns are the columns the envelope writer fills, in order.
+var envelopeColumns = []string{"organization_id", "end_device_id", "occurred_at", "processed_at", "data"}
+
+// maxDateTime is the last second a ClickHouse DateTime (UInt32 seconds) holds.
+const maxDateTime = 1<<32 - 1
+
+// EnvelopeEncoder is the [Encoder] for envelope.v1.ProcessedEnvelope rows:
+// organization_id and end_device_id as String, occurred_at and processed_at as DateTime (UTC,
+// whole seconds; nil is an error naming the field), data as a compact JSON object String
+// (see [StructJSON]; NaN/±Inf are rejected). A nil envelope is an error.
+type EnvelopeEncoder struct {
+	orgs, devices []string
+	occurred      []time.Time
+	processed     []time.Time
+	data          []string
+	ends          []int // end offset of each row's JSON in buf
+	buf           []byte
+	json          StructJSON
+}
+
+// NewEnvelopeEncoder returns an empty encoder.
+func NewEnvelopeEncoder() *EnvelopeEncoder { return &EnvelopeEncoder{} }
+
+// Columns implements [Encoder].
+func (e *EnvelopeEncoder) Columns() []string { return envelopeColumns }
+
+// Reset implements [Encoder].
+func (e *EnvelopeEncoder) Reset(n int) {
+	e.orgs = grow(e.orgs[:0], n)
+	e.devices = grow(e.devices[:0], n)
+	e.occurred = grow(e.occurred[:0], n)
+	e.processed = grow(e.processed[:0], n)
+	e.ends = grow(e.ends[:0], n)
+	clear(e.data)
+	e.data = e.data[:0]
+	e.buf = e.buf[:0]
+}
+
+func grow[S ~[]E, E any](s S, n int) S {
+	if cap(s) < n {
+		return make(S, 0, n)
+	}
+	return s
+}
+
+// Encode implements [Encoder].
+func (e *EnvelopeEncoder) Encode(env *envelopev1.ProcessedEnvelope) error {
+	if env == nil {
+		return fmt.Errorf("envelope is nil")
+	}
+	occ, err := dateTime("occurred_at", env.GetOccurredAt())
+	if err != nil {
+		return err
+	}
+	proc, err := dateTime("processed_at", env.GetProcessedAt())
+	if err != nil {
+		return err
+	}
+	buf, err := e.json.Append(e.buf, env.GetData())
+	if err != nil {
+		if pe, ok := err.(*pathError); ok {
+			return &FieldError{Field: "data." + pe.path, Err: pe.err}
+		}
+		return &FieldError{Field: "data", Err: err}
+	}
+	e.buf = buf
+	e.orgs = append(e.orgs, env.GetOrganizationId())
+	e.devices = append(e.devices, env.GetEndDeviceId())
+	e.occurred = append(e.occurred, occ)
+	e.processed = append(e.processed, proc)
+	e.ends = append(e.ends, len(e.buf))
+	return nil
+}
+
+func dateTime(field string, ts *timestamppb.Timestamp) (time.Time, error) {
+	if ts == nil {
+		return time.Time{}, &FieldError{Field: field, Err: ErrNilTimestamp}
+	}
+	if err := ts.CheckValid(); err != nil {
+		return time.Time{}, &FieldError{Field: field, Err: fmt.Errorf("%w: %w", ErrTimestampOutOfRange, err)}
+	}
+	s := ts.GetSeconds()
+	if s < 0 || s > maxDateTime {
+		return time.Time{}, &FieldError{Field: field, Err: fmt.Errorf("%w: %s", ErrTimestampOutOfRange, ts.AsTime().Format(time.RFC3339))}
+	}
+	return time.Unix(s, 0).UTC(), nil
+}
+
+// AppendTo implements [Encoder]. All JSON documents of the batch share one string allocation.
+func (e *EnvelopeEncoder) AppendTo(b driver.Batch) error {
+	all := string(e.buf)
+	start := 0
+	for _, end := range e.ends {
+		e.data = append(e.data, all[start:end])
+		start = end
+	}
+	cols := [...]any{e.orgs, e.devices, e.occurred, e.processed, e.data}
+	for i, c := range cols {
+		if err := b.Column(i).Append(c); err != nil {
+			return fmt.Errorf("column %s: %w", envelopeColumns[i], err)
+		}
+	}
+	return nil
+}
+
+// NewEnvelopeWriter returns a [BatchWriter] for ProcessedEnvelope rows into the
+// processed_envelopes table of the connection's database, or the table given with [WithTable].
+func NewEnvelopeWriter(conn driver.Conn, opts ...Option) (*BatchWriter[*envelopev1.ProcessedEnvelope], error) {
+	o := writerOptions{table: Table{Name: DefaultEnvelopeTable}}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	return NewBatchWriter(conn, o.table, func() Encoder[*envelopev1.ProcessedEnvelope] { return NewEnvelopeEncoder() }, opts...)
+}
