@@ -1,0 +1,751 @@
+//go:build integration
+
+package ponixnats
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nkeys"
+	"github.com/ponix-go/ponix/ponixnats/natstest"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+)
+
+// One server for the package; every test uses its own streams.
+var testURL string
+
+func TestMain(m *testing.M) {
+	srv, err := natstest.Start()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	testURL = srv.URL()
+	code := m.Run()
+	srv.Shutdown()
+	os.Exit(code)
+}
+
+func quietLogger() *slog.Logger {
+	if testing.Verbose() {
+		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	return slog.New(slog.NewTextHandler(io.Discard, nil))
+}
+
+func connectJS(t *testing.T, url string, opts ...Option) (*nats.Conn, jetstream.JetStream) {
+	t.Helper()
+	opts = append([]Option{WithName(t.Name()), WithLogger(quietLogger())}, opts...)
+	nc, err := Connect(context.Background(), url, opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return nc, js
+}
+
+var nonName = regexp.MustCompile(`[^A-Za-z0-9_-]+`)
+
+// testStream creates a fresh stream named after the test.
+func testStream(t *testing.T, js jetstream.JetStream) string {
+	t.Helper()
+	name := "t_" + nonName.ReplaceAllString(t.Name(), "_")
+	if _, err := EnsureStream(context.Background(), js, StreamConfig{Name: name}); err != nil {
+		t.Fatal(err)
+	}
+	return name
+}
+
+func publishN(t *testing.T, js jetstream.JetStream, subject string, n, from int) {
+	t.Helper()
+	for i := from; i < from+n; i++ {
+		if _, err := js.Publish(context.Background(), subject, []byte(strconv.Itoa(i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// runConsumer runs c until the returned stop function is called; stop waits
+// for Run to return and fails the test if Run returned an error.
+func runConsumer(t *testing.T, c *Consumer) (stop func()) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- c.Run(ctx) }()
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			cancel()
+			select {
+			case err := <-done:
+				if err != nil {
+					t.Errorf("Run returned %v", err)
+				}
+			case <-time.After(20 * time.Second):
+				t.Error("Run did not return after cancel")
+			}
+		})
+	}
+	t.Cleanup(stop)
+	return stop
+}
+
+func eventually(t *testing.T, within time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for: %s", within, what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// deliveries counts deliveries per payload.
+type deliveries struct {
+	mu sync.Mutex
+	m  map[string]int
+}
+
+func (d *deliveries) add(batch []jetstream.Msg) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.m == nil {
+		d.m = map[string]int{}
+	}
+	for _, m := range batch {
+		d.m[string(m.Data())]++
+	}
+}
+
+func (d *deliveries) get(k string) int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.m[k]
+}
+
+func (d *deliveries) total() int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	n := 0
+	for _, v := range d.m {
+		n += v
+	}
+	return n
+}
+
+func (d *deliveries) distinct() int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return len(d.m)
+}
+
+func baseConfig(stream string) ConsumerConfig {
+	return ConsumerConfig{
+		Stream:      stream,
+		Durable:     "test",
+		BatchSize:   10,
+		MaxWait:     200 * time.Millisecond,
+		AckWait:     3 * time.Second,
+		NakDelay:    20 * time.Millisecond,
+		MaxNakDelay: 100 * time.Millisecond,
+		Logger:      quietLogger(),
+	}
+}
+
+func consumerInfo(t *testing.T, c *Consumer) *jetstream.ConsumerInfo {
+	t.Helper()
+	info, err := c.Info(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return info
+}
+
+func TestIntegrationEnsureStream(t *testing.T) {
+	ctx := context.Background()
+	_, js := connectJS(t, testURL)
+	name := "t_ensure"
+
+	st, err := EnsureStream(ctx, js, StreamConfig{Name: name, MaxAge: time.Hour, Duplicates: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := st.CachedInfo().Config
+	if len(cfg.Subjects) != 1 || cfg.Subjects[0] != name+".>" || cfg.Storage != jetstream.FileStorage || cfg.MaxAge != time.Hour || cfg.Duplicates != time.Minute {
+		t.Fatalf("created config: %+v", cfg)
+	}
+	// Idempotent.
+	if _, err := EnsureStream(ctx, js, StreamConfig{Name: name, MaxAge: time.Hour, Duplicates: time.Minute}); err != nil {
+		t.Fatal(err)
+	}
+	// Updatable fields are updated.
+	st, err = EnsureStream(ctx, js, StreamConfig{Name: name, Subjects: []string{name + ".>", name + "_extra.*"},
+		MaxAge: 2 * time.Hour, MaxBytes: 1 << 20, Duplicates: 30 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := st.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg = info.Config
+	if len(cfg.Subjects) != 2 || cfg.MaxAge != 2*time.Hour || cfg.MaxBytes != 1<<20 || cfg.Duplicates != 30*time.Second {
+		t.Fatalf("updated config: %+v", cfg)
+	}
+	// Immutable differences are a clear error.
+	_, err = EnsureStream(ctx, js, StreamConfig{Name: name, Storage: jetstream.MemoryStorage})
+	var me *StreamMismatchError
+	if !errors.Is(err, ErrStreamConfigMismatch) || !errors.As(err, &me) || me.Field != "storage" {
+		t.Fatalf("storage change: err = %v", err)
+	}
+	if !strings.Contains(err.Error(), name) || !strings.Contains(err.Error(), "storage") {
+		t.Fatalf("error does not name stream and field: %v", err)
+	}
+	_, err = EnsureStream(ctx, js, StreamConfig{Name: name, Retention: jetstream.WorkQueuePolicy})
+	if !errors.As(err, &me) || me.Field != "retention" {
+		t.Fatalf("retention change: err = %v", err)
+	}
+	// Defaults follow upstream.
+	if c := (StreamConfig{}).withDefaults(); c.Name != "processed_envelopes" || c.Subjects[0] != "processed_envelopes.>" {
+		t.Fatalf("defaults: %+v", c)
+	}
+	// Invalid config is rejected before reaching the server.
+	if _, err := EnsureStream(ctx, js, StreamConfig{Name: "a.b"}); !errors.Is(err, ErrInvalidConfig) {
+		t.Fatalf("invalid name: %v", err)
+	}
+}
+
+func TestIntegrationBatchByCountAndByMaxWait(t *testing.T) {
+	_, js := connectJS(t, testURL)
+	stream := testStream(t, js)
+	publishN(t, js, stream+".a", 25, 0)
+
+	type batchInfo struct {
+		n  int
+		at time.Time
+	}
+	got := make(chan batchInfo, 10)
+	cfg := baseConfig(stream)
+	cfg.MaxWait = 500 * time.Millisecond
+	c, err := NewConsumer(context.Background(), js, cfg, func(_ context.Context, b []jetstream.Msg) (Result, error) {
+		got <- batchInfo{len(b), time.Now()}
+		return AckAll(len(b)), nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	stop := runConsumer(t, c)
+	var sizes []int
+	var last time.Time
+	for len(sizes) < 3 {
+		select {
+		case b := <-got:
+			sizes = append(sizes, b.n)
+			last = b.at
+		case <-time.After(5 * time.Second):
+			t.Fatalf("batches so far %v", sizes)
+		}
+	}
+	if sizes[0] != 10 || sizes[1] != 10 || sizes[2] != 5 {
+		t.Fatalf("batch sizes %v; want [10 10 5]", sizes)
+	}
+	// The first two are full batches (no waiting); the partial one waited
+	// for MaxWait before being handed over.
+	if el := last.Sub(start); el < 400*time.Millisecond {
+		t.Fatalf("partial batch handed over after %s; want about MaxWait (500ms)", el)
+	}
+	// An idle stream hands over nothing.
+	select {
+	case b := <-got:
+		t.Fatalf("unexpected batch of %d on an empty stream", b.n)
+	case <-time.After(700 * time.Millisecond):
+	}
+	stop()
+	if s := c.Stats(); s.Acked != 25 || s.Batches != 3 {
+		t.Fatalf("stats %+v", s)
+	}
+}
+
+func TestIntegrationPartialAckNakRedeliversExactlyTheNakd(t *testing.T) {
+	_, js := connectJS(t, testURL)
+	stream := testStream(t, js)
+	publishN(t, js, stream+".a", 6, 0)
+
+	var d deliveries
+	c, err := NewConsumer(context.Background(), js, baseConfig(stream), func(_ context.Context, b []jetstream.Msg) (Result, error) {
+		d.add(b)
+		r := NewResult(len(b))
+		for i, m := range b {
+			n, _ := strconv.Atoi(string(m.Data()))
+			md, _ := m.Metadata()
+			if n%2 == 1 && md.NumDelivered == 1 {
+				r.Nak(i, 50*time.Millisecond)
+			} else {
+				r.Ack(i)
+			}
+		}
+		return r, nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop := runConsumer(t, c)
+	eventually(t, 5*time.Second, "9 deliveries", func() bool { return d.total() >= 9 })
+	time.Sleep(500 * time.Millisecond) // room for any wrong redelivery
+	stop()
+	for i := range 6 {
+		want := 1
+		if i%2 == 1 {
+			want = 2
+		}
+		if got := d.get(strconv.Itoa(i)); got != want {
+			t.Errorf("message %d delivered %d times; want %d", i, got, want)
+		}
+	}
+	if info := consumerInfo(t, c); info.NumAckPending != 0 || info.NumPending != 0 {
+		t.Fatalf("ack pending %d, pending %d; want 0, 0", info.NumAckPending, info.NumPending)
+	}
+}
+
+func TestIntegrationUnmentionedAndDuplicateIndices(t *testing.T) {
+	_, js := connectJS(t, testURL)
+	stream := testStream(t, js)
+	publishN(t, js, stream+".a", 3, 0)
+
+	var d deliveries
+	c, err := NewConsumer(context.Background(), js, baseConfig(stream), func(_ context.Context, b []jetstream.Msg) (Result, error) {
+		d.add(b)
+		r := NewResult(len(b))
+		for i, m := range b {
+			md, _ := m.Metadata()
+			if md.NumDelivered > 1 {
+				r.Ack(i)
+				continue
+			}
+			switch string(m.Data()) {
+			case "0":
+				r.Ack(i)
+			case "1": // mentioned twice: Ack and Nak -> Nak wins
+				r.Ack(i)
+				r.Nak(i, 0)
+			case "2": // not mentioned -> nak'd
+			}
+		}
+		return r, nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop := runConsumer(t, c)
+	eventually(t, 5*time.Second, "5 deliveries", func() bool { return d.total() >= 5 })
+	time.Sleep(300 * time.Millisecond)
+	stop()
+	if d.get("0") != 1 || d.get("1") != 2 || d.get("2") != 2 {
+		t.Fatalf("deliveries %v; want 0:1 1:2 2:2", d.m)
+	}
+	if s := c.Stats(); s.Unmentioned != 1 || s.Conflicts != 1 {
+		t.Fatalf("stats %+v; want 1 unmentioned, 1 conflict", s)
+	}
+}
+
+func TestIntegrationTermIsNotRedelivered(t *testing.T) {
+	_, js := connectJS(t, testURL)
+	stream := testStream(t, js)
+	publishN(t, js, stream+".a", 2, 0)
+
+	var d deliveries
+	cfg := baseConfig(stream)
+	cfg.AckWait = time.Second
+	c, err := NewConsumer(context.Background(), js, cfg, func(_ context.Context, b []jetstream.Msg) (Result, error) {
+		d.add(b)
+		r := NewResult(len(b))
+		for i, m := range b {
+			if string(m.Data()) == "0" {
+				r.Term(i, "test")
+			} else {
+				r.Ack(i)
+			}
+		}
+		return r, nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop := runConsumer(t, c)
+	eventually(t, 5*time.Second, "2 deliveries", func() bool { return d.total() >= 2 })
+	time.Sleep(1500 * time.Millisecond) // longer than AckWait
+	stop()
+	if d.get("0") != 1 || d.get("1") != 1 {
+		t.Fatalf("deliveries %v; want each once", d.m)
+	}
+	if info := consumerInfo(t, c); info.NumAckPending != 0 || info.NumRedelivered != 0 {
+		t.Fatalf("ack pending %d, redelivered %d", info.NumAckPending, info.NumRedelivered)
+	}
+}
+
+func TestIntegrationProcessorErrorAndPanicNakWholeBatch(t *testing.T) {
+	_, js := connectJS(t, testURL)
+	stream := testStream(t, js)
+	publishN(t, js, stream+".a", 3, 0)
+
+	var calls atomic.Int32
+	var d deliveries
+	c, err := NewConsumer(context.Background(), js, baseConfig(stream), func(_ context.Context, b []jetstream.Msg) (Result, error) {
+		d.add(b)
+		switch calls.Add(1) {
+		case 1:
+			return AckAll(len(b)), errors.New("sink down") // error wins over the result
+		case 2:
+			panic("processor bug")
+		}
+		return AckAll(len(b)), nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop := runConsumer(t, c)
+	eventually(t, 5*time.Second, "9 deliveries", func() bool { return d.total() >= 9 })
+	time.Sleep(300 * time.Millisecond)
+	stop()
+	for i := range 3 {
+		if got := d.get(strconv.Itoa(i)); got != 3 {
+			t.Errorf("message %d delivered %d times; want 3", i, got)
+		}
+	}
+	if s := c.Stats(); s.ProcessorErrors != 2 || s.Acked != 3 {
+		t.Fatalf("stats %+v", s)
+	}
+}
+
+func tsBytes(t *testing.T, sec int64) []byte {
+	b, err := proto.Marshal(&timestamppb.Timestamp{Seconds: sec})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func TestIntegrationDecodeFailureGoesToDLQWithHeaders(t *testing.T) {
+	ctx := context.Background()
+	_, js := connectJS(t, testURL)
+	stream := testStream(t, js)
+	if _, err := js.Publish(ctx, stream+".good", tsBytes(t, 42)); err != nil {
+		t.Fatal(err)
+	}
+	bad := &nats.Msg{Subject: stream + ".bad", Data: []byte{0xff, 0xfe, 0xfd}, Header: nats.Header{"X-Custom": {"keep"}}}
+	badAck, err := js.PublishMsg(ctx, bad)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	var got atomic.Int64
+	var d deliveries
+	p := ProtoProcessor(func() *timestamppb.Timestamp { return new(timestamppb.Timestamp) },
+		func(_ context.Context, ds []Decoded[*timestamppb.Timestamp]) (Result, error) {
+			for _, x := range ds {
+				got.Add(x.Value.GetSeconds())
+			}
+			return AckAll(len(ds)), nil
+		})
+	c, err := NewConsumer(ctx, js, baseConfig(stream), func(ctx context.Context, b []jetstream.Msg) (Result, error) {
+		d.add(b)
+		return p(ctx, b)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop := runConsumer(t, c)
+	eventually(t, 5*time.Second, "good message handled and bad one dead-lettered", func() bool {
+		return got.Load() == 42 && c.Stats().DeadLettered == 1
+	})
+	time.Sleep(300 * time.Millisecond)
+	stop()
+	if d.total() != 2 {
+		t.Fatalf("deliveries %v; want each message once", d.m)
+	}
+
+	dlq, err := js.Stream(ctx, stream+"_dlq")
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, err := dlq.GetLastMsgForSubject(ctx, stream+"_dlq.>")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if raw.Subject != stream+"_dlq."+stream+".bad" || string(raw.Data) != string(bad.Data) {
+		t.Fatalf("dead letter subject %q data %x", raw.Subject, raw.Data)
+	}
+	h := raw.Header
+	for k, want := range map[string]string{
+		HeaderDLQReason:        string(ReasonDecode),
+		HeaderOriginalSubject:  stream + ".bad",
+		HeaderOriginalStream:   stream,
+		HeaderOriginalSequence: strconv.FormatUint(badAck.Sequence, 10),
+		HeaderNumDelivered:     "1",
+		HeaderOriginalConsumer: "test",
+		"X-Custom":             "keep",
+	} {
+		if got := h.Get(k); got != want {
+			t.Errorf("header %s = %q; want %q", k, got, want)
+		}
+	}
+	if e := h.Get(HeaderDLQError); !strings.Contains(e, "decode") {
+		t.Errorf("header %s = %q; want the decode error", HeaderDLQError, e)
+	}
+	if info := consumerInfo(t, c); info.NumAckPending != 0 {
+		t.Fatalf("ack pending %d", info.NumAckPending)
+	}
+}
+
+func TestIntegrationMaxDeliverDeadLetters(t *testing.T) {
+	ctx := context.Background()
+	_, js := connectJS(t, testURL)
+	stream := testStream(t, js)
+	publishN(t, js, stream+".a", 1, 0)
+
+	var d deliveries
+	cfg := baseConfig(stream)
+	cfg.MaxDeliver = 3
+	c, err := NewConsumer(ctx, js, cfg, func(_ context.Context, b []jetstream.Msg) (Result, error) {
+		d.add(b)
+		r := NewResult(len(b))
+		for i := range b {
+			r.NakErr(i, 0, errors.New("always failing"))
+		}
+		return r, nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop := runConsumer(t, c)
+	eventually(t, 5*time.Second, "dead-lettered at MaxDeliver", func() bool { return c.Stats().MaxDelivered == 1 })
+	time.Sleep(300 * time.Millisecond)
+	stop()
+	if got := d.get("0"); got != 3 {
+		t.Fatalf("delivered %d times; want MaxDeliver=3", got)
+	}
+	dlq, err := js.Stream(ctx, stream+"_dlq")
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, err := dlq.GetLastMsgForSubject(ctx, stream+"_dlq.>")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if raw.Header.Get(HeaderDLQReason) != string(ReasonMaxDeliver) || raw.Header.Get(HeaderNumDelivered) != "3" ||
+		!strings.Contains(raw.Header.Get(HeaderDLQError), "always failing") {
+		t.Fatalf("dead letter headers %v", raw.Header)
+	}
+}
+
+func TestIntegrationDeadLetterSubjectsMustNotLoop(t *testing.T) {
+	_, js := connectJS(t, testURL)
+	stream := testStream(t, js)
+	cfg := baseConfig(stream)
+	cfg.DeadLetter.SubjectPrefix = stream + ".dlq"
+	_, err := NewConsumer(context.Background(), js, cfg, func(context.Context, []jetstream.Msg) (Result, error) { return Result{}, nil })
+	if !errors.Is(err, ErrInvalidConfig) || !strings.Contains(err.Error(), "overlap") {
+		t.Fatalf("err = %v; want overlap error", err)
+	}
+}
+
+func TestIntegrationCleanShutdownLeavesNothingUnacked(t *testing.T) {
+	_, js := connectJS(t, testURL)
+	stream := testStream(t, js)
+	publishN(t, js, stream+".a", 50, 0)
+
+	started := make(chan struct{})
+	var once sync.Once
+	var processed, ctxErrs atomic.Int32
+	cfg := baseConfig(stream)
+	cfg.BatchSize = 50
+	c, err := NewConsumer(context.Background(), js, cfg, func(ctx context.Context, b []jetstream.Msg) (Result, error) {
+		once.Do(func() { close(started) })
+		time.Sleep(500 * time.Millisecond) // the shutdown arrives while we work
+		if ctx.Err() != nil {
+			ctxErrs.Add(1)
+		}
+		processed.Add(int32(len(b)))
+		return AckAll(len(b)), nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop := runConsumer(t, c)
+	<-started
+	stop() // returns only after Run returned
+	if processed.Load() != 50 || ctxErrs.Load() != 0 {
+		t.Fatalf("processed %d (want 50), processor saw a cancelled context %d times", processed.Load(), ctxErrs.Load())
+	}
+	info := consumerInfo(t, c)
+	if info.NumAckPending != 0 || info.AckFloor.Stream != 50 {
+		t.Fatalf("right after Run returned: ack pending %d, ack floor %d; want 0, 50", info.NumAckPending, info.AckFloor.Stream)
+	}
+}
+
+func TestIntegrationInProgressKeepsSlowBatchAlive(t *testing.T) {
+	_, js := connectJS(t, testURL)
+	stream := testStream(t, js)
+	publishN(t, js, stream+".a", 3, 0)
+
+	var d deliveries
+	cfg := baseConfig(stream)
+	cfg.AckWait = time.Second
+	c, err := NewConsumer(context.Background(), js, cfg, func(_ context.Context, b []jetstream.Msg) (Result, error) {
+		d.add(b)
+		time.Sleep(2500 * time.Millisecond) // 2.5x AckWait
+		return AckAll(len(b)), nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop := runConsumer(t, c)
+	eventually(t, 10*time.Second, "slow batch acked", func() bool { return c.Stats().Acked == 3 })
+	stop()
+	if d.total() != 3 {
+		t.Fatalf("deliveries %v; want each once (no redelivery during slow processing)", d.m)
+	}
+	if info := consumerInfo(t, c); info.NumRedelivered != 0 {
+		t.Fatalf("redelivered %d", info.NumRedelivered)
+	}
+}
+
+func TestIntegrationReconnectAfterServerRestart(t *testing.T) {
+	ctx := context.Background()
+	srv := natstest.New(t)
+	_, js := connectJS(t, srv.URL(), WithReconnectBackoff(50*time.Millisecond, 200*time.Millisecond))
+	stream := testStream(t, js)
+	publishN(t, js, stream+".a", 20, 0)
+
+	var d deliveries
+	cfg := baseConfig(stream)
+	c, err := NewConsumer(ctx, js, cfg, func(_ context.Context, b []jetstream.Msg) (Result, error) {
+		d.add(b)
+		return AckAll(len(b)), nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop := runConsumer(t, c)
+	eventually(t, 5*time.Second, "first 20 consumed", func() bool { return d.distinct() == 20 })
+
+	if err := srv.Restart(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// Publish after the restart (retrying while the client reconnects).
+	for i := 20; i < 40; i++ {
+		eventually(t, 10*time.Second, "publish after restart", func() bool {
+			pctx, cancel := context.WithTimeout(ctx, time.Second)
+			defer cancel()
+			_, err := js.Publish(pctx, stream+".a", []byte(strconv.Itoa(i)))
+			return err == nil
+		})
+	}
+	eventually(t, 15*time.Second, "all 40 consumed after the restart", func() bool { return d.distinct() == 40 })
+	stop()
+	info := consumerInfo(t, c)
+	if info.NumAckPending != 0 || info.AckFloor.Stream != 40 {
+		t.Fatalf("ack pending %d, ack floor %d", info.NumAckPending, info.AckFloor.Stream)
+	}
+}
+
+func TestIntegrationConnectAuthAndErrors(t *testing.T) {
+	ctx := context.Background()
+	kp, err := nkeys.CreateUser()
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub, _ := kp.PublicKey()
+	seed, _ := kp.Seed()
+	srv := natstest.New(t, natstest.WithUserPassword("ponix", "s3cret"), natstest.WithNKey(pub))
+
+	t.Run("user and password", func(t *testing.T) {
+		nc, js := connectJS(t, srv.URL(), WithUserPassword("ponix", "s3cret"))
+		if _, err := EnsureStream(ctx, js, StreamConfig{Name: "auth_up"}); err != nil {
+			t.Fatalf("JetStream with user/password: %v", err)
+		}
+		if !nc.IsConnected() {
+			t.Fatal("not connected")
+		}
+	})
+	t.Run("nkey seed", func(t *testing.T) {
+		_, js := connectJS(t, srv.URL(), WithNKeySeed(string(seed)))
+		if _, err := EnsureStream(ctx, js, StreamConfig{Name: "auth_nkey"}); err != nil {
+			t.Fatalf("JetStream with NKey: %v", err)
+		}
+	})
+	t.Run("nkey seed file", func(t *testing.T) {
+		f := filepath.Join(t.TempDir(), "user.nk")
+		if err := os.WriteFile(f, seed, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		connectJS(t, srv.URL(), WithNKeySeedFile(f))
+	})
+	t.Run("wrong password", func(t *testing.T) {
+		start := time.Now()
+		_, err := Connect(ctx, srv.URL(), WithUserPassword("ponix", "wrong"), WithLogger(quietLogger()))
+		if !errors.Is(err, ErrAuthorization) || errors.Is(err, ErrServerUnreachable) {
+			t.Fatalf("err = %v; want ErrAuthorization", err)
+		}
+		if time.Since(start) > 3*time.Second {
+			t.Fatalf("auth failure took %s; want fail fast", time.Since(start))
+		}
+		if strings.Contains(err.Error(), "wrong") {
+			t.Fatalf("password leaked in error: %v", err)
+		}
+	})
+	t.Run("no credentials", func(t *testing.T) {
+		_, err := Connect(ctx, srv.URL(), WithLogger(quietLogger()))
+		if !errors.Is(err, ErrAuthorization) {
+			t.Fatalf("err = %v; want ErrAuthorization", err)
+		}
+	})
+	t.Run("unknown nkey", func(t *testing.T) {
+		other, _ := nkeys.CreateUser()
+		oseed, _ := other.Seed()
+		_, err := Connect(ctx, srv.URL(), WithNKeySeed(string(oseed)), WithLogger(quietLogger()))
+		if !errors.Is(err, ErrAuthorization) {
+			t.Fatalf("err = %v; want ErrAuthorization", err)
+		}
+	})
+	t.Run("unreachable", func(t *testing.T) {
+		stopped := natstest.New(t)
+		url := stopped.URL()
+		stopped.Shutdown()
+		start := time.Now()
+		_, err := Connect(ctx, url, WithLogger(quietLogger()), WithTimeout(2*time.Second))
+		if !errors.Is(err, ErrServerUnreachable) || !strings.Contains(err.Error(), url) {
+			t.Fatalf("err = %v; want ErrServerUnreachable naming %s", err, url)
+		}
+		if time.Since(start) > 3*time.Second {
+			t.Fatalf("took %s; want fail fast", time.Since(start))
+		}
+	})
+	t.Run("bad seed is a config error", func(t *testing.T) {
+		_, err := Connect(ctx, srv.URL(), WithNKeySeed("not-a-seed"))
+		if !errors.Is(err, ErrInvalidConfig) {
+			t.Fatalf("err = %v", err)
+		}
+	})
+}
