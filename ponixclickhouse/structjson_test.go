@@ -1,0 +1,177 @@
+package ponixclickhouse
+
+import (
+	"encoding/json"
+	"errors"
+	"math"
+	"strings"
+	"testing"
+
+	"google.golang.org/protobuf/types/known/structpb"
+)
+
+// everyKind is a Struct holding every value kind, with the awkward cases of each.
+func everyKind(t testing.TB) *structpb.Struct {
+	t.Helper()
+	s, err := structpb.NewStruct(map[string]any{
+		"zeta":     "last key, sorted after the others",
+		"alpha":    1,
+		"int":      42,
+		"negint":   -17,
+		"big":      float64(1 << 60),
+		"beyond53": float64(9007199254740993), // not representable: the float64 holds ...992
+		"maxint64": float64(math.MaxInt64),
+		"float":    3.14159,
+		"tiny":     1e-7,
+		"huge":     1e21,
+		"justbig":  1e20,
+		"negzero":  math.Copysign(0, -1),
+		"true":     true,
+		"false":    false,
+		"null":     nil,
+		"empty":    "",
+		"quotes":   `she said "hi" \ back\slash`,
+		"html":     "<script>alert('x') && 1 > 0</script>",
+		"control":  "tab\there\nnewline\rcr\bbs\fff\x00nul\x01\x1f\x7fdel",
+		"unicode":  "héllo wörld ✓ 日本 🚀 \u2028 line sep \u2029 para",
+		"nested": map[string]any{
+			"b": map[string]any{"c": []any{1, "two", nil, true, map[string]any{}}},
+			"a": []any{},
+		},
+		"list":      []any{1.5, []any{[]any{"deep"}}, map[string]any{"k": "v"}},
+		"":          "empty key",
+		"key\"<>&":  "odd key",
+		"emptyobj":  map[string]any{},
+		"emptylist": []any{},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Invalid UTF-8 cannot come off the wire (proto3 strings are validated) but can be built
+	// in memory; NewStruct refuses it, so set it directly.
+	s.Fields["invalid"] = structpb.NewStringValue("bad \xff\xfe utf8")
+	return s
+}
+
+func TestStructJSONMatchesEncodingJSON(t *testing.T) {
+	cases := map[string]*structpb.Struct{
+		"every kind": everyKind(t),
+		"nil":        nil,
+		"empty":      {},
+		"nil value":  {Fields: map[string]*structpb.Value{"x": nil, "y": {}}},
+	}
+	var e StructJSON
+	for name, s := range cases {
+		t.Run(name, func(t *testing.T) {
+			got, err := e.Append(nil, s)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want, err := json.Marshal(s.AsMap())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if string(got) != string(want) {
+				t.Fatalf("StructJSON differs from encoding/json:\n got %s\nwant %s", got, want)
+			}
+			if !json.Valid(got) {
+				t.Fatalf("invalid JSON %s", got)
+			}
+		})
+	}
+}
+
+func TestStructJSONFormatsNumbersLikeEncodingJSON(t *testing.T) {
+	nums := []float64{0, 1, -1, 0.1, 1e-6, 9.99e-7, 1e-7, 123456789, 1e20, 1e21, 1.5e300, -1e-300,
+		math.SmallestNonzeroFloat64, math.MaxFloat64, 1 << 53, 1<<53 + 2, 1 << 63, 12345678901234567890,
+		math.Copysign(0, -1), 5e-324, 2.5e-8}
+	var e StructJSON
+	for _, f := range nums {
+		s := &structpb.Struct{Fields: map[string]*structpb.Value{"n": structpb.NewNumberValue(f)}}
+		got, err := e.Append(nil, s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want, _ := json.Marshal(map[string]any{"n": f})
+		if string(got) != string(want) {
+			t.Errorf("%v: got %s want %s", f, got, want)
+		}
+	}
+}
+
+func TestStructJSONEscapesEveryByteLikeEncodingJSON(t *testing.T) {
+	var b strings.Builder
+	for c := 0; c < 256; c++ {
+		b.WriteByte(byte(c))
+	}
+	b.WriteString("\u2028\u2029\ufffd")
+	s := &structpb.Struct{Fields: map[string]*structpb.Value{b.String(): structpb.NewStringValue(b.String())}}
+	var e StructJSON
+	got, err := e.Append(nil, s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, _ := json.Marshal(s.AsMap())
+	if string(got) != string(want) {
+		t.Fatalf("got  %q\nwant %q", got, want)
+	}
+}
+
+func TestStructJSONRejectsNonFiniteNumbersWithPath(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		v    float64
+	}{{"NaN", math.NaN()}, {"+Inf", math.Inf(1)}, {"-Inf", math.Inf(-1)}} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := &structpb.Struct{Fields: map[string]*structpb.Value{
+				"ok": structpb.NewStringValue("fine"),
+				"outer": structpb.NewStructValue(&structpb.Struct{Fields: map[string]*structpb.Value{
+					"readings": structpb.NewListValue(&structpb.ListValue{Values: []*structpb.Value{
+						structpb.NewNumberValue(1), structpb.NewNumberValue(tc.v),
+					}}),
+				}}),
+			}}
+			var e StructJSON
+			prefix := []byte("keep")
+			out, err := e.Append(prefix, s)
+			if !errors.Is(err, ErrNonFiniteNumber) {
+				t.Fatalf("err = %v, want ErrNonFiniteNumber", err)
+			}
+			if !strings.Contains(err.Error(), "outer.readings[1]") {
+				t.Errorf("error %q does not name the path outer.readings[1]", err)
+			}
+			if string(out) != "keep" {
+				t.Errorf("buffer after error = %q, want it unchanged", out)
+			}
+			// The encoder is reusable after an error.
+			ok, err := e.Append(nil, &structpb.Struct{Fields: map[string]*structpb.Value{"a": structpb.NewBoolValue(true)}})
+			if err != nil || string(ok) != `{"a":true}` {
+				t.Fatalf("after error: %s, %v", ok, err)
+			}
+		})
+	}
+}
+
+func BenchmarkStructJSON(b *testing.B) {
+	s := everyKind(b)
+	var e StructJSON
+	buf := make([]byte, 0, 4096)
+	b.ReportAllocs()
+	for b.Loop() {
+		var err error
+		buf, err = e.Append(buf[:0], s)
+		if err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkEncodingJSONAsMap(b *testing.B) {
+	s := everyKind(b)
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := json.Marshal(s.AsMap()); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -1,0 +1,396 @@
+//go:build integration
+
+package ponixclickhouse_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"net"
+	"sync"
+	"testing"
+	"time"
+
+	envelopev1 "buf.build/gen/go/ponix/ponix/protocolbuffers/go/envelope/v1"
+	"github.com/ClickHouse/clickhouse-go/v2"
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/structpb"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/ponix-go/ponix/ponixclickhouse"
+	"github.com/ponix-go/ponix/ponixclickhouse/chtest"
+)
+
+// createEnvelopeTable creates the table of the upstream schema (as the migrations module
+// does; this module's tests must not import that module).
+func createEnvelopeTable(t *testing.T, conn driver.Conn) {
+	t.Helper()
+	err := conn.Exec(t.Context(), `CREATE TABLE processed_envelopes (
+		organization_id String,
+		end_device_id String,
+		occurred_at DateTime,
+		processed_at DateTime,
+		data String
+	) ENGINE = MergeTree() PARTITION BY toYYYYMM(occurred_at) ORDER BY (organization_id, occurred_at, end_device_id)`)
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+var base = time.Date(2025, 11, 30, 23, 59, 58, 0, time.UTC)
+
+// envelope i carries every value kind; its times cross a month boundary (two partitions) and
+// carry sub-second parts that DateTime drops.
+func envelope(t testing.TB, i int) *envelopev1.ProcessedEnvelope {
+	data, err := structpb.NewStruct(map[string]any{
+		"seq":      i,
+		"temp":     20.5 + float64(i%100)/10,
+		"negative": -float64(i),
+		"beyond53": float64(1<<60 + i*1024),
+		"negzero":  math.Copysign(0, -1),
+		"tiny":     1e-9 * float64(i+1),
+		"on":       i%2 == 0,
+		"nothing":  nil,
+		"label":    fmt.Sprintf(`dev "%d" <é✓🚀> \ tab	nl`+"\n", i),
+		"nested":   map[string]any{"list": []any{i, "x", nil, false, map[string]any{"deep": []any{}}}, "obj": map[string]any{}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	occ := base.Add(time.Duration(i%7) * time.Second).Add(123 * time.Millisecond)
+	return &envelopev1.ProcessedEnvelope{
+		OrganizationId: fmt.Sprintf("org-%d", i%3),
+		EndDeviceId:    fmt.Sprintf("dev-%07d", i),
+		OccurredAt:     timestamppb.New(occ),
+		ProcessedAt:    timestamppb.New(occ.Add(1500 * time.Millisecond)),
+		Data:           data,
+	}
+}
+
+type storedRow struct {
+	Org, Device         string
+	Occurred, Processed time.Time
+	Data                string
+}
+
+func readAll(t *testing.T, conn driver.Conn) []storedRow {
+	t.Helper()
+	rows, err := conn.Query(t.Context(), `SELECT organization_id, end_device_id, occurred_at, processed_at, data
+		FROM processed_envelopes ORDER BY end_device_id`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	var out []storedRow
+	for rows.Next() {
+		var r storedRow
+		if err := rows.Scan(&r.Org, &r.Device, &r.Occurred, &r.Processed, &r.Data); err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, r)
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+func TestEnvelopeWriterWritesAndReadsBackFieldByField(t *testing.T) {
+	for _, n := range []int{1, 100_000} {
+		t.Run(fmt.Sprint(n), func(t *testing.T) {
+			db := srv.NewDatabase(t)
+			createEnvelopeTable(t, db.Conn)
+			w, err := ponixclickhouse.NewEnvelopeWriter(db.Conn)
+			if err != nil {
+				t.Fatal(err)
+			}
+			envs := make([]*envelopev1.ProcessedEnvelope, n)
+			for i := range envs {
+				envs[i] = envelope(t, i)
+			}
+			start := time.Now()
+			if err := w.Write(t.Context(), envs); err != nil {
+				t.Fatal(err)
+			}
+			t.Logf("wrote %d envelopes in %s", n, time.Since(start))
+			got := readAll(t, db.Conn)
+			if len(got) != n {
+				t.Fatalf("read %d rows, want %d", len(got), n)
+			}
+			for i, r := range got {
+				e := envs[i]
+				if r.Org != e.OrganizationId || r.Device != e.EndDeviceId {
+					t.Fatalf("row %d ids = %q/%q, want %q/%q", i, r.Org, r.Device, e.OrganizationId, e.EndDeviceId)
+				}
+				wantOcc := e.OccurredAt.AsTime().Truncate(time.Second)
+				wantProc := e.ProcessedAt.AsTime().Truncate(time.Second)
+				if !r.Occurred.Equal(wantOcc) || !r.Processed.Equal(wantProc) {
+					t.Fatalf("row %d times = %s/%s, want %s/%s", i, r.Occurred, r.Processed, wantOcc, wantProc)
+				}
+				wantJSON, err := json.Marshal(e.Data.AsMap())
+				if err != nil {
+					t.Fatal(err)
+				}
+				if r.Data != string(wantJSON) {
+					t.Fatalf("row %d data\n got %s\nwant %s", i, r.Data, wantJSON)
+				}
+				if i%997 == 0 || n == 1 { // the full round trip back into a Struct, on a sample
+					var back structpb.Struct
+					if err := protojson.Unmarshal([]byte(r.Data), &back); err != nil {
+						t.Fatalf("row %d data does not parse back: %v", i, err)
+					}
+					if !proto.Equal(&back, e.Data) {
+						t.Fatalf("row %d data round trip differs:\n got %v\nwant %v", i, &back, e.Data)
+					}
+				}
+			}
+			var parts uint64
+			if err := db.Conn.QueryRow(t.Context(), `SELECT uniqExact(partition) FROM system.parts
+				WHERE database = currentDatabase() AND table = 'processed_envelopes' AND active`).Scan(&parts); err != nil {
+				t.Fatal(err)
+			}
+			if n > 1 && parts != 2 {
+				t.Errorf("rows span %d partitions, want 2 (Nov and Dec 2025)", parts)
+			}
+		})
+	}
+}
+
+func TestEnvelopeWriterRejectsBadRowAndSendsNothing(t *testing.T) {
+	db := srv.NewDatabase(t)
+	createEnvelopeTable(t, db.Conn)
+	w, err := ponixclickhouse.NewEnvelopeWriter(db.Conn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bad := envelope(t, 2)
+	bad.ProcessedAt = nil
+	nan := envelope(t, 3)
+	nan.Data.Fields["nested"].GetStructValue().Fields["x"] = structpb.NewNumberValue(math.NaN())
+	for _, tc := range []struct {
+		name     string
+		envs     []*envelopev1.ProcessedEnvelope
+		index    int
+		field    string
+		sentinel error
+	}{
+		{"nil processed_at", []*envelopev1.ProcessedEnvelope{envelope(t, 0), envelope(t, 1), bad}, 2, "processed_at", ponixclickhouse.ErrNilTimestamp},
+		{"NaN in data", []*envelopev1.ProcessedEnvelope{envelope(t, 0), nan}, 1, "data.nested.x", ponixclickhouse.ErrNonFiniteNumber},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			err := w.Write(t.Context(), tc.envs)
+			var re *ponixclickhouse.RowError
+			if !errors.As(err, &re) || re.Index != tc.index {
+				t.Fatalf("err = %v, want RowError at index %d", err, tc.index)
+			}
+			var fe *ponixclickhouse.FieldError
+			if !errors.As(err, &fe) || fe.Field != tc.field || !errors.Is(err, tc.sentinel) {
+				t.Fatalf("err = %v, want FieldError %s wrapping %v", err, tc.field, tc.sentinel)
+			}
+			if ponixclickhouse.IsRetryable(err) {
+				t.Error("a bad row must not be retryable")
+			}
+		})
+	}
+	if got := readAll(t, db.Conn); len(got) != 0 {
+		t.Fatalf("%d rows stored after rejected writes, want 0", len(got))
+	}
+	// The rows without the bad one go through.
+	if err := w.Write(t.Context(), []*envelopev1.ProcessedEnvelope{envelope(t, 0), envelope(t, 1)}); err != nil {
+		t.Fatal(err)
+	}
+	if got := readAll(t, db.Conn); len(got) != 2 {
+		t.Fatalf("%d rows stored, want 2", len(got))
+	}
+}
+
+func TestEnvelopeWriterFailsWhenTableDropped(t *testing.T) {
+	db := srv.NewDatabase(t)
+	createEnvelopeTable(t, db.Conn)
+	w, err := ponixclickhouse.NewEnvelopeWriter(db.Conn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Write(t.Context(), []*envelopev1.ProcessedEnvelope{envelope(t, 0)}); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Conn.Exec(t.Context(), "DROP TABLE processed_envelopes"); err != nil {
+		t.Fatal(err)
+	}
+	err = w.Write(t.Context(), []*envelopev1.ProcessedEnvelope{envelope(t, 1)})
+	var ex *clickhouse.Exception
+	if !errors.As(err, &ex) || ex.Code != 60 {
+		t.Fatalf("err = %v, want exception code 60 (unknown table)", err)
+	}
+	if ponixclickhouse.IsRetryable(err) {
+		t.Errorf("unknown table must be permanent: %v", err)
+	}
+	t.Logf("error: %v", err)
+}
+
+func TestEnvelopeWriterFailsWhenServerGoesAway(t *testing.T) {
+	db := srv.NewDatabase(t)
+	createEnvelopeTable(t, db.Conn)
+	p := startProxy(t, srv.Addr)
+	cfg := db.Config
+	cfg.Addr = p.addr()
+	cfg.DialTimeout = time.Second
+	conn, err := ponixclickhouse.Open(t.Context(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	w, err := ponixclickhouse.NewEnvelopeWriter(conn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Write(t.Context(), []*envelopev1.ProcessedEnvelope{envelope(t, 0)}); err != nil {
+		t.Fatal(err)
+	}
+	p.close() // the server is gone: connections drop, new ones are refused
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	err = w.Write(ctx, []*envelopev1.ProcessedEnvelope{envelope(t, 1), envelope(t, 2)})
+	if err == nil {
+		t.Fatal("Write succeeded with the server gone")
+	}
+	if !ponixclickhouse.IsRetryable(err) {
+		t.Errorf("a lost server must be retryable: %v", err)
+	}
+	t.Logf("error: %v", err)
+	if got := readAll(t, db.Conn); len(got) != 1 {
+		t.Fatalf("%d rows stored, want only the 1 written before the failure", len(got))
+	}
+}
+
+// reading is a user's own row type written through the generic core.
+type reading struct {
+	Sensor string
+	Value  float64
+	At     time.Time
+}
+
+type readingEncoder struct {
+	sensors []string
+	values  []float64
+	ats     []time.Time
+}
+
+func (e *readingEncoder) Columns() []string { return []string{"sensor", "value", "at"} }
+func (e *readingEncoder) Reset(n int) {
+	e.sensors, e.values, e.ats = e.sensors[:0], e.values[:0], e.ats[:0]
+}
+func (e *readingEncoder) Encode(r reading) error {
+	if r.Sensor == "" {
+		return &ponixclickhouse.FieldError{Field: "sensor", Err: errors.New("empty")}
+	}
+	e.sensors, e.values, e.ats = append(e.sensors, r.Sensor), append(e.values, r.Value), append(e.ats, r.At)
+	return nil
+}
+func (e *readingEncoder) AppendTo(b driver.Batch) error {
+	for i, col := range []any{e.sensors, e.values, e.ats} {
+		if err := b.Column(i).Append(col); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func TestBatchWriterWithUserRowType(t *testing.T) {
+	db := srv.NewDatabase(t)
+	if err := db.Conn.Exec(t.Context(), `CREATE TABLE readings (at DateTime, value Float64, sensor String)
+		ENGINE = MergeTree() ORDER BY (sensor, at)`); err != nil {
+		t.Fatal(err)
+	}
+	w, err := ponixclickhouse.NewBatchWriter(db.Conn, ponixclickhouse.Table{Database: db.Name, Name: "readings"},
+		func() ponixclickhouse.Encoder[reading] { return &readingEncoder{} })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := "INSERT INTO `" + db.Name + "`.`readings` (`sensor`, `value`, `at`)"; w.Query() != want {
+		t.Errorf("query = %q, want %q", w.Query(), want)
+	}
+	at := time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC)
+	// Concurrent writes share the encoder pool safely.
+	var wg sync.WaitGroup
+	errs := make(chan error, 4)
+	for g := range 4 {
+		wg.Go(func() {
+			rows := make([]reading, 250)
+			for i := range rows {
+				rows[i] = reading{Sensor: fmt.Sprintf("s%d-%03d", g, i), Value: float64(g*1000 + i), At: at}
+			}
+			errs <- w.Write(t.Context(), rows)
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	var n uint64
+	var sum float64
+	if err := db.Conn.QueryRow(t.Context(), "SELECT count(), sum(value) FROM readings WHERE at = ?", at).Scan(&n, &sum); err != nil {
+		t.Fatal(err)
+	}
+	if n != 1000 || sum != float64(250*(0+1000+2000+3000)+4*(249*250/2)) {
+		t.Fatalf("count=%d sum=%v", n, sum)
+	}
+}
+
+// proxy forwards TCP connections to a server until closed, then drops them all: a server
+// that goes away, whatever way the server was started.
+type proxy struct {
+	l     net.Listener
+	mu    sync.Mutex
+	conns []net.Conn
+}
+
+func startProxy(t *testing.T, target string) *proxy {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &proxy{l: l}
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			s, err := net.Dial("tcp", target)
+			if err != nil {
+				c.Close()
+				continue
+			}
+			p.mu.Lock()
+			p.conns = append(p.conns, c, s)
+			p.mu.Unlock()
+			go func() { _, _ = io.Copy(s, c); s.Close() }()
+			go func() { _, _ = io.Copy(c, s); c.Close() }()
+		}
+	}()
+	t.Cleanup(p.close)
+	return p
+}
+
+func (p *proxy) addr() string { return p.l.Addr().String() }
+
+func (p *proxy) close() {
+	p.l.Close()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, c := range p.conns {
+		c.Close()
+	}
+	p.conns = nil
+}
+
+var _ = chtest.ModeProcess
