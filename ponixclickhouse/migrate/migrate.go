@@ -118,6 +118,12 @@ func (m *Migrator) Up(ctx context.Context) ([]*goose.MigrationResult, error) {
 	return res, m.wrap(err)
 }
 
+// UpTo applies the pending migrations up to and including version, under the lock.
+func (m *Migrator) UpTo(ctx context.Context, version int64) ([]*goose.MigrationResult, error) {
+	res, err := m.provider.UpTo(ctx, version)
+	return res, m.wrap(err)
+}
+
 // DownTo rolls back, newest first, every applied migration above version (0 rolls back all).
 func (m *Migrator) DownTo(ctx context.Context, version int64) ([]*goose.MigrationResult, error) {
 	res, err := m.provider.DownTo(ctx, version)

@@ -1,0 +1,37 @@
+// Package migrations holds the ClickHouse schema of Ponix as goose SQL migrations, embedded
+// in the binary. Run them with github.com/ponix-go/ponix/ponixclickhouse/migrate:
+//
+//	db := ponixclickhouse.OpenDB(cfg)
+//	_, err := migrate.Up(ctx, db, migrations.FS())
+//
+// The files reach the upstream schema in the upstream's two steps: create processed_envelopes
+// (ordered by occurred_at, end_device_id), then add organization_id and re-key the table by
+// (organization_id, occurred_at, end_device_id), copying the rows. Both have Down steps; the
+// second keeps the rows in both directions. The SQL names no database: migrations run in the
+// database of the connection.
+package migrations
+
+import (
+	"embed"
+	"io/fs"
+)
+
+//go:embed sql/*.sql
+var files embed.FS
+
+// FS returns the migration files at its root ({version}_{name}.sql), ready for goose.
+func FS() fs.FS {
+	sub, err := fs.Sub(files, "sql")
+	if err != nil {
+		panic(err) // "sql" is a valid path; fs.Sub cannot fail here
+	}
+	return sub
+}
+
+// Versions of the migrations, for DownTo and status checks.
+const (
+	// VersionCreate creates processed_envelopes.
+	VersionCreate int64 = 20251101000000
+	// VersionRekey adds organization_id and re-keys the table by it.
+	VersionRekey int64 = 20251102000000
+)
