@@ -63,12 +63,15 @@ func connectJS(t *testing.T, url string, opts ...Option) (*nats.Conn, jetstream.
 	return nc, js
 }
 
-var nonName = regexp.MustCompile(`[^A-Za-z0-9_-]+`)
+var (
+	nonName   = regexp.MustCompile(`[^A-Za-z0-9_-]+`)
+	streamSeq atomic.Int64
+)
 
 // testStream creates a fresh stream named after the test.
 func testStream(t *testing.T, js jetstream.JetStream) string {
 	t.Helper()
-	name := "t_" + nonName.ReplaceAllString(t.Name(), "_")
+	name := fmt.Sprintf("t%d_%s", streamSeq.Add(1), nonName.ReplaceAllString(t.Name(), "_"))
 	if _, err := EnsureStream(context.Background(), js, StreamConfig{Name: name}); err != nil {
 		t.Fatal(err)
 	}
@@ -184,7 +187,7 @@ func consumerInfo(t *testing.T, c *Consumer) *jetstream.ConsumerInfo {
 func TestIntegrationEnsureStream(t *testing.T) {
 	ctx := context.Background()
 	_, js := connectJS(t, testURL)
-	name := "t_ensure"
+	name := fmt.Sprintf("t%d_ensure", streamSeq.Add(1))
 
 	st, err := EnsureStream(ctx, js, StreamConfig{Name: name, MaxAge: time.Hour, Duplicates: time.Minute})
 	if err != nil {
@@ -682,7 +685,7 @@ func TestIntegrationConnectAuthAndErrors(t *testing.T) {
 
 	t.Run("user and password", func(t *testing.T) {
 		nc, js := connectJS(t, srv.URL(), WithUserPassword("ponix", "s3cret"))
-		if _, err := EnsureStream(ctx, js, StreamConfig{Name: "auth_up"}); err != nil {
+		if _, err := EnsureStream(ctx, js, StreamConfig{Name: fmt.Sprintf("auth_up%d", streamSeq.Add(1))}); err != nil {
 			t.Fatalf("JetStream with user/password: %v", err)
 		}
 		if !nc.IsConnected() {
@@ -691,7 +694,7 @@ func TestIntegrationConnectAuthAndErrors(t *testing.T) {
 	})
 	t.Run("nkey seed", func(t *testing.T) {
 		_, js := connectJS(t, srv.URL(), WithNKeySeed(string(seed)))
-		if _, err := EnsureStream(ctx, js, StreamConfig{Name: "auth_nkey"}); err != nil {
+		if _, err := EnsureStream(ctx, js, StreamConfig{Name: fmt.Sprintf("auth_nkey%d", streamSeq.Add(1))}); err != nil {
 			t.Fatalf("JetStream with NKey: %v", err)
 		}
 	})
