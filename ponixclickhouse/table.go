@@ -51,6 +51,9 @@ type Table struct {
 func ParseTable(s string) (Table, error) {
 	var t Table
 	if db, name, ok := strings.Cut(s, "."); ok {
+		if db == "" {
+			return Table{}, fmt.Errorf("database name: %w: empty name in %q", ErrInvalidIdentifier, s)
+		}
 		t = Table{Database: db, Name: name}
 	} else {
 		t = Table{Name: s}

@@ -1,0 +1,65 @@
+//go:build integration
+
+package chserver_test
+
+import (
+	"context"
+	"errors"
+	"net"
+	"testing"
+	"time"
+
+	"github.com/ponix-go/ponix/ponixclickhouse"
+	"github.com/ponix-go/ponix/ponixclickhouse/chserver"
+)
+
+func TestStartServesWithPasswordAndStopKeepsData(t *testing.T) {
+	dir := t.TempDir()
+	ctx := t.Context()
+	s, err := chserver.Start(ctx, chserver.Config{Dir: dir, User: "ponix", Password: "s3cret<&>"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := ponixclickhouse.Config{Addr: s.Addr(), Username: "ponix", Password: "s3cret<&>"}
+	conn, err := ponixclickhouse.Open(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := conn.Exec(ctx, "CREATE TABLE keep (x UInt8) ENGINE = TinyLog"); err != nil {
+		t.Fatal(err)
+	}
+	conn.Close()
+	bad := cfg
+	bad.Password = "nope"
+	if _, err := ponixclickhouse.Open(ctx, bad); !errors.Is(err, ponixclickhouse.ErrAuthentication) {
+		t.Fatalf("wrong password: %v", err)
+	}
+	addr := s.Addr()
+	if err := s.Stop(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if c, err := net.DialTimeout("tcp", addr, time.Second); err == nil {
+		c.Close()
+		t.Fatal("server still listening after Stop")
+	}
+	// Same dir, same port: the data is still there (a persistent dev server).
+	_, port, _ := net.SplitHostPort(addr)
+	var p int
+	for _, ch := range port {
+		p = p*10 + int(ch-'0')
+	}
+	s2, err := chserver.Start(ctx, chserver.Config{Dir: dir, TCPPort: p, User: "ponix", Password: "s3cret<&>"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s2.Stop(context.Background())
+	conn, err = ponixclickhouse.Open(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	var n uint64
+	if err := conn.QueryRow(ctx, "SELECT count() FROM system.tables WHERE database = 'default' AND name = 'keep'").Scan(&n); err != nil || n != 1 {
+		t.Fatalf("table keep after restart: %d, %v", n, err)
+	}
+}

@@ -1,0 +1,64 @@
+package ponixclickhouse_test
+
+import (
+	"context"
+	"fmt"
+	"log"
+
+	envelopev1 "buf.build/gen/go/ponix/ponix/protocolbuffers/go/envelope/v1"
+	"google.golang.org/protobuf/types/known/structpb"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/ponix-go/ponix/ponixclickhouse"
+)
+
+// Connect, then write envelopes with one batch INSERT per call. Needs a ClickHouse server
+// with the processed_envelopes table (see the migrations module).
+func ExampleNewEnvelopeWriter() {
+	ctx := context.Background()
+	conn, err := ponixclickhouse.Open(ctx, ponixclickhouse.Config{
+		Addr: "localhost:9000", Database: "ponix", Username: "ponix", Password: "ponix",
+	})
+	if err != nil {
+		log.Fatal(err) // says whether Addr, Database or Username/Password is wrong
+	}
+	defer conn.Close()
+
+	w, err := ponixclickhouse.NewEnvelopeWriter(conn)
+	if err != nil {
+		log.Fatal(err)
+	}
+	data, _ := structpb.NewStruct(map[string]any{"temperature": 21.5})
+	now := timestamppb.Now()
+	err = w.Write(ctx, []*envelopev1.ProcessedEnvelope{{
+		OrganizationId: "acme", EndDeviceId: "sensor-1", OccurredAt: now, ProcessedAt: now, Data: data,
+	}})
+	switch {
+	case err == nil:
+	case ponixclickhouse.IsRetryable(err):
+		log.Printf("try again later: %v", err)
+	default:
+		log.Printf("dead-letter: %v", err)
+	}
+}
+
+// StructJSON encodes a Struct exactly as encoding/json encodes its AsMap, without the map.
+func ExampleStructJSON() {
+	s, _ := structpb.NewStruct(map[string]any{"b": []any{1, "<x>", nil}, "a": true, "n": 1e21})
+	var enc ponixclickhouse.StructJSON
+	out, err := enc.Append(nil, s)
+	fmt.Println(string(out), err)
+	// Output: {"a":true,"b":[1,"\u003cx\u003e",null],"n":1e+21} <nil>
+}
+
+// ParseTable validates a configured table name before it goes into SQL.
+func ExampleParseTable() {
+	t, err := ponixclickhouse.ParseTable("ponix.processed_envelopes")
+	q, _ := t.Quoted()
+	fmt.Println(q, err)
+	_, err = ponixclickhouse.ParseTable("x; DROP TABLE y")
+	fmt.Println(err)
+	// Output:
+	// `ponix`.`processed_envelopes` <nil>
+	// table name: invalid identifier: "x; DROP TABLE y" (allowed: letters, digits and '_', not starting with a digit)
+}

@@ -1,0 +1,133 @@
+package ponixclickhouse
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"net"
+	"syscall"
+	"testing"
+	"time"
+
+	envelopev1 "buf.build/gen/go/ponix/ponix/protocolbuffers/go/envelope/v1"
+	"github.com/ClickHouse/clickhouse-go/v2"
+	"google.golang.org/protobuf/types/known/structpb"
+	"google.golang.org/protobuf/types/known/timestamppb"
+)
+
+func TestTableNamesAreValidatedAndQuoted(t *testing.T) {
+	good := map[string]string{
+		"processed_envelopes":       "`processed_envelopes`",
+		"ponix.processed_envelopes": "`ponix`.`processed_envelopes`",
+		"_t1":                       "`_t1`",
+	}
+	for in, want := range good {
+		tb, err := ParseTable(in)
+		if err != nil {
+			t.Fatalf("%q: %v", in, err)
+		}
+		if q, _ := tb.Quoted(); q != want {
+			t.Errorf("%q quoted as %s, want %s", in, q, want)
+		}
+	}
+	for _, bad := range []string{"", "1abc", "a b", "t; DROP TABLE x", "t`", "x.y.z", "db.", ".t", "tä", "t--", "t'"} {
+		if _, err := ParseTable(bad); !errors.Is(err, ErrInvalidIdentifier) {
+			t.Errorf("%q accepted (err %v)", bad, err)
+		}
+	}
+	if _, err := NewEnvelopeWriter(nil, WithTable(Table{Name: "x`; DROP TABLE y; --"})); !errors.Is(err, ErrInvalidIdentifier) {
+		t.Errorf("writer accepted an injected table name: %v", err)
+	}
+}
+
+func TestIsRetryableClassifiesErrors(t *testing.T) {
+	ex := func(code int32) error { return fmt.Errorf("insert: %w", &clickhouse.Exception{Code: code}) }
+	retryable := map[string]error{
+		"refused":          &net.OpError{Op: "dial", Err: syscall.ECONNREFUSED},
+		"reset":            syscall.ECONNRESET,
+		"eof":              io.EOF,
+		"deadline":         context.DeadlineExceeded,
+		"too many parts":   ex(252),
+		"timeout":          ex(159),
+		"memory":           ex(241),
+		"overloaded":       ex(202),
+		"unreachable addr": &ConfigError{Setting: "Addr", Err: ErrUnreachable},
+	}
+	permanent := map[string]error{
+		"nil":           nil,
+		"unknown table": ex(60),
+		"no column":     ex(16),
+		"type mismatch": ex(53),
+		"syntax":        ex(62),
+		"auth":          &ConfigError{Setting: "Username/Password", Err: ErrAuthentication},
+		"auth exc":      ex(516),
+		"bad row":       &RowError{Index: 1, Err: ErrNilTimestamp},
+		"bad name":      fmt.Errorf("x: %w", ErrInvalidIdentifier),
+		"canceled":      context.Canceled,
+	}
+	for name, err := range retryable {
+		if !IsRetryable(err) {
+			t.Errorf("%s: IsRetryable = false, want true", name)
+		}
+	}
+	for name, err := range permanent {
+		if IsRetryable(err) {
+			t.Errorf("%s: IsRetryable = true, want false", name)
+		}
+	}
+}
+
+func TestEnvelopeEncoderRejectsWithFieldNames(t *testing.T) {
+	ok := timestamppb.New(time.Unix(1700000000, 0))
+	for _, tc := range []struct {
+		name     string
+		env      *envelopev1.ProcessedEnvelope
+		field    string
+		sentinel error
+	}{
+		{"nil occurred_at", &envelopev1.ProcessedEnvelope{ProcessedAt: ok}, "occurred_at", ErrNilTimestamp},
+		{"nil processed_at", &envelopev1.ProcessedEnvelope{OccurredAt: ok}, "processed_at", ErrNilTimestamp},
+		{"before 1970", &envelopev1.ProcessedEnvelope{OccurredAt: timestamppb.New(time.Unix(-1, 0)), ProcessedAt: ok}, "occurred_at", ErrTimestampOutOfRange},
+		{"after 2106", &envelopev1.ProcessedEnvelope{OccurredAt: ok, ProcessedAt: timestamppb.New(time.Unix(1<<32, 0))}, "processed_at", ErrTimestampOutOfRange},
+		{"invalid nanos", &envelopev1.ProcessedEnvelope{OccurredAt: &timestamppb.Timestamp{Nanos: -1}, ProcessedAt: ok}, "occurred_at", ErrTimestampOutOfRange},
+		{"Inf", &envelopev1.ProcessedEnvelope{OccurredAt: ok, ProcessedAt: ok, Data: &structpb.Struct{Fields: map[string]*structpb.Value{"v": structpb.NewNumberValue(math.Inf(1))}}}, "data.v", ErrNonFiniteNumber},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := NewEnvelopeEncoder()
+			e.Reset(1)
+			err := e.Encode(tc.env)
+			var fe *FieldError
+			if !errors.As(err, &fe) || fe.Field != tc.field || !errors.Is(err, tc.sentinel) {
+				t.Fatalf("err = %v, want FieldError %s wrapping %v", err, tc.field, tc.sentinel)
+			}
+			if len(e.orgs) != 0 || len(e.ends) != 0 || len(e.buf) != 0 {
+				t.Fatal("a rejected row left data in the encoder")
+			}
+		})
+	}
+	e := NewEnvelopeEncoder()
+	e.Reset(1)
+	if err := e.Encode(nil); err == nil {
+		t.Fatal("nil envelope accepted")
+	}
+}
+
+func BenchmarkEnvelopeEncode(b *testing.B) {
+	data, _ := structpb.NewStruct(map[string]any{"temperature": 21.5, "humidity": 40, "ok": true, "label": "sensor-1"})
+	now := timestamppb.Now()
+	env := &envelopev1.ProcessedEnvelope{OrganizationId: "org", EndDeviceId: "dev", OccurredAt: now, ProcessedAt: now, Data: data}
+	const batch = 1000
+	e := NewEnvelopeEncoder()
+	b.ReportAllocs()
+	for b.Loop() {
+		e.Reset(batch)
+		for range batch {
+			if err := e.Encode(env); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*batch), "ns/envelope")
+}
