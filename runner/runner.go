@@ -7,7 +7,8 @@
 // process fails (returns an error or panics). Once every process has returned,
 // the closers run concurrently, each bounded by the closer timeout; a closer
 // that overruns is reported and abandoned, never waited for forever. A second
-// signal during shutdown ends the program at once with a non-zero status.
+// signal during shutdown ends the program at once with a non-zero status (one
+// that arrives within DuplicateSignalWindow of the first is taken as the same).
 //
 // Run returns the first process failure, or nil after a clean shutdown, so that
 // main decides the exit status (see ExitCode).
@@ -36,6 +37,12 @@ const DefaultCloserTimeout = 10 * time.Second
 // ForcedExitCode is the status the program exits with when a second signal
 // arrives during shutdown (128 + SIGINT, as shells report an interrupt).
 const ForcedExitCode = 130
+
+// DuplicateSignalWindow is how soon after the first signal another one is
+// taken as a duplicate of it rather than a request to exit at once: tools such
+// as timeout(1) signal both the process and its process group, and a
+// container runtime may do the same.
+const DuplicateSignalWindow = 500 * time.Millisecond
 
 // ErrCloserTimeout is wrapped by the error Run returns when a closer did not
 // finish within the closer timeout.
@@ -200,16 +207,20 @@ func (r *Runner) Run(ctx context.Context) error {
 
 // watchSignals cancels ctx on the first signal and forces an exit on the next.
 func (r *Runner) watchSignals(sigs <-chan os.Signal, cancel context.CancelCauseFunc, stop <-chan struct{}) {
-	received := 0
+	var first time.Time
 	for {
 		select {
 		case <-stop:
 			return
 		case s := <-sigs:
-			received++
-			if received == 1 {
+			if first.IsZero() {
+				first = time.Now()
 				r.logger.Info("signal received, shutting down", "signal", s.String())
 				cancel(nil)
+				continue
+			}
+			if time.Since(first) < DuplicateSignalWindow {
+				r.logger.Debug("duplicate signal ignored", "signal", s.String())
 				continue
 			}
 			r.logger.Error("second signal received during shutdown, exiting now", "signal", s.String(), "exit_code", ForcedExitCode)

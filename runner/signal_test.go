@@ -137,6 +137,18 @@ func TestSIGTERMShutsDownCleanly(t *testing.T) {
 	}
 }
 
+func TestDuplicateSignalIsNotASecondSignal(t *testing.T) {
+	cmd, sc := startScenario(t, "clean")
+	var seen []string
+	waitLine(t, sc, "ready", &seen)
+	// As timeout(1) does: the same signal twice, at once.
+	_ = cmd.Process.Signal(syscall.SIGTERM)
+	_ = cmd.Process.Signal(syscall.SIGTERM)
+	if code := waitExit(t, cmd, sc, &seen, 10*time.Second); code != 0 {
+		t.Errorf("exit code = %d, want 0: a duplicate signal must not force an exit", code)
+	}
+}
+
 func TestSecondSignalDuringShutdownExitsAtOnce(t *testing.T) {
 	cmd, sc := startScenario(t, "hung-closer")
 	var seen []string
@@ -145,6 +157,7 @@ func TestSecondSignalDuringShutdownExitsAtOnce(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitLine(t, sc, "closing", &seen) // the closer hangs with a 1-minute timeout
+	time.Sleep(runner.DuplicateSignalWindow + 100*time.Millisecond)
 	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
