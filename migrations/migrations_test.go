@@ -18,7 +18,7 @@ func TestFSHoldsTheTwoStepsWithUpAndDown(t *testing.T) {
 	if strings.Join(names, ",") != strings.Join(want, ",") {
 		t.Fatalf("files = %v, want %v", names, want)
 	}
-	dbLiteral := regexp.MustCompile("(?i)\\b(ponix|default)\\s*\\.")
+	dbLiteral := regexp.MustCompile(`(?i)\b(ponix|default)\s*\.`)
 	for _, n := range names {
 		b, err := fs.ReadFile(migrations.FS(), n)
 		if err != nil {
