@@ -22,6 +22,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -109,6 +110,9 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 			cfg.HTTPPort = ports[1]
 		}
 	}
+	if err := claimPorts(cfg, dir); err != nil {
+		return nil, err
+	}
 	interserver, err := freePorts(cfg.ListenHost, 1)
 	if err != nil {
 		return nil, err
@@ -155,6 +159,75 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	}
 	cfg.Logger.Info("clickhouse-server ready", "addr", s.Addr())
 	return s, nil
+}
+
+// claimPorts makes sure the native and HTTP ports are free. A clickhouse-server
+// left running on this very Dir (the previous run was killed before it could
+// stop it) is stopped first; any other holder of a port is an error naming it,
+// so that Start never mistakes a foreign server for the one it started.
+func claimPorts(cfg Config, dir string) error {
+	busy := func() (string, bool) {
+		for _, p := range []int{cfg.TCPPort, cfg.HTTPPort} {
+			addr := net.JoinHostPort(cfg.ListenHost, strconv.Itoa(p))
+			l, err := net.Listen("tcp", addr)
+			if err != nil {
+				return addr, true
+			}
+			_ = l.Close()
+		}
+		return "", false
+	}
+	addr, isBusy := busy()
+	if !isBusy {
+		return nil
+	}
+	pid, ok := leftoverPID(dir)
+	if !ok {
+		return fmt.Errorf("chserver: %s is already in use by another process (another ClickHouse?); choose another port", addr)
+	}
+	cfg.Logger.Warn("stopping a clickhouse-server left running on this directory", "pid", pid, "dir", dir)
+	_ = syscall.Kill(pid, syscall.SIGTERM)
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		if syscall.Kill(pid, 0) != nil {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if syscall.Kill(pid, 0) == nil {
+		_ = syscall.Kill(pid, syscall.SIGKILL)
+		time.Sleep(500 * time.Millisecond)
+	}
+	if addr, isBusy := busy(); isBusy {
+		return fmt.Errorf("chserver: %s is still in use after stopping the leftover clickhouse-server (pid %d)", addr, pid)
+	}
+	return nil
+}
+
+// leftoverPID returns the pid of a running clickhouse-server whose command line
+// names this directory's config file.
+func leftoverPID(dir string) (int, bool) {
+	want := "--config-file=" + filepath.Join(dir, "config.xml")
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		return 0, false
+	}
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		cmdline, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
+		if err != nil {
+			continue
+		}
+		for _, arg := range strings.Split(string(cmdline), "\x00") {
+			if arg == want {
+				return pid, true
+			}
+		}
+	}
+	return 0, false
 }
 
 // Addr is the native protocol address, host:port.

@@ -6,6 +6,8 @@ import (
 	"context"
 	"errors"
 	"net"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -62,4 +64,50 @@ func TestStartServesWithPasswordAndStopKeepsData(t *testing.T) {
 	if err := conn.QueryRow(ctx, "SELECT count() FROM system.tables WHERE database = 'default' AND name = 'keep'").Scan(&n); err != nil || n != 1 {
 		t.Fatalf("table keep after restart: %d, %v", n, err)
 	}
+}
+
+func TestStartRefusesAPortHeldByAnotherProcess(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	port := l.Addr().(*net.TCPAddr).Port
+	s, err := chserver.Start(t.Context(), chserver.Config{Dir: t.TempDir(), TCPPort: port})
+	if err == nil {
+		_ = s.Stop(context.Background())
+		t.Fatal("Start succeeded on a port another process listens on")
+	}
+	if !strings.Contains(err.Error(), "already in use") || !strings.Contains(err.Error(), strconv.Itoa(port)) {
+		t.Errorf("error %q does not say the port is in use", err)
+	}
+}
+
+func TestStartStopsALeftoverServerOfTheSameDir(t *testing.T) {
+	dir := t.TempDir()
+	ctx := t.Context()
+	first, err := chserver.Start(ctx, chserver.Config{Dir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer first.Stop(context.Background())
+	_, portStr, _ := net.SplitHostPort(first.Addr())
+	port, _ := strconv.Atoi(portStr)
+	// As after a crash of the program that started it: the first server is
+	// still running when the next run starts on the same directory and port.
+	second, err := chserver.Start(ctx, chserver.Config{Dir: dir, TCPPort: port})
+	if err != nil {
+		t.Fatalf("Start over a leftover server: %v", err)
+	}
+	defer second.Stop(context.Background())
+	select {
+	case <-first.Done():
+	case <-time.After(5 * time.Second):
+		t.Fatal("the leftover server is still running")
+	}
+	conn, err := ponixclickhouse.Open(ctx, ponixclickhouse.Config{Addr: second.Addr()})
+	if err != nil {
+		t.Fatalf("the new server does not answer: %v", err)
+	}
+	conn.Close()
 }
