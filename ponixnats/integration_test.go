@@ -745,6 +745,14 @@ func TestIntegrationConnectAuthAndErrors(t *testing.T) {
 			t.Fatalf("took %s; want fail fast", time.Since(start))
 		}
 	})
+	t.Run("token", func(t *testing.T) {
+		tsrv := natstest.New(t, natstest.WithToken("t0ken"))
+		connectJS(t, tsrv.URL(), WithToken("t0ken"))
+		_, err := Connect(ctx, tsrv.URL(), WithToken("nope"), WithLogger(quietLogger()))
+		if !errors.Is(err, ErrAuthorization) {
+			t.Fatalf("wrong token: err = %v; want ErrAuthorization", err)
+		}
+	})
 	t.Run("bad seed is a config error", func(t *testing.T) {
 		_, err := Connect(ctx, srv.URL(), WithNKeySeed("not-a-seed"))
 		if !errors.Is(err, ErrInvalidConfig) {

@@ -35,15 +35,21 @@ func TestNewServesJetStreamAndRestartKeepsData(t *testing.T) {
 	if srv.URL() != url {
 		t.Fatalf("URL changed across Restart: %s -> %s", url, srv.URL())
 	}
-	deadline := time.Now().Add(5 * time.Second)
+	deadline := time.Now().Add(15 * time.Second)
 	for {
-		st, err := js.Stream(ctx, "S")
+		// Short attempts: a request sent while the client is still
+		// reconnecting or JetStream is still recovering can go unanswered.
+		actx, cancel := context.WithTimeout(ctx, time.Second)
+		st, err := js.Stream(actx, "S")
 		if err == nil {
-			msg, err := st.GetLastMsgForSubject(ctx, "s.1")
+			var msg *jetstream.RawStreamMsg
+			msg, err = st.GetLastMsgForSubject(actx, "s.1")
 			if err == nil && string(msg.Data) == "hello" {
+				cancel()
 				break
 			}
 		}
+		cancel()
 		if time.Now().After(deadline) {
 			t.Fatalf("message not found after restart: %v", err)
 		}
