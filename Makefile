@@ -15,6 +15,11 @@ PROTOC_VERSION        := 3.21.12
 # Tests: fail, never skip, when a server is missing; Ryuk's image cannot be pulled here.
 export PONIX_TEST_REQUIRE_CLICKHOUSE ?= 1
 export TESTCONTAINERS_RYUK_DISABLED ?= true
+# With a local Docker socket, containers' ports are on 127.0.0.1. testcontainers would otherwise
+# guess the default gateway when it finds /.dockerenv (as on these CI machines) and time out.
+ifeq ($(DOCKER_HOST),)
+export TESTCONTAINERS_HOST_OVERRIDE ?= 127.0.0.1
+endif
 TEST_TIMEOUT ?= 15m
 CLICKHOUSE_TEST_IMAGE ?= ponix-test/clickhouse:18.16
 
@@ -28,7 +33,8 @@ deps: ## install missing system packages (clickhouse-server, protoc) with apt
 
 .PHONY: run
 run: deps ## run ponix-all-in-one locally (embedded NATS, local ClickHouse under ./.ponix)
-	go run ./ponix-all-in-one
+	go build -o $(BIN)/ponix-all-in-one ./ponix-all-in-one
+	PONIX_CLICKHOUSE_MANAGED=$${PONIX_CLICKHOUSE_MANAGED:-true} exec $(BIN)/ponix-all-in-one
 
 .PHONY: test
 test: deps ## all unit and integration tests against real NATS and ClickHouse

@@ -1,0 +1,369 @@
+// Package app composes the ponix-all-in-one service from the Ponix modules:
+// migrations, the ClickHouse writer, the NATS producer and consumer, under the
+// runner.
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"syscall"
+	"time"
+
+	envelopev1 "buf.build/gen/go/ponix/ponix/protocolbuffers/go/envelope/v1"
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/ponix-go/ponix/migrations"
+	"github.com/ponix-go/ponix/ponix-all-in-one/internal/config"
+	"github.com/ponix-go/ponix/ponix-all-in-one/internal/sample"
+	"github.com/ponix-go/ponix/ponixclickhouse"
+	"github.com/ponix-go/ponix/ponixclickhouse/chserver"
+	"github.com/ponix-go/ponix/ponixclickhouse/migrate"
+	"github.com/ponix-go/ponix/ponixnats"
+	"github.com/ponix-go/ponix/ponixnats/embedded"
+	"github.com/ponix-go/ponix/runner"
+)
+
+// Startup phases, in order. A failure is reported as a *PhaseError naming one.
+const (
+	PhaseLocalClickHouse = "local-clickhouse" // only with PONIX_CLICKHOUSE_MANAGED=true
+	PhaseMigrations      = "migrations"
+	PhaseClickHouse      = "clickhouse"
+	PhaseNATS            = "nats"
+	PhaseProcesses       = "processes"
+)
+
+// PhaseError is a startup failure, naming the phase it happened in.
+type PhaseError struct {
+	Phase string
+	Err   error
+}
+
+func (e *PhaseError) Error() string { return "startup phase " + e.Phase + " failed: " + e.Err.Error() }
+func (e *PhaseError) Unwrap() error { return e.Err }
+
+// Options are the parts of the service that do not come from the environment.
+type Options struct {
+	Logger  *slog.Logger
+	Version string
+}
+
+// service holds what startup opened, so that both a failed startup and the
+// runner's closers release it.
+type service struct {
+	cfg    config.Config
+	logger *slog.Logger
+
+	chServer *chserver.Server
+	chConn   driver.Conn
+	natsSrv  *embedded.Server
+	nc       *nats.Conn
+	js       jetstream.JetStream
+}
+
+// Run starts the service and blocks until it stops: after SIGINT/SIGTERM or
+// ctx's end (nil), or after a startup phase or a process failed (the error).
+func Run(ctx context.Context, cfg config.Config, opts Options) error {
+	logger := opts.Logger
+	if logger == nil {
+		logger = slog.Default()
+	}
+	s := &service{cfg: cfg, logger: logger}
+
+	// A signal during startup stops it cleanly too; the runner takes over
+	// signal handling once the processes run.
+	startCtx, stopSignals := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+	err := s.start(startCtx)
+	stopSignals()
+	if err != nil {
+		closeCtx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout())
+		defer cancel()
+		closeErr := errors.Join(s.closeNATS(closeCtx), s.closeClickHouse(closeCtx))
+		if startCtx.Err() != nil && ctx.Err() == nil && errors.Is(err, context.Canceled) {
+			logger.Info("startup interrupted by a signal")
+			return closeErr
+		}
+		return errors.Join(err, closeErr)
+	}
+
+	r := runner.New(runner.WithLogger(logger), runner.WithCloserTimeout(cfg.ShutdownTimeout()))
+	if err := s.addProcesses(ctx, r); err != nil {
+		closeCtx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout())
+		defer cancel()
+		return errors.Join(&PhaseError{Phase: PhaseProcesses, Err: err}, s.closeNATS(closeCtx), s.closeClickHouse(closeCtx))
+	}
+	r.AddCloser("nats", s.closeNATS)
+	r.AddCloser("clickhouse", s.closeClickHouse)
+	return r.Run(ctx)
+}
+
+// phase runs one startup phase bounded by the startup timeout.
+func (s *service) phase(ctx context.Context, name string, fn func(ctx context.Context) error) error {
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.StartupTimeout())
+	defer cancel()
+	start := time.Now()
+	s.logger.Info("startup phase", "phase", name)
+	if err := fn(ctx); err != nil {
+		if errors.Is(err, context.DeadlineExceeded) {
+			err = fmt.Errorf("not done within PONIX_STARTUP_TIMEOUT_SECS=%d: %w", s.cfg.StartupTimeoutSecs, err)
+		}
+		return &PhaseError{Phase: name, Err: err}
+	}
+	s.logger.Info("startup phase done", "phase", name, "duration", time.Since(start))
+	return nil
+}
+
+func (s *service) start(ctx context.Context) error {
+	if s.cfg.ClickHouseManaged {
+		if err := s.phase(ctx, PhaseLocalClickHouse, s.startLocalClickHouse); err != nil {
+			return err
+		}
+	}
+	for _, p := range []struct {
+		name string
+		fn   func(context.Context) error
+	}{
+		{PhaseMigrations, s.migrate},
+		{PhaseClickHouse, s.connectClickHouse},
+		{PhaseNATS, s.connectNATS},
+	} {
+		if err := s.phase(ctx, p.name, p.fn); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (s *service) clickHouseConfig() ponixclickhouse.Config {
+	addr, _ := s.cfg.ClickHouseAddr() // validated by config.Load
+	if s.chServer != nil {
+		addr = s.chServer.Addr()
+	}
+	return ponixclickhouse.Config{
+		Addr:     addr,
+		Database: s.cfg.ClickHouseDatabase,
+		Username: s.cfg.ClickHouseUsername,
+		Password: s.cfg.ClickHousePassword,
+	}
+}
+
+// startLocalClickHouse starts (or restarts, keeping its data) the managed
+// clickhouse-server under the data dir and creates the database.
+func (s *service) startLocalClickHouse(ctx context.Context) error {
+	addr, _ := s.cfg.ClickHouseAddr()
+	_, portStr, _ := net.SplitHostPort(addr)
+	port, _ := strconv.Atoi(portStr)
+	srv, err := chserver.Start(ctx, chserver.Config{
+		Dir:      filepath.Join(s.cfg.DataDir, "clickhouse"),
+		TCPPort:  port,
+		User:     s.cfg.ClickHouseUsername,
+		Password: s.cfg.ClickHousePassword,
+		Logger:   s.logger,
+	})
+	if err != nil {
+		return err
+	}
+	s.chServer = srv
+	cfg := s.clickHouseConfig()
+	cfg.Database = "default"
+	conn, err := ponixclickhouse.Open(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	quoted, err := ponixclickhouse.QuoteIdentifier(s.cfg.ClickHouseDatabase)
+	if err != nil {
+		return err
+	}
+	if err := conn.Exec(ctx, "CREATE DATABASE IF NOT EXISTS "+quoted); err != nil {
+		return fmt.Errorf("create database %s: %w", s.cfg.ClickHouseDatabase, err)
+	}
+	s.logger.Info("local ClickHouse ready", "addr", srv.Addr(), "dir", srv.Dir(),
+		"query", fmt.Sprintf("clickhouse-client --port %d --user %s --password '***' -q \"SELECT * FROM %s.processed_envelopes ORDER BY occurred_at DESC LIMIT 10\"",
+			port, s.cfg.ClickHouseUsername, s.cfg.ClickHouseDatabase))
+	return nil
+}
+
+func (s *service) migrate(ctx context.Context) error {
+	var fsys fs.FS = migrations.FS()
+	if dir := s.cfg.ClickHouseMigrationsDir; dir != "" {
+		fsys = os.DirFS(dir)
+	}
+	db := ponixclickhouse.OpenDB(s.clickHouseConfig())
+	defer db.Close()
+	if err := ponixclickhouse.PingDB(ctx, db, s.clickHouseConfig()); err != nil {
+		return err
+	}
+	results, err := migrate.Up(ctx, db, fsys, migrate.WithLogger(s.logger))
+	if err != nil {
+		return err
+	}
+	s.logger.Info("migrations applied", "count", len(results))
+	return nil
+}
+
+func (s *service) connectClickHouse(ctx context.Context) error {
+	conn, err := ponixclickhouse.Open(ctx, s.clickHouseConfig())
+	if err != nil {
+		return err
+	}
+	s.chConn = conn
+	version, err := ponixclickhouse.ServerVersion(ctx, conn)
+	if err != nil {
+		return err
+	}
+	s.logger.Info("connected to ClickHouse", "addr", s.clickHouseConfig().Addr, "database", s.cfg.ClickHouseDatabase, "server_version", version)
+	return nil
+}
+
+func (s *service) connectNATS(ctx context.Context) error {
+	url := s.cfg.NATSURL
+	if url == "" {
+		host, portStr, _ := net.SplitHostPort(s.cfg.NATSEmbeddedAddr)
+		port, _ := strconv.Atoi(portStr)
+		srv, err := embedded.Start(ctx, embedded.Config{
+			Host:       host,
+			Port:       port,
+			StoreDir:   filepath.Join(s.cfg.DataDir, "nats"),
+			ServerName: "ponix-embedded",
+		})
+		if err != nil {
+			return fmt.Errorf("start embedded NATS server on %s: %w", s.cfg.NATSEmbeddedAddr, err)
+		}
+		s.natsSrv = srv
+		url = srv.URL()
+		s.logger.Info("embedded NATS JetStream server started", "url", url, "store", srv.StoreDir())
+	}
+	nc, err := ponixnats.Connect(ctx, url, ponixnats.WithName("ponix-all-in-one"), ponixnats.WithLogger(s.logger))
+	if err != nil {
+		return err
+	}
+	s.nc = nc
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return fmt.Errorf("jetstream: %w", err)
+	}
+	s.js = js
+	if _, err := ponixnats.EnsureStream(ctx, js, ponixnats.StreamConfig{
+		Name:     s.cfg.NATSStream,
+		Subjects: []string{s.cfg.NATSSubject},
+	}); err != nil {
+		return err
+	}
+	s.logger.Info("connected to NATS", "url", nc.ConnectedUrlRedacted(), "stream", s.cfg.NATSStream)
+	return nil
+}
+
+// addProcesses registers the consumer and, when enabled, the producer.
+func (s *service) addProcesses(ctx context.Context, r *runner.Runner) error {
+	writer, err := ponixclickhouse.NewEnvelopeWriter(s.chConn, ponixclickhouse.WithLogger(s.logger))
+	if err != nil {
+		return err
+	}
+	store := func(ctx context.Context, envs []*envelopev1.ProcessedEnvelope) error {
+		start := time.Now()
+		if err := writer.Write(ctx, envs); err != nil {
+			return err
+		}
+		s.logger.Info("stored batch", "batch_size", len(envs), "duration", time.Since(start))
+		if s.logger.Enabled(ctx, slog.LevelDebug) {
+			for _, e := range envs {
+				s.logger.Debug("stored envelope", "end_device_id", e.GetEndDeviceId(), "organization_id", e.GetOrganizationId())
+			}
+		}
+		return nil
+	}
+	processor := ponixnats.NewEnvelopeProcessor(store, ponixnats.WithPermanentError(func(err error) bool {
+		return !ponixclickhouse.IsRetryable(err)
+	}))
+	consumer, err := ponixnats.NewConsumer(ctx, s.js, ponixnats.ConsumerConfig{
+		Stream:    s.cfg.NATSStream,
+		Durable:   s.cfg.NATSConsumer,
+		BatchSize: s.cfg.NATSBatchSize,
+		MaxWait:   s.cfg.BatchWait(),
+		Logger:    s.logger,
+	}, processor)
+	if err != nil {
+		return fmt.Errorf("consumer %s on stream %s: %w", s.cfg.NATSConsumer, s.cfg.NATSStream, err)
+	}
+	r.AddProcess("consumer", consumer.Run)
+
+	if s.cfg.ProducerEnabled {
+		producer := ponixnats.NewEnvelopeProducer(s.js, s.cfg.NATSBaseSubject())
+		r.AddProcess("producer", func(ctx context.Context) error { return s.produce(ctx, producer) })
+	} else {
+		s.logger.Info("producer disabled (PONIX_PRODUCER_ENABLED=false): consuming only")
+	}
+	return nil
+}
+
+// produce publishes a sample envelope every interval until ctx ends. A failed
+// publish is logged and the next tick tries again: a NATS outage must not stop
+// the service.
+func (s *service) produce(ctx context.Context, p *ponixnats.EnvelopeProducer) error {
+	rnd := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 0))
+	ticker := time.NewTicker(s.cfg.Interval())
+	defer ticker.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case now := <-ticker.C:
+			env := sample.Envelope(now, rnd)
+			if err := p.Publish(ctx, env); err != nil {
+				if ctx.Err() != nil {
+					return nil
+				}
+				s.logger.Error("publish sample envelope", "end_device_id", env.GetEndDeviceId(), "error", err)
+				continue
+			}
+			s.logger.Debug("published sample envelope", "end_device_id", env.GetEndDeviceId())
+		}
+	}
+}
+
+// closeNATS closes the connection (the consumer has sent its acks by now) and
+// then the embedded server, if any.
+func (s *service) closeNATS(ctx context.Context) error {
+	var err error
+	if s.nc != nil {
+		if ferr := s.nc.FlushWithContext(ctx); ferr != nil && !errors.Is(ferr, nats.ErrConnectionClosed) {
+			err = fmt.Errorf("flush NATS connection: %w", ferr)
+		}
+		s.nc.Close()
+		s.nc = nil
+	}
+	if s.natsSrv != nil {
+		s.natsSrv.Shutdown()
+		s.natsSrv = nil
+	}
+	return err
+}
+
+// closeClickHouse closes the connection, then stops the managed server, if any.
+func (s *service) closeClickHouse(ctx context.Context) error {
+	var errs []error
+	if s.chConn != nil {
+		if err := s.chConn.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("close ClickHouse connection: %w", err))
+		}
+		s.chConn = nil
+	}
+	if s.chServer != nil {
+		if err := s.chServer.Stop(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("stop local ClickHouse: %w", err))
+		}
+		s.chServer = nil
+	}
+	return errors.Join(errs...)
+}
