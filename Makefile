@@ -39,6 +39,7 @@ run: deps ## run ponix-all-in-one locally (embedded NATS, local ClickHouse under
 .PHONY: test
 test: deps ## all unit and integration tests against real NATS and ClickHouse
 	go test -tags integration -timeout $(TEST_TIMEOUT) work
+	cd ponixnats && go test -tags 'integration ponixnats_noenvelope' -timeout $(TEST_TIMEOUT) ./...
 
 .PHONY: test-unit
 test-unit: ## unit tests only (no servers)
@@ -76,12 +77,9 @@ check-generate: generate ## fail when generated code is stale
 .PHONY: lint
 lint: $(BIN)/staticcheck ## gofmt, go vet and staticcheck on every module, with and without build tags
 	@out=$$(gofmt -l $(MODULES)); [[ -z "$$out" ]] || { echo "gofmt needed:"; echo "$$out"; exit 1; }
-	@for m in $(MODULES); do \
-		for tags in "" integration ponixnats_noenvelope; do \
-			echo "vet+staticcheck $$m tags=[$$tags]"; \
-			(cd $$m && go vet -tags "$$tags" ./... && $(BIN)/staticcheck -tags "$$tags" ./...) || exit 1; \
-		done; \
-	done
+	@vetcheck() { echo "vet+staticcheck $$1 tags=[$$2]"; (cd $$1 && go vet -tags "$$2" ./... && $(BIN)/staticcheck -tags "$$2" ./...); }; \
+	for m in $(MODULES); do vetcheck $$m "" && vetcheck $$m integration || exit 1; done; \
+	vetcheck ponixnats ponixnats_noenvelope && vetcheck ponixnats "integration ponixnats_noenvelope"
 
 .PHONY: build-modules
 build-modules: ## build each module on its own (GOWORK=off), as Docker builds do

@@ -136,7 +136,9 @@ func fieldKeys() map[string]string {
 // Validate checks every value and returns all problems joined.
 func (c Config) Validate() error {
 	var errs []error
-	bad := func(v, value, reason string) { errs = append(errs, &Error{Var: Prefix + v, Value: value, Reason: reason}) }
+	bad := func(v, value, reason string) {
+		errs = append(errs, &Error{Var: Prefix + v, Value: value, Reason: reason})
+	}
 	positive := func(v string, n, max int) {
 		if n <= 0 || n > max {
 			bad(v, strconv.Itoa(n), fmt.Sprintf("must be between 1 and %d", max))
