@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/fnv"
+	"slices"
 	"strconv"
 
 	envelopev1 "buf.build/gen/go/ponix/ponix/protocolbuffers/go/envelope/v1"
@@ -237,64 +238,88 @@ func WithEnvelopeProtoOptions(opts ...ProtoOption) EnvelopeOption {
 	return func(o *envelopeOptions) { o.proto = append(o.proto, opts...) }
 }
 
+// EnvelopeStore stores a batch of decoded envelopes; each carries its
+// original message (stream sequence, subject, headers). It must store all or
+// nothing: an error means none of the batch was stored.
+type EnvelopeStore func(ctx context.Context, batch []Decoded[*envelopev1.ProcessedEnvelope]) error
+
+// Rejection is implemented by store errors that name one envelope of the
+// batch that can never be stored (e.g. a value the sink cannot represent),
+// by its index in the slice given to the store. Such an envelope is
+// dead-lettered with [ReasonRejected] and the rest of the batch is stored
+// again without it, so one bad envelope never holds back the others.
+type Rejection interface {
+	error
+	RejectedIndex() int
+}
+
 // NewEnvelopeProcessor returns a [Processor] for ProcessedEnvelope messages:
 // it decodes them (failures are dead-lettered with [ReasonDecode]), validates
 // them with [ValidateEnvelope] (failures are dead-lettered with
 // [ReasonInvalid] and the field in the error), and hands the valid ones to
-// store in one call. On success they are acked; on a store error they are
-// nak'd with the default growing delay, so nothing is lost.
-func NewEnvelopeProcessor(store func(ctx context.Context, envs []*envelopev1.ProcessedEnvelope) error, opts ...EnvelopeOption) Processor {
+// store in one call. On success they are acked. A store error that is a
+// [Rejection] dead-letters the envelope it names and retries the others; an
+// error that [WithPermanentError] classifies as permanent dead-letters the
+// batch with [ReasonPermanent]; any other error naks the batch with the
+// default growing delay, so nothing is lost.
+func NewEnvelopeProcessor(store EnvelopeStore, opts ...EnvelopeOption) Processor {
 	var o envelopeOptions
 	for _, opt := range opts {
 		opt(&o)
 	}
 	handle := func(ctx context.Context, batch []Decoded[*envelopev1.ProcessedEnvelope]) (Result, error) {
-		envs := make([]*envelopev1.ProcessedEnvelope, 0, len(batch))
+		valid := batch
+		var pos []int // positions of valid in batch, once some were set aside
 		var res Result
-		var idx []int // positions of envs in batch, only when some are invalid
-		for j, d := range batch {
-			if err := ValidateEnvelope(d.Value); err != nil {
-				if res.Len() == 0 {
-					res = NewResult(len(batch))
-					idx = make([]int, 0, len(batch))
-					for k := range j {
-						idx = append(idx, k)
-					}
+		setAside := func() {
+			if pos == nil {
+				res = NewResult(len(batch))
+				valid = slices.Clone(batch)
+				pos = make([]int, len(batch))
+				for j := range pos {
+					pos[j] = j
 				}
+			}
+		}
+		for j := len(batch) - 1; j >= 0; j-- {
+			if err := ValidateEnvelope(batch[j].Value); err != nil {
+				setAside()
 				res.DeadLetter(j, ReasonInvalid, err)
-				continue
-			}
-			envs = append(envs, d.Value)
-			if idx != nil {
-				idx = append(idx, j)
+				valid = slices.Delete(valid, j, j+1)
+				pos = slices.Delete(pos, j, j+1)
 			}
 		}
-		if len(envs) == 0 {
-			return res, nil
-		}
-		err := store(ctx, envs)
-		if idx == nil { // all valid
+		for len(valid) > 0 {
+			err := store(ctx, valid)
+			if err == nil && pos == nil {
+				return AckAll(len(batch)), nil
+			}
+			var rej Rejection
 			switch {
 			case err == nil:
-				return AckAll(len(batch)), nil
+				for _, j := range pos {
+					res.Ack(j)
+				}
+				return res, nil
+			case errors.As(err, &rej) && rej.RejectedIndex() >= 0 && rej.RejectedIndex() < len(valid):
+				i := rej.RejectedIndex()
+				setAside()
+				res.DeadLetter(pos[i], ReasonRejected, err)
+				valid = slices.Delete(valid, i, i+1)
+				pos = slices.Delete(pos, i, i+1)
 			case o.permanent != nil && o.permanent(err):
-				res = NewResult(len(batch))
-				for j := range batch {
+				setAside()
+				for _, j := range pos {
 					res.DeadLetter(j, ReasonPermanent, err)
 				}
 				return res, nil
+			case pos == nil:
+				return Result{}, fmt.Errorf("storing %d envelopes: %w", len(valid), err)
 			default:
-				return Result{}, fmt.Errorf("storing %d envelopes: %w", len(envs), err)
-			}
-		}
-		for _, j := range idx {
-			switch {
-			case err == nil:
-				res.Ack(j)
-			case o.permanent != nil && o.permanent(err):
-				res.DeadLetter(j, ReasonPermanent, err)
-			default:
-				res.NakErr(j, 0, fmt.Errorf("storing %d envelopes: %w", len(envs), err))
+				for _, j := range pos {
+					res.NakErr(j, 0, fmt.Errorf("storing %d envelopes: %w", len(valid), err))
+				}
+				return res, nil
 			}
 		}
 		return res, nil

@@ -86,14 +86,16 @@ func TestIntegrationEnvelopeProcessorStoresAndDeadLetters(t *testing.T) {
 		stored []*envelopev1.ProcessedEnvelope
 		fail   = true
 	)
-	store := func(_ context.Context, envs []*envelopev1.ProcessedEnvelope) error {
+	store := func(_ context.Context, batch []Decoded[*envelopev1.ProcessedEnvelope]) error {
 		mu.Lock()
 		defer mu.Unlock()
 		if fail { // the first insert fails: everything valid must come back
 			fail = false
 			return context.DeadlineExceeded
 		}
-		stored = append(stored, envs...)
+		for _, d := range batch {
+			stored = append(stored, d.Value)
+		}
 		return nil
 	}
 	cfg := baseConfig(stream)

@@ -5,6 +5,8 @@ package ponixnats
 import (
 	"context"
 	"errors"
+	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -113,9 +115,9 @@ func TestEnvelopeProcessorResults(t *testing.T) {
 	batch := []jetstream.Msg{envMsg(t, testEnvelope("dev-1")), envMsg(t, invalid), &fakeMsg{subject: "x", data: []byte{0xff}}, envMsg(t, testEnvelope("dev-3"))}
 
 	var stored []string
-	p := NewEnvelopeProcessor(func(_ context.Context, envs []*envelopev1.ProcessedEnvelope) error {
+	p := NewEnvelopeProcessor(func(_ context.Context, envs []Decoded[*envelopev1.ProcessedEnvelope]) error {
 		for _, e := range envs {
-			stored = append(stored, e.GetEndDeviceId())
+			stored = append(stored, e.Value.GetEndDeviceId())
 		}
 		return nil
 	})
@@ -142,7 +144,7 @@ func TestEnvelopeProcessorResults(t *testing.T) {
 
 	// Store failure: valid ones nak'd, invalid ones still dead-lettered.
 	boom := errors.New("clickhouse down")
-	p = NewEnvelopeProcessor(func(context.Context, []*envelopev1.ProcessedEnvelope) error { return boom })
+	p = NewEnvelopeProcessor(func(context.Context, []Decoded[*envelopev1.ProcessedEnvelope]) error { return boom })
 	res, err = p(context.Background(), batch)
 	if err != nil {
 		t.Fatal(err)
@@ -158,10 +160,54 @@ func TestEnvelopeProcessorResults(t *testing.T) {
 		t.Fatalf("err = %v; want wrapped store error", err)
 	}
 	// Permanent errors are dead-lettered.
-	p = NewEnvelopeProcessor(func(context.Context, []*envelopev1.ProcessedEnvelope) error { return boom },
+	p = NewEnvelopeProcessor(func(context.Context, []Decoded[*envelopev1.ProcessedEnvelope]) error { return boom },
 		WithPermanentError(func(err error) bool { return errors.Is(err, boom) }))
 	res, err = p(context.Background(), []jetstream.Msg{envMsg(t, testEnvelope("dev-1"))})
 	if d, _ := res.Decision(0); err != nil || d.Action != ActionDeadLetter || d.Reason != ReasonPermanent {
 		t.Fatalf("permanent: %+v, %v", d, err)
+	}
+}
+
+// rejectErr is a store error naming one envelope, as the ClickHouse writer's
+// RowError does.
+type rejectErr struct{ i int }
+
+func (e rejectErr) Error() string      { return fmt.Sprintf("row %d cannot be stored", e.i) }
+func (e rejectErr) RejectedIndex() int { return e.i }
+
+func TestEnvelopeProcessorDeadLettersRejectedEnvelopesAndStoresTheRest(t *testing.T) {
+	batch := []jetstream.Msg{
+		envMsg(t, testEnvelope("dev-0")), envMsg(t, testEnvelope("bad-1")),
+		envMsg(t, testEnvelope("dev-2")), envMsg(t, testEnvelope("bad-3")),
+	}
+	var calls int
+	var stored []string
+	p := NewEnvelopeProcessor(func(_ context.Context, envs []Decoded[*envelopev1.ProcessedEnvelope]) error {
+		calls++
+		for i, e := range envs {
+			if strings.HasPrefix(e.Value.GetEndDeviceId(), "bad") {
+				return fmt.Errorf("write: %w", rejectErr{i})
+			}
+		}
+		for _, e := range envs {
+			stored = append(stored, e.Value.GetEndDeviceId())
+		}
+		return nil
+	})
+	res, err := p(context.Background(), batch)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if calls != 3 || strings.Join(stored, ",") != "dev-0,dev-2" {
+		t.Fatalf("store called %d times, stored %v; want 3 calls storing dev-0,dev-2", calls, stored)
+	}
+	for i, w := range []Action{ActionAck, ActionDeadLetter, ActionAck, ActionDeadLetter} {
+		d, ok := res.Decision(i)
+		if !ok || d.Action != w {
+			t.Fatalf("index %d = %+v; want %s", i, d, w)
+		}
+		if w == ActionDeadLetter && (d.Reason != ReasonRejected || !strings.Contains(d.Err.Error(), "cannot be stored")) {
+			t.Errorf("index %d: reason %q, err %v", i, d.Reason, d.Err)
+		}
 	}
 }

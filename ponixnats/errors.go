@@ -15,6 +15,8 @@ const (
 	// ReasonMaxDeliver: the processor asked for a redelivery but the message
 	// already reached the consumer's MaxDeliver.
 	ReasonMaxDeliver Reason = "max_deliver"
+	// ReasonRejected: the sink rejected this one message (see [Rejection]).
+	ReasonRejected Reason = "rejected"
 	// ReasonPermanent: the sink reported an error that retrying cannot fix.
 	ReasonPermanent Reason = "permanent_error"
 )

@@ -57,9 +57,9 @@ func ExampleNewEnvelopeProcessor() {
 	fmt.Println("invalid id:", err)
 
 	runCtx, stop := context.WithCancel(ctx)
-	store := func(_ context.Context, envs []*envelopev1.ProcessedEnvelope) error {
-		for _, e := range envs {
-			fmt.Println("stored", e.GetEndDeviceId())
+	store := func(_ context.Context, batch []ponixnats.Decoded[*envelopev1.ProcessedEnvelope]) error {
+		for _, d := range batch { // d.Value is the envelope, d.Msg the JetStream message
+			fmt.Println("stored", d.Value.GetEndDeviceId())
 		}
 		stop()
 		return nil

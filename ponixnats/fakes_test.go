@@ -15,3 +15,11 @@ type fakeMsg struct {
 func (m *fakeMsg) Data() []byte         { return m.data }
 func (m *fakeMsg) Subject() string      { return m.subject }
 func (m *fakeMsg) Headers() nats.Header { return nil }
+
+// replyMsg is a jetstream.Msg with only a reply subject.
+type replyMsg struct {
+	jetstream.Msg
+	reply string
+}
+
+func (m replyMsg) Reply() string { return m.reply }

@@ -1,0 +1,46 @@
+package ponixnats
+
+import (
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// ErrNotJetStreamMsg: the message carries no JetStream ack subject, so it has
+// no stream sequence.
+var ErrNotJetStreamMsg = errors.New("not a JetStream message")
+
+// StreamSequence returns the stream sequence of a message delivered by a
+// JetStream consumer: the message's identity in its stream, the same on every
+// redelivery. It reads the ack subject without allocating, unlike
+// jetstream.Msg.Metadata, which makes it cheap enough for the per-message hot
+// path (e.g. as a de-duplication key).
+func StreamSequence(m jetstream.Msg) (uint64, error) {
+	reply := m.Reply()
+	rest, ok := strings.CutPrefix(reply, "$JS.ACK.")
+	if !ok {
+		return 0, fmt.Errorf("%w: reply subject %q", ErrNotJetStreamMsg, reply)
+	}
+	// v1: <stream>.<consumer>.<delivered>.<sseq>.<cseq>.<tm>.<pending>
+	// v2: <domain>.<account hash>.<stream>.<consumer>.<delivered>.<sseq>.<cseq>.<tm>.<pending>[.<token>]
+	pos := 3
+	switch n := strings.Count(rest, ".") + 1; {
+	case n == 7:
+	case n >= 9:
+		pos = 5
+	default:
+		return 0, fmt.Errorf("%w: reply subject %q has %d tokens", ErrNotJetStreamMsg, reply, n+2)
+	}
+	var tok string
+	for range pos + 1 {
+		tok, rest, _ = strings.Cut(rest, ".")
+	}
+	seq, err := strconv.ParseUint(tok, 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("%w: reply subject %q: stream sequence: %w", ErrNotJetStreamMsg, reply, err)
+	}
+	return seq, nil
+}
