@@ -13,16 +13,28 @@ import (
 const DefaultEnvelopeTable = "processed_envelopes"
 
 // EnvelopeColumns are the columns the envelope writer fills, in order.
-var envelopeColumns = []string{"organization_id", "end_device_id", "occurred_at", "processed_at", "data"}
+var envelopeColumns = []string{"organization_id", "end_device_id", "occurred_at", "processed_at", "data", "stream_seq"}
+
+// EnvelopeRow is one row of the envelope table: an envelope and the JetStream
+// stream sequence it was delivered with. The sequence is the same on every
+// redelivery of a message, and it is the last column of the table's sorting
+// key, so the ReplacingMergeTree collapses the rows that a redelivery stored
+// twice (read with FINAL to see them collapsed at once; see the migrations
+// module). Rows that did not come from a stream should use distinct values.
+type EnvelopeRow struct {
+	Envelope  *envelopev1.ProcessedEnvelope
+	StreamSeq uint64
+}
 
 // maxDateTime is the last second a ClickHouse DateTime (UInt32 seconds) holds.
 const maxDateTime = 1<<32 - 1
 
-// EnvelopeEncoder is the [Encoder] for envelope.v1.ProcessedEnvelope rows:
-// organization_id and end_device_id as String, occurred_at and processed_at as DateTime (UTC,
-// whole seconds; nil is an error naming the field), data as a compact JSON object String
-// (see [StructJSON]; NaN/±Inf are rejected). A nil envelope is an error.
+// EnvelopeEncoder is the [Encoder] for [EnvelopeRow]s: organization_id and end_device_id as
+// String, occurred_at and processed_at as DateTime (UTC, whole seconds; nil is an error naming
+// the field), data as a compact JSON object String (see [StructJSON]; NaN/±Inf are rejected),
+// stream_seq as UInt64. A nil envelope is an error.
 type EnvelopeEncoder struct {
+	seqs          []uint64
 	orgs, devices []string
 	occurred      []time.Time
 	processed     []time.Time
@@ -40,6 +52,7 @@ func (e *EnvelopeEncoder) Columns() []string { return envelopeColumns }
 
 // Reset implements [Encoder].
 func (e *EnvelopeEncoder) Reset(n int) {
+	e.seqs = grow(e.seqs[:0], n)
 	e.orgs = grow(e.orgs[:0], n)
 	e.devices = grow(e.devices[:0], n)
 	e.occurred = grow(e.occurred[:0], n)
@@ -58,7 +71,8 @@ func grow[S ~[]E, E any](s S, n int) S {
 }
 
 // Encode implements [Encoder].
-func (e *EnvelopeEncoder) Encode(env *envelopev1.ProcessedEnvelope) error {
+func (e *EnvelopeEncoder) Encode(row EnvelopeRow) error {
+	env := row.Envelope
 	if env == nil {
 		return fmt.Errorf("envelope is nil")
 	}
@@ -83,6 +97,7 @@ func (e *EnvelopeEncoder) Encode(env *envelopev1.ProcessedEnvelope) error {
 	e.occurred = append(e.occurred, occ)
 	e.processed = append(e.processed, proc)
 	e.ends = append(e.ends, len(e.buf))
+	e.seqs = append(e.seqs, row.StreamSeq)
 	return nil
 }
 
@@ -108,7 +123,7 @@ func (e *EnvelopeEncoder) AppendTo(b driver.Batch) error {
 		e.data = append(e.data, all[start:end])
 		start = end
 	}
-	cols := [...]any{e.orgs, e.devices, e.occurred, e.processed, e.data}
+	cols := [...]any{e.orgs, e.devices, e.occurred, e.processed, e.data, e.seqs}
 	for i, c := range cols {
 		if err := b.Column(i).Append(c); err != nil {
 			return fmt.Errorf("column %s: %w", envelopeColumns[i], err)
@@ -117,12 +132,12 @@ func (e *EnvelopeEncoder) AppendTo(b driver.Batch) error {
 	return nil
 }
 
-// NewEnvelopeWriter returns a [BatchWriter] for ProcessedEnvelope rows into the
-// processed_envelopes table of the connection's database, or the table given with [WithTable].
-func NewEnvelopeWriter(conn driver.Conn, opts ...Option) (*BatchWriter[*envelopev1.ProcessedEnvelope], error) {
+// NewEnvelopeWriter returns a [BatchWriter] for [EnvelopeRow]s into the processed_envelopes
+// table of the connection's database, or the table given with [WithTable].
+func NewEnvelopeWriter(conn driver.Conn, opts ...Option) (*BatchWriter[EnvelopeRow], error) {
 	o := writerOptions{table: Table{Name: DefaultEnvelopeTable}}
 	for _, opt := range opts {
 		opt(&o)
 	}
-	return NewBatchWriter(conn, o.table, func() Encoder[*envelopev1.ProcessedEnvelope] { return NewEnvelopeEncoder() }, opts...)
+	return NewBatchWriter(conn, o.table, func() Encoder[EnvelopeRow] { return NewEnvelopeEncoder() }, opts...)
 }

@@ -93,6 +93,18 @@ func IsRetryable(err error) bool {
 	return true
 }
 
+// IsPermanent reports whether err says that the rows or the sink are wrong in a way that
+// waiting cannot fix, so the rows should be set aside (dead-lettered) rather than retried: a
+// row that cannot be encoded, a wrong setting other than an unreachable address, or a server
+// exception that is not transient. Context errors (the caller gave up) and errors this package
+// cannot place are not permanent.
+func IsPermanent(err error) bool {
+	if err == nil || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return false
+	}
+	return !IsRetryable(err)
+}
+
 // IsNetworkError reports whether err comes from the network (refused, reset, timeout, EOF)
 // rather than from the server.
 func IsNetworkError(err error) bool {
@@ -130,6 +142,10 @@ func (e *RowError) Error() string { return fmt.Sprintf("row %d: %v", e.Index, e.
 
 // Unwrap returns the encoder's error.
 func (e *RowError) Unwrap() error { return e.Err }
+
+// RejectedIndex is the row's index, so that a batch consumer can set this one row aside and
+// store the others (it makes RowError a ponixnats.Rejection).
+func (e *RowError) RejectedIndex() int { return e.Index }
 
 // FieldError names the field of a row that cannot be stored, e.g. "occurred_at" or
 // "data.readings[3]".

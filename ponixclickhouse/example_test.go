@@ -30,8 +30,11 @@ func ExampleNewEnvelopeWriter() {
 	}
 	data, _ := structpb.NewStruct(map[string]any{"temperature": 21.5})
 	now := timestamppb.Now()
-	err = w.Write(ctx, []*envelopev1.ProcessedEnvelope{{
-		OrganizationId: "acme", EndDeviceId: "sensor-1", OccurredAt: now, ProcessedAt: now, Data: data,
+	err = w.Write(ctx, []ponixclickhouse.EnvelopeRow{{
+		Envelope: &envelopev1.ProcessedEnvelope{
+			OrganizationId: "acme", EndDeviceId: "sensor-1", OccurredAt: now, ProcessedAt: now, Data: data,
+		},
+		StreamSeq: 1, // the JetStream stream sequence: de-duplicates redeliveries
 	}})
 	switch {
 	case err == nil:

@@ -76,6 +76,23 @@ func TestIsRetryableClassifiesErrors(t *testing.T) {
 		if IsRetryable(err) {
 			t.Errorf("%s: IsRetryable = true, want false", name)
 		}
+		// Not retryable, but not a reason to dead-letter the rows either.
+		notData := name == "nil" || name == "canceled"
+		if IsPermanent(err) == notData {
+			t.Errorf("%s: IsPermanent = %v, want %v", name, IsPermanent(err), !notData)
+		}
+	}
+	for name, err := range retryable {
+		if IsPermanent(err) {
+			t.Errorf("%s: IsPermanent = true, want false", name)
+		}
+	}
+	if IsPermanent(errors.New("something unknown")) {
+		t.Error("an unplaceable error must not be permanent: its rows would be dead-lettered")
+	}
+	var rej interface{ RejectedIndex() int }
+	if !errors.As(fmt.Errorf("write: %w", &RowError{Index: 3, Err: ErrNilTimestamp}), &rej) || rej.RejectedIndex() != 3 {
+		t.Error("RowError does not report its index as a rejection")
 	}
 }
 
@@ -97,7 +114,7 @@ func TestEnvelopeEncoderRejectsWithFieldNames(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			e := NewEnvelopeEncoder()
 			e.Reset(1)
-			err := e.Encode(tc.env)
+			err := e.Encode(EnvelopeRow{Envelope: tc.env, StreamSeq: 1})
 			var fe *FieldError
 			if !errors.As(err, &fe) || fe.Field != tc.field || !errors.Is(err, tc.sentinel) {
 				t.Fatalf("err = %v, want FieldError %s wrapping %v", err, tc.field, tc.sentinel)
@@ -109,7 +126,7 @@ func TestEnvelopeEncoderRejectsWithFieldNames(t *testing.T) {
 	}
 	e := NewEnvelopeEncoder()
 	e.Reset(1)
-	if err := e.Encode(nil); err == nil {
+	if err := e.Encode(EnvelopeRow{}); err == nil {
 		t.Fatal("nil envelope accepted")
 	}
 }
@@ -123,8 +140,8 @@ func BenchmarkEnvelopeEncode(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		e.Reset(batch)
-		for range batch {
-			if err := e.Encode(env); err != nil {
+		for i := range batch {
+			if err := e.Encode(EnvelopeRow{Envelope: env, StreamSeq: uint64(i)}); err != nil {
 				b.Fatal(err)
 			}
 		}

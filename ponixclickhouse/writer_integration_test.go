@@ -35,11 +35,21 @@ func createEnvelopeTable(t *testing.T, conn driver.Conn) {
 		end_device_id String,
 		occurred_at DateTime,
 		processed_at DateTime,
-		data String
-	) ENGINE = MergeTree() PARTITION BY toYYYYMM(occurred_at) ORDER BY (organization_id, occurred_at, end_device_id)`)
+		data String,
+		stream_seq UInt64
+	) ENGINE = ReplacingMergeTree() PARTITION BY toYYYYMM(occurred_at) ORDER BY (organization_id, occurred_at, end_device_id, stream_seq)`)
 	if err != nil {
 		t.Fatal(err)
 	}
+}
+
+// rows gives envelopes the stream sequences 1, 2, ... in order.
+func rows(envs ...*envelopev1.ProcessedEnvelope) []ponixclickhouse.EnvelopeRow {
+	out := make([]ponixclickhouse.EnvelopeRow, len(envs))
+	for i, e := range envs {
+		out[i] = ponixclickhouse.EnvelopeRow{Envelope: e, StreamSeq: uint64(i + 1)}
+	}
+	return out
 }
 
 var base = time.Date(2025, 11, 30, 23, 59, 58, 0, time.UTC)
@@ -76,11 +86,12 @@ type storedRow struct {
 	Org, Device         string
 	Occurred, Processed time.Time
 	Data                string
+	Seq                 uint64
 }
 
 func readAll(t *testing.T, conn driver.Conn) []storedRow {
 	t.Helper()
-	rows, err := conn.Query(t.Context(), `SELECT organization_id, end_device_id, occurred_at, processed_at, data
+	rows, err := conn.Query(t.Context(), `SELECT organization_id, end_device_id, occurred_at, processed_at, data, stream_seq
 		FROM processed_envelopes ORDER BY end_device_id`)
 	if err != nil {
 		t.Fatal(err)
@@ -89,7 +100,7 @@ func readAll(t *testing.T, conn driver.Conn) []storedRow {
 	var out []storedRow
 	for rows.Next() {
 		var r storedRow
-		if err := rows.Scan(&r.Org, &r.Device, &r.Occurred, &r.Processed, &r.Data); err != nil {
+		if err := rows.Scan(&r.Org, &r.Device, &r.Occurred, &r.Processed, &r.Data, &r.Seq); err != nil {
 			t.Fatal(err)
 		}
 		out = append(out, r)
@@ -114,7 +125,7 @@ func TestEnvelopeWriterWritesAndReadsBackFieldByField(t *testing.T) {
 				envs[i] = envelope(t, i)
 			}
 			start := time.Now()
-			if err := w.Write(t.Context(), envs); err != nil {
+			if err := w.Write(t.Context(), rows(envs...)); err != nil {
 				t.Fatal(err)
 			}
 			t.Logf("wrote %d envelopes in %s", n, time.Since(start))
@@ -124,6 +135,9 @@ func TestEnvelopeWriterWritesAndReadsBackFieldByField(t *testing.T) {
 			}
 			for i, r := range got {
 				e := envs[i]
+				if r.Seq != uint64(i+1) {
+					t.Fatalf("row %d stream_seq = %d, want %d", i, r.Seq, i+1)
+				}
 				if r.Org != e.OrganizationId || r.Device != e.EndDeviceId {
 					t.Fatalf("row %d ids = %q/%q, want %q/%q", i, r.Org, r.Device, e.OrganizationId, e.EndDeviceId)
 				}
@@ -183,7 +197,7 @@ func TestEnvelopeWriterRejectsBadRowAndSendsNothing(t *testing.T) {
 		{"NaN in data", []*envelopev1.ProcessedEnvelope{envelope(t, 0), nan}, 1, "data.nested.x", ponixclickhouse.ErrNonFiniteNumber},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			err := w.Write(t.Context(), tc.envs)
+			err := w.Write(t.Context(), rows(tc.envs...))
 			var re *ponixclickhouse.RowError
 			if !errors.As(err, &re) || re.Index != tc.index {
 				t.Fatalf("err = %v, want RowError at index %d", err, tc.index)
@@ -201,7 +215,7 @@ func TestEnvelopeWriterRejectsBadRowAndSendsNothing(t *testing.T) {
 		t.Fatalf("%d rows stored after rejected writes, want 0", len(got))
 	}
 	// The rows without the bad one go through.
-	if err := w.Write(t.Context(), []*envelopev1.ProcessedEnvelope{envelope(t, 0), envelope(t, 1)}); err != nil {
+	if err := w.Write(t.Context(), rows(envelope(t, 0), envelope(t, 1))); err != nil {
 		t.Fatal(err)
 	}
 	if got := readAll(t, db.Conn); len(got) != 2 {
@@ -216,13 +230,13 @@ func TestEnvelopeWriterFailsWhenTableDropped(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := w.Write(t.Context(), []*envelopev1.ProcessedEnvelope{envelope(t, 0)}); err != nil {
+	if err := w.Write(t.Context(), rows(envelope(t, 0))); err != nil {
 		t.Fatal(err)
 	}
 	if err := db.Conn.Exec(t.Context(), "DROP TABLE processed_envelopes"); err != nil {
 		t.Fatal(err)
 	}
-	err = w.Write(t.Context(), []*envelopev1.ProcessedEnvelope{envelope(t, 1)})
+	err = w.Write(t.Context(), rows(envelope(t, 1)))
 	var ex *clickhouse.Exception
 	if !errors.As(err, &ex) || ex.Code != 60 {
 		t.Fatalf("err = %v, want exception code 60 (unknown table)", err)
@@ -249,13 +263,13 @@ func TestEnvelopeWriterFailsWhenServerGoesAway(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := w.Write(t.Context(), []*envelopev1.ProcessedEnvelope{envelope(t, 0)}); err != nil {
+	if err := w.Write(t.Context(), rows(envelope(t, 0))); err != nil {
 		t.Fatal(err)
 	}
 	p.close() // the server is gone: connections drop, new ones are refused
 	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
 	defer cancel()
-	err = w.Write(ctx, []*envelopev1.ProcessedEnvelope{envelope(t, 1), envelope(t, 2)})
+	err = w.Write(ctx, rows(envelope(t, 1), envelope(t, 2)))
 	if err == nil {
 		t.Fatal("Write succeeded with the server gone")
 	}
@@ -394,3 +408,41 @@ func (p *proxy) close() {
 }
 
 var _ = chtest.ModeProcess
+
+// A redelivered message stored twice (same stream sequence) is one row to a FINAL query, and
+// collapses for good when the parts merge; a different sequence is a different row.
+func TestEnvelopeRowsOfOneStreamSequenceCollapse(t *testing.T) {
+	db := srv.NewDatabase(t)
+	createEnvelopeTable(t, db.Conn)
+	w, err := ponixclickhouse.NewEnvelopeWriter(db.Conn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e0, e1 := envelope(t, 0), envelope(t, 1)
+	first := []ponixclickhouse.EnvelopeRow{{Envelope: e0, StreamSeq: 7}, {Envelope: e1, StreamSeq: 8}}
+	redelivery := []ponixclickhouse.EnvelopeRow{{Envelope: e0, StreamSeq: 7}, {Envelope: e0, StreamSeq: 9}}
+	for _, batch := range [][]ponixclickhouse.EnvelopeRow{first, redelivery} {
+		if err := w.Write(t.Context(), batch); err != nil {
+			t.Fatal(err)
+		}
+	}
+	count := func(q string) uint64 {
+		var n uint64
+		if err := db.Conn.QueryRow(t.Context(), q).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	if n := count("SELECT count() FROM processed_envelopes"); n != 4 {
+		t.Fatalf("raw rows = %d, want 4 before merging", n)
+	}
+	if n := count("SELECT count() FROM processed_envelopes FINAL"); n != 3 {
+		t.Fatalf("FINAL rows = %d, want 3 (sequence 7 once, 8, 9)", n)
+	}
+	if err := db.Conn.Exec(t.Context(), "OPTIMIZE TABLE processed_envelopes FINAL"); err != nil {
+		t.Fatal(err)
+	}
+	if n := count("SELECT count() FROM processed_envelopes"); n != 3 {
+		t.Fatalf("rows after merge = %d, want 3", n)
+	}
+}
