@@ -6,9 +6,11 @@
 //
 // The files reach the upstream schema in the upstream's two steps: create processed_envelopes
 // (ordered by occurred_at, end_device_id), then add organization_id and re-key the table by
-// (organization_id, occurred_at, end_device_id), copying the rows. Both have Down steps; the
-// second keeps the rows in both directions. The SQL names no database: migrations run in the
-// database of the connection.
+// (organization_id, occurred_at, end_device_id), copying the rows. A third step makes
+// redeliveries collapse: stream_seq (the JetStream stream sequence) ends the sorting key of a
+// ReplacingMergeTree; read with FINAL to see no copy before the background merge. Every step
+// has a Down step, and the rebuilds keep the rows in both directions. The SQL names no
+// database: migrations run in the database of the connection.
 package migrations
 
 import (
@@ -34,4 +36,7 @@ const (
 	VersionCreate int64 = 20251101000000
 	// VersionRekey adds organization_id and re-keys the table by it.
 	VersionRekey int64 = 20251102000000
+	// VersionDedup adds stream_seq to the sorting key of a ReplacingMergeTree, so that
+	// redelivered messages collapse (read with FINAL).
+	VersionDedup int64 = 20251201000000
 )

@@ -57,13 +57,13 @@ func TestUpFromEmptyGivesUpstreamSchemaAndRerunIsNoop(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(res) != 2 {
-		t.Fatalf("applied %d migrations, want 2", len(res))
+	if len(res) != 3 {
+		t.Fatalf("applied %d migrations, want 3", len(res))
 	}
 	ddl := showCreate(t, d)
 	for _, want := range []string{"organization_id String", "end_device_id String", "occurred_at DateTime",
-		"processed_at DateTime", "data String", "MergeTree", "PARTITION BY toYYYYMM(occurred_at)",
-		"ORDER BY (organization_id, occurred_at, end_device_id)"} {
+		"processed_at DateTime", "data String", "stream_seq UInt64", "ReplacingMergeTree", "PARTITION BY toYYYYMM(occurred_at)",
+		"ORDER BY (organization_id, occurred_at, end_device_id, stream_seq)"} {
 		if !strings.Contains(ddl, want) {
 			t.Errorf("schema lacks %q:\n%s", want, ddl)
 		}
@@ -86,9 +86,9 @@ func TestUpFromEmptyGivesUpstreamSchemaAndRerunIsNoop(t *testing.T) {
 	}
 	data, _ := structpb.NewStruct(map[string]any{"t": 21.5})
 	now := timestamppb.New(time.Date(2025, 11, 5, 10, 0, 0, 0, time.UTC))
-	if err := w.Write(t.Context(), []*envelopev1.ProcessedEnvelope{{
+	if err := w.Write(t.Context(), []ponixclickhouse.EnvelopeRow{{Envelope: &envelopev1.ProcessedEnvelope{
 		OrganizationId: "org", EndDeviceId: "dev", OccurredAt: now, ProcessedAt: now, Data: data,
-	}}); err != nil {
+	}, StreamSeq: 1}}); err != nil {
 		t.Fatal(err)
 	}
 	if got := scalar[string](t, d, "SELECT data FROM processed_envelopes WHERE organization_id = 'org'"); got != `{"t":21.5}` {
@@ -122,9 +122,12 @@ func TestRowsSurviveRekeyDownAndUp(t *testing.T) {
 		t.Fatal(err)
 	}
 	ts := timestamppb.New(time.Date(2025, 11, 5, 10, 0, 0, 0, time.UTC))
-	var envs []*envelopev1.ProcessedEnvelope
+	var envs []ponixclickhouse.EnvelopeRow
 	for i := range 50 {
-		envs = append(envs, &envelopev1.ProcessedEnvelope{OrganizationId: "acme", EndDeviceId: fmt.Sprintf("new-%d", i), OccurredAt: ts, ProcessedAt: ts})
+		envs = append(envs, ponixclickhouse.EnvelopeRow{
+			Envelope:  &envelopev1.ProcessedEnvelope{OrganizationId: "acme", EndDeviceId: fmt.Sprintf("new-%d", i), OccurredAt: ts, ProcessedAt: ts},
+			StreamSeq: uint64(i + 1),
+		})
 	}
 	if err := w.Write(ctx, envs); err != nil {
 		t.Fatal(err)
@@ -144,7 +147,7 @@ func TestRowsSurviveRekeyDownAndUp(t *testing.T) {
 	if n := scalar[uint64](t, d, "SELECT count() FROM processed_envelopes"); n != 550 {
 		t.Fatalf("%d rows after Up again, want 550", n)
 	}
-	if v, err := m.Version(ctx); err != nil || v != migrations.VersionRekey {
+	if v, err := m.Version(ctx); err != nil || v != migrations.VersionDedup {
 		t.Fatalf("version %d, %v", v, err)
 	}
 	// All the way down removes the table.
@@ -188,13 +191,56 @@ func TestTwoConcurrentMigratorsCopyRowsOnce(t *testing.T) {
 			t.Fatalf("instance %d: %v", i, err)
 		}
 	}
-	if applied[0]+applied[1] != 1 {
-		t.Fatalf("instances applied %v, want the re-key exactly once in total", applied)
+	if applied[0]+applied[1] != 2 {
+		t.Fatalf("instances applied %v, want the re-key and the dedup step exactly once in total", applied)
 	}
 	if n := scalar[uint64](t, d, fmt.Sprintf("SELECT count() FROM goose_db_version WHERE version_id = %d", migrations.VersionRekey)); n != 1 {
 		t.Fatalf("re-key recorded %d times", n)
 	}
 	if n := scalar[uint64](t, d, "SELECT count() FROM processed_envelopes"); n != 300 {
 		t.Fatalf("%d rows, want 300 (copied once)", n)
+	}
+}
+
+// After the dedup step a redelivered message (same stream sequence) stored twice is one row
+// to a FINAL query, and rows of the old schema keep their content under a content-hash key.
+func TestRedeliveredRowsCollapseAfterDedupStep(t *testing.T) {
+	d := srv.NewDatabase(t)
+	ctx := t.Context()
+	m, err := migrate.New(d.DB, migrations.FS())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.UpTo(ctx, migrations.VersionCreate); err != nil {
+		t.Fatal(err)
+	}
+	insertOldSchema(t, d, 200)
+	if _, err := m.Up(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n := scalar[uint64](t, d, "SELECT count() FROM processed_envelopes"); n != 200 {
+		t.Fatalf("%d old rows after the dedup step, want 200 (copied twice, collapsed once)", n)
+	}
+	if n := scalar[uint64](t, d, "SELECT uniqExact(stream_seq) FROM processed_envelopes"); n != 200 {
+		t.Fatalf("old rows got %d distinct content keys, want 200", n)
+	}
+	w, err := ponixclickhouse.NewEnvelopeWriter(d.Conn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts := timestamppb.New(time.Date(2025, 12, 5, 10, 0, 0, 0, time.UTC))
+	row := ponixclickhouse.EnvelopeRow{
+		Envelope:  &envelopev1.ProcessedEnvelope{OrganizationId: "acme", EndDeviceId: "dev-1", OccurredAt: ts, ProcessedAt: ts},
+		StreamSeq: 42,
+	}
+	other := row
+	other.StreamSeq = 43 // another message with the same content is another reading
+	for _, batch := range [][]ponixclickhouse.EnvelopeRow{{row, other}, {row}} { // the second is a redelivery
+		if err := w.Write(ctx, batch); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := scalar[uint64](t, d, "SELECT count() FROM processed_envelopes FINAL WHERE organization_id = 'acme'"); n != 2 {
+		t.Fatalf("FINAL sees %d acme rows, want 2 (sequence 42 once, 43)", n)
 	}
 }

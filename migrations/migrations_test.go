@@ -9,12 +9,13 @@ import (
 	"github.com/ponix-go/ponix/migrations"
 )
 
-func TestFSHoldsTheTwoStepsWithUpAndDown(t *testing.T) {
+func TestFSHoldsTheStepsWithUpAndDown(t *testing.T) {
 	names, err := fs.Glob(migrations.FS(), "*.sql")
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []string{"20251101000000_create_processed_envelopes.sql", "20251102000000_rekey_processed_envelopes_by_organization.sql"}
+	want := []string{"20251101000000_create_processed_envelopes.sql", "20251102000000_rekey_processed_envelopes_by_organization.sql",
+		"20251201000000_dedup_processed_envelopes_by_stream_seq.sql"}
 	if strings.Join(names, ",") != strings.Join(want, ",") {
 		t.Fatalf("files = %v, want %v", names, want)
 	}
