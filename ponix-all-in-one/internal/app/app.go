@@ -270,22 +270,32 @@ func (s *service) addProcesses(ctx context.Context, r *runner.Runner) error {
 	if err != nil {
 		return err
 	}
-	store := func(ctx context.Context, envs []*envelopev1.ProcessedEnvelope) error {
+	var rows []ponixclickhouse.EnvelopeRow // reused: the consumer stores one batch at a time
+	store := func(ctx context.Context, batch []ponixnats.Decoded[*envelopev1.ProcessedEnvelope]) error {
+		rows = rows[:0]
+		for _, d := range batch {
+			seq, err := ponixnats.StreamSequence(d.Msg)
+			if err != nil {
+				return err
+			}
+			rows = append(rows, ponixclickhouse.EnvelopeRow{Envelope: d.Value, StreamSeq: seq})
+		}
 		start := time.Now()
-		if err := writer.Write(ctx, envs); err != nil {
+		if err := writer.Write(ctx, rows); err != nil {
 			return err
 		}
-		s.logger.Info("stored batch", "batch_size", len(envs), "duration", time.Since(start))
+		s.logger.Info("stored batch", "batch_size", len(rows), "duration", time.Since(start))
 		if s.logger.Enabled(ctx, slog.LevelDebug) {
-			for _, e := range envs {
-				s.logger.Debug("stored envelope", "end_device_id", e.GetEndDeviceId(), "organization_id", e.GetOrganizationId())
+			for _, r := range rows {
+				s.logger.Debug("stored envelope", "end_device_id", r.Envelope.GetEndDeviceId(), "organization_id", r.Envelope.GetOrganizationId(), "stream_seq", r.StreamSeq)
 			}
 		}
 		return nil
 	}
-	processor := ponixnats.NewEnvelopeProcessor(store, ponixnats.WithPermanentError(func(err error) bool {
-		return !ponixclickhouse.IsRetryable(err)
-	}))
+	// A row ClickHouse can never hold is dead-lettered alone (RowError is a
+	// ponixnats.Rejection); a sink error no retry can fix dead-letters the batch;
+	// anything else naks it for a later retry.
+	processor := ponixnats.NewEnvelopeProcessor(store, ponixnats.WithPermanentError(ponixclickhouse.IsPermanent))
 	consumer, err := ponixnats.NewConsumer(ctx, s.js, ponixnats.ConsumerConfig{
 		Stream:    s.cfg.NATSStream,
 		Durable:   s.cfg.NATSConsumer,
