@@ -15,8 +15,11 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
+	"net/http"
 	"os"
 	"runtime/debug"
+	"time"
 
 	"github.com/ponix-go/ponix/ponix-all-in-one/internal/app"
 	"github.com/ponix-go/ponix/ponix-all-in-one/internal/config"
@@ -34,7 +37,7 @@ const (
 	programName     = "ponix-all-in-one"
 	usageIntroduced = programName + ` moves ProcessedEnvelope messages from NATS JetStream into ClickHouse.
 
-Usage: ` + programName + ` [-h] [-version]
+Usage: ` + programName + ` [-h] [-version] [-healthcheck]
 
 Configuration is read from the environment:
 
@@ -50,6 +53,7 @@ func run(ctx context.Context, args, environ []string, stdout, stderr io.Writer) 
 	fs := flag.NewFlagSet(programName, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	showVersion := fs.Bool("version", false, "print the version and exit")
+	healthcheck := fs.Bool("healthcheck", false, "probe /readyz of the running service at PONIX_HTTP_ADDR; exit 0 when ready, 1 otherwise (a container HEALTHCHECK without shell or curl)")
 	fs.Usage = func() {
 		fmt.Fprint(stdout, usageIntroduced)
 		_ = config.WriteUsage(stdout)
@@ -74,6 +78,9 @@ func run(ctx context.Context, args, environ []string, stdout, stderr io.Writer) 
 		fmt.Fprintf(stderr, "%s: invalid configuration:\n%v\n", programName, err)
 		return exitBadConfig
 	}
+	if *healthcheck {
+		return probe(ctx, cfg.HTTPAddr, stdout, stderr)
+	}
 	logger := newLogger(cfg, stderr)
 	for k, why := range config.IgnoredSet(environ) {
 		logger.Warn("ignoring variable", "variable", k, "reason", why)
@@ -85,6 +92,38 @@ func run(ctx context.Context, args, environ []string, stdout, stderr io.Writer) 
 		return exitFailure
 	}
 	logger.Info("stopped")
+	return exitOK
+}
+
+// probe asks /readyz of the service listening on httpAddr and prints the answer.
+func probe(ctx context.Context, httpAddr string, stdout, stderr io.Writer) int {
+	if httpAddr == config.HTTPAddrOff {
+		fmt.Fprintln(stderr, "healthcheck: PONIX_HTTP_ADDR=off, nothing to probe")
+		return exitFailure
+	}
+	host, port, _ := net.SplitHostPort(httpAddr) // validated by config.Load
+	if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
+		host = "127.0.0.1"
+	}
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	url := "http://" + net.JoinHostPort(host, port) + "/readyz"
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		fmt.Fprintf(stderr, "healthcheck: %v\n", err)
+		return exitFailure
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		fmt.Fprintf(stderr, "healthcheck: %v\n", err)
+		return exitFailure
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+	fmt.Fprintf(stdout, "%s %s: %s", url, resp.Status, body)
+	if resp.StatusCode != http.StatusOK {
+		return exitFailure
+	}
 	return exitOK
 }
 

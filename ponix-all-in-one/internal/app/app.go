@@ -15,6 +15,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"strconv"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -25,6 +26,8 @@ import (
 
 	"github.com/ponix-go/ponix/migrations"
 	"github.com/ponix-go/ponix/ponix-all-in-one/internal/config"
+	"github.com/ponix-go/ponix/ponix-all-in-one/internal/httpserver"
+	"github.com/ponix-go/ponix/ponix-all-in-one/internal/metrics"
 	"github.com/ponix-go/ponix/ponix-all-in-one/internal/sample"
 	"github.com/ponix-go/ponix/ponixclickhouse"
 	"github.com/ponix-go/ponix/ponixclickhouse/chserver"
@@ -36,6 +39,7 @@ import (
 
 // Startup phases, in order. A failure is reported as a *PhaseError naming one.
 const (
+	PhaseHTTP            = "http"             // the listener of PONIX_HTTP_ADDR, unless off
 	PhaseLocalClickHouse = "local-clickhouse" // only with PONIX_CLICKHOUSE_MANAGED=true
 	PhaseMigrations      = "migrations"
 	PhaseClickHouse      = "clickhouse"
@@ -69,7 +73,16 @@ type service struct {
 	natsSrv  *embedded.Server
 	nc       *nats.Conn
 	js       jetstream.JetStream
+
+	metrics *metrics.Metrics
+	http    *httpserver.Server
+	// What /readyz looks at, written by startup and read by HTTP handlers.
+	migrated atomic.Bool
+	readyNC  atomic.Pointer[nats.Conn]
+	readyCH  atomic.Pointer[chConnRef]
 }
+
+type chConnRef struct{ conn driver.Conn }
 
 // Run starts the service and blocks until it stops: after SIGINT/SIGTERM or
 // ctx's end (nil), or after a startup phase or a process failed (the error).
@@ -78,7 +91,10 @@ func Run(ctx context.Context, cfg config.Config, opts Options) error {
 	if logger == nil {
 		logger = slog.Default()
 	}
-	s := &service{cfg: cfg, logger: logger}
+	s := &service{cfg: cfg, logger: logger, metrics: metrics.New(opts.Version)}
+	if err := s.startHTTP(); err != nil {
+		return &PhaseError{Phase: PhaseHTTP, Err: err}
+	}
 
 	// A signal during startup stops it cleanly too; the runner takes over
 	// signal handling once the processes run.
@@ -88,7 +104,7 @@ func Run(ctx context.Context, cfg config.Config, opts Options) error {
 	if err != nil {
 		closeCtx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout())
 		defer cancel()
-		closeErr := errors.Join(s.closeNATS(closeCtx), s.closeClickHouse(closeCtx))
+		closeErr := errors.Join(s.closeHTTP(closeCtx), s.closeNATS(closeCtx), s.closeClickHouse(closeCtx))
 		if startCtx.Err() != nil && ctx.Err() == nil && errors.Is(err, context.Canceled) {
 			logger.Info("startup interrupted by a signal")
 			return closeErr
@@ -100,7 +116,10 @@ func Run(ctx context.Context, cfg config.Config, opts Options) error {
 	if err := s.addProcesses(ctx, r); err != nil {
 		closeCtx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout())
 		defer cancel()
-		return errors.Join(&PhaseError{Phase: PhaseProcesses, Err: err}, s.closeNATS(closeCtx), s.closeClickHouse(closeCtx))
+		return errors.Join(&PhaseError{Phase: PhaseProcesses, Err: err}, s.closeHTTP(closeCtx), s.closeNATS(closeCtx), s.closeClickHouse(closeCtx))
+	}
+	if s.http != nil {
+		r.AddProcess("http", s.http.Run)
 	}
 	r.AddCloser("nats", s.closeNATS)
 	r.AddCloser("clickhouse", s.closeClickHouse)
@@ -149,11 +168,13 @@ func (s *service) clickHouseConfig() ponixclickhouse.Config {
 	if s.chServer != nil {
 		addr = s.chServer.Addr()
 	}
+	tlsCfg, _ := s.cfg.ClickHouseTLSConfig() // validated by config.Load
 	return ponixclickhouse.Config{
 		Addr:     addr,
 		Database: s.cfg.ClickHouseDatabase,
 		Username: s.cfg.ClickHouseUsername,
 		Password: s.cfg.ClickHousePassword,
+		TLS:      tlsCfg,
 	}
 }
 
@@ -209,6 +230,7 @@ func (s *service) migrate(ctx context.Context) error {
 		return err
 	}
 	s.logger.Info("migrations applied", "count", len(results))
+	s.migrated.Store(true)
 	return nil
 }
 
@@ -218,6 +240,7 @@ func (s *service) connectClickHouse(ctx context.Context) error {
 		return err
 	}
 	s.chConn = conn
+	s.readyCH.Store(&chConnRef{conn})
 	version, err := ponixclickhouse.ServerVersion(ctx, conn)
 	if err != nil {
 		return err
@@ -236,6 +259,8 @@ func (s *service) connectNATS(ctx context.Context) error {
 			Port:       port,
 			StoreDir:   filepath.Join(s.cfg.DataDir, "nats"),
 			ServerName: "ponix-embedded",
+			Users:      s.embeddedUsers(),
+			Token:      s.cfg.NATSToken,
 		})
 		if err != nil {
 			return fmt.Errorf("start embedded NATS server on %s: %w", s.cfg.NATSEmbeddedAddr, err)
@@ -244,11 +269,12 @@ func (s *service) connectNATS(ctx context.Context) error {
 		url = srv.URL()
 		s.logger.Info("embedded NATS JetStream server started", "url", url, "store", srv.StoreDir())
 	}
-	nc, err := ponixnats.Connect(ctx, url, ponixnats.WithName("ponix-all-in-one"), ponixnats.WithLogger(s.logger))
+	nc, err := ponixnats.Connect(ctx, url, s.natsOptions()...)
 	if err != nil {
 		return err
 	}
 	s.nc = nc
+	s.readyNC.Store(nc)
 	js, err := jetstream.New(nc)
 	if err != nil {
 		return fmt.Errorf("jetstream: %w", err)
@@ -257,6 +283,7 @@ func (s *service) connectNATS(ctx context.Context) error {
 	if _, err := ponixnats.EnsureStream(ctx, js, ponixnats.StreamConfig{
 		Name:     s.cfg.NATSStream,
 		Subjects: []string{s.cfg.NATSSubject},
+		Replicas: s.cfg.NATSReplicas,
 	}); err != nil {
 		return err
 	}
@@ -295,16 +322,25 @@ func (s *service) addProcesses(ctx context.Context, r *runner.Runner) error {
 	// A row ClickHouse can never hold is dead-lettered alone (RowError is a
 	// ponixnats.Rejection); a sink error no retry can fix dead-letters the batch;
 	// anything else naks it for a later retry.
-	processor := ponixnats.NewEnvelopeProcessor(store, ponixnats.WithPermanentError(ponixclickhouse.IsPermanent))
+	processor := ponixnats.NewEnvelopeProcessor(s.instrumentStore(store), ponixnats.WithPermanentError(ponixclickhouse.IsPermanent))
 	consumer, err := ponixnats.NewConsumer(ctx, s.js, ponixnats.ConsumerConfig{
 		Stream:    s.cfg.NATSStream,
 		Durable:   s.cfg.NATSConsumer,
 		BatchSize: s.cfg.NATSBatchSize,
 		MaxWait:   s.cfg.BatchWait(),
-		Logger:    s.logger,
+		// Fault tolerance knobs (PONIX_NATS_ACK_WAIT_SECS, _MAX_DELIVER,
+		// _MAX_ACK_PENDING, _REPLICAS).
+		AckWait:       s.cfg.AckWait(),
+		MaxDeliver:    s.cfg.NATSMaxDeliver,
+		MaxAckPending: s.cfg.NATSMaxAckPending,
+		DeadLetter:    ponixnats.DeadLetterConfig{Replicas: s.cfg.NATSReplicas},
+		Logger:    s.logger.With("stream", s.cfg.NATSStream, "consumer", s.cfg.NATSConsumer),
 	}, processor)
 	if err != nil {
 		return fmt.Errorf("consumer %s on stream %s: %w", s.cfg.NATSConsumer, s.cfg.NATSStream, err)
+	}
+	if err := s.metrics.WatchConsumer(consumer, s.cfg.NATSStream, s.cfg.NATSConsumer, 0, s.logger); err != nil {
+		return fmt.Errorf("consumer metrics: %w", err)
 	}
 	r.AddProcess("consumer", consumer.Run)
 
@@ -330,10 +366,12 @@ func (s *service) produce(ctx context.Context, p *ponixnats.EnvelopeProducer) er
 			return nil
 		case now := <-ticker.C:
 			env := sample.Envelope(now, rnd)
-			if err := p.Publish(ctx, env); err != nil {
-				if ctx.Err() != nil {
-					return nil
-				}
+			err := p.Publish(ctx, env)
+			if err != nil && ctx.Err() != nil {
+				return nil
+			}
+			s.metrics.Published(err)
+			if err != nil {
 				s.logger.Error("publish sample envelope", "end_device_id", env.GetEndDeviceId(), "error", err)
 				continue
 			}
@@ -376,4 +414,15 @@ func (s *service) closeClickHouse(ctx context.Context) error {
 		s.chServer = nil
 	}
 	return errors.Join(errs...)
+}
+
+// instrumentStore records each insert attempt in the metrics: batch size,
+// duration and, on success, the envelopes stored.
+func (s *service) instrumentStore(store ponixnats.EnvelopeStore) ponixnats.EnvelopeStore {
+	return func(ctx context.Context, batch []ponixnats.Decoded[*envelopev1.ProcessedEnvelope]) error {
+		start := time.Now()
+		err := store(ctx, batch)
+		s.metrics.ObserveInsert(len(batch), time.Since(start), err)
+		return err
+	}
 }

@@ -42,6 +42,10 @@ type Config struct {
 	NATSConsumer      string `env:"NATS_CONSUMER" envDefault:"ponix-all-in-one" usage:"durable consumer name (shared by instances that split the work)"`
 	NATSBatchSize     int    `env:"NATS_BATCH_SIZE" envDefault:"30" usage:"messages fetched (and inserted) per batch"`
 	NATSBatchWaitSecs int    `env:"NATS_BATCH_WAIT_SECS" envDefault:"5" usage:"longest wait to fill a batch, in seconds"`
+	NATSAckWaitSecs   int    `env:"NATS_ACK_WAIT_SECS" envDefault:"30" usage:"seconds JetStream waits for an ack before redelivering; must exceed PONIX_NATS_BATCH_WAIT_SECS (slow inserts send in-progress acks every third of it)"`
+	NATSMaxDeliver    int    `env:"NATS_MAX_DELIVER" envDefault:"10" usage:"deliveries of one message before it is dead-lettered with reason max_deliver; -1 = unlimited"`
+	NATSMaxAckPending int    `env:"NATS_MAX_ACK_PENDING" envDefault:"0" usage:"messages delivered but not yet acked, over all instances; 0 = the larger of 1000 and 2*PONIX_NATS_BATCH_SIZE"`
+	NATSReplicas      int    `env:"NATS_REPLICAS" envDefault:"1" usage:"replicas of the stream and dead-letter stream the service creates (3 on a 3-node JetStream cluster)"`
 
 	ClickHouseURL           string `env:"CLICKHOUSE_URL" usage:"upstream's HTTP URL; accepted but unused (Ponix speaks the native protocol)"`
 	ClickHouseNativeURL     string `env:"CLICKHOUSE_NATIVE_URL" envDefault:"localhost:9000" usage:"ClickHouse native address host:port (or clickhouse://host:port)"`
@@ -50,7 +54,28 @@ type Config struct {
 	ClickHousePassword      string `env:"CLICKHOUSE_PASSWORD" envDefault:"ponix" usage:"ClickHouse password (never logged)"`
 	ClickHouseMigrationsDir string `env:"CLICKHOUSE_MIGRATIONS_DIR" usage:"directory of goose SQL migrations overriding the embedded ones"`
 	ClickHouseManaged       bool   `env:"CLICKHOUSE_MANAGED" envDefault:"false" usage:"start and manage a local clickhouse-server under PONIX_DATA_DIR (make run)"`
+
+	ClickHouseTLS                   bool   `env:"CLICKHOUSE_TLS" envDefault:"false" usage:"connect to ClickHouse with TLS (usually port 9440)"`
+	ClickHouseTLSCAFile             string `env:"CLICKHOUSE_TLS_CA_FILE" usage:"PEM CA bundle verifying the ClickHouse server (empty: system roots)"`
+	ClickHouseTLSCertFile           string `env:"CLICKHOUSE_TLS_CERT_FILE" usage:"PEM client certificate for ClickHouse (with PONIX_CLICKHOUSE_TLS_KEY_FILE)"`
+	ClickHouseTLSKeyFile            string `env:"CLICKHOUSE_TLS_KEY_FILE" usage:"PEM client key for ClickHouse (with PONIX_CLICKHOUSE_TLS_CERT_FILE)"`
+	ClickHouseTLSServerName         string `env:"CLICKHOUSE_TLS_SERVER_NAME" usage:"server name expected in the ClickHouse certificate (default: the host of PONIX_CLICKHOUSE_NATIVE_URL)"`
+	ClickHouseTLSInsecureSkipVerify bool   `env:"CLICKHOUSE_TLS_INSECURE_SKIP_VERIFY" envDefault:"false" usage:"do not verify the ClickHouse certificate (testing only)"`
+
+	NATSUser         string `env:"NATS_USER" usage:"NATS user name (with PONIX_NATS_PASSWORD); also required by the embedded server when set"`
+	NATSPassword     string `env:"NATS_PASSWORD" usage:"NATS password (never logged)"`
+	NATSToken        string `env:"NATS_TOKEN" usage:"NATS authentication token (never logged); also required by the embedded server when set"`
+	NATSNKeySeedFile string `env:"NATS_NKEY_SEED_FILE" usage:"file holding the NATS user NKey seed (SU...)"`
+	NATSCredsFile    string `env:"NATS_CREDS_FILE" usage:"NATS .creds file (user JWT and NKey seed)"`
+	NATSTLSCAFile    string `env:"NATS_TLS_CA_FILE" usage:"PEM CA bundle verifying the NATS server; setting any NATS TLS file turns TLS on"`
+	NATSTLSCertFile  string `env:"NATS_TLS_CERT_FILE" usage:"PEM client certificate for NATS (with PONIX_NATS_TLS_KEY_FILE)"`
+	NATSTLSKeyFile   string `env:"NATS_TLS_KEY_FILE" usage:"PEM client key for NATS (with PONIX_NATS_TLS_CERT_FILE)"`
+
+	HTTPAddr string `env:"HTTP_ADDR" envDefault:":8080" usage:"listen address of /metrics, /healthz and /readyz; off disables the listener"`
 }
+
+// HTTPAddrOff is the value of PONIX_HTTP_ADDR that disables the HTTP listener.
+const HTTPAddrOff = "off"
 
 // Ignored lists variables that upstream used and Ponix no longer needs; they are
 // accepted and reported, never an error.
@@ -156,6 +181,17 @@ func (c Config) Validate() error {
 	positive("SHUTDOWN_TIMEOUT_SECS", c.ShutdownTimeoutSecs, 3600)
 	positive("NATS_BATCH_SIZE", c.NATSBatchSize, 100_000)
 	positive("NATS_BATCH_WAIT_SECS", c.NATSBatchWaitSecs, 3600)
+	positive("NATS_ACK_WAIT_SECS", c.NATSAckWaitSecs, 86400)
+	if c.NATSAckWaitSecs > 0 && c.NATSBatchWaitSecs > 0 && c.NATSAckWaitSecs <= c.NATSBatchWaitSecs {
+		bad("NATS_ACK_WAIT_SECS", strconv.Itoa(c.NATSAckWaitSecs), "must be longer than PONIX_NATS_BATCH_WAIT_SECS ("+strconv.Itoa(c.NATSBatchWaitSecs)+")")
+	}
+	if c.NATSMaxDeliver == 0 || c.NATSMaxDeliver < -1 {
+		bad("NATS_MAX_DELIVER", strconv.Itoa(c.NATSMaxDeliver), "must be -1 (unlimited) or at least 1")
+	}
+	if c.NATSMaxAckPending < 0 || (c.NATSMaxAckPending > 0 && c.NATSMaxAckPending < c.NATSBatchSize) {
+		bad("NATS_MAX_ACK_PENDING", strconv.Itoa(c.NATSMaxAckPending), "must be 0 (default) or at least PONIX_NATS_BATCH_SIZE ("+strconv.Itoa(c.NATSBatchSize)+")")
+	}
+	positive("NATS_REPLICAS", c.NATSReplicas, 5)
 	if c.DataDir == "" {
 		bad("DATA_DIR", "", "must not be empty")
 	}
@@ -191,6 +227,15 @@ func (c Config) Validate() error {
 	if c.ClickHouseMigrationsDir != "" {
 		if st, err := os.Stat(c.ClickHouseMigrationsDir); err != nil || !st.IsDir() {
 			bad("CLICKHOUSE_MIGRATIONS_DIR", c.ClickHouseMigrationsDir, "must be an existing directory")
+		}
+	}
+	errs = append(errs, c.validateClickHouseTLS()...)
+	errs = append(errs, c.validateNATSAuth()...)
+	if c.HTTPAddr != HTTPAddrOff {
+		if _, port, err := net.SplitHostPort(c.HTTPAddr); err != nil {
+			bad("HTTP_ADDR", c.HTTPAddr, "must be host:port, :port or off")
+		} else if p, err := strconv.Atoi(port); err != nil || p < 0 || p > 65535 {
+			bad("HTTP_ADDR", c.HTTPAddr, "port must be 0-65535")
 		}
 	}
 	return errors.Join(errs...)
@@ -304,6 +349,9 @@ func (c Config) ShutdownTimeout() time.Duration {
 // BatchWait is NATSBatchWaitSecs as a duration.
 func (c Config) BatchWait() time.Duration { return time.Duration(c.NATSBatchWaitSecs) * time.Second }
 
+// AckWait is NATSAckWaitSecs as a duration.
+func (c Config) AckWait() time.Duration { return time.Duration(c.NATSAckWaitSecs) * time.Second }
+
 // LogValue renders the effective configuration for the startup log, with
 // secrets redacted.
 func (c Config) LogValue() slog.Value {
@@ -313,8 +361,11 @@ func (c Config) LogValue() slog.Value {
 	for i := range t.NumField() {
 		key := Prefix + t.Field(i).Tag.Get("env")
 		val := fmt.Sprint(v.Field(i).Interface())
-		if isSecret(key) && val != "" {
+		switch {
+		case isSecret(key) && val != "":
 			val = "[REDACTED]"
+		case key == Prefix+"NATS_URL" || key == Prefix+"CLICKHOUSE_URL":
+			val = redactURLs(val)
 		}
 		attrs = append(attrs, slog.String(key, val))
 	}

@@ -1,0 +1,115 @@
+package app
+
+import (
+	"context"
+	"errors"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/ponix-go/ponix/ponix-all-in-one/internal/config"
+	"github.com/ponix-go/ponix/ponix-all-in-one/internal/httpserver"
+	"github.com/ponix-go/ponix/ponixnats"
+)
+
+// Readiness checks of /readyz.
+const (
+	CheckNATS       = "nats"
+	CheckClickHouse = "clickhouse"
+	CheckMigrations = "migrations"
+)
+
+// Errors /readyz reports while a dependency is not ready.
+var (
+	ErrNotConnected     = errors.New("not connected yet")
+	ErrMigrationsNotRun = errors.New("migrations not applied yet")
+)
+
+// startHTTP binds PONIX_HTTP_ADDR (unless off) and serves /metrics, /healthz
+// and /readyz from now on, so that probes answer during startup too.
+func (s *service) startHTTP() error {
+	if s.cfg.HTTPAddr == config.HTTPAddrOff {
+		s.logger.Info("HTTP listener disabled (PONIX_HTTP_ADDR=off)")
+		return nil
+	}
+	srv, err := httpserver.Start(httpserver.Config{
+		Addr:            s.cfg.HTTPAddr,
+		Metrics:         s.metrics.Handler(),
+		Checks:          s.readinessChecks(),
+		ShutdownTimeout: s.cfg.ShutdownTimeout(),
+		Logger:          s.logger,
+	})
+	if err != nil {
+		return err
+	}
+	s.http = srv
+	s.logger.Info("HTTP listener started", "addr", srv.Addr().String(), "paths", "/metrics /healthz /readyz")
+	return nil
+}
+
+func (s *service) closeHTTP(ctx context.Context) error {
+	if s.http == nil {
+		return nil
+	}
+	err := s.http.Shutdown(ctx)
+	s.http = nil
+	return err
+}
+
+// readinessChecks: NATS connected, ClickHouse answers a ping, migrations done.
+func (s *service) readinessChecks() []httpserver.Check {
+	return []httpserver.Check{
+		{Name: CheckNATS, Func: func(context.Context) error {
+			nc := s.readyNC.Load()
+			if nc == nil {
+				return ErrNotConnected
+			}
+			if st := nc.Status(); st != nats.CONNECTED {
+				return errors.New("connection " + st.String())
+			}
+			return nil
+		}},
+		{Name: CheckClickHouse, Func: func(ctx context.Context) error {
+			ref := s.readyCH.Load()
+			if ref == nil {
+				return ErrNotConnected
+			}
+			return ref.conn.Ping(ctx)
+		}},
+		{Name: CheckMigrations, Func: func(context.Context) error {
+			if !s.migrated.Load() {
+				return ErrMigrationsNotRun
+			}
+			return nil
+		}},
+	}
+}
+
+// natsOptions are the connect options from the configuration: client name,
+// logger, and the one authentication method and TLS files configured.
+func (s *service) natsOptions() []ponixnats.Option {
+	c := s.cfg
+	opts := []ponixnats.Option{ponixnats.WithName("ponix-all-in-one"), ponixnats.WithLogger(s.logger)}
+	switch {
+	case c.NATSUser != "":
+		opts = append(opts, ponixnats.WithUserPassword(c.NATSUser, c.NATSPassword))
+	case c.NATSToken != "":
+		opts = append(opts, ponixnats.WithToken(c.NATSToken))
+	case c.NATSNKeySeedFile != "":
+		opts = append(opts, ponixnats.WithNKeySeedFile(c.NATSNKeySeedFile))
+	case c.NATSCredsFile != "":
+		opts = append(opts, ponixnats.WithCredsFile(c.NATSCredsFile))
+	}
+	if c.NATSTLS() {
+		opts = append(opts, ponixnats.WithTLS(c.NATSTLSCAFile, c.NATSTLSCertFile, c.NATSTLSKeyFile))
+	}
+	return opts
+}
+
+// embeddedUsers makes the embedded server require PONIX_NATS_USER/PASSWORD
+// when they are set.
+func (s *service) embeddedUsers() map[string]string {
+	if s.cfg.NATSUser == "" {
+		return nil
+	}
+	return map[string]string{s.cfg.NATSUser: s.cfg.NATSPassword}
+}
