@@ -104,6 +104,7 @@ func baseEnv(t *testing.T, db *chtest.Database) map[string]string {
 		"PONIX_STARTUP_TIMEOUT_SECS":  "20",
 		"PONIX_SHUTDOWN_TIMEOUT_SECS": "10",
 		"PONIX_LOG_LEVEL":             "info",
+		"PONIX_HTTP_ADDR":             "127.0.0.1:0", // a free port: tests never clash on :8080
 	}
 }
 
@@ -325,11 +326,11 @@ func readStream(t *testing.T, storeDir string) map[string]*envelopev1.ProcessedE
 }
 
 // publish sends envs to the stream of the given NATS server, creating it as
-// the service would.
-func publish(t *testing.T, url string, envs []*envelopev1.ProcessedEnvelope) {
+// the service would; opts are extra connect options (e.g. credentials).
+func publish(t *testing.T, url string, envs []*envelopev1.ProcessedEnvelope, opts ...nats.Option) {
 	t.Helper()
 	ctx := t.Context()
-	nc, err := nats.Connect(url)
+	nc, err := nats.Connect(url, opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
