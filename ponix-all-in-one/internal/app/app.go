@@ -293,51 +293,9 @@ func (s *service) connectNATS(ctx context.Context) error {
 
 // addProcesses registers the consumer and, when enabled, the producer.
 func (s *service) addProcesses(ctx context.Context, r *runner.Runner) error {
-	writer, err := ponixclickhouse.NewEnvelopeWriter(s.chConn, ponixclickhouse.WithLogger(s.logger))
+	consumer, err := NewConsumer(ctx, s.cfg, s.js, s.chConn, ConsumerOptions{Logger: s.logger})
 	if err != nil {
 		return err
-	}
-	var rows []ponixclickhouse.EnvelopeRow // reused: the consumer stores one batch at a time
-	store := func(ctx context.Context, batch []ponixnats.Decoded[*envelopev1.ProcessedEnvelope]) error {
-		rows = rows[:0]
-		for _, d := range batch {
-			seq, err := ponixnats.StreamSequence(d.Msg)
-			if err != nil {
-				return err
-			}
-			rows = append(rows, ponixclickhouse.EnvelopeRow{Envelope: d.Value, StreamSeq: seq})
-		}
-		start := time.Now()
-		if err := writer.Write(ctx, rows); err != nil {
-			return err
-		}
-		s.logger.Info("stored batch", "batch_size", len(rows), "duration", time.Since(start))
-		if s.logger.Enabled(ctx, slog.LevelDebug) {
-			for _, r := range rows {
-				s.logger.Debug("stored envelope", "end_device_id", r.Envelope.GetEndDeviceId(), "organization_id", r.Envelope.GetOrganizationId(), "stream_seq", r.StreamSeq)
-			}
-		}
-		return nil
-	}
-	// A row ClickHouse can never hold is dead-lettered alone (RowError is a
-	// ponixnats.Rejection); a sink error no retry can fix dead-letters the batch;
-	// anything else naks it for a later retry.
-	processor := ponixnats.NewEnvelopeProcessor(s.instrumentStore(store), ponixnats.WithPermanentError(ponixclickhouse.IsPermanent))
-	consumer, err := ponixnats.NewConsumer(ctx, s.js, ponixnats.ConsumerConfig{
-		Stream:    s.cfg.NATSStream,
-		Durable:   s.cfg.NATSConsumer,
-		BatchSize: s.cfg.NATSBatchSize,
-		MaxWait:   s.cfg.BatchWait(),
-		// Fault tolerance knobs (PONIX_NATS_ACK_WAIT_SECS, _MAX_DELIVER,
-		// _MAX_ACK_PENDING, _REPLICAS).
-		AckWait:       s.cfg.AckWait(),
-		MaxDeliver:    s.cfg.NATSMaxDeliver,
-		MaxAckPending: s.cfg.NATSMaxAckPending,
-		DeadLetter:    ponixnats.DeadLetterConfig{Replicas: s.cfg.NATSReplicas},
-		Logger:    s.logger.With("stream", s.cfg.NATSStream, "consumer", s.cfg.NATSConsumer),
-	}, processor)
-	if err != nil {
-		return fmt.Errorf("consumer %s on stream %s: %w", s.cfg.NATSConsumer, s.cfg.NATSStream, err)
 	}
 	if err := s.metrics.WatchConsumer(consumer, s.cfg.NATSStream, s.cfg.NATSConsumer, 0, s.logger); err != nil {
 		return fmt.Errorf("consumer metrics: %w", err)
