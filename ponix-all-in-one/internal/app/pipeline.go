@@ -51,7 +51,13 @@ func NewConsumer(ctx context.Context, cfg config.Config, js jetstream.JetStream,
 		Durable:   cfg.NATSConsumer,
 		BatchSize: cfg.NATSBatchSize,
 		MaxWait:   cfg.BatchWait(),
-		Logger:    logger,
+		// Delivery knobs: PONIX_NATS_ACK_WAIT_SECS, _MAX_DELIVER,
+		// _MAX_ACK_PENDING, _REPLICAS.
+		AckWait:       cfg.AckWait(),
+		MaxDeliver:    cfg.NATSMaxDeliver,
+		MaxAckPending: cfg.NATSMaxAckPending,
+		DeadLetter:    ponixnats.DeadLetterConfig{Replicas: cfg.NATSReplicas},
+		Logger:        logger,
 	}, processor)
 	if err != nil {
 		return nil, fmt.Errorf("consumer %s on stream %s: %w", cfg.NATSConsumer, cfg.NATSStream, err)

@@ -22,6 +22,10 @@ func TestDefaultsMatchUpstream(t *testing.T) {
 		"base":       {cfg.NATSBaseSubject(), "processed_envelopes"},
 		"batch":      {cfg.NATSBatchSize, 30},
 		"wait":       {cfg.NATSBatchWaitSecs, 5},
+		"ack wait":   {cfg.NATSAckWaitSecs, 30},
+		"deliver":    {cfg.NATSMaxDeliver, 10},
+		"pending":    {cfg.NATSMaxAckPending, 0},
+		"replicas":   {cfg.NATSReplicas, 1},
 		"native":     {cfg.ClickHouseNativeURL, "localhost:9000"},
 		"database":   {cfg.ClickHouseDatabase, "ponix"},
 		"user":       {cfg.ClickHouseUsername, "ponix"},
@@ -49,6 +53,12 @@ func TestBadValuesNameTheVariable(t *testing.T) {
 		{"PONIX_NATS_BATCH_SIZE=abc", "PONIX_NATS_BATCH_SIZE"},
 		{"PONIX_NATS_BATCH_SIZE=0", "PONIX_NATS_BATCH_SIZE"},
 		{"PONIX_NATS_BATCH_WAIT_SECS=-1", "PONIX_NATS_BATCH_WAIT_SECS"},
+		{"PONIX_NATS_ACK_WAIT_SECS=5", "PONIX_NATS_ACK_WAIT_SECS"}, // not longer than the batch wait (5)
+		{"PONIX_NATS_ACK_WAIT_SECS=0", "PONIX_NATS_ACK_WAIT_SECS"},
+		{"PONIX_NATS_MAX_DELIVER=0", "PONIX_NATS_MAX_DELIVER"},
+		{"PONIX_NATS_MAX_DELIVER=-2", "PONIX_NATS_MAX_DELIVER"},
+		{"PONIX_NATS_MAX_ACK_PENDING=10", "PONIX_NATS_MAX_ACK_PENDING"}, // below the batch size (30)
+		{"PONIX_NATS_REPLICAS=0", "PONIX_NATS_REPLICAS"},
 		{"PONIX_INTERVAL_SECS=1.5", "PONIX_INTERVAL_SECS"},
 		{"PONIX_PRODUCER_ENABLED=maybe", "PONIX_PRODUCER_ENABLED"},
 		{"PONIX_LOG_LEVEL=loud", "PONIX_LOG_LEVEL"},
