@@ -293,7 +293,7 @@ func (s *service) connectNATS(ctx context.Context) error {
 
 // addProcesses registers the consumer and, when enabled, the producer.
 func (s *service) addProcesses(ctx context.Context, r *runner.Runner) error {
-	consumer, err := NewConsumer(ctx, s.cfg, s.js, s.chConn, ConsumerOptions{Logger: s.logger})
+	consumer, err := NewConsumer(ctx, s.cfg, s.js, s.chConn, ConsumerOptions{Logger: s.logger, WrapStore: s.instrumentStore})
 	if err != nil {
 		return err
 	}
