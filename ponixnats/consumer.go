@@ -159,32 +159,37 @@ type Stats struct {
 	Termed           uint64 // terminated without dead-lettering
 	DeadLettered     uint64 // published to the dead-letter stream, then terminated
 	DeadLetterFailed uint64 // dead-letter publish failed; the message was nak'd
-	MaxDelivered     uint64 // Naks turned into dead letters at MaxDeliver
-	Unmentioned      uint64 // indices the Result did not mention (nak'd)
-	Conflicts        uint64 // indices the Result set more than once
-	OutOfRange       uint64 // Result indices beyond the batch (ignored)
-	ProcessorErrors  uint64 // batches nak'd because the processor failed or panicked
-	FetchErrors      uint64
-	AckErrors        uint64 // failed ack/nak/term sends
+	MaxDelivered     uint64 // messages dead-lettered at MaxDeliver (a Nak at the last delivery, or an advisory)
+	// MaxDeliverAdvisories counts MAX_DELIVERIES advisories handled: messages
+	// whose AckWait expired at the last delivery (a crashed or stalled
+	// processor), copied from the stream to the dead-letter stream.
+	MaxDeliverAdvisories uint64
+	Unmentioned          uint64 // indices the Result did not mention (nak'd)
+	Conflicts            uint64 // indices the Result set more than once
+	OutOfRange           uint64 // Result indices beyond the batch (ignored)
+	ProcessorErrors      uint64 // batches nak'd because the processor failed or panicked
+	FetchErrors          uint64
+	AckErrors            uint64 // failed ack/nak/term sends
 }
 
 type stats struct {
 	batches, messages, acked, naked, termed, deadLettered, deadLetterFailed, maxDelivered,
-	unmentioned, conflicts, outOfRange, processorErrors, fetchErrors, ackErrors atomic.Uint64
+	unmentioned, conflicts, outOfRange, processorErrors, fetchErrors, ackErrors, maxDeliverAdvisories atomic.Uint64
 }
 
 // Consumer reads batches from a durable pull consumer and applies the
 // decisions of its [Processor]. Create it with [NewConsumer]; call Run once.
 type Consumer struct {
-	js    jetstream.JetStream
-	cons  jetstream.Consumer
-	cfg   ConsumerConfig
-	proc  Processor
-	log   *slog.Logger
-	dlq   *deadLetterer
-	keep  time.Duration // in-progress interval
-	fopts []jetstream.FetchOpt
-	st    stats
+	js     jetstream.JetStream
+	cons   jetstream.Consumer
+	stream jetstream.Stream
+	cfg    ConsumerConfig
+	proc   Processor
+	log    *slog.Logger
+	dlq    *deadLetterer
+	keep   time.Duration // in-progress interval
+	fopts  []jetstream.FetchOpt
+	st     stats
 }
 
 // NewConsumer creates or updates the durable pull consumer described by cfg
@@ -202,7 +207,7 @@ func NewConsumer(ctx context.Context, js jetstream.JetStream, cfg ConsumerConfig
 	if err != nil {
 		return nil, fmt.Errorf("ponixnats: new consumer %s: looking up stream %s: %w", cfg.Durable, cfg.Stream, err)
 	}
-	c := &Consumer{js: js, cfg: cfg, proc: p, log: cfg.Logger.With("stream", cfg.Stream, "consumer", cfg.Durable)}
+	c := &Consumer{js: js, stream: st, cfg: cfg, proc: p, log: cfg.Logger.With("stream", cfg.Stream, "consumer", cfg.Durable)}
 	if !cfg.DeadLetter.Disabled {
 		c.dlq, err = newDeadLetterer(ctx, js, cfg.DeadLetter, st.CachedInfo().Config.Subjects)
 		if err != nil {
@@ -256,6 +261,7 @@ func (c *Consumer) Stats() Stats {
 		MaxDelivered: s.maxDelivered.Load(), Unmentioned: s.unmentioned.Load(), Conflicts: s.conflicts.Load(),
 		OutOfRange: s.outOfRange.Load(), ProcessorErrors: s.processorErrors.Load(),
 		FetchErrors: s.fetchErrors.Load(), AckErrors: s.ackErrors.Load(),
+		MaxDeliverAdvisories: s.maxDeliverAdvisories.Load(),
 	}
 }
 
@@ -265,7 +271,17 @@ func (c *Consumer) Stats() Stats {
 // fetching, lets the processor finish the batch in hand (with a context that
 // is cancelled only after DrainTimeout), sends its acks and waits for the
 // server to confirm them, then returns nil.
+//
+// While it runs, Run also listens to the consumer's MAX_DELIVERIES advisories
+// and dead-letters messages whose AckWait expired at their last delivery (see
+// [MaxDeliveriesAdvisorySubject]), so that a message JetStream gives up on is
+// never silently lost. Run fails only if it cannot subscribe to them.
 func (c *Consumer) Run(ctx context.Context) error {
+	stopWatch, err := c.watchMaxDeliveries(ctx)
+	if err != nil {
+		return fmt.Errorf("ponixnats: consumer %s on stream %s: %w", c.cfg.Durable, c.cfg.Stream, err)
+	}
+	defer stopWatch()
 	var (
 		buf        = make([]jetstream.Msg, 0, c.cfg.BatchSize)
 		retry      = minFetchRetryBackoff

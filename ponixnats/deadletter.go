@@ -97,10 +97,32 @@ func newDeadLetterer(ctx context.Context, js jetstream.JetStream, cfg DeadLetter
 	return &deadLetterer{js: js, cfg: cfg}, nil
 }
 
+// deadLetterSource describes the original message of a dead letter.
+type deadLetterSource struct {
+	subject      string
+	data         []byte
+	header       nats.Header
+	stream       string
+	consumer     string
+	seq          uint64
+	numDelivered uint64
+	timestamp    time.Time
+}
+
 // publish copies m to the dead-letter stream and waits for the stream's ack.
 func (d *deadLetterer) publish(ctx context.Context, m jetstream.Msg, md *jetstream.MsgMetadata, reason Reason, cause error) error {
-	h := make(nats.Header, len(m.Headers())+8)
-	for k, v := range m.Headers() {
+	return d.publishSource(ctx, deadLetterSource{
+		subject: m.Subject(), data: m.Data(), header: m.Headers(),
+		stream: md.Stream, consumer: md.Consumer, seq: md.Sequence.Stream,
+		numDelivered: md.NumDelivered, timestamp: md.Timestamp,
+	}, reason, cause)
+}
+
+// publishSource publishes the dead letter of src and waits for the stream's
+// ack.
+func (d *deadLetterer) publishSource(ctx context.Context, src deadLetterSource, reason Reason, cause error) error {
+	h := make(nats.Header, len(src.header)+8)
+	for k, v := range src.header {
 		if strings.HasPrefix(k, "Nats-") {
 			if k == jetstream.MsgIDHeader && len(v) > 0 {
 				h.Set(HeaderOriginalMsgID, v[0])
@@ -113,21 +135,22 @@ func (d *deadLetterer) publish(ctx context.Context, m jetstream.Msg, md *jetstre
 	if cause != nil {
 		h.Set(HeaderDLQError, sanitizeHeader(cause.Error()))
 	}
-	h.Set(HeaderOriginalSubject, m.Subject())
-	h.Set(HeaderOriginalStream, md.Stream)
-	h.Set(HeaderOriginalConsumer, md.Consumer)
-	h.Set(HeaderOriginalSequence, strconv.FormatUint(md.Sequence.Stream, 10))
-	h.Set(HeaderNumDelivered, strconv.FormatUint(md.NumDelivered, 10))
-	h.Set(HeaderOriginalTimestamp, md.Timestamp.UTC().Format(time.RFC3339Nano))
+	h.Set(HeaderOriginalSubject, src.subject)
+	h.Set(HeaderOriginalStream, src.stream)
+	h.Set(HeaderOriginalConsumer, src.consumer)
+	h.Set(HeaderOriginalSequence, strconv.FormatUint(src.seq, 10))
+	h.Set(HeaderNumDelivered, strconv.FormatUint(src.numDelivered, 10))
+	h.Set(HeaderOriginalTimestamp, src.timestamp.UTC().Format(time.RFC3339Nano))
 	// A repeated dead-letter of the same stream message (e.g. the Term got
-	// lost) is dropped by the dead-letter stream's duplicate window.
-	h.Set(jetstream.MsgIDHeader, "dlq:"+md.Stream+":"+strconv.FormatUint(md.Sequence.Stream, 10))
+	// lost, or several instances heard the same advisory) is dropped by the
+	// dead-letter stream's duplicate window.
+	h.Set(jetstream.MsgIDHeader, "dlq:"+src.stream+":"+strconv.FormatUint(src.seq, 10))
 
 	pctx, cancel := context.WithTimeout(ctx, d.cfg.PublishTimeout)
 	defer cancel()
 	_, err := d.js.PublishMsg(pctx, &nats.Msg{
-		Subject: DeadLetterSubject(d.cfg.SubjectPrefix, m.Subject()),
-		Data:    m.Data(),
+		Subject: DeadLetterSubject(d.cfg.SubjectPrefix, src.subject),
+		Data:    src.data,
 		Header:  h,
 	})
 	if err != nil {
