@@ -282,14 +282,43 @@ func (c *Consumer) Run(ctx context.Context) error {
 		return fmt.Errorf("ponixnats: consumer %s on stream %s: %w", c.cfg.Durable, c.cfg.Stream, err)
 	}
 	defer stopWatch()
+	// One batch is fetched while the processor works on the previous one:
+	// fetching costs the server and the network, processing costs this
+	// process and the sink, so the two overlap.
+	fetchCtx, stopFetching := context.WithCancel(ctx)
+	defer stopFetching()
+	batches := make(chan []jetstream.Msg)
+	go func() {
+		defer close(batches)
+		c.fetchLoop(fetchCtx, batches)
+	}()
+	released := false
+	for batch := range batches {
+		if ctx.Err() != nil {
+			c.release(batch)
+			released = true
+			continue
+		}
+		c.handle(ctx, batch)
+	}
+	if released {
+		if err := c.js.Conn().FlushTimeout(c.cfg.DrainTimeout); err != nil {
+			c.log.Warn("flushing naks of released messages failed; they are redelivered after AckWait", "error", err)
+		}
+	}
+	return nil
+}
+
+// fetchLoop fetches batches and hands them to Run until ctx ends. Transient
+// errors are logged (rate-limited) and retried with backoff.
+func (c *Consumer) fetchLoop(ctx context.Context, out chan<- []jetstream.Msg) {
 	var (
-		buf        = make([]jetstream.Msg, 0, c.cfg.BatchSize)
 		retry      = minFetchRetryBackoff
 		lastErrLog time.Time
 		suppressed int
 	)
 	for ctx.Err() == nil {
-		buf = buf[:0]
+		buf := make([]jetstream.Msg, 0, c.cfg.BatchSize)
 		n, err := c.fetch(ctx, &buf)
 		if err != nil && ctx.Err() == nil {
 			c.st.fetchErrors.Add(1)
@@ -301,7 +330,7 @@ func (c *Consumer) Run(ctx context.Context) error {
 			}
 			if n == 0 {
 				if !sleepCtx(ctx, retry) {
-					break
+					return
 				}
 				retry = min(retry*2, maxFetchRetryBackoff)
 				continue
@@ -312,9 +341,46 @@ func (c *Consumer) Run(ctx context.Context) error {
 		if n == 0 {
 			continue
 		}
-		c.handle(ctx, buf)
+		if !c.handOff(ctx, out, buf) {
+			return
+		}
 	}
-	return nil
+}
+
+// handOff waits until Run takes batch, keeping its messages alive with
+// in-progress acks meanwhile. If ctx ends first, the batch is released.
+func (c *Consumer) handOff(ctx context.Context, out chan<- []jetstream.Msg, batch []jetstream.Msg) bool {
+	t := time.NewTicker(c.keep)
+	defer t.Stop()
+	for {
+		select {
+		case out <- batch:
+			return true
+		case <-ctx.Done():
+			c.release(batch)
+			return false
+		case <-t.C:
+			for _, m := range batch {
+				if err := m.InProgress(); err != nil {
+					break
+				}
+			}
+		}
+	}
+}
+
+// release naks, without delay, messages that were fetched but never handed to
+// the processor (at shutdown), so that the server redelivers them at once,
+// to another instance or after a restart.
+func (c *Consumer) release(batch []jetstream.Msg) {
+	for _, m := range batch {
+		if err := m.Nak(); err != nil {
+			c.st.ackErrors.Add(1)
+			continue
+		}
+		c.st.naked.Add(1)
+	}
+	c.log.Debug("released prefetched messages at shutdown", "messages", len(batch))
 }
 
 // fetch pulls one batch into buf; it returns early (with the messages already
