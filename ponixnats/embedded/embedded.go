@@ -11,6 +11,7 @@ import (
 	"net"
 	"os"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -48,6 +49,23 @@ type Config struct {
 	Logger *slog.Logger
 	// Debug enables the server's debug log lines (needs Logger).
 	Debug bool
+	// Cluster, if set, makes the server a node of a JetStream cluster
+	// (ServerName must then be set and unique). See also [StartCluster].
+	Cluster *ClusterConfig
+}
+
+// ClusterConfig makes an embedded server a node of a NATS cluster.
+type ClusterConfig struct {
+	// Name of the cluster, the same on every node. Required.
+	Name string
+	// Host the route listener binds; default: Config.Host.
+	Host string
+	// Port of the route listener. Required (routes of the other nodes name
+	// it); kept across Restart.
+	Port int
+	// Routes are the route URLs of the other nodes, e.g.
+	// "nats-route://127.0.0.1:6222".
+	Routes []string
 }
 
 // Server is a running embedded NATS server.
@@ -69,6 +87,11 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	}
 	if cfg.Token != "" && (len(cfg.Users) > 0 || len(cfg.NKeys) > 0) {
 		return nil, errors.New("embedded: Token cannot be combined with Users or NKeys")
+	}
+	if c := cfg.Cluster; c != nil {
+		if c.Name == "" || c.Port <= 0 || cfg.ServerName == "" {
+			return nil, fmt.Errorf("embedded: a cluster node needs Cluster.Name, Cluster.Port and a unique ServerName (got %q, %d, %q)", c.Name, c.Port, cfg.ServerName)
+		}
 	}
 	s := &Server{cfg: cfg}
 	if s.cfg.StoreDir == "" {
@@ -107,6 +130,14 @@ func (s *Server) options() *server.Options {
 		NoLog:              c.Logger == nil,
 		Debug:              c.Debug,
 		Authorization:      c.Token,
+	}
+	if cl := c.Cluster; cl != nil {
+		host := cl.Host
+		if host == "" {
+			host = c.Host
+		}
+		o.Cluster = server.ClusterOpts{Name: cl.Name, Host: host, Port: cl.Port}
+		o.Routes = server.RoutesFromStr(strings.Join(cl.Routes, ","))
 	}
 	for u, p := range c.Users {
 		o.Users = append(o.Users, &server.User{Username: u, Password: p})
@@ -155,6 +186,9 @@ func (s *Server) Port() int {
 	defer s.mu.Unlock()
 	return s.cfg.Port
 }
+
+// Name returns the server name (Config.ServerName).
+func (s *Server) Name() string { return s.cfg.ServerName }
 
 // StoreDir returns the JetStream store directory.
 func (s *Server) StoreDir() string { return s.cfg.StoreDir }

@@ -82,3 +82,24 @@ func New(tb testing.TB, opts ...Option) *Server {
 	tb.Cleanup(s.Shutdown)
 	return s
 }
+
+// Cluster is a running JetStream cluster of embedded servers; see
+// [embedded.Cluster].
+type Cluster = embedded.Cluster
+
+// NewCluster starts an n-node JetStream cluster for the test tb (stores under
+// a test temporary directory; opts apply to every node) and shuts it down when
+// the test ends. It fails the test if the cluster cannot start.
+func NewCluster(tb testing.TB, n int, opts ...Option) *Cluster {
+	tb.Helper()
+	var cfg embedded.Config
+	for _, o := range opts {
+		o(&cfg)
+	}
+	c, err := embedded.StartCluster(context.Background(), n, tb.TempDir(), cfg)
+	if err != nil {
+		tb.Fatalf("natstest: %v", err)
+	}
+	tb.Cleanup(c.Shutdown)
+	return c
+}
