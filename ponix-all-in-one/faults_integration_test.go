@@ -1196,17 +1196,24 @@ func TestFaultClusterConsumerLeaderKilled(t *testing.T) {
 	if info.Cluster == nil || info.Cluster.Leader == "" || len(info.Cluster.Replicas) != 2 {
 		t.Fatalf("consumer is not an R3 consumer with a leader: %+v", info.Cluster)
 	}
-	leader := cluster.Node(info.Cluster.Leader)
-	if leader == nil {
-		t.Fatalf("consumer leader %q is not a node", info.Cluster.Leader)
-	}
-	connectedTo := ""
+	// Make the node the service is connected to the consumer's leader too,
+	// then stop it: the service loses its connection and the consumer its
+	// leader at once.
+	var leader *natstest.Server
 	for _, line := range strings.Split(s.logs.String(), "\n") {
 		if strings.Contains(line, "connected to NATS") {
-			connectedTo = line
+			for _, n := range cluster.Nodes {
+				if strings.Contains(line, "url="+n.URL()+" ") {
+					leader = n
+				}
+			}
 		}
 	}
-	t.Logf("stopping %s, the consumer leader (service: %s)", leader.Name(), strings.TrimSpace(connectedTo))
+	if leader == nil {
+		t.Fatalf("cannot tell which node the service is connected to:\n%s", s.logs.String())
+	}
+	moveConsumerLeader(t, urls, leader.Name())
+	t.Logf("stopping %s (%s): the consumer leader and the node the service is connected to", leader.Name(), leader.URL())
 	leader.Stop()
 	killedAt := time.Now()
 	stuck := rawCount(t, db.Conn)
@@ -1227,4 +1234,27 @@ func TestFaultClusterConsumerLeaderKilled(t *testing.T) {
 		t.Errorf("%d messages dead-lettered by a failover", f.deadLettered)
 	}
 	f.log(t)
+}
+
+// moveConsumerLeader asks the service's consumer to step down until node
+// leads it.
+func moveConsumerLeader(t *testing.T, url, node string) {
+	t.Helper()
+	nc, err := nats.Connect(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	subj := "$JS.API.CONSUMER.LEADER.STEPDOWN.processed_envelopes.ponix-all-in-one"
+	for attempt := range 10 {
+		if consumerState(t, url).Cluster.Leader == node {
+			return
+		}
+		_, err := nc.Request(subj, []byte(`{"placement":{"preferred":"`+node+`"}}`), 5*time.Second)
+		if err != nil {
+			t.Logf("stepdown attempt %d: %v", attempt, err)
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	t.Fatalf("consumer leader did not move to %s", node)
 }
