@@ -1,6 +1,7 @@
 package ponixclickhouse
 
 import (
+	"errors"
 	"fmt"
 	"time"
 
@@ -21,8 +22,14 @@ var envelopeColumns = []string{"organization_id", "end_device_id", "occurred_at"
 // key, so the ReplacingMergeTree collapses the rows that a redelivery stored
 // twice (read with FINAL to see them collapsed at once; see the migrations
 // module). Rows that did not come from a stream should use distinct values.
+//
+// Give the envelope either decoded (Envelope) or as its protobuf wire bytes (Wire, e.g. a
+// JetStream message's data): wire bytes are encoded straight into the columns without building
+// the message, which saves most of the CPU and allocations of the decoded path. Both give the
+// same row for the same envelope.
 type EnvelopeRow struct {
 	Envelope  *envelopev1.ProcessedEnvelope
+	Wire      []byte
 	StreamSeq uint64
 }
 
@@ -73,6 +80,13 @@ func grow[S ~[]E, E any](s S, n int) S {
 // Encode implements [Encoder].
 func (e *EnvelopeEncoder) Encode(row EnvelopeRow) error {
 	env := row.Envelope
+	if env == nil && row.Wire != nil {
+		err := e.encodeWire(row.Wire, row.StreamSeq)
+		if errors.Is(err, errIrregular) {
+			return e.encodeDecoded(row.Wire, row.StreamSeq)
+		}
+		return err
+	}
 	if env == nil {
 		return fmt.Errorf("envelope is nil")
 	}

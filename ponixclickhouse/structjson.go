@@ -25,7 +25,8 @@ import (
 // A StructJSON reuses its internal buffers; it is not safe for concurrent use. The zero value
 // is ready to use.
 type StructJSON struct {
-	keys []string // stack of sorted keys, shared by all nesting levels
+	keys    []string    // stack of sorted keys, shared by all nesting levels
+	entries []wireEntry // the same for Structs read from wire bytes
 }
 
 // Append appends the JSON encoding of s to dst and returns the extended buffer. On error dst
