@@ -284,7 +284,8 @@ func (c *Consumer) Run(ctx context.Context) error {
 	defer stopWatch()
 	// One batch is fetched while the processor works on the previous one:
 	// fetching costs the server and the network, processing costs this
-	// process and the sink, so the two overlap.
+	// process and the sink, so the two overlap. At shutdown the batch fetched
+	// ahead is processed too: once fetched, a batch is in hand.
 	fetchCtx, stopFetching := context.WithCancel(ctx)
 	defer stopFetching()
 	batches := make(chan []jetstream.Msg)
@@ -292,19 +293,8 @@ func (c *Consumer) Run(ctx context.Context) error {
 		defer close(batches)
 		c.fetchLoop(fetchCtx, batches)
 	}()
-	released := false
 	for batch := range batches {
-		if ctx.Err() != nil {
-			c.release(batch)
-			released = true
-			continue
-		}
 		c.handle(ctx, batch)
-	}
-	if released {
-		if err := c.js.Conn().FlushTimeout(c.cfg.DrainTimeout); err != nil {
-			c.log.Warn("flushing naks of released messages failed; they are redelivered after AckWait", "error", err)
-		}
 	}
 	return nil
 }
@@ -348,17 +338,16 @@ func (c *Consumer) fetchLoop(ctx context.Context, out chan<- []jetstream.Msg) {
 }
 
 // handOff waits until Run takes batch, keeping its messages alive with
-// in-progress acks meanwhile. If ctx ends first, the batch is released.
+// in-progress acks meanwhile. It reports whether fetching should go on: after
+// ctx ended the batch is still handed over (Run processes it), then fetching
+// stops.
 func (c *Consumer) handOff(ctx context.Context, out chan<- []jetstream.Msg, batch []jetstream.Msg) bool {
 	t := time.NewTicker(c.keep)
 	defer t.Stop()
 	for {
 		select {
 		case out <- batch:
-			return true
-		case <-ctx.Done():
-			c.release(batch)
-			return false
+			return ctx.Err() == nil
 		case <-t.C:
 			for _, m := range batch {
 				if err := m.InProgress(); err != nil {
@@ -367,20 +356,6 @@ func (c *Consumer) handOff(ctx context.Context, out chan<- []jetstream.Msg, batc
 			}
 		}
 	}
-}
-
-// release naks, without delay, messages that were fetched but never handed to
-// the processor (at shutdown), so that the server redelivers them at once,
-// to another instance or after a restart.
-func (c *Consumer) release(batch []jetstream.Msg) {
-	for _, m := range batch {
-		if err := m.Nak(); err != nil {
-			c.st.ackErrors.Add(1)
-			continue
-		}
-		c.st.naked.Add(1)
-	}
-	c.log.Debug("released prefetched messages at shutdown", "messages", len(batch))
 }
 
 // fetch pulls one batch into buf; it returns early (with the messages already
