@@ -1,0 +1,149 @@
+package metrics_test
+
+import (
+	"context"
+	"errors"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/ponix-go/ponix/ponix-all-in-one/internal/metrics"
+	"github.com/ponix-go/ponix/ponixnats"
+)
+
+type fakeConsumer struct {
+	stats ponixnats.Stats
+	info  *jetstream.ConsumerInfo
+	err   error
+}
+
+func (f *fakeConsumer) Stats() ponixnats.Stats { return f.stats }
+func (f *fakeConsumer) Info(context.Context) (*jetstream.ConsumerInfo, error) {
+	return f.info, f.err
+}
+
+func TestCountersAndHistograms(t *testing.T) {
+	m := metrics.New("v1.2.3")
+	m.Published(nil)
+	m.Published(nil)
+	m.Published(errors.New("no stream"))
+	m.ObserveInsert(30, 20*time.Millisecond, nil)
+	m.ObserveInsert(5, 3*time.Second, nil)
+	m.ObserveInsert(7, time.Second, errors.New("timeout"))
+
+	want := `
+# HELP ponix_envelopes_published_total Envelopes published to JetStream by the sample producer (acknowledged by the stream).
+# TYPE ponix_envelopes_published_total counter
+ponix_envelopes_published_total 2
+# HELP ponix_publish_errors_total Failed publishes of the sample producer.
+# TYPE ponix_publish_errors_total counter
+ponix_publish_errors_total 1
+# HELP ponix_envelopes_stored_total Envelopes committed to ClickHouse (before their messages are acked).
+# TYPE ponix_envelopes_stored_total counter
+ponix_envelopes_stored_total 35
+# HELP ponix_insert_errors_total Failed ClickHouse batch inserts (the batch is nak'd, or dead-lettered when the error is permanent).
+# TYPE ponix_insert_errors_total counter
+ponix_insert_errors_total 1
+# HELP ponix_build_info Build information of ponix-all-in-one; the value is always 1.
+# TYPE ponix_build_info gauge
+`
+	err := testutil.GatherAndCompare(m.Registry(), strings.NewReader(want+buildInfoLine()),
+		"ponix_envelopes_published_total", "ponix_publish_errors_total", "ponix_envelopes_stored_total", "ponix_insert_errors_total", "ponix_build_info")
+	if err != nil {
+		t.Error(err)
+	}
+	mfs, err := m.Registry().Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sawGo bool
+	for _, mf := range mfs {
+		switch mf.GetName() {
+		case "ponix_insert_batch_size":
+			h := mf.GetMetric()[0].GetHistogram()
+			if h.GetSampleCount() != 3 || h.GetSampleSum() != 42 {
+				t.Errorf("batch size histogram count %d sum %v, want 3 and 42", h.GetSampleCount(), h.GetSampleSum())
+			}
+		case "ponix_insert_duration_seconds":
+			h := mf.GetMetric()[0].GetHistogram()
+			if h.GetSampleCount() != 3 || h.GetSampleSum() < 4.01 || h.GetSampleSum() > 4.03 {
+				t.Errorf("duration histogram count %d sum %v, want 3 and 4.02", h.GetSampleCount(), h.GetSampleSum())
+			}
+		case "go_goroutines":
+			sawGo = true
+		}
+	}
+	if !sawGo {
+		t.Error("no Go runtime metrics")
+	}
+}
+
+func buildInfoLine() string {
+	return `ponix_build_info{goversion="` + goVersion() + `",version="v1.2.3"} 1
+`
+}
+
+func goVersion() string { return runtime.Version() }
+
+func TestNilMetricsRecordNothing(t *testing.T) {
+	var m *metrics.Metrics
+	m.Published(nil)
+	m.ObserveInsert(1, time.Second, nil) // must not panic
+}
+
+func TestConsumerCollector(t *testing.T) {
+	m := metrics.New("test")
+	f := &fakeConsumer{
+		stats: ponixnats.Stats{Messages: 10, Acked: 7, Naked: 2, DeadLettered: 1, Batches: 3},
+		info:  &jetstream.ConsumerInfo{NumPending: 42, NumAckPending: 5, NumRedelivered: 1},
+	}
+	if err := m.WatchConsumer(f, "s1", "c1", time.Second, nil); err != nil {
+		t.Fatal(err)
+	}
+	const labels = `{consumer="c1",stream="s1"}`
+	want := "" +
+		"# HELP ponix_envelopes_consumed_total Messages fetched from the JetStream consumer and handed to the processor (redeliveries included).\n" +
+		"# TYPE ponix_envelopes_consumed_total counter\n" +
+		"ponix_envelopes_consumed_total" + labels + " 10\n" +
+		"# HELP ponix_envelopes_acked_total Messages acknowledged after their rows were committed.\n" +
+		"# TYPE ponix_envelopes_acked_total counter\n" +
+		"ponix_envelopes_acked_total" + labels + " 7\n" +
+		"# HELP ponix_consumer_pending_messages Messages in the stream not yet delivered to the consumer (JetStream num_pending).\n" +
+		"# TYPE ponix_consumer_pending_messages gauge\n" +
+		"ponix_consumer_pending_messages" + labels + " 42\n" +
+		"# HELP ponix_consumer_ack_pending_messages Messages delivered and not yet acknowledged (JetStream num_ack_pending).\n" +
+		"# TYPE ponix_consumer_ack_pending_messages gauge\n" +
+		"ponix_consumer_ack_pending_messages" + labels + " 5\n" +
+		"# HELP ponix_consumer_info_ok 1 when the last consumer info request succeeded, 0 when it failed.\n" +
+		"# TYPE ponix_consumer_info_ok gauge\n" +
+		"ponix_consumer_info_ok" + labels + " 1\n"
+	names := []string{"ponix_envelopes_consumed_total", "ponix_envelopes_acked_total", "ponix_consumer_pending_messages", "ponix_consumer_ack_pending_messages", "ponix_consumer_info_ok"}
+	if err := testutil.GatherAndCompare(m.Registry(), strings.NewReader(want), names...); err != nil {
+		t.Error(err)
+	}
+
+	// Counters move with the consumer; a failed info drops the gauges and
+	// flags it.
+	f.stats.Messages, f.stats.Naked = 15, 4
+	f.err = errors.New("timeout")
+	if n, err := testutil.GatherAndCount(m.Registry(), "ponix_consumer_pending_messages"); err != nil || n != 0 {
+		t.Errorf("pending gauge series with info failing = %d (%v), want 0", n, err)
+	}
+	want = "" +
+		"# HELP ponix_envelopes_nakd_total Messages nak'd for redelivery after a delay (retryable ClickHouse errors, shutdown, incomplete results).\n" +
+		"# TYPE ponix_envelopes_nakd_total counter\n" +
+		"ponix_envelopes_nakd_total" + labels + " 4\n" +
+		"# HELP ponix_consumer_info_ok 1 when the last consumer info request succeeded, 0 when it failed.\n" +
+		"# TYPE ponix_consumer_info_ok gauge\n" +
+		"ponix_consumer_info_ok" + labels + " 0\n"
+	if err := testutil.GatherAndCompare(m.Registry(), strings.NewReader(want), "ponix_envelopes_nakd_total", "ponix_consumer_info_ok"); err != nil {
+		t.Error(err)
+	}
+	if err := m.WatchConsumer(f, "s1", "c1", 0, nil); err == nil {
+		t.Error("watching the same consumer twice was accepted")
+	}
+}
