@@ -41,7 +41,9 @@ type StreamConfig struct {
 	// Duplicates is the window in which a repeated Nats-Msg-Id is dropped;
 	// zero means the server default (2 minutes, or MaxAge if shorter).
 	Duplicates time.Duration
-	// Replicas; zero means 1.
+	// Replicas of the stream. Zero creates a new stream with 1 and leaves an
+	// existing stream's replicas as they are (so that an instance configured
+	// without it never shrinks a clustered R3 stream).
 	Replicas int
 }
 
@@ -57,9 +59,6 @@ func (c StreamConfig) withDefaults() StreamConfig {
 	}
 	if c.MaxMsgs <= 0 {
 		c.MaxMsgs = -1
-	}
-	if c.Replicas <= 0 {
-		c.Replicas = 1
 	}
 	return c
 }
@@ -120,7 +119,7 @@ func EnsureStream(ctx context.Context, js jetstream.JetStream, cfg StreamConfig)
 			MaxBytes:    cfg.MaxBytes,
 			MaxMsgs:     cfg.MaxMsgs,
 			Duplicates:  cfg.Duplicates,
-			Replicas:    cfg.Replicas,
+			Replicas:    max(cfg.Replicas, 1),
 		}
 		st, err = js.CreateStream(ctx, sc)
 		if errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
@@ -149,7 +148,9 @@ func EnsureStream(ctx context.Context, js jetstream.JetStream, cfg StreamConfig)
 	want.MaxAge = cfg.MaxAge
 	want.MaxBytes = cfg.MaxBytes
 	want.MaxMsgs = cfg.MaxMsgs
-	want.Replicas = cfg.Replicas
+	if cfg.Replicas > 0 {
+		want.Replicas = cfg.Replicas
+	}
 	if cfg.Duplicates != 0 {
 		want.Duplicates = cfg.Duplicates
 	}

@@ -45,7 +45,7 @@ type Config struct {
 	NATSAckWaitSecs   int    `env:"NATS_ACK_WAIT_SECS" envDefault:"30" usage:"seconds JetStream waits for an ack before redelivering; must exceed PONIX_NATS_BATCH_WAIT_SECS (slow inserts send in-progress acks every third of it)"`
 	NATSMaxDeliver    int    `env:"NATS_MAX_DELIVER" envDefault:"10" usage:"deliveries of one message before it is dead-lettered with reason max_deliver; -1 = unlimited"`
 	NATSMaxAckPending int    `env:"NATS_MAX_ACK_PENDING" envDefault:"0" usage:"messages delivered but not yet acked, over all instances; 0 = the larger of 1000 and 2*PONIX_NATS_BATCH_SIZE"`
-	NATSReplicas      int    `env:"NATS_REPLICAS" envDefault:"1" usage:"replicas of the stream and dead-letter stream the service creates (3 on a 3-node JetStream cluster)"`
+	NATSReplicas      int    `env:"NATS_REPLICAS" envDefault:"0" usage:"replicas of the stream and dead-letter stream (3 on a 3-node JetStream cluster); 0 = 1 for a new stream, an existing one is left as it is"`
 
 	ClickHouseURL           string `env:"CLICKHOUSE_URL" usage:"upstream's HTTP URL; accepted but unused (Ponix speaks the native protocol)"`
 	ClickHouseNativeURL     string `env:"CLICKHOUSE_NATIVE_URL" envDefault:"localhost:9000" usage:"ClickHouse native address host:port (or clickhouse://host:port)"`
@@ -191,7 +191,9 @@ func (c Config) Validate() error {
 	if c.NATSMaxAckPending < 0 || (c.NATSMaxAckPending > 0 && c.NATSMaxAckPending < c.NATSBatchSize) {
 		bad("NATS_MAX_ACK_PENDING", strconv.Itoa(c.NATSMaxAckPending), "must be 0 (default) or at least PONIX_NATS_BATCH_SIZE ("+strconv.Itoa(c.NATSBatchSize)+")")
 	}
-	positive("NATS_REPLICAS", c.NATSReplicas, 5)
+	if c.NATSReplicas < 0 || c.NATSReplicas > 5 {
+		bad("NATS_REPLICAS", strconv.Itoa(c.NATSReplicas), "must be between 0 (keep, or 1 for a new stream) and 5")
+	}
 	if c.DataDir == "" {
 		bad("DATA_DIR", "", "must not be empty")
 	}

@@ -25,7 +25,7 @@ func TestDefaultsMatchUpstream(t *testing.T) {
 		"ack wait":   {cfg.NATSAckWaitSecs, 30},
 		"deliver":    {cfg.NATSMaxDeliver, 10},
 		"pending":    {cfg.NATSMaxAckPending, 0},
-		"replicas":   {cfg.NATSReplicas, 1},
+		"replicas":   {cfg.NATSReplicas, 0},
 		"native":     {cfg.ClickHouseNativeURL, "localhost:9000"},
 		"database":   {cfg.ClickHouseDatabase, "ponix"},
 		"user":       {cfg.ClickHouseUsername, "ponix"},
@@ -58,7 +58,7 @@ func TestBadValuesNameTheVariable(t *testing.T) {
 		{"PONIX_NATS_MAX_DELIVER=0", "PONIX_NATS_MAX_DELIVER"},
 		{"PONIX_NATS_MAX_DELIVER=-2", "PONIX_NATS_MAX_DELIVER"},
 		{"PONIX_NATS_MAX_ACK_PENDING=10", "PONIX_NATS_MAX_ACK_PENDING"}, // below the batch size (30)
-		{"PONIX_NATS_REPLICAS=0", "PONIX_NATS_REPLICAS"},
+		{"PONIX_NATS_REPLICAS=-1", "PONIX_NATS_REPLICAS"},
 		{"PONIX_INTERVAL_SECS=1.5", "PONIX_INTERVAL_SECS"},
 		{"PONIX_PRODUCER_ENABLED=maybe", "PONIX_PRODUCER_ENABLED"},
 		{"PONIX_LOG_LEVEL=loud", "PONIX_LOG_LEVEL"},
