@@ -92,3 +92,38 @@ ci: deps lint check-generate build-modules test test-container ## everything .ci
 .PHONY: clean
 clean: ## remove tool binaries and local run data
 	rm -rf $(BIN) .ponix
+
+# --- Operations: container image, Compose end-to-end (docker/, ponix-all-in-one/Dockerfile) ---
+PONIX_IMAGE ?= ponix-all-in-one:latest
+COMPOSE_FILES := -f docker/docker-compose.deps.yaml -f docker/docker-compose.service.yaml
+COMPOSE ?= $(shell docker compose version >/dev/null 2>&1 && echo "docker compose" || echo docker-compose)
+
+.PHONY: images
+images: ## build the local stand-ins for registry images (Go builder, static runtime, nats, ClickHouse)
+	PONIX_NEED_DEBOOTSTRAP=1 scripts/ensure-deps.sh
+	docker/local-images/build.sh
+	docker/clickhouse-test-image/build.sh
+
+.PHONY: image
+image: ## build the ponix-all-in-one image (local base images) and check that it runs
+	PONIX_NEED_DEBOOTSTRAP=1 scripts/ensure-deps.sh
+	PONIX_IMAGE=$(PONIX_IMAGE) docker/ci/build-image.sh
+
+.PHONY: test-compose
+test-compose: ## Compose deps+service up with local images, envelopes in ClickHouse, /readyz, /metrics, down
+	PONIX_NEED_DEBOOTSTRAP=1 scripts/ensure-deps.sh
+	PONIX_IMAGE=$(PONIX_IMAGE) docker/ci/compose-e2e.sh
+
+.PHONY: test-ops
+test-ops: deps ## metrics, health, logs and secure-connection tests (real HTTP, real binary)
+	cd ponix-all-in-one && go test -count=1 ./internal/httpserver ./internal/metrics ./internal/config
+	cd ponix-all-in-one && go test -tags integration -count=1 -timeout $(TEST_TIMEOUT) \
+		-run 'TestMetricsHealthAndReadinessOverHTTP|TestAuthenticatedNATSAndPasswordClickHouse|TestHealthcheckFlag' .
+
+.PHONY: compose-up
+compose-up: ## run NATS, ClickHouse and the service with Compose (official images; PONIX_*_IMAGE to override)
+	$(COMPOSE) -p ponix $(COMPOSE_FILES) up -d
+
+.PHONY: compose-down
+compose-down: ## stop the Compose stack and remove its volumes
+	$(COMPOSE) -p ponix $(COMPOSE_FILES) down -v
