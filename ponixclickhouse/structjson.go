@@ -107,8 +107,17 @@ type pathError struct {
 func (p *pathError) Error() string { return p.path + ": " + p.err.Error() }
 func (p *pathError) Unwrap() error { return p.err }
 
+// maxPathLen bounds the data path in errors, which deeply nested data would make huge.
+const maxPathLen = 256
+
 func prefixPath(err error, part string) error {
 	if pe, ok := err.(*pathError); ok {
+		if len(pe.path) > maxPathLen { // deep data: keep the innermost part, bounded
+			if !strings.HasPrefix(pe.path, "…") {
+				pe.path = "…" + pe.path
+			}
+			return pe
+		}
 		if pe.path == "" || strings.HasPrefix(pe.path, "[") {
 			pe.path = part + pe.path
 		} else {

@@ -48,6 +48,10 @@ const (
 	fListValues = 1
 )
 
+// errTooDeep: data nested deeper than protobuf's default recursion limit, which proto.Unmarshal
+// refuses too.
+var errTooDeep = fmt.Errorf("%w: nested deeper than protobuf's recursion limit (%d)", ErrMalformed, protowire.DefaultRecursionLimit)
+
 // wireTimestamp is a google.protobuf.Timestamp read from the wire.
 type wireTimestamp struct {
 	set     bool
@@ -125,7 +129,9 @@ func (e *EnvelopeEncoder) encodeWire(b []byte, seq uint64) error {
 	if err != nil {
 		return err
 	}
-	buf, err := e.json.appendWireStruct(e.buf, data)
+	// Depth budget as proto.Unmarshal counts it: one per message (the envelope, then the
+	// Struct, each map entry, Value and ListValue below it).
+	buf, err := e.json.appendWireStruct(e.buf, data, protowire.DefaultRecursionLimit-2)
 	if err != nil {
 		if errors.Is(err, errIrregular) {
 			return err
@@ -208,7 +214,12 @@ type wireEntry struct {
 // appendWireStruct appends the JSON of a google.protobuf.Struct given as wire bytes, as
 // appendStruct does for the decoded Struct: keys sorted; of repeated keys the last one wins
 // (as protobuf's map decoding does).
-func (e *StructJSON) appendWireStruct(dst []byte, b []byte) ([]byte, error) {
+//
+// depth is what remains of the recursion budget for this Struct (negative: too deep).
+func (e *StructJSON) appendWireStruct(dst []byte, b []byte, depth int) ([]byte, error) {
+	if depth < 0 {
+		return dst, errTooDeep
+	}
 	base := len(e.entries)
 	defer func() { e.entries = e.entries[:base] }()
 	for len(b) > 0 {
@@ -229,6 +240,9 @@ func (e *StructJSON) appendWireStruct(dst []byte, b []byte) ([]byte, error) {
 			return dst, ErrMalformed
 		}
 		b = b[n:]
+		if depth-1 < 0 { // the map entry is a message
+			return dst, errTooDeep
+		}
 		var key, val []byte
 		for len(entry) > 0 {
 			num, typ, n := protowire.ConsumeTag(entry)
@@ -283,7 +297,7 @@ func (e *StructJSON) appendWireStruct(dst []byte, b []byte) ([]byte, error) {
 		first = false
 		dst = appendJSONString(dst, en.key)
 		dst = append(dst, ':')
-		if dst, err = e.appendWireValue(dst, en.val); err != nil {
+		if dst, err = e.appendWireValue(dst, en.val, depth-2); err != nil {
 			return dst, prefixPath(err, jsonPathKey(en.key))
 		}
 	}
@@ -292,7 +306,10 @@ func (e *StructJSON) appendWireStruct(dst []byte, b []byte) ([]byte, error) {
 
 // appendWireValue appends the JSON of a google.protobuf.Value given as wire bytes. Of several
 // kinds the last one wins (oneof semantics); a message kind that appears twice is irregular.
-func (e *StructJSON) appendWireValue(dst []byte, b []byte) ([]byte, error) {
+func (e *StructJSON) appendWireValue(dst []byte, b []byte, depth int) ([]byte, error) {
+	if depth < 0 {
+		return dst, errTooDeep
+	}
 	var (
 		kind    protowire.Number
 		payload []byte
@@ -348,8 +365,11 @@ func (e *StructJSON) appendWireValue(dst []byte, b []byte) ([]byte, error) {
 		}
 		return appendJSONString(dst, bytesString(payload)), nil
 	case fValueStruct:
-		return e.appendWireStruct(dst, payload)
+		return e.appendWireStruct(dst, payload, depth-1)
 	case fValueList:
+		if depth-1 < 0 {
+			return dst, errTooDeep
+		}
 		dst = append(dst, '[')
 		i := 0
 		for len(payload) > 0 {
@@ -374,7 +394,7 @@ func (e *StructJSON) appendWireValue(dst []byte, b []byte) ([]byte, error) {
 				dst = append(dst, ',')
 			}
 			var err error
-			if dst, err = e.appendWireValue(dst, item); err != nil {
+			if dst, err = e.appendWireValue(dst, item, depth-2); err != nil {
 				return dst, prefixPath(err, "["+strconv.Itoa(i)+"]")
 			}
 			i++

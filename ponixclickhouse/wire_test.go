@@ -255,3 +255,34 @@ func BenchmarkEncodeRow(b *testing.B) {
 		})
 	}
 }
+
+// Data nested around protobuf's recursion limit: the wire path stores what proto.Unmarshal
+// accepts and refuses what it refuses, at the same depth.
+func TestWirePathHonoursTheRecursionLimit(t *testing.T) {
+	nested := func(levels int, list bool) []byte {
+		v := structpb.NewStringValue("leaf")
+		for range levels {
+			if list {
+				v = structpb.NewListValue(&structpb.ListValue{Values: []*structpb.Value{v}})
+			} else {
+				v = structpb.NewStructValue(&structpb.Struct{Fields: map[string]*structpb.Value{"k": v}})
+			}
+		}
+		env := &envelopev1.ProcessedEnvelope{EndDeviceId: "d", OrganizationId: "o", OccurredAt: timestamppb.Now(), ProcessedAt: timestamppb.Now(),
+			Data: &structpb.Struct{Fields: map[string]*structpb.Value{"root": v}}}
+		b, err := proto.MarshalOptions{}.Marshal(env)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	for _, list := range []bool{false, true} {
+		for _, levels := range []int{100, 3330, 3331, 3332, 3333, 4990, 4995, 4996, 4997, 5000, 6000} {
+			sameAsDecoded(t, nested(levels, list))
+		}
+	}
+	_, err := encodeOne(EnvelopeRow{Wire: nested(6000, false)})
+	if !errors.Is(err, ErrMalformed) || !strings.Contains(err.Error(), "recursion limit") || len(err.Error()) > 600 {
+		t.Fatalf("6000 levels: err = %v", err)
+	}
+}
