@@ -577,6 +577,14 @@ func TestFaultClickHouseOutage(t *testing.T) {
 	stopService(t, s)
 
 	t.Logf("during the %s outage: %d log lines, %d failed batches", outage, outageLogs, failedBatches)
+	// The failing batch is retried in place: the outage redelivers nothing, so
+	// it uses up none of the messages' MaxDeliver budget.
+	if info := consumerState(t, nsrv.URL()); info.NumRedelivered != 0 {
+		t.Errorf("%d messages redelivered by the outage; want the batch retried in place", info.NumRedelivered)
+	}
+	if !strings.Contains(s.logs.String(), "retrying in place") || !strings.Contains(s.logs.String(), "store recovered") {
+		t.Errorf("the in-place retry and the recovery are not logged")
+	}
 	if outageLogs > 100 {
 		t.Errorf("%d log lines during a %s outage: retries are not backing off", outageLogs, outage)
 	}
@@ -929,7 +937,7 @@ func TestFaultPoisonAndBadInput(t *testing.T) {
 		{"no timestamps", "processed_envelopes.dev-no-ts", mustMarshal(noTimestamps), []string{"invalid"}},
 		{"id not a subject token", "processed_envelopes.badid", mustMarshal(badID), []string{"invalid"}},
 		{"empty payload", "processed_envelopes.empty", nil, []string{"invalid"}},
-		{"nested beyond the protobuf recursion limit", "processed_envelopes.dev-too-deep", mustMarshal(tooDeep), []string{"decode"}},
+		{"nested beyond the protobuf recursion limit", "processed_envelopes.dev-too-deep", mustMarshal(tooDeep), []string{"decode", "rejected"}}, // the wire path finds it while encoding data: the row is rejected
 	}
 
 	// Publish: valid envelopes in chunks, a poison message after a random chunk.
@@ -1062,6 +1070,9 @@ func TestFaultMaxDeliverExhaustionDeadLetters(t *testing.T) {
 	env := faultEnv(t, db, nsrv.URL())
 	env["PONIX_CLICKHOUSE_NATIVE_URL"] = proxy.addr()
 	env["PONIX_NATS_MAX_DELIVER"] = "3"
+	// Give a failing batch back for redelivery after 1 s instead of retrying
+	// it in place for as long as the service runs (the default).
+	env["PONIX_CLICKHOUSE_RETRY_SECS"] = "1"
 	s := startService(t, env) // migrations run through the proxy while it is up
 	deadline := time.Now().Add(60 * time.Second)
 	for !strings.Contains(s.logs.String(), "startup phase done") || !strings.Contains(s.logs.String(), "phase=nats") {

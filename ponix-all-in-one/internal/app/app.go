@@ -19,7 +19,6 @@ import (
 	"syscall"
 	"time"
 
-	envelopev1 "buf.build/gen/go/ponix/ponix/protocolbuffers/go/envelope/v1"
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -376,8 +375,8 @@ func (s *service) closeClickHouse(ctx context.Context) error {
 
 // instrumentStore records each insert attempt in the metrics: batch size,
 // duration and, on success, the envelopes stored.
-func (s *service) instrumentStore(store ponixnats.EnvelopeStore) ponixnats.EnvelopeStore {
-	return func(ctx context.Context, batch []ponixnats.Decoded[*envelopev1.ProcessedEnvelope]) error {
+func (s *service) instrumentStore(store ponixnats.MsgStore) ponixnats.MsgStore {
+	return func(ctx context.Context, batch []jetstream.Msg) error {
 		start := time.Now()
 		err := store(ctx, batch)
 		s.metrics.ObserveInsert(len(batch), time.Since(start), err)

@@ -6,7 +6,6 @@ import (
 	"log/slog"
 	"time"
 
-	envelopev1 "buf.build/gen/go/ponix/ponix/protocolbuffers/go/envelope/v1"
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -20,17 +19,25 @@ import (
 type ConsumerOptions struct {
 	// Logger, default slog.Default().
 	Logger *slog.Logger
-	// WrapStore, if set, wraps the function that stores a batch in ClickHouse,
-	// e.g. to observe stored batches.
-	WrapStore func(ponixnats.EnvelopeStore) ponixnats.EnvelopeStore
+	// WrapStore, if set, wraps the function that stores a batch in ClickHouse
+	// (one call per insert attempt), e.g. to observe stored batches.
+	WrapStore func(ponixnats.MsgStore) ponixnats.MsgStore
 }
 
 // NewConsumer builds the consumer path of the service: a durable JetStream pull
-// consumer on cfg's stream whose batches are decoded, validated and written to
-// ClickHouse through conn in one native INSERT each, then acked. A row
-// ClickHouse can never hold is dead-lettered alone (ponixclickhouse.RowError
-// is a ponixnats.Rejection); a sink error no retry can fix dead-letters the
-// batch; any other error naks it for a later retry.
+// consumer on cfg's stream whose batches are validated and written to
+// ClickHouse through conn in one native INSERT each, then acked.
+//
+//   - Envelopes go from the messages' wire bytes straight into the insert's
+//     columns (ponixnats.NewEnvelopeWireProcessor, EnvelopeRow.Wire): no
+//     protobuf message is built on the way.
+//   - Undecodable and invalid envelopes, and rows ClickHouse can never hold
+//     (a ponixclickhouse.RowError is a ponixnats.Rejection), are dead-lettered
+//     alone; a sink error no retry can fix dead-letters the batch.
+//   - A retryable sink error (ClickHouse down or overloaded) is retried in
+//     place with backoff (ponixnats.RetryStore) for up to
+//     PONIX_CLICKHOUSE_RETRY_SECS (0: as long as the service runs), so an
+//     outage does not use up the messages' deliveries.
 func NewConsumer(ctx context.Context, cfg config.Config, js jetstream.JetStream, conn driver.Conn, opts ConsumerOptions) (*ponixnats.Consumer, error) {
 	logger := opts.Logger
 	if logger == nil {
@@ -45,14 +52,19 @@ func NewConsumer(ctx context.Context, cfg config.Config, js jetstream.JetStream,
 	if opts.WrapStore != nil {
 		store = opts.WrapStore(store)
 	}
-	processor := ponixnats.NewEnvelopeProcessor(store, ponixnats.WithPermanentError(ponixclickhouse.IsPermanent))
+	store = ponixnats.RetryStore(store, ponixnats.RetryOptions{
+		Retryable:   ponixclickhouse.IsRetryable,
+		MaxDuration: cfg.ClickHouseRetry(),
+		Logger:      logger,
+	})
+	processor := ponixnats.NewEnvelopeWireProcessor(store, ponixnats.WithPermanentError(ponixclickhouse.IsPermanent))
 	consumer, err := ponixnats.NewConsumer(ctx, js, ponixnats.ConsumerConfig{
 		Stream:    cfg.NATSStream,
 		Durable:   cfg.NATSConsumer,
 		BatchSize: cfg.NATSBatchSize,
 		MaxWait:   cfg.BatchWait(),
-		// Delivery knobs: PONIX_NATS_ACK_WAIT_SECS, _MAX_DELIVER,
-		// _MAX_ACK_PENDING, _REPLICAS.
+		// Fault tolerance knobs (PONIX_NATS_ACK_WAIT_SECS, _MAX_DELIVER,
+		// _MAX_ACK_PENDING, _REPLICAS).
 		AckWait:       cfg.AckWait(),
 		MaxDeliver:    cfg.NATSMaxDeliver,
 		MaxAckPending: cfg.NATSMaxAckPending,
@@ -65,18 +77,19 @@ func NewConsumer(ctx context.Context, cfg config.Config, js jetstream.JetStream,
 	return consumer, nil
 }
 
-// storeFunc writes a batch as EnvelopeRows keyed by their stream sequence (the
-// de-duplication key) and logs one line per stored batch.
-func storeFunc(writer *ponixclickhouse.BatchWriter[ponixclickhouse.EnvelopeRow], logger *slog.Logger) ponixnats.EnvelopeStore {
+// storeFunc writes a batch of envelope messages as EnvelopeRows from their
+// wire bytes, keyed by their stream sequence (the de-duplication key), and
+// logs one line per stored batch.
+func storeFunc(writer *ponixclickhouse.BatchWriter[ponixclickhouse.EnvelopeRow], logger *slog.Logger) ponixnats.MsgStore {
 	var rows []ponixclickhouse.EnvelopeRow // reused: the consumer stores one batch at a time
-	return func(ctx context.Context, batch []ponixnats.Decoded[*envelopev1.ProcessedEnvelope]) error {
+	return func(ctx context.Context, msgs []jetstream.Msg) error {
 		rows = rows[:0]
-		for _, d := range batch {
-			seq, err := ponixnats.StreamSequence(d.Msg)
+		for _, m := range msgs {
+			seq, err := ponixnats.StreamSequence(m)
 			if err != nil {
 				return err
 			}
-			rows = append(rows, ponixclickhouse.EnvelopeRow{Envelope: d.Value, StreamSeq: seq})
+			rows = append(rows, ponixclickhouse.EnvelopeRow{Wire: m.Data(), StreamSeq: seq})
 		}
 		start := time.Now()
 		if err := writer.Write(ctx, rows); err != nil {
@@ -84,9 +97,8 @@ func storeFunc(writer *ponixclickhouse.BatchWriter[ponixclickhouse.EnvelopeRow],
 		}
 		logger.Info("stored batch", "batch_size", len(rows), "duration", time.Since(start))
 		if logger.Enabled(ctx, slog.LevelDebug) {
-			for _, r := range rows {
-				logger.Debug("stored envelope", "end_device_id", r.Envelope.GetEndDeviceId(),
-					"organization_id", r.Envelope.GetOrganizationId(), "stream_seq", r.StreamSeq)
+			for _, m := range msgs {
+				logger.Debug("stored envelope", "subject", m.Subject())
 			}
 		}
 		return nil

@@ -35,17 +35,18 @@ type Config struct {
 	ShutdownTimeoutSecs int    `env:"SHUTDOWN_TIMEOUT_SECS" envDefault:"10" usage:"bound of each closer at shutdown, in seconds"`
 	DataDir             string `env:"DATA_DIR" envDefault:"./.ponix" usage:"local state: the embedded NATS store and the managed ClickHouse"`
 
-	NATSURL           string `env:"NATS_URL" usage:"NATS server URL(s), comma-separated; empty starts an embedded JetStream server"`
-	NATSEmbeddedAddr  string `env:"NATS_EMBEDDED_ADDR" envDefault:"127.0.0.1:4222" usage:"listen address of the embedded NATS server (when PONIX_NATS_URL is empty)"`
-	NATSStream        string `env:"NATS_STREAM" envDefault:"processed_envelopes" usage:"JetStream stream name"`
-	NATSSubject       string `env:"NATS_SUBJECT" envDefault:"processed_envelopes.>" usage:"stream subjects: <base>.> ; envelopes go to <base>.<end_device_id>"`
-	NATSConsumer      string `env:"NATS_CONSUMER" envDefault:"ponix-all-in-one" usage:"durable consumer name (shared by instances that split the work)"`
-	NATSBatchSize     int    `env:"NATS_BATCH_SIZE" envDefault:"30" usage:"messages fetched (and inserted) per batch"`
-	NATSBatchWaitSecs int    `env:"NATS_BATCH_WAIT_SECS" envDefault:"5" usage:"longest wait to fill a batch, in seconds"`
-	NATSAckWaitSecs   int    `env:"NATS_ACK_WAIT_SECS" envDefault:"30" usage:"seconds JetStream waits for an ack before redelivering; must exceed PONIX_NATS_BATCH_WAIT_SECS (slow inserts send in-progress acks every third of it)"`
-	NATSMaxDeliver    int    `env:"NATS_MAX_DELIVER" envDefault:"10" usage:"deliveries of one message before it is dead-lettered with reason max_deliver; -1 = unlimited"`
-	NATSMaxAckPending int    `env:"NATS_MAX_ACK_PENDING" envDefault:"0" usage:"messages delivered but not yet acked, over all instances; 0 = the larger of 1000 and 2*PONIX_NATS_BATCH_SIZE"`
-	NATSReplicas      int    `env:"NATS_REPLICAS" envDefault:"0" usage:"replicas of the stream and dead-letter stream (3 on a 3-node JetStream cluster); 0 = 1 for a new stream, an existing one is left as it is"`
+	NATSURL             string `env:"NATS_URL" usage:"NATS server URL(s), comma-separated; empty starts an embedded JetStream server"`
+	NATSEmbeddedAddr    string `env:"NATS_EMBEDDED_ADDR" envDefault:"127.0.0.1:4222" usage:"listen address of the embedded NATS server (when PONIX_NATS_URL is empty)"`
+	NATSStream          string `env:"NATS_STREAM" envDefault:"processed_envelopes" usage:"JetStream stream name"`
+	NATSSubject         string `env:"NATS_SUBJECT" envDefault:"processed_envelopes.>" usage:"stream subjects: <base>.> ; envelopes go to <base>.<end_device_id>"`
+	NATSConsumer        string `env:"NATS_CONSUMER" envDefault:"ponix-all-in-one" usage:"durable consumer name (shared by instances that split the work)"`
+	NATSBatchSize       int    `env:"NATS_BATCH_SIZE" envDefault:"30" usage:"messages fetched (and inserted) per batch"`
+	NATSBatchWaitSecs   int    `env:"NATS_BATCH_WAIT_SECS" envDefault:"5" usage:"longest wait to fill a batch, in seconds"`
+	ClickHouseRetrySecs int    `env:"CLICKHOUSE_RETRY_SECS" envDefault:"0" usage:"how long a failing insert (ClickHouse down) is retried in place before the batch is nak'd for redelivery; 0 = as long as the service runs"`
+	NATSAckWaitSecs     int    `env:"NATS_ACK_WAIT_SECS" envDefault:"30" usage:"seconds JetStream waits for an ack before redelivering; must exceed PONIX_NATS_BATCH_WAIT_SECS (slow inserts send in-progress acks every third of it)"`
+	NATSMaxDeliver      int    `env:"NATS_MAX_DELIVER" envDefault:"10" usage:"deliveries of one message before it is dead-lettered with reason max_deliver; -1 = unlimited"`
+	NATSMaxAckPending   int    `env:"NATS_MAX_ACK_PENDING" envDefault:"0" usage:"messages delivered but not yet acked, over all instances; 0 = the larger of 1000 and 2*PONIX_NATS_BATCH_SIZE"`
+	NATSReplicas        int    `env:"NATS_REPLICAS" envDefault:"0" usage:"replicas of the stream and dead-letter stream (3 on a 3-node JetStream cluster); 0 = 1 for a new stream, an existing one is left as it is"`
 
 	ClickHouseURL           string `env:"CLICKHOUSE_URL" usage:"upstream's HTTP URL; accepted but unused (Ponix speaks the native protocol)"`
 	ClickHouseNativeURL     string `env:"CLICKHOUSE_NATIVE_URL" envDefault:"localhost:9000" usage:"ClickHouse native address host:port (or clickhouse://host:port)"`
@@ -182,6 +183,9 @@ func (c Config) Validate() error {
 	positive("NATS_BATCH_SIZE", c.NATSBatchSize, 100_000)
 	positive("NATS_BATCH_WAIT_SECS", c.NATSBatchWaitSecs, 3600)
 	positive("NATS_ACK_WAIT_SECS", c.NATSAckWaitSecs, 86400)
+	if c.ClickHouseRetrySecs < 0 {
+		bad("CLICKHOUSE_RETRY_SECS", strconv.Itoa(c.ClickHouseRetrySecs), "must be 0 (retry as long as the service runs) or more")
+	}
 	if c.NATSAckWaitSecs > 0 && c.NATSBatchWaitSecs > 0 && c.NATSAckWaitSecs <= c.NATSBatchWaitSecs {
 		bad("NATS_ACK_WAIT_SECS", strconv.Itoa(c.NATSAckWaitSecs), "must be longer than PONIX_NATS_BATCH_WAIT_SECS ("+strconv.Itoa(c.NATSBatchWaitSecs)+")")
 	}
@@ -346,6 +350,11 @@ func (c Config) StartupTimeout() time.Duration {
 // ShutdownTimeout is ShutdownTimeoutSecs as a duration.
 func (c Config) ShutdownTimeout() time.Duration {
 	return time.Duration(c.ShutdownTimeoutSecs) * time.Second
+}
+
+// ClickHouseRetry is ClickHouseRetrySecs as a duration (0: no limit).
+func (c Config) ClickHouseRetry() time.Duration {
+	return time.Duration(c.ClickHouseRetrySecs) * time.Second
 }
 
 // BatchWait is NATSBatchWaitSecs as a duration.
