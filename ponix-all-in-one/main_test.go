@@ -12,7 +12,7 @@ func TestHelpListsEveryVariable(t *testing.T) {
 	if code := run(context.Background(), []string{"-h"}, nil, &out, &errOut); code != 0 {
 		t.Fatalf("-h exit code = %d", code)
 	}
-	for _, want := range []string{"PONIX_NATS_URL", "PONIX_NATS_BATCH_SIZE", "30", "PONIX_CLICKHOUSE_NATIVE_URL", "localhost:9000", "PONIX_PRODUCER_ENABLED"} {
+	for _, want := range []string{"PONIX_NATS_URL", "PONIX_NATS_BATCH_SIZE", "10000", "PONIX_CLICKHOUSE_NATIVE_URL", "localhost:9000", "PONIX_PRODUCER_ENABLED"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("-h output lacks %q", want)
 		}

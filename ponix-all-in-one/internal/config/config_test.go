@@ -20,7 +20,7 @@ func TestDefaultsMatchUpstream(t *testing.T) {
 		"stream":     {cfg.NATSStream, "processed_envelopes"},
 		"subject":    {cfg.NATSSubject, "processed_envelopes.>"},
 		"base":       {cfg.NATSBaseSubject(), "processed_envelopes"},
-		"batch":      {cfg.NATSBatchSize, 30},
+		"batch":      {cfg.NATSBatchSize, 10000},
 		"wait":       {cfg.NATSBatchWaitSecs, 5},
 		"ack wait":   {cfg.NATSAckWaitSecs, 30},
 		"deliver":    {cfg.NATSMaxDeliver, 10},
