@@ -1,0 +1,423 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"runtime"
+	"runtime/debug"
+	"runtime/pprof"
+	"strings"
+	"sync/atomic"
+	"text/tabwriter"
+	"time"
+
+	envelopev1 "buf.build/gen/go/ponix/ponix/protocolbuffers/go/envelope/v1"
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+	"github.com/nats-io/nats.go/jetstream"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/ponix-go/ponix/ponix-all-in-one/internal/app"
+	"github.com/ponix-go/ponix/ponix-all-in-one/internal/config"
+	"github.com/ponix-go/ponix/ponixclickhouse"
+	"github.com/ponix-go/ponix/ponixnats"
+)
+
+// result is one measured phase.
+type result struct {
+	Name        string  `json:"name"`
+	Envelopes   int     `json:"envelopes"`
+	BatchSize   int     `json:"batch_size"`
+	Seconds     float64 `json:"seconds"`
+	PerSecond   float64 `json:"envelopes_per_second"`
+	CPUSeconds  float64 `json:"cpu_seconds"`
+	NATSCPU     float64 `json:"nats_server_cpu_seconds"`
+	CHCPU       float64 `json:"clickhouse_server_cpu_seconds"`
+	PeakRSSMiB  float64 `json:"peak_rss_mib"`
+	RowsFinal   uint64  `json:"rows_final,omitempty"`
+	RowsRaw     uint64  `json:"rows_raw,omitempty"`
+	ExactlyOnce *bool   `json:"exactly_once,omitempty"`
+}
+
+type report struct {
+	Envelopes        int      `json:"envelopes"`
+	PreloadPerSecond float64  `json:"preload_envelopes_per_second"`
+	Phases           []result `json:"phases"`
+	PonixVsReference float64  `json:"ponix_vs_reference,omitempty"`
+	PonixVsCeiling   float64  `json:"ponix_vs_min_ceiling,omitempty"`
+}
+
+// measure runs fn as one phase: CPU, wall time and peak RSS of this process,
+// and the CPU of the server processes.
+func (e *env) measure(name string, batch int, fn func() error) (result, error) {
+	runtime.GC()
+	debug.FreeOSMemory()
+	resetPeakRSS()
+	cpu0, nats0, ch0 := selfCPU(), pidCPU(e.o.natsPID), pidCPU(e.o.chPID)
+	start := time.Now()
+	err := fn()
+	wall := time.Since(start)
+	r := result{
+		Name: name, Envelopes: e.o.n, BatchSize: batch, Seconds: wall.Seconds(),
+		PerSecond:  float64(e.o.n) / wall.Seconds(),
+		CPUSeconds: (selfCPU() - cpu0).Seconds(),
+		NATSCPU:    (pidCPU(e.o.natsPID) - nats0).Seconds(),
+		CHCPU:      (pidCPU(e.o.chPID) - ch0).Seconds(),
+		PeakRSSMiB: float64(peakRSS()) / (1 << 20),
+	}
+	e.logger.Info("phase done", "phase", name, "seconds", r.Seconds, "envelopes_per_second", r.PerSecond)
+	return r, err
+}
+
+func runThroughput(ctx context.Context, o *options, logger *slog.Logger) error {
+	e, err := setup(ctx, o, logger)
+	if err != nil {
+		return err
+	}
+	defer e.close()
+	cfg, err := serviceConfig(o)
+	if err != nil {
+		return err
+	}
+	if err := e.freshStream(ctx); err != nil {
+		return err
+	}
+	logger.Info("preloading", "envelopes", o.n)
+	took, err := e.preload(ctx, o.n)
+	if err != nil {
+		return fmt.Errorf("preload: %w", err)
+	}
+	rep := report{Envelopes: o.n, PreloadPerSecond: float64(o.n) / took.Seconds()}
+	byName := map[string]result{}
+	for _, phase := range strings.Split(o.phases, ",") {
+		var r result
+		switch strings.TrimSpace(phase) {
+		case "reference":
+			r, err = e.reference(ctx)
+		case "drain":
+			r, err = e.drain(ctx)
+		case "ponix":
+			r, err = e.ponix(ctx, cfg)
+		case "insert":
+			r, err = e.insert(ctx, cfg.NATSBatchSize)
+		default:
+			return fmt.Errorf("unknown phase %q (want reference, drain, ponix, insert)", phase)
+		}
+		if err != nil {
+			return fmt.Errorf("phase %s: %w", phase, err)
+		}
+		rep.Phases = append(rep.Phases, r)
+		byName[r.Name] = r
+	}
+	if p, ok := byName["ponix"]; ok {
+		if ref, ok := byName["reference"]; ok {
+			rep.PonixVsReference = p.PerSecond / ref.PerSecond
+		}
+		d, okD := byName["drain"]
+		i, okI := byName["insert"]
+		if okD && okI {
+			rep.PonixVsCeiling = p.PerSecond / min(d.PerSecond, i.PerSecond)
+		}
+	}
+	if o.jsonOut {
+		return printJSON(rep)
+	}
+	printReport(rep)
+	for _, r := range rep.Phases {
+		if r.ExactlyOnce != nil && !*r.ExactlyOnce {
+			return fmt.Errorf("phase %s: table holds %d rows (%d with FINAL), want exactly %d", r.Name, r.RowsRaw, r.RowsFinal, o.n)
+		}
+	}
+	return nil
+}
+
+func printReport(rep report) {
+	fmt.Printf("ponix-bench: %d envelopes (preloaded at %.0f/s)\n\n", rep.Envelopes, rep.PreloadPerSecond)
+	tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "phase\tbatch\tenvelopes/s\tseconds\tcpu s\tnats cpu s\tclickhouse cpu s\tpeak rss MiB\trows\t")
+	for _, r := range rep.Phases {
+		rows := "-"
+		if r.ExactlyOnce != nil {
+			rows = fmt.Sprintf("%d exact=%v", r.RowsFinal, *r.ExactlyOnce)
+		}
+		fmt.Fprintf(tw, "%s\t%d\t%.0f\t%.2f\t%.2f\t%.2f\t%.2f\t%.1f\t%s\t\n", r.Name, r.BatchSize, r.PerSecond, r.Seconds, r.CPUSeconds, r.NATSCPU, r.CHCPU, r.PeakRSSMiB, rows)
+	}
+	_ = tw.Flush()
+	if rep.PonixVsReference > 0 {
+		fmt.Printf("\nponix / reference      = %.2f\n", rep.PonixVsReference)
+	}
+	if rep.PonixVsCeiling > 0 {
+		fmt.Printf("ponix / min(ceilings)  = %.2f\n", rep.PonixVsCeiling)
+	}
+}
+
+// serviceConfig is the service's configuration (its defaults, as the service
+// would load them) pointed at the benchmark stream.
+func serviceConfig(o *options) (config.Config, error) {
+	environ := []string{"PONIX_NATS_STREAM=" + benchStream, "PONIX_NATS_SUBJECT=" + benchStream + ".>", "PONIX_NATS_CONSUMER=bench-ponix"}
+	if o.batchSize > 0 {
+		environ = append(environ, fmt.Sprintf("PONIX_NATS_BATCH_SIZE=%d", o.batchSize))
+	}
+	if o.batchWait > 0 {
+		environ = append(environ, fmt.Sprintf("PONIX_NATS_BATCH_WAIT_SECS=%d", int(o.batchWait.Seconds())))
+	}
+	return config.Load(environ)
+}
+
+// consumer makes a fresh durable pull consumer on the benchmark stream.
+func (e *env) consumer(ctx context.Context, name string) (jetstream.Consumer, error) {
+	_ = e.js.DeleteConsumer(ctx, benchStream, name)
+	return e.js.CreateConsumer(ctx, benchStream, jetstream.ConsumerConfig{
+		Durable:       name,
+		AckPolicy:     jetstream.AckExplicitPolicy,
+		AckWait:       time.Minute,
+		MaxAckPending: 2 * e.o.refBatch,
+	})
+}
+
+// reference is the naive pipeline: one goroutine; fetch a batch, decode each
+// message with proto.Unmarshal and json.Marshal(data.AsMap()), insert the batch
+// with one native batch (row by row Append), then ack each message.
+func (e *env) reference(ctx context.Context) (result, error) {
+	conn, err := e.freshDatabase(ctx, "bench_reference")
+	if err != nil {
+		return result{}, err
+	}
+	defer conn.Close()
+	cons, err := e.consumer(ctx, "bench-reference")
+	if err != nil {
+		return result{}, err
+	}
+	r, err := e.measure("reference", e.o.refBatch, func() error {
+		for done := 0; done < e.o.n; {
+			b, err := cons.Fetch(e.o.refBatch, jetstream.FetchMaxWait(5*time.Second))
+			if err != nil {
+				return err
+			}
+			var msgs []jetstream.Msg
+			for m := range b.Messages() {
+				msgs = append(msgs, m)
+			}
+			if err := b.Error(); err != nil && !errors.Is(err, jetstream.ErrNoMessages) {
+				return err
+			}
+			if len(msgs) == 0 {
+				continue
+			}
+			batch, err := conn.PrepareBatch(ctx, "INSERT INTO processed_envelopes (organization_id, end_device_id, occurred_at, processed_at, data, stream_seq)")
+			if err != nil {
+				return err
+			}
+			for _, m := range msgs {
+				var env envelopev1.ProcessedEnvelope
+				if err := proto.Unmarshal(m.Data(), &env); err != nil {
+					return err
+				}
+				data, err := json.Marshal(env.GetData().AsMap())
+				if err != nil {
+					return err
+				}
+				meta, err := m.Metadata()
+				if err != nil {
+					return err
+				}
+				if err := batch.Append(env.GetOrganizationId(), env.GetEndDeviceId(), env.GetOccurredAt().AsTime(),
+					env.GetProcessedAt().AsTime(), string(data), meta.Sequence.Stream); err != nil {
+					return err
+				}
+			}
+			if err := batch.Send(); err != nil {
+				return err
+			}
+			for _, m := range msgs {
+				if err := m.Ack(); err != nil {
+					return err
+				}
+			}
+			done += len(msgs)
+		}
+		return e.flush(ctx)
+	})
+	if err != nil {
+		return r, err
+	}
+	return r, e.verify(ctx, conn, &r)
+}
+
+// drain is the JetStream ceiling: fetch and ack every message, no sink.
+func (e *env) drain(ctx context.Context) (result, error) {
+	cons, err := e.consumer(ctx, "bench-drain")
+	if err != nil {
+		return result{}, err
+	}
+	return e.measure("drain (ceiling)", e.o.refBatch, func() error {
+		for done := 0; done < e.o.n; {
+			b, err := cons.Fetch(e.o.refBatch, jetstream.FetchMaxWait(5*time.Second))
+			if err != nil {
+				return err
+			}
+			for m := range b.Messages() {
+				if err := m.Ack(); err != nil {
+					return err
+				}
+				done++
+			}
+			if err := b.Error(); err != nil && !errors.Is(err, jetstream.ErrNoMessages) {
+				return err
+			}
+		}
+		return e.flush(ctx)
+	})
+}
+
+// insert is the ClickHouse ceiling: the same rows, decoded beforehand, written
+// from memory with the Ponix writer in batches of the Ponix batch size.
+func (e *env) insert(ctx context.Context, batch int) (result, error) {
+	conn, err := e.freshDatabase(ctx, "bench_insert")
+	if err != nil {
+		return result{}, err
+	}
+	defer conn.Close()
+	rows, err := e.decodeAll(ctx)
+	if err != nil {
+		return result{}, err
+	}
+	w, err := ponixclickhouse.NewEnvelopeWriter(conn)
+	if err != nil {
+		return result{}, err
+	}
+	r, err := e.measure("insert (ceiling)", batch, func() error {
+		for i := 0; i < len(rows); i += batch {
+			if err := w.Write(ctx, rows[i:min(i+batch, len(rows))]); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return r, err
+	}
+	return r, e.verify(ctx, conn, &r)
+}
+
+// decodeAll reads every envelope of the stream into rows (not measured).
+func (e *env) decodeAll(ctx context.Context) ([]ponixclickhouse.EnvelopeRow, error) {
+	cons, err := e.js.OrderedConsumer(ctx, benchStream, jetstream.OrderedConsumerConfig{})
+	if err != nil {
+		return nil, err
+	}
+	rows := make([]ponixclickhouse.EnvelopeRow, 0, e.o.n)
+	for len(rows) < e.o.n {
+		b, err := cons.Fetch(10_000, jetstream.FetchMaxWait(5*time.Second))
+		if err != nil {
+			return nil, err
+		}
+		for m := range b.Messages() {
+			env := new(envelopev1.ProcessedEnvelope)
+			if err := proto.Unmarshal(m.Data(), env); err != nil {
+				return nil, err
+			}
+			seq, err := ponixnats.StreamSequence(m)
+			if err != nil {
+				meta, merr := m.Metadata()
+				if merr != nil {
+					return nil, err
+				}
+				seq = meta.Sequence.Stream
+			}
+			rows = append(rows, ponixclickhouse.EnvelopeRow{Envelope: env, StreamSeq: seq})
+		}
+		if err := b.Error(); err != nil && !errors.Is(err, jetstream.ErrNoMessages) {
+			return nil, err
+		}
+	}
+	return rows, nil
+}
+
+// ponix drains the backlog through the service's own consumer path.
+func (e *env) ponix(ctx context.Context, cfg config.Config) (result, error) {
+	conn, err := e.freshDatabase(ctx, "bench_ponix")
+	if err != nil {
+		return result{}, err
+	}
+	defer conn.Close()
+	_ = e.js.DeleteConsumer(ctx, benchStream, cfg.NATSConsumer)
+	var stored atomic.Int64
+	done := make(chan struct{})
+	quiet := slog.New(slog.DiscardHandler)
+	if e.o.verbose {
+		quiet = e.logger
+	}
+	cons, err := app.NewConsumer(ctx, cfg, e.js, conn, app.ConsumerOptions{
+		Logger: quiet,
+		WrapStore: func(store ponixnats.MsgStore) ponixnats.MsgStore {
+			return func(ctx context.Context, batch []jetstream.Msg) error {
+				if err := store(ctx, batch); err != nil {
+					return err
+				}
+				if stored.Add(int64(len(batch))) >= int64(e.o.n) {
+					select {
+					case <-done:
+					default:
+						close(done)
+					}
+				}
+				return nil
+			}
+		},
+	})
+	if err != nil {
+		return result{}, err
+	}
+	r, err := e.measure("ponix", cfg.NATSBatchSize, func() error {
+		if e.o.cpuProfile != "" {
+			f, err := os.Create(e.o.cpuProfile)
+			if err != nil {
+				return err
+			}
+			defer f.Close()
+			if err := pprof.StartCPUProfile(f); err != nil {
+				return err
+			}
+			defer pprof.StopCPUProfile()
+		}
+		runCtx, cancel := context.WithCancel(ctx)
+		defer cancel()
+		errc := make(chan error, 1)
+		go func() { errc <- cons.Run(runCtx) }()
+		select {
+		case <-done:
+		case err := <-errc:
+			return fmt.Errorf("consumer stopped early: %w", err)
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		cancel()
+		return <-errc
+	})
+	if err != nil {
+		return r, err
+	}
+	return r, e.verify(ctx, conn, &r)
+}
+
+// verify checks that the phase's table holds every envelope exactly once.
+func (e *env) verify(ctx context.Context, conn driver.Conn, r *result) error {
+	raw, final, distinct, err := countRows(ctx, conn)
+	if err != nil {
+		return err
+	}
+	exact := final == uint64(e.o.n) && distinct == uint64(e.o.n)
+	r.RowsRaw, r.RowsFinal, r.ExactlyOnce = raw, final, &exact
+	return nil
+}
+
+// flush waits until the server has received every ack sent so far.
+func (e *env) flush(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	return e.nc.FlushWithContext(ctx)
+}
