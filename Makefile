@@ -89,6 +89,16 @@ build-modules: ## build each module on its own (GOWORK=off), as Docker builds do
 .PHONY: ci
 ci: deps lint check-generate build-modules test test-container ## everything .ci/run runs
 
+.PHONY: bench
+bench: deps ## Go benchmarks of the hot path: decode, Struct→JSON, row encode, fetch+ack, writer at 1k/10k/100k rows
+	cd ponixclickhouse && go test -run '^$$' -bench 'Decode|EncodeRow|EnvelopeEncode|StructJSON' -benchmem .
+	cd ponixclickhouse && go test -tags integration -run '^$$' -bench EnvelopeWriter -benchmem -benchtime 5x .
+	cd ponixnats && go test -tags integration -run '^$$' -bench FetchAck -benchmem -benchtime 200000x .
+
+.PHONY: bench-e2e
+bench-e2e: deps ## ponix-bench: 1M envelopes through reference, ceilings and ponix (add ARGS=-latency for latency)
+	go run ./ponix-all-in-one/cmd/ponix-bench $(ARGS)
+
 .PHONY: clean
 clean: ## remove tool binaries and local run data
 	rm -rf $(BIN) .ponix

@@ -87,8 +87,13 @@ func WithMsgID(f func(env *envelopev1.ProcessedEnvelope, data []byte) string) Pr
 	return func(p *EnvelopeProducer) { p.msgID = f }
 }
 
+// defaultMaxPending stays below jetstream's default PublishAsyncMaxPending
+// (4000), above which PublishMsgAsync stalls and then fails.
+const defaultMaxPending = 2048
+
 // WithMaxPending bounds the asynchronous publishes in flight in PublishBatch
-// (default 4096).
+// (default 2048; keep it below the JetStream context's PublishAsyncMaxPending,
+// 4000 by default).
 func WithMaxPending(n int) ProducerOption {
 	return func(p *EnvelopeProducer) {
 		if n > 0 {
@@ -100,7 +105,7 @@ func WithMaxPending(n int) ProducerOption {
 // NewEnvelopeProducer returns a producer publishing under baseSubject
 // (usually the stream name, e.g. "processed_envelopes").
 func NewEnvelopeProducer(js jetstream.JetStream, baseSubject string, opts ...ProducerOption) *EnvelopeProducer {
-	p := &EnvelopeProducer{js: js, base: baseSubject, msgID: EnvelopeMsgID, maxAsync: 4096}
+	p := &EnvelopeProducer{js: js, base: baseSubject, msgID: EnvelopeMsgID, maxAsync: defaultMaxPending}
 	for _, o := range opts {
 		o(p)
 	}
@@ -203,6 +208,12 @@ func (p *EnvelopeProducer) PublishBatch(ctx context.Context, envs []*envelopev1.
 			break
 		}
 		f, err := p.js.PublishMsgAsync(m)
+		if errors.Is(err, jetstream.ErrTooManyStalledMsgs) {
+			// The connection's own in-flight limit was reached while the server
+			// was slow to ack: wait for the acks in hand, then try once more.
+			wait()
+			f, err = p.js.PublishMsgAsync(m)
+		}
 		if err != nil {
 			if firstErr == nil {
 				firstErr = fmt.Errorf("ponixnats: publishing envelope to %s: %w", m.Subject, err)
