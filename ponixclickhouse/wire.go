@@ -222,24 +222,15 @@ func (e *StructJSON) appendWireStruct(dst []byte, b []byte, depth int) ([]byte, 
 	}
 	base := len(e.entries)
 	defer func() { e.entries = e.entries[:base] }()
-	for len(b) > 0 {
-		num, typ, n := protowire.ConsumeTag(b)
-		if n < 0 {
-			return dst, ErrMalformed
+	for {
+		entry, rest, ok, err := nextBytes(b, fStructFields)
+		if err != nil {
+			return dst, err
 		}
-		b = b[n:]
-		if num != fStructFields || typ != protowire.BytesType {
-			if n = protowire.ConsumeFieldValue(num, typ, b); n < 0 {
-				return dst, ErrMalformed
-			}
-			b = b[n:]
-			continue
+		if !ok {
+			break
 		}
-		entry, n := protowire.ConsumeBytes(b)
-		if n < 0 {
-			return dst, ErrMalformed
-		}
-		b = b[n:]
+		b = rest
 		if depth-1 < 0 { // the map entry is a message
 			return dst, errTooDeep
 		}
@@ -372,28 +363,18 @@ func (e *StructJSON) appendWireValue(dst []byte, b []byte, depth int) ([]byte, e
 		}
 		dst = append(dst, '[')
 		i := 0
-		for len(payload) > 0 {
-			num, typ, n := protowire.ConsumeTag(payload)
-			if n < 0 {
-				return dst, ErrMalformed
+		for {
+			item, rest, ok, err := nextBytes(payload, fListValues)
+			if err != nil {
+				return dst, err
 			}
-			payload = payload[n:]
-			if num != fListValues || typ != protowire.BytesType {
-				if n = protowire.ConsumeFieldValue(num, typ, payload); n < 0 {
-					return dst, ErrMalformed
-				}
-				payload = payload[n:]
-				continue
+			if !ok {
+				break
 			}
-			item, n := protowire.ConsumeBytes(payload)
-			if n < 0 {
-				return dst, ErrMalformed
-			}
-			payload = payload[n:]
+			payload = rest
 			if i > 0 {
 				dst = append(dst, ',')
 			}
-			var err error
 			if dst, err = e.appendWireValue(dst, item, depth-2); err != nil {
 				return dst, prefixPath(err, "["+strconv.Itoa(i)+"]")
 			}
@@ -402,6 +383,30 @@ func (e *StructJSON) appendWireValue(dst []byte, b []byte, depth int) ([]byte, e
 		return append(dst, ']'), nil
 	}
 	return append(dst, "null"...), nil // null_value, or no kind
+}
+
+// nextBytes returns the next length-delimited field numbered want in b, skipping every other
+// field, and the bytes after it; ok is false when b holds no more such field.
+func nextBytes(b []byte, want protowire.Number) (val, rest []byte, ok bool, err error) {
+	for len(b) > 0 {
+		num, typ, n := protowire.ConsumeTag(b)
+		if n < 0 {
+			return nil, nil, false, ErrMalformed
+		}
+		b = b[n:]
+		if num == want && typ == protowire.BytesType {
+			v, n := protowire.ConsumeBytes(b)
+			if n < 0 {
+				return nil, nil, false, ErrMalformed
+			}
+			return v, b[n:], true, nil
+		}
+		if n = protowire.ConsumeFieldValue(num, typ, b); n < 0 {
+			return nil, nil, false, ErrMalformed
+		}
+		b = b[n:]
+	}
+	return nil, nil, false, nil
 }
 
 // bytesString views b as a string without copying; the string must not outlive b or be kept.
