@@ -356,3 +356,22 @@ func startContainer(ctx context.Context, image string) (*Server, error) {
 	}
 	return s, nil
 }
+
+// Main is the whole TestMain of a package whose tests share one server: it
+// starts the server into *srv, runs the tests, closes the server and returns
+// the exit code.
+//
+//	var srv *chtest.Server
+//
+//	func TestMain(m *testing.M) { os.Exit(chtest.Main(m, &srv)) }
+func Main(m *testing.M, srv **Server) int {
+	s, err := Start(context.Background())
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer s.Close()
+	fmt.Fprintf(os.Stderr, "chtest: ClickHouse %s at %s (%s)\n", s.Mode, s.Addr, s.Detail)
+	*srv = s
+	return m.Run()
+}

@@ -3,25 +3,13 @@
 package migrate_test
 
 import (
-	"context"
-	"fmt"
 	"os"
 	"testing"
 
 	"github.com/ponix-go/ponix/ponixclickhouse/chtest"
 )
 
+// One ClickHouse for the package; every test takes a fresh database.
 var srv *chtest.Server
 
-func TestMain(m *testing.M) {
-	var err error
-	srv, err = chtest.Start(context.Background())
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	fmt.Fprintf(os.Stderr, "chtest: ClickHouse %s at %s (%s)\n", srv.Mode, srv.Addr, srv.Detail)
-	code := m.Run()
-	_ = srv.Close()
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { os.Exit(chtest.Main(m, &srv)) }
