@@ -91,10 +91,11 @@ func runThroughput(ctx context.Context, o *options, logger *slog.Logger) error {
 		return fmt.Errorf("preload: %w", err)
 	}
 	rep := report{Envelopes: o.n, PreloadPerSecond: float64(o.n) / took.Seconds()}
-	byName := map[string]result{}
+	byPhase := map[string]result{}
 	for _, phase := range strings.Split(o.phases, ",") {
+		phase = strings.TrimSpace(phase)
 		var r result
-		switch strings.TrimSpace(phase) {
+		switch phase {
 		case "reference":
 			r, err = e.reference(ctx)
 		case "drain":
@@ -110,14 +111,14 @@ func runThroughput(ctx context.Context, o *options, logger *slog.Logger) error {
 			return fmt.Errorf("phase %s: %w", phase, err)
 		}
 		rep.Phases = append(rep.Phases, r)
-		byName[r.Name] = r
+		byPhase[phase] = r
 	}
-	if p, ok := byName["ponix"]; ok {
-		if ref, ok := byName["reference"]; ok {
+	if p, ok := byPhase["ponix"]; ok {
+		if ref, ok := byPhase["reference"]; ok {
 			rep.PonixVsReference = p.PerSecond / ref.PerSecond
 		}
-		d, okD := byName["drain"]
-		i, okI := byName["insert"]
+		d, okD := byPhase["drain"]
+		i, okI := byPhase["insert"]
 		if okD && okI {
 			rep.PonixVsCeiling = p.PerSecond / min(d.PerSecond, i.PerSecond)
 		}
