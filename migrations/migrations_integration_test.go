@@ -234,7 +234,7 @@ func TestRedeliveredRowsCollapseAfterDedupStep(t *testing.T) {
 		StreamSeq: 42,
 	}
 	other := row
-	other.StreamSeq = 43 // another message with the same content is another reading
+	other.StreamSeq = 43                                                         // another message with the same content is another reading
 	for _, batch := range [][]ponixclickhouse.EnvelopeRow{{row, other}, {row}} { // the second is a redelivery
 		if err := w.Write(ctx, batch); err != nil {
 			t.Fatal(err)
