@@ -87,7 +87,7 @@ build-modules: ## build each module on its own (GOWORK=off), as Docker builds do
 	cd ponixnats && GOWORK=off go build -tags ponixnats_noenvelope ./...
 
 .PHONY: ci
-ci: deps lint check-generate build-modules test test-container ## everything .ci/run runs
+ci: deps lint check-generate build-modules test test-container image test-compose ## everything .ci/run runs
 
 .PHONY: bench
 bench: deps ## Go benchmarks of the hot path: decode, Struct→JSON, row encode, fetch+ack, writer at 1k/10k/100k rows

@@ -28,18 +28,19 @@ import (
 
 // result is one measured phase.
 type result struct {
-	Name        string  `json:"name"`
-	Envelopes   int     `json:"envelopes"`
-	BatchSize   int     `json:"batch_size"`
-	Seconds     float64 `json:"seconds"`
-	PerSecond   float64 `json:"envelopes_per_second"`
-	CPUSeconds  float64 `json:"cpu_seconds"`
-	NATSCPU     float64 `json:"nats_server_cpu_seconds"`
-	CHCPU       float64 `json:"clickhouse_server_cpu_seconds"`
-	PeakRSSMiB  float64 `json:"peak_rss_mib"`
-	RowsFinal   uint64  `json:"rows_final,omitempty"`
-	RowsRaw     uint64  `json:"rows_raw,omitempty"`
-	ExactlyOnce *bool   `json:"exactly_once,omitempty"`
+	Name         string  `json:"name"`
+	Envelopes    int     `json:"envelopes"`
+	BatchSize    int     `json:"batch_size"`
+	Seconds      float64 `json:"seconds"`
+	PerSecond    float64 `json:"envelopes_per_second"`
+	CPUSeconds   float64 `json:"cpu_seconds"`
+	NATSCPU      float64 `json:"nats_server_cpu_seconds"`
+	CHCPU        float64 `json:"clickhouse_server_cpu_seconds"`
+	PeakRSSMiB   float64 `json:"peak_rss_mib"`
+	AllocsPerEnv float64 `json:"allocs_per_envelope"`
+	RowsFinal    uint64  `json:"rows_final,omitempty"`
+	RowsRaw      uint64  `json:"rows_raw,omitempty"`
+	ExactlyOnce  *bool   `json:"exactly_once,omitempty"`
 }
 
 type report struct {
@@ -56,17 +57,21 @@ func (e *env) measure(name string, batch int, fn func() error) (result, error) {
 	runtime.GC()
 	debug.FreeOSMemory()
 	resetPeakRSS()
+	var m0, m1 runtime.MemStats
+	runtime.ReadMemStats(&m0)
 	cpu0, nats0, ch0 := selfCPU(), pidCPU(e.o.natsPID), pidCPU(e.o.chPID)
 	start := time.Now()
 	err := fn()
 	wall := time.Since(start)
+	runtime.ReadMemStats(&m1)
 	r := result{
 		Name: name, Envelopes: e.o.n, BatchSize: batch, Seconds: wall.Seconds(),
-		PerSecond:  float64(e.o.n) / wall.Seconds(),
-		CPUSeconds: (selfCPU() - cpu0).Seconds(),
-		NATSCPU:    (pidCPU(e.o.natsPID) - nats0).Seconds(),
-		CHCPU:      (pidCPU(e.o.chPID) - ch0).Seconds(),
-		PeakRSSMiB: float64(peakRSS()) / (1 << 20),
+		PerSecond:    float64(e.o.n) / wall.Seconds(),
+		CPUSeconds:   (selfCPU() - cpu0).Seconds(),
+		NATSCPU:      (pidCPU(e.o.natsPID) - nats0).Seconds(),
+		CHCPU:        (pidCPU(e.o.chPID) - ch0).Seconds(),
+		PeakRSSMiB:   float64(peakRSS()) / (1 << 20),
+		AllocsPerEnv: float64(m1.Mallocs-m0.Mallocs) / float64(e.o.n),
 	}
 	e.logger.Info("phase done", "phase", name, "seconds", r.Seconds, "envelopes_per_second", r.PerSecond)
 	return r, err
@@ -138,13 +143,13 @@ func runThroughput(ctx context.Context, o *options, logger *slog.Logger) error {
 func printReport(rep report) {
 	fmt.Printf("ponix-bench: %d envelopes (preloaded at %.0f/s)\n\n", rep.Envelopes, rep.PreloadPerSecond)
 	tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "phase\tbatch\tenvelopes/s\tseconds\tcpu s\tnats cpu s\tclickhouse cpu s\tpeak rss MiB\trows\t")
+	fmt.Fprintln(tw, "phase\tbatch\tenvelopes/s\tseconds\tcpu s\tnats cpu s\tclickhouse cpu s\tpeak rss MiB\tallocs/env\trows\t")
 	for _, r := range rep.Phases {
 		rows := "-"
 		if r.ExactlyOnce != nil {
 			rows = fmt.Sprintf("%d exact=%v", r.RowsFinal, *r.ExactlyOnce)
 		}
-		fmt.Fprintf(tw, "%s\t%d\t%.0f\t%.2f\t%.2f\t%.2f\t%.2f\t%.1f\t%s\t\n", r.Name, r.BatchSize, r.PerSecond, r.Seconds, r.CPUSeconds, r.NATSCPU, r.CHCPU, r.PeakRSSMiB, rows)
+		fmt.Fprintf(tw, "%s\t%d\t%.0f\t%.2f\t%.2f\t%.2f\t%.2f\t%.1f\t%.1f\t%s\t\n", r.Name, r.BatchSize, r.PerSecond, r.Seconds, r.CPUSeconds, r.NATSCPU, r.CHCPU, r.PeakRSSMiB, r.AllocsPerEnv, rows)
 	}
 	_ = tw.Flush()
 	if rep.PonixVsReference > 0 {
