@@ -35,6 +35,7 @@ type env struct {
 	chCfg  ponixclickhouse.Config
 }
 
+// setup starts (or connects to) the servers and makes the benchmark stream anew.
 func setup(ctx context.Context, o *options, logger *slog.Logger) (*env, error) {
 	e := &env{o: o, logger: logger}
 	dir, err := os.MkdirTemp("", "ponix-bench-*")
@@ -65,6 +66,10 @@ func setup(ctx context.Context, o *options, logger *slog.Logger) (*env, error) {
 		return nil, err
 	}
 	if e.js, err = jetstream.New(e.nc); err != nil {
+		e.close()
+		return nil, err
+	}
+	if err := e.freshStream(ctx); err != nil {
 		e.close()
 		return nil, err
 	}

@@ -34,18 +34,15 @@ type latencyReport struct {
 // measures for each envelope the time from its publish to the commit of the
 // insert that stored it (the row is visible to queries from then on).
 func runLatency(ctx context.Context, o *options, logger *slog.Logger) error {
+	cfg, err := serviceConfig(o)
+	if err != nil {
+		return err
+	}
 	e, err := setup(ctx, o, logger)
 	if err != nil {
 		return err
 	}
 	defer e.close()
-	cfg, err := serviceConfig(o)
-	if err != nil {
-		return err
-	}
-	if err := e.freshStream(ctx); err != nil {
-		return err
-	}
 	conn, err := e.freshDatabase(ctx, "bench_latency")
 	if err != nil {
 		return err

@@ -78,18 +78,15 @@ func (e *env) measure(name string, batch int, fn func() error) (result, error) {
 }
 
 func runThroughput(ctx context.Context, o *options, logger *slog.Logger) error {
+	cfg, err := serviceConfig(o)
+	if err != nil {
+		return err
+	}
 	e, err := setup(ctx, o, logger)
 	if err != nil {
 		return err
 	}
 	defer e.close()
-	cfg, err := serviceConfig(o)
-	if err != nil {
-		return err
-	}
-	if err := e.freshStream(ctx); err != nil {
-		return err
-	}
 	logger.Info("preloading", "envelopes", o.n)
 	took, err := e.preload(ctx, o.n)
 	if err != nil {
