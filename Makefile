@@ -13,6 +13,7 @@ STATICCHECK_VERSION   := v0.8.2
 PROTOC_VERSION        := 3.21.12
 
 # Tests: fail, never skip, when a server is missing; Ryuk's image cannot be pulled here.
+# -count=1: results that depend on real servers are never taken from the test cache.
 export PONIX_TEST_REQUIRE_CLICKHOUSE ?= 1
 export TESTCONTAINERS_RYUK_DISABLED ?= true
 # With a local Docker socket, containers' ports are on 127.0.0.1. testcontainers would otherwise
@@ -38,8 +39,8 @@ run: deps ## run ponix-all-in-one locally (embedded NATS, local ClickHouse under
 
 .PHONY: test
 test: deps ## all unit and integration tests against real NATS and ClickHouse
-	go test -tags integration -timeout $(TEST_TIMEOUT) work
-	cd ponixnats && go test -tags 'integration ponixnats_noenvelope' -timeout $(TEST_TIMEOUT) ./...
+	go test -tags integration -count=1 -timeout $(TEST_TIMEOUT) work
+	cd ponixnats && go test -tags 'integration ponixnats_noenvelope' -count=1 -timeout $(TEST_TIMEOUT) ./...
 
 .PHONY: test-unit
 test-unit: ## unit tests only (no servers)
