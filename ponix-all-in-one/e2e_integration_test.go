@@ -21,6 +21,7 @@ import (
 	"time"
 
 	envelopev1 "buf.build/gen/go/ponix/ponix/protocolbuffers/go/envelope/v1"
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"google.golang.org/protobuf/proto"
@@ -200,7 +201,15 @@ type row struct {
 
 func readRows(t *testing.T, db *chtest.Database) map[string]row {
 	t.Helper()
-	rs, err := db.Conn.Query(t.Context(), "SELECT organization_id, end_device_id, occurred_at, processed_at, data FROM processed_envelopes")
+	return queryRows(t, db.Conn, "")
+}
+
+// queryRows reads the rows of processed_envelopes (with suffix appended to
+// the query, e.g. "FINAL WHERE ...") by end_device_id; a device seen twice is
+// a visible duplicate and fails the test.
+func queryRows(t *testing.T, conn driver.Conn, suffix string) map[string]row {
+	t.Helper()
+	rs, err := conn.Query(context.Background(), "SELECT organization_id, end_device_id, occurred_at, processed_at, data FROM processed_envelopes "+suffix)
 	if err != nil {
 		t.Fatal(err)
 	}

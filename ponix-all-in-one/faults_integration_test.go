@@ -10,7 +10,6 @@ package main_test
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -237,29 +236,7 @@ func readRowsFinal(t *testing.T, conn driver.Conn, ids []string) map[string]row 
 	for i, id := range ids {
 		quoted[i] = "'" + strings.ReplaceAll(id, "'", "\\'") + "'"
 	}
-	q := "SELECT organization_id, end_device_id, occurred_at, processed_at, data FROM processed_envelopes FINAL WHERE end_device_id IN (" +
-		strings.Join(quoted, ",") + ")"
-	rs, err := conn.Query(context.Background(), q)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rs.Close()
-	out := map[string]row{}
-	for rs.Next() {
-		var r row
-		var data string
-		if err := rs.Scan(&r.org, &r.device, &r.occurred, &r.processed, &data); err != nil {
-			t.Fatal(err)
-		}
-		if err := json.Unmarshal([]byte(data), &r.data); err != nil {
-			t.Fatalf("row %s: data is not JSON: %v", r.device, err)
-		}
-		out[r.device] = r
-	}
-	if err := rs.Err(); err != nil {
-		t.Fatal(err)
-	}
-	return out
+	return queryRows(t, conn, "FINAL WHERE end_device_id IN ("+strings.Join(quoted, ",")+")")
 }
 
 // ensureStream creates the envelope stream as the service would (replicas

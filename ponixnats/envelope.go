@@ -337,11 +337,11 @@ func (b *storeBatch[T]) store(ctx context.Context, store func(context.Context, [
 			}
 			return b.res, nil
 		case errors.As(err, &rej) && rej.RejectedIndex() >= 0 && rej.RejectedIndex() < len(b.valid):
-			if b.pos == nil {
-				b.setAside(rej.RejectedIndex(), ReasonRejected, err)
-			} else {
-				b.setAside(b.pos[rej.RejectedIndex()], ReasonRejected, err)
+			j := rej.RejectedIndex() // an index into valid; the same index into all while nothing was set aside
+			if b.pos != nil {
+				j = b.pos[j]
 			}
+			b.setAside(j, ReasonRejected, err)
 		case permanent != nil && permanent(err):
 			if b.pos == nil {
 				return deadLetterAll(len(b.all), ReasonPermanent, err), nil
