@@ -1042,7 +1042,6 @@ func TestFaultMaxDeliverExhaustionDeadLetters(t *testing.T) {
 	db := chSrv.NewDatabase(t)
 	nsrv := natstest.New(t)
 	want := envelopes(n, 108)
-	publish(t, nsrv.URL(), want)
 	proxy := startProxy(t, db.Config.Addr)
 	env := faultEnv(t, db, nsrv.URL())
 	env["PONIX_CLICKHOUSE_NATIVE_URL"] = proxy.addr()
@@ -1059,6 +1058,9 @@ func TestFaultMaxDeliverExhaustionDeadLetters(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 	}
 	proxy.setDown(true)
+	// Publish only now that ClickHouse is unreachable: a batch stored before
+	// the fault would not be dead-lettered.
+	publish(t, nsrv.URL(), want)
 
 	var dlq []*jetstream.RawStreamMsg
 	deadline = time.Now().Add(60 * time.Second)
