@@ -358,10 +358,12 @@ func (c *Consumer) handOff(ctx context.Context, out chan<- []jetstream.Msg, batc
 	}
 }
 
-// fetch pulls one batch into buf; it returns early (with the messages already
-// received) when ctx ends.
+// fetch pulls one batch into buf. A pull request in flight is never abandoned,
+// not even when ctx ends: the server may already be delivering to it, and
+// messages delivered to a dropped request sit unacked until AckWait. So the
+// fetch runs to its end (at most MaxWait) and Run processes what it brought.
 func (c *Consumer) fetch(ctx context.Context, buf *[]jetstream.Msg) (int, error) {
-	fctx, cancel := context.WithTimeout(ctx, c.cfg.MaxWait)
+	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.cfg.MaxWait)
 	defer cancel()
 	b, err := c.cons.Fetch(c.cfg.BatchSize, append(c.fopts[:len(c.fopts):len(c.fopts)], jetstream.FetchContext(fctx))...)
 	if err != nil {
