@@ -21,6 +21,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -64,8 +65,11 @@ type Server struct {
 	done    chan struct{}
 	waitErr error
 	logPath string
-	stop    sync.Once
-	stopErr error
+	// errLogPath is the error log; errLogStart is its size before this run started.
+	errLogPath  string
+	errLogStart int64
+	stop        sync.Once
+	stopErr     error
 }
 
 // Start writes the configuration into cfg.Dir, starts clickhouse-server and waits until it
@@ -98,23 +102,43 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 		return nil, fmt.Errorf("chserver: dir %q: %w", cfg.Dir, err)
 	}
 	cfg.Dir = dir
-	if cfg.TCPPort == 0 || cfg.HTTPPort == 0 {
-		ports, err := freePorts(cfg.ListenHost, 3)
-		if err != nil {
-			return nil, err
+	// Ports picked here are free when picked but not held: another process can take one before
+	// clickhouse-server binds it. Such a start is retried with fresh ports.
+	pickPorts := cfg.TCPPort == 0 || cfg.HTTPPort == 0
+	for attempt := 1; ; attempt++ {
+		c := cfg
+		if pickPorts {
+			ports, err := freePorts(c.ListenHost, 2, c.TCPPort, c.HTTPPort)
+			if err != nil {
+				return nil, err
+			}
+			if c.TCPPort == 0 {
+				c.TCPPort = ports[0]
+			}
+			if c.HTTPPort == 0 {
+				c.HTTPPort = ports[1]
+			}
 		}
-		if cfg.TCPPort == 0 {
-			cfg.TCPPort = ports[0]
+		s, err := launch(ctx, c, bin)
+		if err == nil || !pickPorts || attempt == maxStartAttempts || !errors.Is(err, errPortTaken) {
+			return s, err
 		}
-		if cfg.HTTPPort == 0 {
-			cfg.HTTPPort = ports[1]
-		}
+		cfg.Logger.Warn("clickhouse-server lost a picked port to another process; retrying with new ports",
+			"attempt", attempt, "err", err)
 	}
+}
+
+// maxStartAttempts bounds the starts Start tries when a picked port is taken meanwhile.
+const maxStartAttempts = 3
+
+// errPortTaken marks a start that failed because a port was already in use.
+var errPortTaken = errors.New("a port is already in use")
+
+// launch writes the configuration for cfg (whose ports are set), starts the server and waits
+// until it is ready.
+func launch(ctx context.Context, cfg Config, bin string) (*Server, error) {
+	dir := cfg.Dir
 	if err := claimPorts(cfg, dir); err != nil {
-		return nil, err
-	}
-	interserver, err := freePorts(cfg.ListenHost, 1)
-	if err != nil {
 		return nil, err
 	}
 	for _, d := range []string{"data", "tmp", "user_files", "format_schemas", "log"} {
@@ -125,11 +149,17 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	configPath := filepath.Join(dir, "config.xml")
 	usersPath := filepath.Join(dir, "users.xml")
 	logPath := filepath.Join(dir, "log", "clickhouse-server.log")
-	if err := os.WriteFile(configPath, serverConfig(cfg, interserver[0], usersPath, logPath), 0o644); err != nil {
+	if err := os.WriteFile(configPath, serverConfig(cfg, usersPath, logPath), 0o644); err != nil {
 		return nil, fmt.Errorf("chserver: write config: %w", err)
 	}
 	if err := os.WriteFile(usersPath, usersConfig(cfg), 0o600); err != nil {
 		return nil, fmt.Errorf("chserver: write users config: %w", err)
+	}
+
+	errLogPath := filepath.Join(dir, "log", "clickhouse-server.err.log")
+	var errLogStart int64 // where this run's lines begin in a kept error log
+	if st, err := os.Stat(errLogPath); err == nil {
+		errLogStart = st.Size()
 	}
 
 	cmd := exec.Command(bin, "--config-file="+configPath)
@@ -146,7 +176,7 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 		_ = out.Close()
 		return nil, fmt.Errorf("chserver: start %s: %w", bin, err)
 	}
-	s := &Server{cfg: cfg, cmd: cmd, done: make(chan struct{}), logPath: logPath}
+	s := &Server{cfg: cfg, cmd: cmd, done: make(chan struct{}), logPath: logPath, errLogPath: errLogPath, errLogStart: errLogStart}
 	go func() {
 		s.waitErr = cmd.Wait()
 		_ = out.Close()
@@ -288,7 +318,12 @@ func (s *Server) waitReady(ctx context.Context) error {
 		}
 		select {
 		case <-s.done:
-			return fmt.Errorf("chserver: clickhouse-server exited during start (%v); last log lines:\n%s", s.waitErr, s.tail())
+			tail := s.tail()
+			err := fmt.Errorf("chserver: clickhouse-server exited during start (%v); last log lines:\n%s", s.waitErr, tail)
+			if s.startErrorsContain("Address already in use") {
+				err = fmt.Errorf("%w (%w)", err, errPortTaken)
+			}
+			return err
 		case <-ctx.Done():
 			return fmt.Errorf("chserver: clickhouse-server not ready on %s after %s: %w; last log lines:\n%s", s.Addr(), s.cfg.StartTimeout, ctx.Err(), s.tail())
 		case <-tick.C:
@@ -341,9 +376,18 @@ func appendString(b []byte, s string) []byte {
 	return append(b, s...)
 }
 
+// startErrorsContain reports whether this run's part of the error log contains text.
+func (s *Server) startErrorsContain(text string) bool {
+	data, err := os.ReadFile(s.errLogPath)
+	if err != nil || int64(len(data)) < s.errLogStart {
+		return false
+	}
+	return bytes.Contains(data[s.errLogStart:], []byte(text))
+}
+
 func (s *Server) tail() string {
 	var parts [][]byte
-	for _, p := range []string{s.logPath, filepath.Join(s.cfg.Dir, "log", "clickhouse-server.err.log"), filepath.Join(s.cfg.Dir, "log", "stdout.log")} {
+	for _, p := range []string{s.logPath, s.errLogPath, filepath.Join(s.cfg.Dir, "log", "stdout.log")} {
 		data, err := os.ReadFile(p)
 		if err != nil {
 			continue
@@ -375,8 +419,9 @@ func findBinary(bin string) (string, error) {
 	return "", fmt.Errorf("chserver: %w", ErrBinaryNotFound)
 }
 
-// freePorts reserves n distinct free TCP ports on host by listening on port 0.
-func freePorts(host string, n int) ([]int, error) {
+// freePorts finds n distinct free TCP ports on host by listening on port 0 with all of them
+// open at once; ports listed in avoid are never returned.
+func freePorts(host string, n int, avoid ...int) ([]int, error) {
 	ports := make([]int, 0, n)
 	var ls []net.Listener
 	defer func() {
@@ -384,13 +429,15 @@ func freePorts(host string, n int) ([]int, error) {
 			_ = l.Close()
 		}
 	}()
-	for range n {
+	for len(ports) < n {
 		l, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
 		if err != nil {
 			return nil, fmt.Errorf("chserver: find a free port on %s: %w", host, err)
 		}
 		ls = append(ls, l)
-		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
+		if p := l.Addr().(*net.TCPAddr).Port; !slices.Contains(avoid, p) {
+			ports = append(ports, p)
+		}
 	}
 	return ports, nil
 }
@@ -401,7 +448,7 @@ func esc(s string) string {
 	return b.String()
 }
 
-func serverConfig(cfg Config, interserverPort int, usersPath, logPath string) []byte {
+func serverConfig(cfg Config, usersPath, logPath string) []byte {
 	d := cfg.Dir
 	return fmt.Appendf(nil, `<?xml version="1.0"?>
 <!-- Generated by ponixclickhouse/chserver. -->
@@ -416,7 +463,6 @@ func serverConfig(cfg Config, interserverPort int, usersPath, logPath string) []
     <listen_host>%s</listen_host>
     <tcp_port>%d</tcp_port>
     <http_port>%d</http_port>
-    <interserver_http_port>%d</interserver_http_port>
     <max_connections>1024</max_connections>
     <keep_alive_timeout>3</keep_alive_timeout>
     <max_concurrent_queries>100</max_concurrent_queries>
@@ -436,7 +482,7 @@ func serverConfig(cfg Config, interserverPort int, usersPath, logPath string) []
     <default_session_timeout>60</default_session_timeout>
 </yandex>
 `, esc(logPath), esc(filepath.Join(d, "log", "clickhouse-server.err.log")), esc(cfg.ListenHost),
-		cfg.TCPPort, cfg.HTTPPort, interserverPort,
+		cfg.TCPPort, cfg.HTTPPort,
 		esc(d), esc(d), esc(d), esc(d), esc(usersPath))
 }
 
