@@ -13,6 +13,7 @@ import (
 	"net/url"
 	"os"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -36,6 +37,8 @@ type connectOptions struct {
 	reconnectMin time.Duration
 	reconnectMax time.Duration
 	nats         []nats.Option
+	// clientCert records that WithTLS configured a client certificate.
+	clientCert bool
 }
 
 // WithName sets the client name shown in the server's connection list.
@@ -149,6 +152,7 @@ func WithTLS(caFile, certFile, keyFile string) Option {
 		}
 		if certFile != "" {
 			o.nats = append(o.nats, nats.ClientCert(certFile, keyFile))
+			o.clientCert = true
 		}
 		return nil
 	}
@@ -169,10 +173,19 @@ type ConnectError struct {
 	Kind error
 	// Err is the underlying error.
 	Err error
+	// Hint, if set, says what likely caused the failure.
+	Hint string
 }
 
 // Error describes the failure and names the URL.
 func (e *ConnectError) Error() string {
+	if e.Hint != "" {
+		return e.message() + " (" + e.Hint + ")"
+	}
+	return e.message()
+}
+
+func (e *ConnectError) message() string {
 	switch e.Kind {
 	case ErrServerUnreachable:
 		return fmt.Sprintf("ponixnats: cannot reach NATS server at %s: %v", e.URL, e.Err)
@@ -264,7 +277,14 @@ func Connect(ctx context.Context, serverURL string, opts ...Option) (*nats.Conn,
 	select {
 	case r := <-ch:
 		if r.err != nil {
-			return nil, &ConnectError{URL: redactURL(serverURL), Kind: classifyConnectError(r.err), Err: r.err}
+			ce := &ConnectError{URL: redactURL(serverURL), Kind: classifyConnectError(r.err), Err: r.err}
+			if ce.Kind == ErrTLS && closedAfterHandshake(r.err) {
+				ce.Hint = "the server may require a client certificate, and none is configured"
+				if o.clientCert {
+					ce.Hint = "the server may have refused the client certificate; check that its CA trusts it"
+				}
+			}
+			return nil, ce
 		}
 		return r.nc, nil
 	case <-ctx.Done():
@@ -302,7 +322,7 @@ func classifyConnectError(err error) error {
 		errors.Is(err, nats.ErrAuthRevoked), errors.Is(err, nats.ErrAccountAuthExpired),
 		strings.Contains(strings.ToLower(err.Error()), "authorization violation"):
 		return ErrAuthorization
-	case errors.Is(err, nats.ErrSecureConnRequired), errors.Is(err, nats.ErrSecureConnWanted),
+	case errors.Is(err, nats.ErrSecureConnRequired), errors.Is(err, nats.ErrSecureConnWanted), errors.Is(err, nats.ErrTLS),
 		errors.As(err, &certErr), errors.As(err, &recErr), errors.As(err, &unkAuth),
 		errors.As(err, &hostErr), errors.As(err, &invalidErr),
 		strings.Contains(err.Error(), "tls:"), strings.Contains(err.Error(), "x509:"):
@@ -312,6 +332,19 @@ func classifyConnectError(err error) error {
 		return ErrServerUnreachable
 	}
 	return nil
+}
+
+// closedAfterHandshake reports whether the server ended the connection right
+// after the TLS handshake, as one that wants a client certificate does (TLS 1.3
+// checks it after the client considers the handshake done).
+func closedAfterHandshake(err error) bool {
+	var alert tls.AlertError
+	if errors.As(err, &alert) && alert == 116 { // certificate_required
+		return true
+	}
+	return errors.Is(err, syscall.EPIPE) || errors.Is(err, syscall.ECONNRESET) || errors.Is(err, io.EOF) ||
+		strings.Contains(err.Error(), "certificate required") ||
+		strings.Contains(err.Error(), "unknown certificate authority") || strings.Contains(err.Error(), "bad certificate")
 }
 
 // redactURL removes passwords and tokens from a (comma-separated) URL list.

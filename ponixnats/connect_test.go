@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/nats-io/nats.go"
@@ -18,6 +19,9 @@ func TestClassifyConnectError(t *testing.T) {
 		{nats.ErrAuthorization, ErrAuthorization},
 		{fmt.Errorf("x: %w", nats.ErrAuthExpired), ErrAuthorization},
 		{nats.ErrSecureConnRequired, ErrTLS},
+		// A write to a connection the server closed after the handshake (client
+		// certificate missing) is a TLS failure, not an unreachable server.
+		{fmt.Errorf("%w: connection closed by remote after TLS handshake: %w", nats.ErrTLS, &net.OpError{Op: "write", Err: syscall.EPIPE}), ErrTLS},
 		{errors.New("tls: failed to verify certificate: x509: certificate signed by unknown authority"), ErrTLS},
 		{&net.OpError{Op: "dial", Err: errors.New("connection refused")}, ErrServerUnreachable},
 		{nats.ErrNoServers, ErrServerUnreachable},

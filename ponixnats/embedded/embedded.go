@@ -5,6 +5,7 @@ package embedded
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -52,6 +53,11 @@ type Config struct {
 	// Cluster, if set, makes the server a node of a JetStream cluster
 	// (ServerName must then be set and unique). See also [StartCluster].
 	Cluster *ClusterConfig
+	// TLS, if set, makes clients connect with TLS using this server
+	// configuration (it needs Certificates). With ClientAuth set to
+	// tls.RequireAndVerifyClientCert clients must also present a certificate
+	// that ClientCAs verify.
+	TLS *tls.Config
 }
 
 // ClusterConfig makes an embedded server a node of a NATS cluster.
@@ -87,6 +93,9 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	}
 	if cfg.Token != "" && (len(cfg.Users) > 0 || len(cfg.NKeys) > 0) {
 		return nil, errors.New("embedded: Token cannot be combined with Users or NKeys")
+	}
+	if cfg.TLS != nil && len(cfg.TLS.Certificates) == 0 && cfg.TLS.GetCertificate == nil {
+		return nil, errors.New("embedded: Config.TLS has no server certificate")
 	}
 	if c := cfg.Cluster; c != nil {
 		if c.Name == "" || c.Port <= 0 || cfg.ServerName == "" {
@@ -139,6 +148,12 @@ func (s *Server) options() *server.Options {
 		o.Cluster = server.ClusterOpts{Name: cl.Name, Host: host, Port: cl.Port}
 		o.Routes = server.RoutesFromStr(strings.Join(cl.Routes, ","))
 	}
+	if c.TLS != nil {
+		o.TLS = true
+		o.TLSConfig = c.TLS
+		o.TLSVerify = c.TLS.ClientAuth == tls.RequireAndVerifyClientCert
+		o.TLSTimeout = 2
+	}
 	for u, p := range c.Users {
 		o.Users = append(o.Users, &server.User{Username: u, Password: p})
 	}
@@ -173,11 +188,16 @@ func (s *Server) start(ctx context.Context) error {
 	return nil
 }
 
-// URL returns the client URL, e.g. "nats://127.0.0.1:4222".
+// URL returns the client URL, e.g. "nats://127.0.0.1:4222" ("tls://..." when
+// Config.TLS is set).
 func (s *Server) URL() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return "nats://" + net.JoinHostPort(s.cfg.Host, strconv.Itoa(s.cfg.Port))
+	scheme := "nats://"
+	if s.cfg.TLS != nil {
+		scheme = "tls://"
+	}
+	return scheme + net.JoinHostPort(s.cfg.Host, strconv.Itoa(s.cfg.Port))
 }
 
 // Port returns the port the server listens on.
