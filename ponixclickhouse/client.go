@@ -3,10 +3,14 @@ package ponixclickhouse
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"database/sql"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
+	"strings"
+	"syscall"
 	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2"
@@ -158,11 +162,14 @@ var (
 	ErrUnknownDatabase = errors.New("unknown database")
 	// ErrAuthentication: wrong user name or password (code 516; 192/193 on old servers).
 	ErrAuthentication = errors.New("authentication failed: wrong user name or password")
+	// ErrTLS: with Config.TLS set, the TLS handshake failed (untrusted or mismatched server
+	// certificate, a client certificate the server refuses or needs).
+	ErrTLS = errors.New("TLS handshake failed")
 )
 
 // ConfigError is a connection failure that a setting explains.
 type ConfigError struct {
-	// Setting is the Config field at fault: "Addr", "Database" or "Username/Password".
+	// Setting is the Config field at fault: "Addr", "Database", "Username/Password" or "TLS".
 	Setting string
 	// Value is the setting's value (never the password).
 	Value string
@@ -199,5 +206,39 @@ func classifyOpenError(cfg Config, err error) error {
 		}
 		return fmt.Errorf("clickhouse: connect to %s: %w", cfg.Addr, err)
 	}
+	if cfg.TLS != nil {
+		// With TLS 1.3 the client finishes its side of the handshake before the server checks
+		// the client certificate; a server that needs one then sends an alert or just closes.
+		noClientCert := len(cfg.TLS.Certificates) == 0 && cfg.TLS.GetClientCertificate == nil
+		closed := errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE) || errors.Is(err, io.EOF)
+		refused := strings.Contains(err.Error(), "certificate required") ||
+			strings.Contains(err.Error(), "unknown certificate authority") || strings.Contains(err.Error(), "bad certificate")
+		switch {
+		case noClientCert && (closed || refused):
+			return &ConfigError{Setting: "TLS", Value: cfg.Addr, Err: fmt.Errorf(
+				"%w (the server may require a client certificate, and none is configured): %w", ErrTLS, err)}
+		case refused:
+			return &ConfigError{Setting: "TLS", Value: cfg.Addr, Err: fmt.Errorf(
+				"%w (the server refused the client certificate; check that its CA trusts it): %w", ErrTLS, err)}
+		}
+		if isTLSError(err) {
+			return &ConfigError{Setting: "TLS", Value: cfg.Addr, Err: fmt.Errorf("%w: %w", ErrTLS, err)}
+		}
+	}
 	return &ConfigError{Setting: "Addr", Value: cfg.Addr, Err: fmt.Errorf("%w: %w", ErrUnreachable, err)}
+}
+
+// isTLSError reports whether err comes from a failed TLS handshake.
+func isTLSError(err error) bool {
+	var (
+		verifyErr  *tls.CertificateVerificationError
+		alertErr   tls.AlertError
+		recordErr  tls.RecordHeaderError
+		unknownCA  x509.UnknownAuthorityError
+		hostErr    x509.HostnameError
+		invalidErr x509.CertificateInvalidError
+	)
+	return errors.As(err, &verifyErr) || errors.As(err, &alertErr) || errors.As(err, &recordErr) ||
+		errors.As(err, &unknownCA) || errors.As(err, &hostErr) || errors.As(err, &invalidErr) ||
+		strings.Contains(err.Error(), "tls: ") || strings.Contains(err.Error(), "x509: ")
 }

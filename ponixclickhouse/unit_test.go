@@ -2,6 +2,8 @@ package ponixclickhouse
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -147,4 +149,38 @@ func BenchmarkEnvelopeEncode(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*batch), "ns/envelope")
+}
+
+func TestClassifyOpenErrorNamesTLS(t *testing.T) {
+	withCert := &tls.Config{Certificates: []tls.Certificate{{}}}
+	reset := fmt.Errorf("handshake: failed to send hello: write: %w", syscall.ECONNRESET)
+	unknownCA := fmt.Errorf("dial: %w", &tls.CertificateVerificationError{Err: x509.UnknownAuthorityError{}})
+	cases := []struct {
+		name    string
+		tls     *tls.Config
+		err     error
+		setting string
+		want    error
+	}{
+		{"untrusted server certificate", &tls.Config{}, unknownCA, "TLS", ErrTLS},
+		{"reset without a client certificate", &tls.Config{}, reset, "TLS", ErrTLS},
+		{"reset with a client certificate", withCert, reset, "Addr", ErrUnreachable},
+		{"reset without TLS", nil, reset, "Addr", ErrUnreachable},
+		{"refused with TLS", &tls.Config{}, fmt.Errorf("dial: %w", syscall.ECONNREFUSED), "Addr", ErrUnreachable},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			err := classifyOpenError(Config{Addr: "db:9440", TLS: tc.tls}, tc.err)
+			var ce *ConfigError
+			if !errors.As(err, &ce) || ce.Setting != tc.setting || !errors.Is(err, tc.want) {
+				t.Fatalf("err = %v; want a ConfigError for %s wrapping %v", err, tc.setting, tc.want)
+			}
+			if !errors.Is(err, tc.err) {
+				t.Errorf("err = %v does not wrap the driver's error", err)
+			}
+			if tc.want == ErrTLS && IsRetryable(err) {
+				t.Errorf("a TLS failure counts as retryable")
+			}
+		})
+	}
 }

@@ -43,6 +43,10 @@ type Config struct {
 	TCPPort int
 	// HTTPPort is the HTTP port; 0 picks a free port.
 	HTTPPort int
+	// TLS, if set, adds a native protocol port that speaks TLS ([Server.SecureAddr]).
+	TLS *TLSConfig
+	// TCPSecurePort is the native protocol TLS port (used only with TLS); 0 picks a free port.
+	TCPSecurePort int
 	// ListenHost is the address to listen on; the default is 127.0.0.1.
 	ListenHost string
 	// User is the name of the only user; the default is "default".
@@ -56,6 +60,14 @@ type Config struct {
 	StartTimeout time.Duration
 	// Logger receives lifecycle messages; the default discards them.
 	Logger *slog.Logger
+}
+
+// TLSConfig configures the server's TLS port. Files are PEM.
+type TLSConfig struct {
+	// CertFile and KeyFile are the server certificate and its key; both are required.
+	CertFile, KeyFile string
+	// CAFile, if set, makes the server require client certificates signed by this CA.
+	CAFile string
 }
 
 // Server is a running clickhouse-server child process.
@@ -104,19 +116,43 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	cfg.Dir = dir
 	// Ports picked here are free when picked but not held: another process can take one before
 	// clickhouse-server binds it. Such a start is retried with fresh ports.
-	pickPorts := cfg.TCPPort == 0 || cfg.HTTPPort == 0
+	if t := cfg.TLS; t != nil {
+		if t.CertFile == "" || t.KeyFile == "" {
+			return nil, errors.New("chserver: Config.TLS needs CertFile and KeyFile")
+		}
+		for _, f := range []string{t.CertFile, t.KeyFile, t.CAFile} {
+			if f == "" {
+				continue
+			}
+			if _, err := os.Stat(f); err != nil {
+				return nil, fmt.Errorf("chserver: Config.TLS: %w", err)
+			}
+		}
+	}
+	ports := []*int{&cfg.TCPPort, &cfg.HTTPPort}
+	if cfg.TLS != nil {
+		ports = append(ports, &cfg.TCPSecurePort)
+	}
+	var chosen []int
+	var pick []int // indexes into ports of the ports to pick
+	for i, p := range ports {
+		if *p == 0 {
+			pick = append(pick, i)
+		} else {
+			chosen = append(chosen, *p)
+		}
+	}
+	pickPorts := len(pick) > 0
 	for attempt := 1; ; attempt++ {
 		c := cfg
 		if pickPorts {
-			ports, err := freePorts(c.ListenHost, 2, c.TCPPort, c.HTTPPort)
+			free, err := freePorts(c.ListenHost, len(pick), chosen...)
 			if err != nil {
 				return nil, err
 			}
-			if c.TCPPort == 0 {
-				c.TCPPort = ports[0]
-			}
-			if c.HTTPPort == 0 {
-				c.HTTPPort = ports[1]
+			cp := []*int{&c.TCPPort, &c.HTTPPort, &c.TCPSecurePort}
+			for j, i := range pick {
+				*cp[i] = free[j]
 			}
 		}
 		s, err := launch(ctx, c, bin)
@@ -197,7 +233,7 @@ func launch(ctx context.Context, cfg Config, bin string) (*Server, error) {
 // so that Start never mistakes a foreign server for the one it started.
 func claimPorts(cfg Config, dir string) error {
 	busy := func() (string, bool) {
-		for _, p := range []int{cfg.TCPPort, cfg.HTTPPort} {
+		for _, p := range cfg.ports() {
 			addr := net.JoinHostPort(cfg.ListenHost, strconv.Itoa(p))
 			l, err := net.Listen("tcp", addr)
 			if err != nil {
@@ -263,6 +299,22 @@ func leftoverPID(dir string) (int, bool) {
 // Addr is the native protocol address, host:port.
 func (s *Server) Addr() string {
 	return net.JoinHostPort(s.cfg.ListenHost, strconv.Itoa(s.cfg.TCPPort))
+}
+
+// SecureAddr is the native protocol TLS address, host:port; empty without Config.TLS.
+func (s *Server) SecureAddr() string {
+	if s.cfg.TLS == nil {
+		return ""
+	}
+	return net.JoinHostPort(s.cfg.ListenHost, strconv.Itoa(s.cfg.TCPSecurePort))
+}
+
+// ports lists the ports the server listens on.
+func (c Config) ports() []int {
+	if c.TLS != nil {
+		return []int{c.TCPPort, c.HTTPPort, c.TCPSecurePort}
+	}
+	return []int{c.TCPPort, c.HTTPPort}
 }
 
 // HTTPAddr is the HTTP address, host:port.
@@ -463,7 +515,7 @@ func serverConfig(cfg Config, usersPath, logPath string) []byte {
     <listen_host>%s</listen_host>
     <tcp_port>%d</tcp_port>
     <http_port>%d</http_port>
-    <max_connections>1024</max_connections>
+%s    <max_connections>1024</max_connections>
     <keep_alive_timeout>3</keep_alive_timeout>
     <max_concurrent_queries>100</max_concurrent_queries>
     <uncompressed_cache_size>1073741824</uncompressed_cache_size>
@@ -482,8 +534,34 @@ func serverConfig(cfg Config, usersPath, logPath string) []byte {
     <default_session_timeout>60</default_session_timeout>
 </yandex>
 `, esc(logPath), esc(filepath.Join(d, "log", "clickhouse-server.err.log")), esc(cfg.ListenHost),
-		cfg.TCPPort, cfg.HTTPPort,
+		cfg.TCPPort, cfg.HTTPPort, tlsConfig(cfg),
 		esc(d), esc(d), esc(d), esc(d), esc(usersPath))
+}
+
+// tlsConfig is the configuration of the TLS port, empty without Config.TLS.
+func tlsConfig(cfg Config) string {
+	t := cfg.TLS
+	if t == nil {
+		return ""
+	}
+	verify, ca := "none", ""
+	if t.CAFile != "" {
+		verify = "strict"
+		ca = "\n            <caConfig>" + esc(t.CAFile) + "</caConfig>"
+	}
+	return fmt.Sprintf(`    <tcp_port_secure>%d</tcp_port_secure>
+    <openSSL>
+        <server>
+            <certificateFile>%s</certificateFile>
+            <privateKeyFile>%s</privateKeyFile>%s
+            <verificationMode>%s</verificationMode>
+            <loadDefaultCAFile>false</loadDefaultCAFile>
+            <cacheSessions>true</cacheSessions>
+            <disableProtocols>sslv2,sslv3,tlsv1,tlsv1_1</disableProtocols>
+            <preferServerCiphers>true</preferServerCiphers>
+        </server>
+    </openSSL>
+`, cfg.TCPSecurePort, esc(t.CertFile), esc(t.KeyFile), ca, verify)
 }
 
 func usersConfig(cfg Config) []byte {
