@@ -129,7 +129,7 @@ test-compose: ## Compose deps+service up with local images, envelopes in ClickHo
 test-ops: deps ## metrics, health, logs and secure-connection tests (real HTTP, real binary)
 	cd ponix-all-in-one && go test -count=1 ./internal/httpserver ./internal/metrics ./internal/config
 	cd ponix-all-in-one && go test -tags integration -count=1 -timeout $(TEST_TIMEOUT) \
-		-run 'TestMetricsHealthAndReadinessOverHTTP|TestAuthenticatedNATSAndPasswordClickHouse|TestHealthcheckFlag' .
+		-run 'TestMetricsHealthAndReadinessOverHTTP|TestAuthenticatedNATSAndPasswordClickHouse|TestHealthcheckFlag|TestMutualTLSToNATSAndClickHouse' .
 
 .PHONY: compose-up
 compose-up: ## run NATS, ClickHouse and the service with Compose (official images; PONIX_*_IMAGE to override)

@@ -28,6 +28,8 @@ import (
 	"google.golang.org/protobuf/types/known/structpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/ponix-go/ponix/ponixclickhouse"
+	"github.com/ponix-go/ponix/ponixclickhouse/chserver"
 	"github.com/ponix-go/ponix/ponixclickhouse/chtest"
 	"github.com/ponix-go/ponix/ponixnats"
 	"github.com/ponix-go/ponix/ponixnats/natstest"
@@ -429,14 +431,7 @@ func TestExternalPublisherTenThousandExactlyOnce(t *testing.T) {
 	if rowsN != uint64(len(want)) || distinct != uint64(len(want)) {
 		t.Fatalf("%d rows, %d distinct devices; want %d exactly once", rowsN, distinct, len(want))
 	}
-	rows := readRows(t, db)
-	for _, e := range want {
-		r, ok := rows[e.GetEndDeviceId()]
-		if !ok {
-			t.Fatalf("envelope %s missing", e.GetEndDeviceId())
-		}
-		checkRow(t, r, e)
-	}
+	checkStored(t, db, want)
 }
 
 // (c) SIGTERM mid-stream exits 0 within the closer timeout after storing and
@@ -524,8 +519,58 @@ func TestClickHouseUnreachableAtStartNamesThePhase(t *testing.T) {
 	if code := s.wait(30 * time.Second); code == 0 {
 		t.Fatal("exit code 0 with ClickHouse unreachable")
 	}
-	out := s.logs.String()
-	if !strings.Contains(out, "startup phase migrations failed") || !strings.Contains(out, closed) {
-		t.Errorf("output does not name the phase and the address:\n%s", out)
+	line := failureLine(t, s.logs.String())
+	for _, want := range []string{"startup phase migrations failed", "PONIX_CLICKHOUSE_NATIVE_URL", closed} {
+		if !strings.Contains(line, want) {
+			t.Errorf("the error does not name %q: %s", want, line)
+		}
 	}
+}
+
+// checkStored fails the test unless every envelope of want is stored in db,
+// field by field.
+func checkStored(t *testing.T, db *chtest.Database, want []*envelopev1.ProcessedEnvelope) {
+	t.Helper()
+	rows := readRows(t, db)
+	for _, e := range want {
+		r, ok := rows[e.GetEndDeviceId()]
+		if !ok {
+			t.Fatalf("envelope %s missing", e.GetEndDeviceId())
+		}
+		checkRow(t, r, e)
+	}
+}
+
+// startClickHouse starts a clickhouse-server of cfg for the test (stopped at
+// its end) and creates database dbName as cfg's user.
+func startClickHouse(t *testing.T, cfg chserver.Config, dbName string) *chserver.Server {
+	t.Helper()
+	ctx := t.Context()
+	chs, err := chserver.Start(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = chs.Stop(context.Background()) })
+	admin, err := ponixclickhouse.Open(ctx, ponixclickhouse.Config{Addr: chs.Addr(), Username: cfg.User, Password: cfg.Password})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close()
+	if err := admin.Exec(ctx, "CREATE DATABASE "+dbName); err != nil {
+		t.Fatal(err)
+	}
+	return chs
+}
+
+// failureLine returns the log line in which the service reports the error it
+// stopped with; it fails the test when there is none.
+func failureLine(t *testing.T, logs string) string {
+	t.Helper()
+	for _, l := range strings.Split(logs, "\n") {
+		if strings.Contains(l, "stopped with an error") {
+			return l
+		}
+	}
+	t.Fatalf("no 'stopped with an error' line in the output:\n%s", logs)
+	return ""
 }

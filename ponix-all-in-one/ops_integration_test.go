@@ -295,19 +295,7 @@ func TestAuthenticatedNATSAndPasswordClickHouse(t *testing.T) {
 		dbName   = "ponix_secure_db"
 	)
 	ctx := t.Context()
-	chs, err := chserver.Start(ctx, chserver.Config{Dir: t.TempDir(), User: chUser, Password: chPass})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = chs.Stop(context.Background()) })
-	admin, err := ponixclickhouse.Open(ctx, ponixclickhouse.Config{Addr: chs.Addr(), Username: chUser, Password: chPass})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer admin.Close()
-	if err := admin.Exec(ctx, "CREATE DATABASE "+dbName); err != nil {
-		t.Fatal(err)
-	}
+	chs := startClickHouse(t, chserver.Config{Dir: t.TempDir(), User: chUser, Password: chPass}, dbName)
 	// Without the password ClickHouse refuses: the user really is protected.
 	if c, err := ponixclickhouse.Open(ctx, ponixclickhouse.Config{Addr: chs.Addr(), Username: chUser}); err == nil {
 		c.Close()
@@ -351,14 +339,7 @@ func TestAuthenticatedNATSAndPasswordClickHouse(t *testing.T) {
 	if code := s.wait(20 * time.Second); code != 0 {
 		t.Fatalf("exit code %d after SIGTERM", code)
 	}
-	rows := readRows(t, db)
-	for _, e := range want {
-		r, ok := rows[e.GetEndDeviceId()]
-		if !ok {
-			t.Fatalf("envelope %s missing", e.GetEndDeviceId())
-		}
-		checkRow(t, r, e)
-	}
+	checkStored(t, db, want)
 
 	logs := s.logs.String()
 	checkNoSecrets(t, logs, natsPass, chPass)
@@ -399,7 +380,7 @@ func TestAuthenticatedNATSAndPasswordClickHouse(t *testing.T) {
 		name, variable, value, phase, want string
 	}{
 		{"wrong NATS password", "PONIX_NATS_PASSWORD", "wrong-nats-Pw", "startup phase nats failed", "authorization"},
-		{"wrong ClickHouse password", "PONIX_CLICKHOUSE_PASSWORD", "wrong-ch-Pw", "startup phase migrations failed", "PONIX_CLICKHOUSE_PASSWORD"},
+		{"wrong ClickHouse password", "PONIX_CLICKHOUSE_PASSWORD", "wrong-ch-Pw", "startup phase migrations failed", "authentication failed"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			env := secureEnv()
@@ -410,8 +391,11 @@ func TestAuthenticatedNATSAndPasswordClickHouse(t *testing.T) {
 				t.Fatalf("exit code %d, want 1", code)
 			}
 			out := s.logs.String()
-			if !strings.Contains(out, tc.phase) || !strings.Contains(strings.ToLower(out), strings.ToLower(tc.want)) {
-				t.Errorf("output does not name %q and %q:\n%s", tc.phase, tc.want, out)
+			line := failureLine(t, out)
+			for _, want := range []string{tc.phase, tc.variable, tc.want} {
+				if !strings.Contains(line, want) {
+					t.Errorf("the error does not name %q: %s", want, line)
+				}
 			}
 			checkNoSecrets(t, out, natsPass, chPass, tc.value)
 		})

@@ -15,6 +15,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -46,13 +47,21 @@ const (
 	PhaseProcesses       = "processes"
 )
 
-// PhaseError is a startup failure, naming the phase it happened in.
+// PhaseError is a startup failure, naming the phase it happened in and, when
+// a setting explains it, the environment variables to check.
 type PhaseError struct {
 	Phase string
+	// Check lists the environment variables that explain the failure, if known.
+	Check []string
 	Err   error
 }
 
-func (e *PhaseError) Error() string { return "startup phase " + e.Phase + " failed: " + e.Err.Error() }
+func (e *PhaseError) Error() string {
+	if len(e.Check) > 0 {
+		return "startup phase " + e.Phase + " failed (check " + strings.Join(e.Check, ", ") + "): " + e.Err.Error()
+	}
+	return "startup phase " + e.Phase + " failed: " + e.Err.Error()
+}
 func (e *PhaseError) Unwrap() error { return e.Err }
 
 // Options are the parts of the service that do not come from the environment.
@@ -135,7 +144,7 @@ func (s *service) phase(ctx context.Context, name string, fn func(ctx context.Co
 		if errors.Is(err, context.DeadlineExceeded) {
 			err = fmt.Errorf("not done within PONIX_STARTUP_TIMEOUT_SECS=%d: %w", s.cfg.StartupTimeoutSecs, err)
 		}
-		return &PhaseError{Phase: name, Err: err}
+		return &PhaseError{Phase: name, Check: s.varsToCheck(err), Err: err}
 	}
 	s.logger.Info("startup phase done", "phase", name, "duration", time.Since(start))
 	return nil
