@@ -375,6 +375,9 @@ func (e *env) ponix(ctx context.Context, cfg config.Config) (result, error) {
 	if err != nil {
 		return result{}, err
 	}
+	runCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	errc := make(chan error, 1)
 	r, err := e.measure("ponix", cfg.NATSBatchSize, func() error {
 		if e.o.cpuProfile != "" {
 			f, err := os.Create(e.o.cpuProfile)
@@ -387,20 +390,38 @@ func (e *env) ponix(ctx context.Context, cfg config.Config) (result, error) {
 			}
 			defer pprof.StopCPUProfile()
 		}
-		runCtx, cancel := context.WithCancel(ctx)
-		defer cancel()
-		errc := make(chan error, 1)
 		go func() { errc <- cons.Run(runCtx) }()
 		select {
 		case <-done:
 		case err := <-errc:
+			errc <- err
 			return fmt.Errorf("consumer stopped early: %w", err)
 		case <-ctx.Done():
 			return ctx.Err()
 		}
-		cancel()
-		return <-errc
+		// Every envelope is stored. As for the reference, the clock stops when the
+		// acks of the last batch have reached the server. Stopping the consumer is
+		// not part of the drain: its last pull request, which finds the stream
+		// empty, runs out its batch wait before Run returns (a pull request in
+		// flight is never abandoned).
+		tick := time.NewTicker(time.Millisecond)
+		defer tick.Stop()
+		for cons.Stats().Acked < uint64(e.o.n) {
+			select {
+			case err := <-errc:
+				errc <- err
+				return fmt.Errorf("consumer stopped before acking the backlog: %w", err)
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-tick.C:
+			}
+		}
+		return e.flush(ctx)
 	})
+	cancel()
+	if runErr := <-errc; err == nil && runErr != nil {
+		err = fmt.Errorf("consumer: %w", runErr)
+	}
 	if err != nil {
 		return r, err
 	}
