@@ -270,7 +270,9 @@ func (c *Consumer) Stats() Stats {
 // with a short backoff; they never end Run. When ctx ends, Run stops
 // fetching, lets the processor finish the batch in hand (with a context that
 // is cancelled only after DrainTimeout), sends its acks and waits for the
-// server to confirm them, then returns nil.
+// server to confirm them, then returns nil. A pull request already sent is
+// not abandoned (the server may be delivering into it): Run waits for it to
+// end, at most MaxWait, and processes what it brought too.
 //
 // While it runs, Run also listens to the consumer's MAX_DELIVERIES advisories
 // and dead-letters messages whose AckWait expired at their last delivery (see
