@@ -114,54 +114,72 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 		return nil, fmt.Errorf("chserver: dir %q: %w", cfg.Dir, err)
 	}
 	cfg.Dir = dir
+	if err := cfg.TLS.validate(); err != nil {
+		return nil, err
+	}
 	// Ports picked here are free when picked but not held: another process can take one before
 	// clickhouse-server binds it. Such a start is retried with fresh ports.
-	if t := cfg.TLS; t != nil {
-		if t.CertFile == "" || t.KeyFile == "" {
-			return nil, errors.New("chserver: Config.TLS needs CertFile and KeyFile")
-		}
-		for _, f := range []string{t.CertFile, t.KeyFile, t.CAFile} {
-			if f == "" {
-				continue
-			}
-			if _, err := os.Stat(f); err != nil {
-				return nil, fmt.Errorf("chserver: Config.TLS: %w", err)
-			}
-		}
-	}
-	ports := []*int{&cfg.TCPPort, &cfg.HTTPPort}
-	if cfg.TLS != nil {
-		ports = append(ports, &cfg.TCPSecurePort)
-	}
-	var chosen []int
-	var pick []int // indexes into ports of the ports to pick
-	for i, p := range ports {
-		if *p == 0 {
-			pick = append(pick, i)
-		} else {
-			chosen = append(chosen, *p)
-		}
-	}
-	pickPorts := len(pick) > 0
 	for attempt := 1; ; attempt++ {
 		c := cfg
-		if pickPorts {
-			free, err := freePorts(c.ListenHost, len(pick), chosen...)
-			if err != nil {
-				return nil, err
-			}
-			cp := []*int{&c.TCPPort, &c.HTTPPort, &c.TCPSecurePort}
-			for j, i := range pick {
-				*cp[i] = free[j]
-			}
+		picked, err := pickFreePorts(&c)
+		if err != nil {
+			return nil, err
 		}
 		s, err := launch(ctx, c, bin)
-		if err == nil || !pickPorts || attempt == maxStartAttempts || !errors.Is(err, errPortTaken) {
+		if err == nil || !picked || attempt == maxStartAttempts || !errors.Is(err, errPortTaken) {
 			return s, err
 		}
 		cfg.Logger.Warn("clickhouse-server lost a picked port to another process; retrying with new ports",
 			"attempt", attempt, "err", err)
 	}
+}
+
+// validate checks that t (nil: no TLS) names readable files.
+func (t *TLSConfig) validate() error {
+	if t == nil {
+		return nil
+	}
+	if t.CertFile == "" || t.KeyFile == "" {
+		return errors.New("chserver: Config.TLS needs CertFile and KeyFile")
+	}
+	for _, f := range []string{t.CertFile, t.KeyFile, t.CAFile} {
+		if f == "" {
+			continue
+		}
+		if _, err := os.Stat(f); err != nil {
+			return fmt.Errorf("chserver: Config.TLS: %w", err)
+		}
+	}
+	return nil
+}
+
+// pickFreePorts sets each port of c that is 0 (the TLS port only with TLS) to a free port,
+// distinct from the others and from the ports c already names. It reports whether it picked any.
+func pickFreePorts(c *Config) (bool, error) {
+	ports := []*int{&c.TCPPort, &c.HTTPPort}
+	if c.TLS != nil {
+		ports = append(ports, &c.TCPSecurePort)
+	}
+	var unset []*int
+	var set []int
+	for _, p := range ports {
+		if *p == 0 {
+			unset = append(unset, p)
+		} else {
+			set = append(set, *p)
+		}
+	}
+	if len(unset) == 0 {
+		return false, nil
+	}
+	free, err := freePorts(c.ListenHost, len(unset), set...)
+	if err != nil {
+		return false, err
+	}
+	for i, p := range unset {
+		*p = free[i]
+	}
+	return true, nil
 }
 
 // maxStartAttempts bounds the starts Start tries when a picked port is taken meanwhile.

@@ -102,3 +102,21 @@ func freePort(t *testing.T) int {
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port
 }
+
+func TestStartRejectsIncompleteTLS(t *testing.T) {
+	bin, runs := fakeServer(t, "unused")
+	for name, tlsCfg := range map[string]*chserver.TLSConfig{
+		"no key":       {CertFile: "/etc/hostname"},
+		"missing file": {CertFile: "/nonexistent/server.pem", KeyFile: "/nonexistent/server-key.pem"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			_, err := chserver.Start(t.Context(), chserver.Config{Dir: t.TempDir(), Binary: bin, TLS: tlsCfg})
+			if err == nil || !strings.Contains(err.Error(), "Config.TLS") {
+				t.Fatalf("err = %v, want an error naming Config.TLS", err)
+			}
+		})
+	}
+	if _, err := os.Stat(runs); !os.IsNotExist(err) {
+		t.Errorf("the server was started despite the bad TLS configuration")
+	}
+}
