@@ -945,9 +945,9 @@ func TestFaultPoisonAndBadInput(t *testing.T) {
 		poisonAfter[c] = append(poisonAfter[c], i)
 	}
 	env := faultEnv(t, db, nsrv.URL())
-	httpAddr := "127.0.0.1:" + strconv.Itoa(freePort(t))
-	env["PONIX_HTTP_ADDR"] = httpAddr
+	env["PONIX_HTTP_ADDR"] = "127.0.0.1:0"
 	s := startService(t, env)
+	metricsBase := httpBase(t, s)
 	wantDLQ := map[uint64]poison{}
 	for c := range chunks {
 		if err := prod.PublishBatch(ctx, want[c*500:min((c+1)*500, len(want))]); err != nil {
@@ -974,7 +974,7 @@ func TestFaultPoisonAndBadInput(t *testing.T) {
 		dlq = dlqMessages(t, nsrv.URL())
 	}
 	time.Sleep(2 * time.Second)
-	deadLetterMetric := metricSum(scrape(t, "http://"+httpAddr), "ponix_envelopes_dead_lettered_total")
+	deadLetterMetric := metricSum(scrape(t, metricsBase), "ponix_envelopes_dead_lettered_total")
 	stopService(t, s)
 
 	checkExact(t, db.Conn, want, seed, &f)
