@@ -157,6 +157,16 @@ func (s *service) wait(within time.Duration) int {
 	}
 }
 
+// terminate sends SIGTERM and fails the test unless the service exits 0
+// within 20 s.
+func (s *service) terminate() {
+	s.t.Helper()
+	s.signal(syscall.SIGTERM)
+	if code := s.wait(20 * time.Second); code != 0 {
+		s.t.Fatalf("exit code %d after SIGTERM; logs:\n%s", code, s.logs.String())
+	}
+}
+
 func (s *service) signal(sig syscall.Signal) {
 	if err := s.cmd.Process.Signal(sig); err != nil {
 		s.t.Fatal(err)
@@ -371,10 +381,7 @@ func TestProducerEnvelopesLandInClickHouse(t *testing.T) {
 	s := startService(t, env)
 	waitRows(t, db, s, 3, 30*time.Second)
 
-	s.signal(syscall.SIGTERM)
-	if code := s.wait(20 * time.Second); code != 0 {
-		t.Fatalf("exit code %d after SIGTERM", code)
-	}
+	s.terminate()
 	// What the producer published is in the embedded server's store: open it
 	// again and compare the stream with the table.
 	published := readStream(t, filepath.Join(env["PONIX_DATA_DIR"], "nats"))
@@ -421,10 +428,7 @@ func TestExternalPublisherTenThousandExactlyOnce(t *testing.T) {
 	s := startService(t, env)
 	waitRows(t, db, s, uint64(len(want)), 60*time.Second)
 	time.Sleep(2 * time.Second) // a duplicate would arrive within a batch wait or two
-	s.signal(syscall.SIGTERM)
-	if code := s.wait(20 * time.Second); code != 0 {
-		t.Fatalf("exit code %d after SIGTERM", code)
-	}
+	s.terminate()
 
 	rowsN, distinct := count(t, db)
 	if rowsN != uint64(len(want)) || distinct != uint64(len(want)) {

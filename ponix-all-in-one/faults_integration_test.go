@@ -63,6 +63,17 @@ func (f figures) log(t *testing.T) {
 		f.faultDuration.Round(time.Millisecond), f.resume.Round(time.Millisecond), f.recovery.Round(time.Millisecond))
 }
 
+// faultSetup gives a fault test a fresh database, a NATS server holding the
+// stream, the envelopes to publish (from seed) and the stored-row count at
+// which to inject the fault.
+func faultSetup(t *testing.T, seed uint64) (*chtest.Database, *natstest.Server, []*envelopev1.ProcessedEnvelope, uint64) {
+	t.Helper()
+	db := chSrv.NewDatabase(t)
+	nsrv := natstest.New(t)
+	ensureStream(t, nsrv.URL(), 1)
+	return db, nsrv, envelopes(faultN, seed), faultPoint(t, seed)
+}
+
 // faultPoint draws the row count after which the fault is injected: 20-60 %
 // of the set, from a PCG seeded with seed (logged, so a failure reproduces).
 func faultPoint(t *testing.T, seed uint64) uint64 {
@@ -406,6 +417,22 @@ func stopService(t *testing.T, s *service) {
 	}
 }
 
+// finishExact lets the last acks settle, stops svcs, checks that the table
+// holds want exactly once and that nothing was dead-lettered (by fault), and
+// logs the figures.
+func finishExact(t *testing.T, conn driver.Conn, natsURL string, want []*envelopev1.ProcessedEnvelope, seed uint64, f *figures, fault string, svcs ...*service) {
+	t.Helper()
+	time.Sleep(2 * time.Second)
+	for _, s := range svcs {
+		stopService(t, s)
+	}
+	checkExact(t, conn, want, seed, f)
+	if f.deadLettered = len(dlqMessages(t, natsURL)); f.deadLettered != 0 {
+		t.Errorf("%d messages dead-lettered by %s", f.deadLettered, fault)
+	}
+	f.log(t)
+}
+
 func countLines(s, substr string) int { return strings.Count(s, substr) }
 
 // ---- the ClickHouse proxy -------------------------------------------------
@@ -524,12 +551,8 @@ func (p *chProxy) setDelay(d time.Duration) {
 // and the table ends exact.
 func TestFaultClickHouseOutage(t *testing.T) {
 	const seed = 101
-	db := chSrv.NewDatabase(t)
-	nsrv := natstest.New(t)
-	ensureStream(t, nsrv.URL(), 1)
+	db, nsrv, want, at := faultSetup(t, seed)
 	proxy := startProxy(t, db.Config.Addr)
-	want := envelopes(faultN, seed)
-	at := faultPoint(t, seed)
 
 	env := faultEnv(t, db, nsrv.URL())
 	env["PONIX_CLICKHOUSE_NATIVE_URL"] = proxy.addr()
@@ -631,13 +654,7 @@ func TestFaultClickHouseRestart(t *testing.T) {
 	f.resume = waitResume(t, conn, stuck, 90*time.Second, s)
 	pub.wait(t, 30*time.Second)
 	f.recovery = f.resume + waitFinal(t, conn, faultN, 90*time.Second, s)
-	time.Sleep(2 * time.Second)
-	stopService(t, s)
-	checkExact(t, conn, want, seed, &f)
-	if f.deadLettered = len(dlqMessages(t, nsrv.URL())); f.deadLettered != 0 {
-		t.Errorf("%d messages dead-lettered by a ClickHouse restart", f.deadLettered)
-	}
-	f.log(t)
+	finishExact(t, conn, nsrv.URL(), want, seed, &f, "a ClickHouse restart", s)
 }
 
 // Slow insert: every insert takes longer than AckWait for a while, with two
@@ -646,12 +663,8 @@ func TestFaultClickHouseRestart(t *testing.T) {
 // copy is stored.
 func TestFaultSlowInsertLongerThanAckWait(t *testing.T) {
 	const seed = 103
-	db := chSrv.NewDatabase(t)
-	nsrv := natstest.New(t)
-	ensureStream(t, nsrv.URL(), 1)
+	db, nsrv, want, at := faultSetup(t, seed)
 	proxy := startProxy(t, db.Config.Addr)
-	want := envelopes(faultN, seed)
-	at := faultPoint(t, seed)
 
 	var svcs []*service
 	for range 2 {
@@ -709,11 +722,7 @@ func TestFaultSlowInsertLongerThanAckWait(t *testing.T) {
 // seconds mid-stream. The service reconnects by itself and loses nothing.
 func TestFaultNATSRestart(t *testing.T) {
 	const seed = 104
-	db := chSrv.NewDatabase(t)
-	nsrv := natstest.New(t)
-	ensureStream(t, nsrv.URL(), 1)
-	want := envelopes(faultN, seed)
-	at := faultPoint(t, seed)
+	db, nsrv, want, at := faultSetup(t, seed)
 
 	s := startService(t, faultEnv(t, db, nsrv.URL()))
 	pub := startPublisher(t, nsrv.URL(), want, 500, 100*time.Millisecond)
@@ -732,17 +741,11 @@ func TestFaultNATSRestart(t *testing.T) {
 	f.resume = waitResume(t, db.Conn, stuck, 60*time.Second, s)
 	pub.wait(t, 60*time.Second)
 	f.recovery = f.resume + waitFinal(t, db.Conn, faultN, 90*time.Second, s)
-	time.Sleep(2 * time.Second)
-	stopService(t, s)
+	t.Logf("publisher retried %d chunks", pub.retries.Load())
+	finishExact(t, db.Conn, nsrv.URL(), want, seed, &f, "a NATS restart", s)
 	if !strings.Contains(s.logs.String(), "NATS reconnected") {
 		t.Errorf("no reconnect logged")
 	}
-	checkExact(t, db.Conn, want, seed, &f)
-	if f.deadLettered = len(dlqMessages(t, nsrv.URL())); f.deadLettered != 0 {
-		t.Errorf("%d messages dead-lettered by a NATS restart", f.deadLettered)
-	}
-	t.Logf("publisher retried %d chunks", pub.retries.Load())
-	f.log(t)
 }
 
 // Process fault: SIGKILL while a batch is being inserted (the insert is held
@@ -751,12 +754,8 @@ func TestFaultNATSRestart(t *testing.T) {
 // with FINAL.
 func TestFaultSIGKILLMidBatchThenRestart(t *testing.T) {
 	const seed = 105
-	db := chSrv.NewDatabase(t)
-	nsrv := natstest.New(t)
-	ensureStream(t, nsrv.URL(), 1)
+	db, nsrv, want, at := faultSetup(t, seed)
 	proxy := startProxy(t, db.Config.Addr)
-	want := envelopes(faultN, seed)
-	at := faultPoint(t, seed)
 
 	env := faultEnv(t, db, nsrv.URL())
 	env["PONIX_CLICKHOUSE_NATIVE_URL"] = proxy.addr()
@@ -785,13 +784,7 @@ func TestFaultSIGKILLMidBatchThenRestart(t *testing.T) {
 	f.resume = time.Since(killedAt) + waitResume(t, db.Conn, stuck, 60*time.Second, s2)
 	pub.wait(t, 60*time.Second)
 	f.recovery = time.Since(killedAt) + waitFinal(t, db.Conn, faultN, 90*time.Second, s2)
-	time.Sleep(2 * time.Second)
-	stopService(t, s2)
-	checkExact(t, db.Conn, want, seed, &f)
-	if f.deadLettered = len(dlqMessages(t, nsrv.URL())); f.deadLettered != 0 {
-		t.Errorf("%d messages dead-lettered after a SIGKILL", f.deadLettered)
-	}
-	f.log(t)
+	finishExact(t, db.Conn, nsrv.URL(), want, seed, &f, "a SIGKILL", s2)
 }
 
 // Process fault: SIGTERM while a batch is being inserted. The batch in hand is
@@ -1143,10 +1136,7 @@ func TestFaultScaleOut(t *testing.T) {
 			} else {
 				f.recovery = took
 			}
-			time.Sleep(2 * time.Second)
-			for _, s := range alive {
-				stopService(t, s)
-			}
+			finishExact(t, db.Conn, nsrv.URL(), want, tc.seed, &f, "a scale-out", alive...)
 			for i, s := range svcs {
 				n := countLines(s.logs.String(), "stored batch")
 				t.Logf("instance %d stored %d batches", i, n)
@@ -1154,11 +1144,6 @@ func TestFaultScaleOut(t *testing.T) {
 					t.Errorf("instance %d stored no batch: the work was not split", i)
 				}
 			}
-			checkExact(t, db.Conn, want, tc.seed, &f)
-			if f.deadLettered = len(dlqMessages(t, nsrv.URL())); f.deadLettered != 0 {
-				t.Errorf("%d messages dead-lettered", f.deadLettered)
-			}
-			f.log(t)
 		})
 	}
 }
@@ -1217,13 +1202,7 @@ func TestFaultClusterConsumerLeaderKilled(t *testing.T) {
 	if after.Cluster.Leader == leader.Name() {
 		t.Errorf("consumer leader still %s after its stop", leader.Name())
 	}
-	time.Sleep(2 * time.Second)
-	stopService(t, s)
-	checkExact(t, db.Conn, want, seed, &f)
-	if f.deadLettered = len(dlqMessages(t, urls)); f.deadLettered != 0 {
-		t.Errorf("%d messages dead-lettered by a failover", f.deadLettered)
-	}
-	f.log(t)
+	finishExact(t, db.Conn, urls, want, seed, &f, "a failover", s)
 }
 
 // moveConsumerLeader asks the service's consumer to step down until node

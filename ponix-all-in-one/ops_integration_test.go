@@ -12,7 +12,6 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -276,10 +275,7 @@ func TestMetricsHealthAndReadinessOverHTTP(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitReady(t, s, base, http.StatusOK, 20*time.Second)
-	s.signal(syscall.SIGTERM)
-	if code := s.wait(20 * time.Second); code != 0 {
-		t.Fatalf("exit code %d after SIGTERM", code)
-	}
+	s.terminate()
 }
 
 // The real binary with an authenticated NATS user and a password-protected
@@ -335,10 +331,7 @@ func TestAuthenticatedNATSAndPasswordClickHouse(t *testing.T) {
 	db := &chtest.Database{Name: dbName, Conn: mustOpen(t, chs.Addr(), dbName, chUser, chPass)}
 	waitRows(t, db, s, n, 60*time.Second)
 	waitReady(t, s, base, http.StatusOK, 10*time.Second)
-	s.signal(syscall.SIGTERM)
-	if code := s.wait(20 * time.Second); code != 0 {
-		t.Fatalf("exit code %d after SIGTERM", code)
-	}
+	s.terminate()
 	checkStored(t, db, want)
 
 	logs := s.logs.String()

@@ -5,7 +5,6 @@ package main_test
 import (
 	"crypto/tls"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -77,10 +76,7 @@ func TestMutualTLSToNATSAndClickHouse(t *testing.T) {
 	s := startService(t, tlsEnv())
 	db := &chtest.Database{Name: dbName, Conn: mustOpen(t, chs.Addr(), dbName, chUser, chPass)}
 	waitRows(t, db, s, n, 60*time.Second)
-	s.signal(syscall.SIGTERM)
-	if code := s.wait(20 * time.Second); code != 0 {
-		t.Fatalf("exit code %d after SIGTERM:\n%s", code, s.logs.String())
-	}
+	s.terminate()
 	checkStored(t, db, want)
 	// The service really used TLS: the ClickHouse port it was given speaks nothing else.
 	plain, err := ponixclickhouse.Open(ctx, ponixclickhouse.Config{Addr: chs.SecureAddr(), Username: chUser, Password: chPass, DialTimeout: 2 * time.Second})

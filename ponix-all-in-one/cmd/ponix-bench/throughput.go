@@ -377,8 +377,13 @@ func (e *env) ponix(ctx context.Context, cfg config.Config) (result, error) {
 	}
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	errc := make(chan error, 1)
+	var runErr error
+	runDone := make(chan struct{})
 	r, err := e.measure("ponix", cfg.NATSBatchSize, func() error {
+		go func() {
+			defer close(runDone)
+			runErr = cons.Run(runCtx)
+		}()
 		if e.o.cpuProfile != "" {
 			f, err := os.Create(e.o.cpuProfile)
 			if err != nil {
@@ -390,12 +395,10 @@ func (e *env) ponix(ctx context.Context, cfg config.Config) (result, error) {
 			}
 			defer pprof.StopCPUProfile()
 		}
-		go func() { errc <- cons.Run(runCtx) }()
 		select {
 		case <-done:
-		case err := <-errc:
-			errc <- err
-			return fmt.Errorf("consumer stopped early: %w", err)
+		case <-runDone:
+			return fmt.Errorf("consumer stopped early: %w", runErr)
 		case <-ctx.Done():
 			return ctx.Err()
 		}
@@ -408,9 +411,8 @@ func (e *env) ponix(ctx context.Context, cfg config.Config) (result, error) {
 		defer tick.Stop()
 		for cons.Stats().Acked < uint64(e.o.n) {
 			select {
-			case err := <-errc:
-				errc <- err
-				return fmt.Errorf("consumer stopped before acking the backlog: %w", err)
+			case <-runDone:
+				return fmt.Errorf("consumer stopped before acking the backlog: %w", runErr)
 			case <-ctx.Done():
 				return ctx.Err()
 			case <-tick.C:
@@ -419,7 +421,8 @@ func (e *env) ponix(ctx context.Context, cfg config.Config) (result, error) {
 		return e.flush(ctx)
 	})
 	cancel()
-	if runErr := <-errc; err == nil && runErr != nil {
+	<-runDone
+	if err == nil && runErr != nil {
 		err = fmt.Errorf("consumer: %w", runErr)
 	}
 	if err != nil {
