@@ -7,10 +7,12 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net"
 	"net/url"
 	"os"
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -24,10 +26,17 @@ const Prefix = "PONIX_"
 
 // Config is the service configuration. Each field's env tag (with Prefix) is
 // the variable name; envDefault is its default; usage documents it for -h.
+// An unset variable takes its default; a variable set to the empty string is
+// empty, which is an error for a variable with a default unless the field is
+// tagged emptyOK:"true" (see Load).
+//
+// After Load, ClickHouseUsername, ClickHousePassword and ClickHouseDatabase
+// hold the effective values: those given in PONIX_CLICKHOUSE_NATIVE_URL when
+// it carries them.
 type Config struct {
 	LogLevel  string `env:"LOG_LEVEL" envDefault:"info" usage:"log level: debug, info, warn or error"`
 	LogFormat string `env:"LOG_FORMAT" envDefault:"text" usage:"log format: text or json"`
-	Message   string `env:"MESSAGE" envDefault:"ponix-all-in-one" usage:"greeting logged at startup (upstream compatibility)"`
+	Message   string `env:"MESSAGE" envDefault:"ponix-all-in-one" emptyOK:"true" usage:"greeting logged at startup (upstream compatibility); may be set empty"`
 
 	ProducerEnabled     bool   `env:"PRODUCER_ENABLED" envDefault:"true" usage:"publish a sample envelope every interval; false runs a pure consumer"`
 	IntervalSecs        int    `env:"INTERVAL_SECS" envDefault:"5" usage:"seconds between sample envelopes of the producer"`
@@ -49,10 +58,11 @@ type Config struct {
 	NATSReplicas        int    `env:"NATS_REPLICAS" envDefault:"0" usage:"replicas of the stream and dead-letter stream (3 on a 3-node JetStream cluster); 0 = 1 for a new stream, an existing one is left as it is"`
 
 	ClickHouseURL           string `env:"CLICKHOUSE_URL" usage:"upstream's HTTP URL; accepted but unused (Ponix speaks the native protocol)"`
-	ClickHouseNativeURL     string `env:"CLICKHOUSE_NATIVE_URL" envDefault:"localhost:9000" usage:"ClickHouse native address host:port (or clickhouse://host:port)"`
+	ClickHouseNativeURL     string `env:"CLICKHOUSE_NATIVE_URL" envDefault:"localhost:9000" usage:"ClickHouse native protocol address host:port, or several comma-separated to fail over between replicas (ch1:9000,ch2:9000); also as clickhouse://[user[:password]@]host:port[,host:port...][/database] (tcp:// too; percent-encode special characters of user and password). The URL's user, password and database are used and must not contradict PONIX_CLICKHOUSE_USERNAME, _PASSWORD, _DATABASE; query parameters are refused (each setting has its variable)"`
 	ClickHouseDatabase      string `env:"CLICKHOUSE_DATABASE" envDefault:"ponix" usage:"ClickHouse database"`
-	ClickHouseUsername      string `env:"CLICKHOUSE_USERNAME" envDefault:"ponix" usage:"ClickHouse user"`
-	ClickHousePassword      string `env:"CLICKHOUSE_PASSWORD" envDefault:"ponix" usage:"ClickHouse password (never logged)"`
+	ClickHouseCluster       string `env:"CLICKHOUSE_CLUSTER" usage:"ClickHouse cluster name, as defined in the servers' remote_servers (an identifier); unset or empty: a single server"`
+	ClickHouseUsername      string `env:"CLICKHOUSE_USERNAME" envDefault:"ponix" usage:"ClickHouse user (a stock ClickHouse has the user default)"`
+	ClickHousePassword      string `env:"CLICKHOUSE_PASSWORD" envDefault:"ponix" emptyOK:"true" usage:"ClickHouse password (never logged); set it empty (PONIX_CLICKHOUSE_PASSWORD=) for a user without password; when unset and the URL names a user, no password"`
 	ClickHouseMigrationsDir string `env:"CLICKHOUSE_MIGRATIONS_DIR" usage:"directory of goose SQL migrations overriding the embedded ones"`
 	ClickHouseManaged       bool   `env:"CLICKHOUSE_MANAGED" envDefault:"false" usage:"start and manage a local clickhouse-server under PONIX_DATA_DIR (make run)"`
 
@@ -60,11 +70,11 @@ type Config struct {
 	ClickHouseTLSCAFile             string `env:"CLICKHOUSE_TLS_CA_FILE" usage:"PEM CA bundle verifying the ClickHouse server (empty: system roots)"`
 	ClickHouseTLSCertFile           string `env:"CLICKHOUSE_TLS_CERT_FILE" usage:"PEM client certificate for ClickHouse (with PONIX_CLICKHOUSE_TLS_KEY_FILE)"`
 	ClickHouseTLSKeyFile            string `env:"CLICKHOUSE_TLS_KEY_FILE" usage:"PEM client key for ClickHouse (with PONIX_CLICKHOUSE_TLS_CERT_FILE)"`
-	ClickHouseTLSServerName         string `env:"CLICKHOUSE_TLS_SERVER_NAME" usage:"server name expected in the ClickHouse certificate (default: the host of PONIX_CLICKHOUSE_NATIVE_URL)"`
+	ClickHouseTLSServerName         string `env:"CLICKHOUSE_TLS_SERVER_NAME" usage:"server name expected in the ClickHouse certificate (default: the host of each address of PONIX_CLICKHOUSE_NATIVE_URL)"`
 	ClickHouseTLSInsecureSkipVerify bool   `env:"CLICKHOUSE_TLS_INSECURE_SKIP_VERIFY" envDefault:"false" usage:"do not verify the ClickHouse certificate (testing only)"`
 
 	NATSUser         string `env:"NATS_USER" usage:"NATS user name (with PONIX_NATS_PASSWORD); also required by the embedded server when set"`
-	NATSPassword     string `env:"NATS_PASSWORD" usage:"NATS password (never logged)"`
+	NATSPassword     string `env:"NATS_PASSWORD" usage:"NATS password (never logged); set it empty (PONIX_NATS_PASSWORD=) for a user without password on an external server"`
 	NATSToken        string `env:"NATS_TOKEN" usage:"NATS authentication token (never logged); also required by the embedded server when set"`
 	NATSNKeySeedFile string `env:"NATS_NKEY_SEED_FILE" usage:"file holding the NATS user NKey seed (SU...)"`
 	NATSCredsFile    string `env:"NATS_CREDS_FILE" usage:"NATS .creds file (user JWT and NKey seed)"`
@@ -105,36 +115,146 @@ func (e *Error) Unwrap() error { return e.Err }
 
 // Load reads the configuration from environ (as os.Environ returns it), applies
 // defaults and validates every value. All problems are returned together, each
-// an *Error naming its variable.
+// an *Error naming its variable: values that do not parse, variables set
+// empty where a value is required, contradicting ClickHouse credentials, and
+// the range and consistency checks of Validate (a variable that did not parse
+// is checked no further, and the checks of the others see its default).
+// Error values never hold a secret.
+//
+// A variable set to the empty string is not the same as an unset one: unset
+// takes the default, empty means empty where that is valid (fields tagged
+// emptyOK, and every variable without a default) and is an error otherwise.
 func Load(environ []string) (Config, error) {
-	var cfg Config
 	envMap := env.ToMap(environ)
-	err := env.ParseWithOptions(&cfg, env.Options{Prefix: Prefix, Environment: envMap})
-	if err != nil {
-		return cfg, translate(err, envMap)
+	parseMap := maps.Clone(envMap)
+	var errs []error
+	reported := map[string]bool{} // variables with a problem already
+	fields := configFields()
+	for _, f := range fields {
+		if v, set := envMap[f.key]; !set || v != "" || !f.hasDefault {
+			continue
+		}
+		delete(parseMap, f.key) // parsed as its default, then made empty below
+		if !f.emptyOK {
+			errs = append(errs, &Error{Var: f.key, Reason: emptyReason(f)})
+			reported[f.key] = true
+		}
 	}
-	return cfg, cfg.Validate()
+
+	var cfg Config
+	if err := parse(&cfg, parseMap); err != nil {
+		parseErrs, failed, ok := translate(err, envMap)
+		if !ok {
+			return cfg, err
+		}
+		errs = append(errs, parseErrs...)
+		for _, key := range failed {
+			delete(parseMap, key)
+			reported[key] = true
+		}
+		// Parse again with the defaults in place of the values that failed,
+		// so that the checks of the other variables see sensible values.
+		cfg = Config{}
+		if err := parse(&cfg, parseMap); err != nil {
+			return cfg, errors.Join(append(errs, err)...)
+		}
+	}
+	v := reflect.ValueOf(&cfg).Elem()
+	for _, f := range fields {
+		if val, set := envMap[f.key]; set && val == "" && f.emptyOK {
+			v.Field(f.index).SetZero()
+		}
+	}
+
+	errs = append(errs, cfg.resolveClickHouseURL(envMap, reported)...)
+	isSet := func(key string) bool { _, ok := envMap[key]; return ok }
+	for _, err := range cfg.validate(isSet) {
+		var ce *Error
+		if errors.As(err, &ce) && reported[ce.Var] {
+			continue // validated against its default: the real problem is reported
+		}
+		errs = append(errs, err)
+	}
+	sortErrors(errs, fields)
+	for _, err := range errs {
+		var ce *Error
+		if errors.As(err, &ce) {
+			ce.Value = redactValue(ce.Var, ce.Value)
+		}
+	}
+	return cfg, errors.Join(errs...)
+}
+
+func parse(cfg *Config, envMap map[string]string) error {
+	return env.ParseWithOptions(cfg, env.Options{Prefix: Prefix, Environment: envMap})
+}
+
+// field describes one field of Config.
+type field struct {
+	index      int
+	name, key  string // the Go field and its variable
+	def        string // envDefault
+	hasDefault bool
+	emptyOK    bool
+	kind       reflect.Kind
+}
+
+func configFields() []field {
+	t := reflect.TypeFor[Config]()
+	out := make([]field, t.NumField())
+	for i := range t.NumField() {
+		sf := t.Field(i)
+		def, hasDef := sf.Tag.Lookup("envDefault")
+		out[i] = field{
+			index: i, name: sf.Name, key: Prefix + sf.Tag.Get("env"),
+			def: def, hasDefault: hasDef, emptyOK: sf.Tag.Get("emptyOK") == "true",
+			kind: sf.Type.Kind(),
+		}
+	}
+	return out
+}
+
+// emptyReason explains why a variable must not be set empty.
+func emptyReason(f field) string {
+	want := "a value"
+	switch f.kind {
+	case reflect.Bool:
+		want = "true or false"
+	case reflect.Int:
+		want = "a whole number"
+	}
+	reason := fmt.Sprintf("is set but empty: give %s, or unset it for the default (%s)", want, f.def)
+	switch f.key {
+	case Prefix + "HTTP_ADDR":
+		reason += "; " + HTTPAddrOff + " disables the listener"
+	case Prefix + "CLICKHOUSE_USERNAME":
+		reason += "; a stock ClickHouse has the user default"
+	}
+	return reason
 }
 
 // translate turns caarlos0/env errors (which name struct fields) into *Error
-// values naming the variables.
-func translate(err error, envMap map[string]string) error {
+// values naming the variables, and returns the variables that failed; ok is
+// false when err is not an aggregate of field errors.
+func translate(err error, envMap map[string]string) (errs []error, failed []string, ok bool) {
 	var agg env.AggregateError
 	if !errors.As(err, &agg) {
-		return err
+		return nil, nil, false
 	}
-	keys := fieldKeys()
-	var out []error
+	keys := map[string]string{}
+	for _, f := range configFields() {
+		keys[f.name] = f.key
+	}
 	for _, e := range agg.Errors {
 		var pe env.ParseError
-		if errors.As(e, &pe) {
-			key := keys[pe.Name]
-			out = append(out, &Error{Var: key, Value: envMap[key], Reason: "not a valid " + typeWord(pe.Type), Err: pe.Err})
-			continue
+		if !errors.As(e, &pe) {
+			return nil, nil, false
 		}
-		out = append(out, e)
+		key := keys[pe.Name]
+		errs = append(errs, &Error{Var: key, Value: envMap[key], Reason: "not a valid " + typeWord(pe.Type), Err: pe.Err})
+		failed = append(failed, key)
 	}
-	return errors.Join(out...)
+	return errs, failed, true
 }
 
 func typeWord(t reflect.Type) string {
@@ -148,22 +268,66 @@ func typeWord(t reflect.Type) string {
 	}
 }
 
-// fieldKeys maps Config field names to their variable names.
-func fieldKeys() map[string]string {
-	t := reflect.TypeFor[Config]()
-	m := make(map[string]string, t.NumField())
-	for i := range t.NumField() {
-		f := t.Field(i)
-		m[f.Name] = Prefix + f.Tag.Get("env")
+// sortErrors orders errs by the position of their variable in Config, so the
+// report reads like the -h list; errors naming no field come last.
+func sortErrors(errs []error, fields []field) {
+	pos := make(map[string]int, len(fields))
+	for _, f := range fields {
+		pos[f.key] = f.index
 	}
-	return m
+	rank := func(err error) int {
+		var ce *Error
+		if errors.As(err, &ce) {
+			if p, ok := pos[ce.Var]; ok {
+				return p
+			}
+		}
+		return len(fields)
+	}
+	slices.SortStableFunc(errs, func(a, b error) int { return rank(a) - rank(b) })
 }
 
-// Validate checks every value and returns all problems joined.
+// urlVar reports whether variable key holds URLs, whose user information may
+// hold a secret, and whether a user part without password is secret too
+// (NATS reads it as a token).
+func urlVar(key string) (isURL, userIsSecret bool) {
+	switch key {
+	case Prefix + "NATS_URL":
+		return true, true
+	case Prefix + "CLICKHOUSE_NATIVE_URL", Prefix + "CLICKHOUSE_URL":
+		return true, false
+	}
+	return false, false
+}
+
+// redactValue returns the value of variable key as it may be shown in logs and
+// errors.
+func redactValue(key, value string) string {
+	if value == "" {
+		return value
+	}
+	if isSecret(key) {
+		return redacted
+	}
+	if isURL, userIsSecret := urlVar(key); isURL {
+		return redactURLs(value, userIsSecret)
+	}
+	return value
+}
+
+// Validate checks every value and returns all problems joined. It cannot tell
+// a variable set empty from an unset one, so it takes PONIX_NATS_USER with an
+// empty PONIX_NATS_PASSWORD for a missing password; Load knows better.
 func (c Config) Validate() error {
+	return errors.Join(c.validate(func(string) bool { return false })...)
+}
+
+// validate checks every value; isSet reports whether a variable was set,
+// possibly empty.
+func (c Config) validate(isSet func(key string) bool) []error {
 	var errs []error
 	bad := func(v, value, reason string) {
-		errs = append(errs, &Error{Var: Prefix + v, Value: value, Reason: reason})
+		errs = append(errs, &Error{Var: Prefix + v, Value: redactValue(Prefix+v, value), Reason: reason})
 	}
 	positive := func(v string, n, max int) {
 		if n <= 0 || n > max {
@@ -203,9 +367,14 @@ func (c Config) Validate() error {
 	}
 
 	if c.NATSURL != "" {
-		for _, u := range strings.Split(c.NATSURL, ",") {
+		list := strings.Split(c.NATSURL, ",")
+		for i, u := range list {
 			if err := checkNATSURL(strings.TrimSpace(u)); err != nil {
-				bad("NATS_URL", u, err.Error())
+				reason := err.Error()
+				if len(list) > 1 {
+					reason = fmt.Sprintf("URL %d of %d: %s", i+1, len(list), reason)
+				}
+				bad("NATS_URL", c.NATSURL, reason) // the whole value: redacted reliably
 			}
 		}
 	} else if _, _, err := net.SplitHostPort(c.NATSEmbeddedAddr); err != nil {
@@ -221,11 +390,20 @@ func (c Config) Validate() error {
 		bad("NATS_CONSUMER", c.NATSConsumer, "must be a non-empty name without spaces, '.', '*', '>', '/' or '\\'")
 	}
 
-	if _, err := c.ClickHouseAddr(); err != nil {
+	if addrs, err := c.ClickHouseAddrs(); err != nil {
 		bad("CLICKHOUSE_NATIVE_URL", c.ClickHouseNativeURL, err.Error())
+	} else if c.ClickHouseManaged && len(addrs) > 1 {
+		bad("CLICKHOUSE_NATIVE_URL", c.ClickHouseNativeURL, "the managed local ClickHouse (PONIX_CLICKHOUSE_MANAGED=true) is one server: give one address")
 	}
 	if !validIdent(c.ClickHouseDatabase) {
 		bad("CLICKHOUSE_DATABASE", c.ClickHouseDatabase, "must be a ClickHouse identifier ([A-Za-z_][A-Za-z0-9_]*)")
+	}
+	if c.ClickHouseCluster != "" {
+		if !validIdent(c.ClickHouseCluster) {
+			bad("CLICKHOUSE_CLUSTER", c.ClickHouseCluster, "must be a cluster name of the servers' remote_servers that is a ClickHouse identifier ([A-Za-z_][A-Za-z0-9_]*)")
+		} else if c.ClickHouseManaged {
+			bad("CLICKHOUSE_CLUSTER", c.ClickHouseCluster, "the managed local ClickHouse (PONIX_CLICKHOUSE_MANAGED=true) defines no cluster")
+		}
 	}
 	if c.ClickHouseUsername == "" {
 		bad("CLICKHOUSE_USERNAME", "", "must not be empty")
@@ -236,7 +414,7 @@ func (c Config) Validate() error {
 		}
 	}
 	errs = append(errs, c.validateClickHouseTLS()...)
-	errs = append(errs, c.validateNATSAuth()...)
+	errs = append(errs, c.validateNATSAuth(isSet)...)
 	if c.HTTPAddr != HTTPAddrOff {
 		if _, port, err := net.SplitHostPort(c.HTTPAddr); err != nil {
 			bad("HTTP_ADDR", c.HTTPAddr, "must be host:port, :port or off")
@@ -244,9 +422,11 @@ func (c Config) Validate() error {
 			bad("HTTP_ADDR", c.HTTPAddr, "port must be 0-65535")
 		}
 	}
-	return errors.Join(errs...)
+	return errs
 }
 
+// checkNATSURL checks one NATS URL. Its errors never quote the URL, which may
+// hold a password.
 func checkNATSURL(u string) error {
 	if u == "" {
 		return errors.New("empty URL")
@@ -256,7 +436,7 @@ func checkNATSURL(u string) error {
 	}
 	p, err := url.Parse(u)
 	if err != nil {
-		return fmt.Errorf("not a URL: %w", err)
+		return errors.New("not a valid URL (percent-encode special characters of user and password)")
 	}
 	switch p.Scheme {
 	case "nats", "tls", "ws", "wss":
@@ -311,30 +491,6 @@ func (c Config) SlogLevel() (slog.Level, error) {
 	return l, err
 }
 
-// ClickHouseAddr returns the host:port of ClickHouseNativeURL, which may be
-// given bare or as clickhouse:// or tcp:// URL.
-func (c Config) ClickHouseAddr() (string, error) {
-	s := c.ClickHouseNativeURL
-	if i := strings.Index(s, "://"); i >= 0 {
-		u, err := url.Parse(s)
-		if err != nil {
-			return "", fmt.Errorf("not a URL: %w", err)
-		}
-		if u.Scheme != "clickhouse" && u.Scheme != "tcp" {
-			return "", fmt.Errorf("unsupported scheme %q (want clickhouse or tcp; the HTTP protocol is not used)", u.Scheme)
-		}
-		s = u.Host
-	}
-	host, port, err := net.SplitHostPort(s)
-	if err != nil || host == "" {
-		return "", errors.New("must be host:port, e.g. localhost:9000")
-	}
-	if p, err := strconv.Atoi(port); err != nil || p <= 0 || p > 65535 {
-		return "", errors.New("port must be 1-65535")
-	}
-	return s, nil
-}
-
 // NATSBaseSubject is the subject prefix envelopes are published under: the
 // stream subject without its trailing ".>".
 func (c Config) NATSBaseSubject() string { return strings.TrimSuffix(c.NATSSubject, ".>") }
@@ -371,14 +527,7 @@ func (c Config) LogValue() slog.Value {
 	attrs := make([]slog.Attr, 0, t.NumField())
 	for i := range t.NumField() {
 		key := Prefix + t.Field(i).Tag.Get("env")
-		val := fmt.Sprint(v.Field(i).Interface())
-		switch {
-		case isSecret(key) && val != "":
-			val = "[REDACTED]"
-		case key == Prefix+"NATS_URL" || key == Prefix+"CLICKHOUSE_URL":
-			val = redactURLs(val)
-		}
-		attrs = append(attrs, slog.String(key, val))
+		attrs = append(attrs, slog.String(key, redactValue(key, fmt.Sprint(v.Field(i).Interface()))))
 	}
 	return slog.GroupValue(attrs...)
 }
@@ -416,5 +565,35 @@ func WriteUsage(w io.Writer) error {
 		}
 		fmt.Fprintf(tw, "%s%s\t%s\t%s\n", Prefix, f.Tag.Get("env"), def, f.Tag.Get("usage"))
 	}
-	return tw.Flush()
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	var emptyOK []string
+	for _, f := range configFields() {
+		if f.emptyOK {
+			emptyOK = append(emptyOK, f.key)
+		}
+	}
+	_, err := fmt.Fprintf(w, usageNotes, strings.Join(emptyOK, ", "))
+	return err
 }
+
+// usageNotes follows the variables in WriteUsage; %s lists the emptyOK ones.
+const usageNotes = `
+An unset variable takes its default. A variable set to the empty string (PONIX_X=) is empty, not
+the default: that is valid for %s and for every variable
+without a default (e.g. PONIX_NATS_PASSWORD), and an error for the others.
+
+PONIX_CLICKHOUSE_NATIVE_URL forms:
+  localhost:9000                                        one server
+  ch1:9000,ch2:9000                                     replicas to fail over between
+  clickhouse://user:password@ch1:9000,ch2:9000/dbname   user, password and database in the URL
+tcp:// is the same as clickhouse://, and the scheme may be left out. Percent-encode '@', ':', '/',
+'?', '#' and '%%' in the user and password. Credentials and database given in the URL are used; setting
+PONIX_CLICKHOUSE_USERNAME, _PASSWORD or _DATABASE to a different value is an error. A URL user
+without password means no password (unless PONIX_CLICKHOUSE_PASSWORD is set). Query parameters
+are refused: each setting has its variable (PONIX_CLICKHOUSE_TLS, ...).
+
+Unknown PONIX_* variables are reported at startup with the closest known name; PONIX_TEST_*
+variables (read by the test suites) are left alone.
+`

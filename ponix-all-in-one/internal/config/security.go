@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"net/url"
 	"os"
 	"strings"
 )
@@ -59,8 +58,10 @@ func (c Config) ClickHouseTLSConfig() (*tls.Config, error) {
 		InsecureSkipVerify: c.ClickHouseTLSInsecureSkipVerify, //nolint:gosec // opt-in, documented as testing only
 	}
 	if cfg.ServerName == "" {
-		if addr, err := c.ClickHouseAddr(); err == nil {
-			cfg.ServerName, _, _ = net.SplitHostPort(addr)
+		// With several addresses ServerName stays empty: the TLS dialer
+		// (tls.DialWithDialer) then expects each server's own host name.
+		if addrs, err := c.ClickHouseAddrs(); err == nil && len(addrs) == 1 {
+			cfg.ServerName, _, _ = net.SplitHostPort(addrs[0])
 		}
 	}
 	if c.ClickHouseTLSCAFile != "" {
@@ -83,7 +84,9 @@ func (c Config) ClickHouseTLSConfig() (*tls.Config, error) {
 // validateNATSAuth checks the NATS authentication and TLS variables: one
 // method at most, user and password together, files present, certificate and
 // key together; with the embedded server only user/password or a token.
-func (c Config) validateNATSAuth() []error {
+// isSet reports whether a variable was set, possibly to an empty value: an
+// explicitly empty PONIX_NATS_PASSWORD is a user without password.
+func (c Config) validateNATSAuth(isSet func(key string) bool) []error {
 	var errs []error
 	bad := func(v, value, reason string) {
 		errs = append(errs, &Error{Var: Prefix + v, Value: value, Reason: reason})
@@ -94,8 +97,12 @@ func (c Config) validateNATSAuth() []error {
 		if c.NATSUser == "" {
 			bad("NATS_USER", "", "must be set when PONIX_NATS_PASSWORD is set")
 		}
-		if c.NATSPassword == "" {
-			bad("NATS_PASSWORD", "", "must be set when PONIX_NATS_USER is set")
+		switch {
+		case c.NATSPassword != "":
+		case !isSet(Prefix + "NATS_PASSWORD"):
+			bad("NATS_PASSWORD", "", "must be set when PONIX_NATS_USER is set (PONIX_NATS_PASSWORD= set empty: a user without password)")
+		case c.NATSURL == "":
+			bad("NATS_PASSWORD", "", "must not be empty with the embedded server (PONIX_NATS_URL unset): it would let anyone in as PONIX_NATS_USER")
 		}
 	}
 	if c.NATSToken != "" {
@@ -189,29 +196,4 @@ func loadKeyPair(certVar, certFile, keyVar, keyFile string) (*tls.Certificate, e
 		return nil, &Error{Var: Prefix + certVar, Value: certFile, Reason: "certificate and key " + keyFile + " do not load as a pair: " + err.Error(), Err: err}
 	}
 	return &cert, nil
-}
-
-// redactURLs replaces the password of every comma-separated URL in s.
-func redactURLs(s string) string {
-	if !strings.Contains(s, "@") {
-		return s
-	}
-	parts := strings.Split(s, ",")
-	for i, p := range parts {
-		p = strings.TrimSpace(p)
-		u, err := url.Parse(p)
-		if err != nil || u.User == nil {
-			if strings.Contains(p, "@") {
-				parts[i] = "[REDACTED]"
-			}
-			continue
-		}
-		if _, has := u.User.Password(); has {
-			u.User = url.UserPassword(u.User.Username(), "REDACTED")
-		} else {
-			u.User = url.User("REDACTED") // a token in the user part
-		}
-		parts[i] = u.String()
-	}
-	return strings.Join(parts, ",")
 }

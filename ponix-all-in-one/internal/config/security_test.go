@@ -162,7 +162,7 @@ func TestLogValueRedactsEverySecret(t *testing.T) {
 			t.Errorf("secret %q in the log: %s", secret, buf.String())
 		}
 	}
-	if !strings.Contains(buf.String(), "svc:REDACTED@n1:4222") {
+	if !strings.Contains(buf.String(), "svc:[REDACTED]@n1:4222") {
 		t.Errorf("the NATS URL lost its user or host: %s", buf.String())
 	}
 }
