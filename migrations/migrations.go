@@ -39,4 +39,8 @@ const (
 	// VersionDedup adds stream_seq to the sorting key of a ReplacingMergeTree, so that
 	// redelivered messages collapse (read with FINAL).
 	VersionDedup int64 = 20251201000000
+	// VersionIncarnation adds stream_created_ns before stream_seq in the sorting key, so that
+	// a stream deleted and created again (its sequences start at 1 again) never collapses a new
+	// envelope into an old row.
+	VersionIncarnation int64 = 20261201000000
 )

@@ -57,13 +57,13 @@ func TestUpFromEmptyGivesUpstreamSchemaAndRerunIsNoop(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(res) != 3 {
-		t.Fatalf("applied %d migrations, want 3", len(res))
+	if len(res) != 4 {
+		t.Fatalf("applied %d migrations, want 4", len(res))
 	}
 	ddl := showCreate(t, d)
 	for _, want := range []string{"organization_id String", "end_device_id String", "occurred_at DateTime",
-		"processed_at DateTime", "data String", "stream_seq UInt64", "ReplacingMergeTree", "PARTITION BY toYYYYMM(occurred_at)",
-		"ORDER BY (organization_id, occurred_at, end_device_id, stream_seq)"} {
+		"processed_at DateTime", "data String", "stream_created_ns UInt64", "stream_seq UInt64", "ReplacingMergeTree", "PARTITION BY toYYYYMM(occurred_at)",
+		"ORDER BY (organization_id, occurred_at, end_device_id, stream_created_ns, stream_seq)"} {
 		if !strings.Contains(ddl, want) {
 			t.Errorf("schema lacks %q:\n%s", want, ddl)
 		}
@@ -80,7 +80,7 @@ func TestUpFromEmptyGivesUpstreamSchemaAndRerunIsNoop(t *testing.T) {
 	}
 
 	// The envelope writer works against the migrated table.
-	w, err := ponixclickhouse.NewEnvelopeWriter(d.Conn)
+	w, err := ponixclickhouse.NewEnvelopeWriter(t.Context(), d.Conn, ponixclickhouse.Table{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -117,7 +117,7 @@ func TestRowsSurviveRekeyDownAndUp(t *testing.T) {
 		t.Fatalf("%d of 500 old rows survived the re-key intact", n)
 	}
 	// Rows written after the re-key carry an organization; Down keeps every row.
-	w, err := ponixclickhouse.NewEnvelopeWriter(d.Conn)
+	w, err := ponixclickhouse.NewEnvelopeWriter(t.Context(), d.Conn, ponixclickhouse.Table{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -147,7 +147,7 @@ func TestRowsSurviveRekeyDownAndUp(t *testing.T) {
 	if n := scalar[uint64](t, d, "SELECT count() FROM processed_envelopes"); n != 550 {
 		t.Fatalf("%d rows after Up again, want 550", n)
 	}
-	if v, err := m.Version(ctx); err != nil || v != migrations.VersionDedup {
+	if v, err := m.Version(ctx); err != nil || v != migrations.VersionIncarnation {
 		t.Fatalf("version %d, %v", v, err)
 	}
 	// All the way down removes the table.
@@ -191,8 +191,8 @@ func TestTwoConcurrentMigratorsCopyRowsOnce(t *testing.T) {
 			t.Fatalf("instance %d: %v", i, err)
 		}
 	}
-	if applied[0]+applied[1] != 2 {
-		t.Fatalf("instances applied %v, want the re-key and the dedup step exactly once in total", applied)
+	if applied[0]+applied[1] != 3 {
+		t.Fatalf("instances applied %v, want the re-key, the dedup and the incarnation steps exactly once in total", applied)
 	}
 	if n := scalar[uint64](t, d, fmt.Sprintf("SELECT count() FROM goose_db_version WHERE version_id = %d", migrations.VersionRekey)); n != 1 {
 		t.Fatalf("re-key recorded %d times", n)
@@ -224,7 +224,7 @@ func TestRedeliveredRowsCollapseAfterDedupStep(t *testing.T) {
 	if n := scalar[uint64](t, d, "SELECT uniqExact(stream_seq) FROM processed_envelopes"); n != 200 {
 		t.Fatalf("old rows got %d distinct content keys, want 200", n)
 	}
-	w, err := ponixclickhouse.NewEnvelopeWriter(d.Conn)
+	w, err := ponixclickhouse.NewEnvelopeWriter(t.Context(), d.Conn, ponixclickhouse.Table{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -242,5 +242,68 @@ func TestRedeliveredRowsCollapseAfterDedupStep(t *testing.T) {
 	}
 	if n := scalar[uint64](t, d, "SELECT count() FROM processed_envelopes FINAL WHERE organization_id = 'acme'"); n != 2 {
 		t.Fatalf("FINAL sees %d acme rows, want 2 (sequence 42 once, 43)", n)
+	}
+}
+
+// After the incarnation step, the same stream sequence of two incarnations of a stream (deleted
+// and created again) is two rows, while a redelivery within one incarnation still collapses;
+// rows from before the step keep their content and stream_seq.
+func TestIncarnationStepKeepsRowsAndSeparatesStreams(t *testing.T) {
+	d := srv.NewDatabase(t)
+	ctx := t.Context()
+	m, err := migrate.New(d.DB, migrations.FS())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.UpTo(ctx, migrations.VersionDedup); err != nil {
+		t.Fatal(err)
+	}
+	b, err := d.Conn.PrepareBatch(ctx, "INSERT INTO processed_envelopes (organization_id, end_device_id, occurred_at, processed_at, data, stream_seq)")
+	if err != nil {
+		t.Fatal(err)
+	}
+	at := time.Date(2025, 12, 31, 23, 0, 0, 0, time.UTC)
+	for i := range 100 {
+		if err := b.Append("org", fmt.Sprintf("dev-%d", i), at.Add(time.Duration(i)*time.Minute), at, "{}", uint64(i+1)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := b.Send(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.Up(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n := scalar[uint64](t, d, "SELECT count() FROM processed_envelopes FINAL WHERE stream_created_ns = 0 AND stream_seq BETWEEN 1 AND 100"); n != 100 {
+		t.Fatalf("%d of 100 rows kept with their stream_seq and stream_created_ns 0", n)
+	}
+	w, err := ponixclickhouse.NewEnvelopeWriter(ctx, d.Conn, ponixclickhouse.Table{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts := timestamppb.New(time.Date(2026, 12, 5, 10, 0, 0, 0, time.UTC))
+	first, second := time.Date(2026, 12, 1, 0, 0, 0, 1, time.UTC), time.Date(2026, 12, 2, 0, 0, 0, 2, time.UTC)
+	env := &envelopev1.ProcessedEnvelope{OrganizationId: "acme", EndDeviceId: "dev-1", OccurredAt: ts, ProcessedAt: ts}
+	for _, batch := range [][]ponixclickhouse.EnvelopeRow{
+		{{Envelope: env, StreamSeq: 1, StreamCreated: first}},
+		{{Envelope: env, StreamSeq: 1, StreamCreated: first}},  // a redelivery
+		{{Envelope: env, StreamSeq: 1, StreamCreated: second}}, // the stream was created again
+	} {
+		if err := w.Write(ctx, batch); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := scalar[uint64](t, d, "SELECT count() FROM processed_envelopes FINAL WHERE organization_id = 'acme'"); n != 2 {
+		t.Fatalf("FINAL sees %d acme rows, want 2 (one per stream incarnation)", n)
+	}
+	if n := scalar[uint64](t, d, fmt.Sprintf("SELECT count() FROM processed_envelopes FINAL WHERE stream_created_ns = %d", second.UnixNano())); n != 1 {
+		t.Fatalf("stream_created_ns not stored: %d rows with the second incarnation", n)
+	}
+	// Down keeps every row; under the old key the two incarnations' rows are one.
+	if _, err := m.DownTo(ctx, migrations.VersionDedup); err != nil {
+		t.Fatal(err)
+	}
+	if n := scalar[uint64](t, d, "SELECT count() FROM processed_envelopes FINAL"); n != 101 {
+		t.Fatalf("%d rows after Down, want 101", n)
 	}
 }

@@ -15,7 +15,7 @@ func TestFSHoldsTheStepsWithUpAndDown(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := []string{"20251101000000_create_processed_envelopes.sql", "20251102000000_rekey_processed_envelopes_by_organization.sql",
-		"20251201000000_dedup_processed_envelopes_by_stream_seq.sql"}
+		"20251201000000_dedup_processed_envelopes_by_stream_seq.sql", "20261201000000_key_processed_envelopes_by_stream_incarnation.sql"}
 	if strings.Join(names, ",") != strings.Join(want, ",") {
 		t.Fatalf("files = %v, want %v", names, want)
 	}

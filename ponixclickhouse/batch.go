@@ -34,7 +34,6 @@ type Option func(*writerOptions)
 
 type writerOptions struct {
 	logger *slog.Logger
-	table  Table
 }
 
 // WithLogger sets the logger (default: discard).
@@ -46,26 +45,33 @@ func WithLogger(l *slog.Logger) Option {
 	}
 }
 
-// WithTable sets the table a writer inserts into (used by [NewEnvelopeWriter]; default
-// processed_envelopes in the connection's database).
-func WithTable(t Table) Option {
-	return func(o *writerOptions) { o.table = t }
-}
-
 // BatchWriter writes slices of rows of type T with one native batch INSERT per call. It is
 // safe for concurrent use; concurrent Writes run as concurrent INSERTs on the connection pool.
 type BatchWriter[T any] struct {
-	conn   driver.Conn
-	table  Table
-	query  string
-	logger *slog.Logger
-	pool   sync.Pool
+	conn    driver.Conn
+	table   Table
+	columns []string
+	query   string
+	logger  *slog.Logger
+	pool    sync.Pool
 }
 
 // NewBatchWriter returns a writer that inserts into table through encoders made by newEncoder.
-// The table and column names are validated here, so a bad name in configuration fails at
-// start-up, not at the first Write.
-func NewBatchWriter[T any](conn driver.Conn, table Table, newEncoder func() Encoder[T], opts ...Option) (*BatchWriter[T], error) {
+// It checks here, with the server, that the table exists and takes the encoder's columns
+// (see [BatchWriter.CheckSchema]): a bad name in configuration or a table that does not fit the
+// encoder fails at start-up with a [*SchemaError], not at the first Write.
+func NewBatchWriter[T any](ctx context.Context, conn driver.Conn, table Table, newEncoder func() Encoder[T], opts ...Option) (*BatchWriter[T], error) {
+	w, err := newBatchWriter(conn, table, newEncoder, opts...)
+	if err != nil {
+		return nil, err
+	}
+	if err := w.CheckSchema(ctx); err != nil {
+		return nil, err
+	}
+	return w, nil
+}
+
+func newBatchWriter[T any](conn driver.Conn, table Table, newEncoder func() Encoder[T], opts ...Option) (*BatchWriter[T], error) {
 	o := writerOptions{logger: slog.New(slog.DiscardHandler)}
 	for _, opt := range opts {
 		opt(&o)
@@ -94,7 +100,7 @@ func NewBatchWriter[T any](conn driver.Conn, table Table, newEncoder func() Enco
 		q.WriteString(qc)
 	}
 	q.WriteString(")")
-	w := &BatchWriter[T]{conn: conn, table: table, query: q.String(), logger: o.logger}
+	w := &BatchWriter[T]{conn: conn, table: table, columns: cols, query: q.String(), logger: o.logger}
 	w.pool.New = func() any { return newEncoder() }
 	w.pool.Put(enc)
 	return w, nil
@@ -107,10 +113,10 @@ func (w *BatchWriter[T]) Table() Table { return w.table }
 func (w *BatchWriter[T]) Query() string { return w.query }
 
 // Write inserts rows with one batch INSERT. It encodes every row before it contacts the server:
-// a row the encoder rejects fails the call with a [*RowError] and nothing is sent. An error
-// from the server or the network aborts the batch; see the package documentation for what
-// ClickHouse guarantees about it, and [IsRetryable] for whether to try again. A retry must call
-// Write again with the rows; Write never reuses a failed batch. Writing zero rows does nothing.
+// a row the encoder rejects fails the call with a [*RowError] and nothing is sent. Any other
+// failure is a [*WriteError]; see the package documentation for what ClickHouse guarantees about
+// it, and [Classify] for what it says about the rows and the sink. A retry must call Write again
+// with the rows; Write never reuses a failed batch. Writing zero rows does nothing.
 func (w *BatchWriter[T]) Write(ctx context.Context, rows []T) error {
 	if len(rows) == 0 {
 		return nil
@@ -126,7 +132,7 @@ func (w *BatchWriter[T]) Write(ctx context.Context, rows []T) error {
 	start := time.Now()
 	batch, err := w.conn.PrepareBatch(ctx, w.query)
 	if err != nil {
-		return fmt.Errorf("clickhouse: prepare insert into %s: %w", w.table, err)
+		return &WriteError{Table: w.table, Rows: len(rows), Op: "prepare", Err: err}
 	}
 	defer func() {
 		if !batch.IsSent() {
@@ -134,11 +140,110 @@ func (w *BatchWriter[T]) Write(ctx context.Context, rows []T) error {
 		}
 	}()
 	if err := enc.AppendTo(batch); err != nil {
-		return fmt.Errorf("clickhouse: append %d rows for %s: %w", len(rows), w.table, err)
+		return &WriteError{Table: w.table, Rows: len(rows), Op: "append", Err: err}
 	}
 	if err := batch.Send(); err != nil {
-		return fmt.Errorf("clickhouse: insert %d rows into %s: %w", len(rows), w.table, err)
+		return &WriteError{Table: w.table, Rows: len(rows), Op: "send", Err: err}
 	}
 	w.logger.DebugContext(ctx, "clickhouse batch inserted", "table", w.table.String(), "rows", len(rows), "duration", time.Since(start))
 	return nil
 }
+
+// CheckSchema compares the table with what the writer needs: the table exists, has every column
+// of the encoder, and each column takes the encoder's values (checked by preparing an INSERT
+// and appending an empty batch, then abandoning it: nothing is written). A mismatch is a
+// [*SchemaError] naming the table and each missing or unfit column; a failure to ask the server
+// is returned as it is (see [Classify]).
+func (w *BatchWriter[T]) CheckSchema(ctx context.Context) error {
+	have, err := TableColumns(ctx, w.conn, w.table)
+	if err != nil {
+		return err
+	}
+	if len(have) == 0 {
+		return &SchemaError{Table: w.table, TableMissing: true}
+	}
+	se := &SchemaError{Table: w.table}
+	for _, c := range w.columns {
+		if _, ok := have[c]; !ok {
+			se.MissingColumns = append(se.MissingColumns, c)
+		}
+	}
+	if len(se.MissingColumns) > 0 {
+		return se
+	}
+	batch, err := w.conn.PrepareBatch(ctx, w.query)
+	if err != nil {
+		if Classify(err) == ClassSchema {
+			se.Err = err
+			return se
+		}
+		return err
+	}
+	defer func() { _ = batch.Abort() }()
+	enc := w.pool.Get().(Encoder[T])
+	defer w.pool.Put(enc)
+	enc.Reset(0)
+	if err := enc.AppendTo(batch); err != nil {
+		se.Err = err
+		return se
+	}
+	return nil
+}
+
+// TableColumns returns the columns of table and their types as the server reports them
+// (system.columns), or an empty map when the table does not exist.
+func TableColumns(ctx context.Context, conn driver.Conn, table Table) (map[string]string, error) {
+	if err := table.Validate(); err != nil {
+		return nil, err
+	}
+	db := "currentDatabase()"
+	if table.Database != "" {
+		db = "'" + table.Database + "'" // a validated identifier: no quoting needed
+	}
+	rows, err := conn.Query(ctx, "SELECT name, type FROM system.columns WHERE database = "+db+" AND table = '"+table.Name+"'")
+	if err != nil {
+		return nil, fmt.Errorf("clickhouse: reading the columns of %s: %w", table, err)
+	}
+	defer rows.Close()
+	cols := map[string]string{}
+	for rows.Next() {
+		var name, typ string
+		if err := rows.Scan(&name, &typ); err != nil {
+			return nil, fmt.Errorf("clickhouse: reading the columns of %s: %w", table, err)
+		}
+		cols[name] = typ
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("clickhouse: reading the columns of %s: %w", table, err)
+	}
+	return cols, nil
+}
+
+// SchemaError says how a table does not fit a writer. Its class is [ClassSchema]: a sink fault
+// that a person fixes (or that migrations repair), after which writes succeed again.
+type SchemaError struct {
+	// Table is the table the writer inserts into.
+	Table Table
+	// TableMissing: the table does not exist.
+	TableMissing bool
+	// MissingColumns are the writer's columns the table lacks.
+	MissingColumns []string
+	// Err is the server's or the driver's error when the columns exist but do not take the
+	// writer's values (a type mismatch), or when the INSERT itself was refused.
+	Err error
+}
+
+func (e *SchemaError) Error() string {
+	switch {
+	case e.TableMissing:
+		return fmt.Sprintf("clickhouse: table %s does not exist", e.Table)
+	case len(e.MissingColumns) > 0:
+		return fmt.Sprintf("clickhouse: table %s has no column %s", e.Table, strings.Join(e.MissingColumns, ", "))
+	case e.Err != nil:
+		return fmt.Sprintf("clickhouse: table %s does not take the writer's rows: %v", e.Table, e.Err)
+	}
+	return fmt.Sprintf("clickhouse: table %s does not fit the writer", e.Table)
+}
+
+// Unwrap returns the server's or driver's error, if any.
+func (e *SchemaError) Unwrap() error { return e.Err }

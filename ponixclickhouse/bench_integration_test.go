@@ -19,12 +19,12 @@ func BenchmarkEnvelopeWriter(b *testing.B) {
 			db := srv.NewDatabase(b)
 			if err := db.Conn.Exec(b.Context(), `CREATE TABLE processed_envelopes (
 				organization_id String, end_device_id String, occurred_at DateTime, processed_at DateTime,
-				data String, stream_seq UInt64
+				data String, stream_created_ns UInt64, stream_seq UInt64
 			) ENGINE = ReplacingMergeTree() PARTITION BY toYYYYMM(occurred_at)
 			ORDER BY (organization_id, occurred_at, end_device_id, stream_seq)`); err != nil {
 				b.Fatal(err)
 			}
-			w, err := ponixclickhouse.NewEnvelopeWriter(db.Conn)
+			w, err := ponixclickhouse.NewEnvelopeWriter(b.Context(), db.Conn, ponixclickhouse.Table{})
 			if err != nil {
 				b.Fatal(err)
 			}

@@ -191,13 +191,13 @@ func classifyOpenError(cfg Config, err error) error {
 	var ex *clickhouse.Exception
 	if errors.As(err, &ex) {
 		switch ex.Code {
-		case codeUnknownDatabase:
+		case 81: // UNKNOWN_DATABASE
 			db := cfg.Database
 			if db == "" {
 				db = "default"
 			}
 			return &ConfigError{Setting: "Database", Value: db, Err: fmt.Errorf("%w: %w", ErrUnknownDatabase, err)}
-		case codeAuthenticationFailed, codeUnknownUser, codeWrongPassword, codeRequiredPassword:
+		case 192, 193, 194, 516: // UNKNOWN_USER, WRONG_PASSWORD, REQUIRED_PASSWORD, AUTHENTICATION_FAILED
 			user := cfg.Username
 			if user == "" {
 				user = "default"

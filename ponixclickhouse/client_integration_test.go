@@ -57,8 +57,8 @@ func TestOpenWrongAddressNamesTheAddress(t *testing.T) {
 	cfg.Addr = addr
 	_, err = ponixclickhouse.Open(t.Context(), cfg)
 	assertConfigError(t, err, "Addr", addr, ponixclickhouse.ErrUnreachable)
-	if !ponixclickhouse.IsRetryable(err) {
-		t.Errorf("unreachable server should be retryable: %v", err)
+	if c := ponixclickhouse.Classify(err); c != ponixclickhouse.ClassUnreachable {
+		t.Errorf("unreachable server is class %q, want %q: %v", c, ponixclickhouse.ClassUnreachable, err)
 	}
 }
 
@@ -66,8 +66,8 @@ func TestOpenUnknownDatabaseNamesTheDatabase(t *testing.T) {
 	cfg := srv.Config("no_such_database_here")
 	_, err := ponixclickhouse.Open(t.Context(), cfg)
 	assertConfigError(t, err, "Database", "no_such_database_here", ponixclickhouse.ErrUnknownDatabase)
-	if ponixclickhouse.IsRetryable(err) {
-		t.Errorf("unknown database should be permanent: %v", err)
+	if c := ponixclickhouse.Classify(err); c != ponixclickhouse.ClassSchema {
+		t.Errorf("unknown database is class %q, want %q: %v", c, ponixclickhouse.ClassSchema, err)
 	}
 }
 
@@ -79,8 +79,8 @@ func TestOpenWrongPasswordNamesTheUser(t *testing.T) {
 	if strings.Contains(err.Error(), cfg.Password) {
 		t.Errorf("error leaks the password: %v", err)
 	}
-	if ponixclickhouse.IsRetryable(err) {
-		t.Errorf("wrong password should be permanent: %v", err)
+	if c := ponixclickhouse.Classify(err); c != ponixclickhouse.ClassAuthentication {
+		t.Errorf("wrong password is class %q, want %q: %v", c, ponixclickhouse.ClassAuthentication, err)
 	}
 
 	cfg = srv.Config("")

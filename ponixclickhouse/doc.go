@@ -26,5 +26,13 @@
 // returns an error although the rows are stored, and a retry writes them again. Plain
 // MergeTree has no insert deduplication on 18.16 (Replicated*MergeTree has insert_deduplicate);
 // readers that need exactly-once should deduplicate (e.g. ReplacingMergeTree or a GROUP BY on
-// the key). [IsRetryable] tells which errors are worth retrying.
+// the key).
+//
+// # Rows or sink
+//
+// [Classify] says what a failed write says: [ClassRow] (one row can never be stored: set it
+// aside), [ClassData] (the server refused the data: one or more rows may be at fault: split
+// the batch to find them) or a sink fault (server down, credentials, schema, disk, quotas,
+// read-only replica, or anything unknown): keep the rows and write them again once the sink is
+// fixed. [BatchWriter.CheckSchema] names what a table lacks.
 package ponixclickhouse

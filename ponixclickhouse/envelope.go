@@ -1,8 +1,10 @@
 package ponixclickhouse
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	envelopev1 "buf.build/gen/go/ponix/ponix/protocolbuffers/go/envelope/v1"
@@ -13,24 +15,32 @@ import (
 // DefaultEnvelopeTable is the table of the upstream schema (see the migrations module).
 const DefaultEnvelopeTable = "processed_envelopes"
 
-// EnvelopeColumns are the columns the envelope writer fills, in order.
-var envelopeColumns = []string{"organization_id", "end_device_id", "occurred_at", "processed_at", "data", "stream_seq"}
+// EnvelopeColumns returns the columns the envelope writer fills, in order.
+func EnvelopeColumns() []string { return slices.Clone(envelopeColumns) }
 
-// EnvelopeRow is one row of the envelope table: an envelope and the JetStream
-// stream sequence it was delivered with. The sequence is the same on every
-// redelivery of a message, and it is the last column of the table's sorting
-// key, so the ReplacingMergeTree collapses the rows that a redelivery stored
-// twice (read with FINAL to see them collapsed at once; see the migrations
-// module). Rows that did not come from a stream should use distinct values.
+var envelopeColumns = []string{"organization_id", "end_device_id", "occurred_at", "processed_at", "data", "stream_created_ns", "stream_seq"}
+
+// EnvelopeRow is one row of the envelope table: an envelope and the identity of the JetStream
+// message it came with — the stream sequence and the stream's creation time. Both are the same
+// on every redelivery of a message, and they end the table's sorting key, so the
+// ReplacingMergeTree collapses the rows that a redelivery stored twice (read with FINAL to see
+// them collapsed at once; see the migrations module). The creation time tells apart two
+// incarnations of a stream (deleted and created again), whose sequences both start at 1, so
+// that a new message is never collapsed into an old row. Rows that did not come from a stream
+// should use distinct sequences.
 //
 // Give the envelope either decoded (Envelope) or as its protobuf wire bytes (Wire, e.g. a
 // JetStream message's data): wire bytes are encoded straight into the columns without building
 // the message, which saves most of the CPU and allocations of the decoded path. Both give the
 // same row for the same envelope.
 type EnvelopeRow struct {
-	Envelope  *envelopev1.ProcessedEnvelope
-	Wire      []byte
+	Envelope *envelopev1.ProcessedEnvelope
+	Wire     []byte
+	// StreamSeq is the message's stream sequence (column stream_seq).
 	StreamSeq uint64
+	// StreamCreated is when the message's stream was created (column stream_created_ns, Unix
+	// nanoseconds; the zero time is 0).
+	StreamCreated time.Time
 }
 
 // maxDateTime is the last second a ClickHouse DateTime (UInt32 seconds) holds.
@@ -39,8 +49,9 @@ const maxDateTime = 1<<32 - 1
 // EnvelopeEncoder is the [Encoder] for [EnvelopeRow]s: organization_id and end_device_id as
 // String, occurred_at and processed_at as DateTime (UTC, whole seconds; nil is an error naming
 // the field), data as a compact JSON object String (see [StructJSON]; NaN/±Inf are rejected),
-// stream_seq as UInt64. A nil envelope is an error.
+// stream_created_ns and stream_seq as UInt64. A nil envelope is an error.
 type EnvelopeEncoder struct {
+	created       []uint64
 	seqs          []uint64
 	orgs, devices []string
 	occurred      []time.Time
@@ -60,6 +71,7 @@ func (e *EnvelopeEncoder) Columns() []string { return envelopeColumns }
 // Reset implements [Encoder].
 func (e *EnvelopeEncoder) Reset(n int) {
 	e.seqs = grow(e.seqs[:0], n)
+	e.created = grow(e.created[:0], n)
 	e.orgs = grow(e.orgs[:0], n)
 	e.devices = grow(e.devices[:0], n)
 	e.occurred = grow(e.occurred[:0], n)
@@ -79,6 +91,18 @@ func grow[S ~[]E, E any](s S, n int) S {
 
 // Encode implements [Encoder].
 func (e *EnvelopeEncoder) Encode(row EnvelopeRow) error {
+	if err := e.encode(row); err != nil {
+		return err
+	}
+	var ns uint64
+	if !row.StreamCreated.IsZero() {
+		ns = uint64(row.StreamCreated.UnixNano())
+	}
+	e.created = append(e.created, ns)
+	return nil
+}
+
+func (e *EnvelopeEncoder) encode(row EnvelopeRow) error {
 	env := row.Envelope
 	if env == nil && row.Wire != nil {
 		err := e.encodeWire(row.Wire, row.StreamSeq)
@@ -137,7 +161,7 @@ func (e *EnvelopeEncoder) AppendTo(b driver.Batch) error {
 		e.data = append(e.data, all[start:end])
 		start = end
 	}
-	cols := [...]any{e.orgs, e.devices, e.occurred, e.processed, e.data, e.seqs}
+	cols := [...]any{e.orgs, e.devices, e.occurred, e.processed, e.data, e.created, e.seqs}
 	for i, c := range cols {
 		if err := b.Column(i).Append(c); err != nil {
 			return fmt.Errorf("column %s: %w", envelopeColumns[i], err)
@@ -146,12 +170,12 @@ func (e *EnvelopeEncoder) AppendTo(b driver.Batch) error {
 	return nil
 }
 
-// NewEnvelopeWriter returns a [BatchWriter] for [EnvelopeRow]s into the processed_envelopes
-// table of the connection's database, or the table given with [WithTable].
-func NewEnvelopeWriter(conn driver.Conn, opts ...Option) (*BatchWriter[EnvelopeRow], error) {
-	o := writerOptions{table: Table{Name: DefaultEnvelopeTable}}
-	for _, opt := range opts {
-		opt(&o)
+// NewEnvelopeWriter returns a [BatchWriter] for [EnvelopeRow]s into table; an empty table name
+// means [DefaultEnvelopeTable] in the connection's database. Like [NewBatchWriter] it checks the
+// table's columns first.
+func NewEnvelopeWriter(ctx context.Context, conn driver.Conn, table Table, opts ...Option) (*BatchWriter[EnvelopeRow], error) {
+	if table.Name == "" {
+		table.Name = DefaultEnvelopeTable
 	}
-	return NewBatchWriter(conn, o.table, func() Encoder[EnvelopeRow] { return NewEnvelopeEncoder() }, opts...)
+	return NewBatchWriter(ctx, conn, table, func() Encoder[EnvelopeRow] { return NewEnvelopeEncoder() }, opts...)
 }

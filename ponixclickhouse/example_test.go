@@ -24,7 +24,8 @@ func ExampleNewEnvelopeWriter() {
 	}
 	defer conn.Close()
 
-	w, err := ponixclickhouse.NewEnvelopeWriter(conn)
+	// The table's columns are checked here: a missing table or column is a *SchemaError.
+	w, err := ponixclickhouse.NewEnvelopeWriter(ctx, conn, ponixclickhouse.Table{Name: "processed_envelopes"})
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -36,12 +37,14 @@ func ExampleNewEnvelopeWriter() {
 		},
 		StreamSeq: 1, // the JetStream stream sequence: de-duplicates redeliveries
 	}})
-	switch {
+	switch c := ponixclickhouse.Classify(err); {
 	case err == nil:
-	case ponixclickhouse.IsRetryable(err):
-		log.Printf("try again later: %v", err)
-	default:
-		log.Printf("dead-letter: %v", err)
+	case c.SinkFault():
+		log.Printf("the sink failed (%s): keep the rows and try again later: %v", c, err)
+	case c == ponixclickhouse.ClassRow:
+		log.Printf("this one row can never be stored: %v", err)
+	case c == ponixclickhouse.ClassData:
+		log.Printf("the server refused some row's data: split the batch to find it: %v", err)
 	}
 }
 

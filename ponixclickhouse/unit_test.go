@@ -39,62 +39,70 @@ func TestTableNamesAreValidatedAndQuoted(t *testing.T) {
 			t.Errorf("%q accepted (err %v)", bad, err)
 		}
 	}
-	if _, err := NewEnvelopeWriter(nil, WithTable(Table{Name: "x`; DROP TABLE y; --"})); !errors.Is(err, ErrInvalidIdentifier) {
+	if _, err := NewEnvelopeWriter(context.Background(), nil, Table{Name: "x`; DROP TABLE y; --"}); !errors.Is(err, ErrInvalidIdentifier) {
 		t.Errorf("writer accepted an injected table name: %v", err)
 	}
 }
 
-func TestIsRetryableClassifiesErrors(t *testing.T) {
-	ex := func(code int32) error { return fmt.Errorf("insert: %w", &clickhouse.Exception{Code: code}) }
-	retryable := map[string]error{
-		"refused":          &net.OpError{Op: "dial", Err: syscall.ECONNREFUSED},
-		"reset":            syscall.ECONNRESET,
-		"eof":              io.EOF,
-		"deadline":         context.DeadlineExceeded,
-		"too many parts":   ex(252),
-		"timeout":          ex(159),
-		"memory":           ex(241),
-		"overloaded":       ex(202),
-		"unreachable addr": &ConfigError{Setting: "Addr", Err: ErrUnreachable},
+func TestClassifyTellsRowsFromTheSink(t *testing.T) {
+	ex := func(code int32) error {
+		return &WriteError{Table: Table{Name: "t"}, Rows: 3, Op: "send", Err: &clickhouse.Exception{Code: code}}
 	}
-	permanent := map[string]error{
-		"nil":           nil,
-		"unknown table": ex(60),
-		"no column":     ex(16),
-		"type mismatch": ex(53),
-		"syntax":        ex(62),
-		"auth":          &ConfigError{Setting: "Username/Password", Err: ErrAuthentication},
-		"auth exc":      ex(516),
-		"bad row":       &RowError{Index: 1, Err: ErrNilTimestamp},
-		"bad name":      fmt.Errorf("x: %w", ErrInvalidIdentifier),
-		"canceled":      context.Canceled,
+	cases := map[string]struct {
+		err  error
+		want Class
+	}{
+		"refused":           {&net.OpError{Op: "dial", Err: syscall.ECONNREFUSED}, ClassUnreachable},
+		"reset":             {syscall.ECONNRESET, ClassUnreachable},
+		"eof":               {io.EOF, ClassUnreachable},
+		"deadline":          {context.DeadlineExceeded, ClassUnreachable},
+		"unreachable addr":  {&ConfigError{Setting: "Addr", Err: ErrUnreachable}, ClassUnreachable},
+		"too many parts":    {ex(252), ClassOverload},
+		"memory":            {ex(241), ClassOverload},
+		"disk full":         {ex(75), ClassStorage},
+		"wrong password":    {ex(193), ClassAuthentication},
+		"auth config":       {&ConfigError{Setting: "Username/Password", Err: ErrAuthentication}, ClassAuthentication},
+		"unknown table":     {ex(60), ClassSchema},
+		"no column":         {ex(16), ClassSchema},
+		"unknown database":  {ex(81), ClassSchema},
+		"schema check":      {&SchemaError{Table: Table{Name: "t"}, TableMissing: true}, ClassSchema},
+		"read-only replica": {ex(242), ClassReadOnly},
+		"zookeeper":         {ex(999), ClassReadOnly},
+		"cannot parse":      {ex(6), ClassData},
+		"throwIf":           {ex(395), ClassData},
+		"type mismatch":     {ex(53), ClassData},
+		"unknown code":      {ex(12345), ClassUnknown},
+		"unplaceable":       {errors.New("something unknown"), ClassUnknown},
+		"bad row":           {&RowError{Index: 1, Err: ErrNilTimestamp}, ClassRow},
+		"canceled":          {fmt.Errorf("insert: %w", context.Canceled), ClassCanceled},
+		"bad name":          {fmt.Errorf("x: %w", ErrInvalidIdentifier), ClassSchema},
+		"nil":               {nil, ""},
 	}
-	for name, err := range retryable {
-		if !IsRetryable(err) {
-			t.Errorf("%s: IsRetryable = false, want true", name)
+	for name, tc := range cases {
+		if got := Classify(tc.err); got != tc.want {
+			t.Errorf("%s: Classify = %q, want %q", name, got, tc.want)
 		}
 	}
-	for name, err := range permanent {
-		if IsRetryable(err) {
-			t.Errorf("%s: IsRetryable = true, want false", name)
-		}
-		// Not retryable, but not a reason to dead-letter the rows either.
-		notData := name == "nil" || name == "canceled"
-		if IsPermanent(err) == notData {
-			t.Errorf("%s: IsPermanent = %v, want %v", name, IsPermanent(err), !notData)
+	for _, c := range SinkClasses() {
+		if !c.SinkFault() {
+			t.Errorf("%s is listed as a sink class but is not a sink fault", c)
 		}
 	}
-	for name, err := range retryable {
-		if IsPermanent(err) {
-			t.Errorf("%s: IsPermanent = true, want false", name)
+	for _, c := range []Class{ClassRow, ClassData, ClassCanceled, ""} {
+		if c.SinkFault() {
+			t.Errorf("%q must not be a sink fault", c)
 		}
-	}
-	if IsPermanent(errors.New("something unknown")) {
-		t.Error("an unplaceable error must not be permanent: its rows would be dead-lettered")
 	}
 	var rej interface{ RejectedIndex() int }
 	if !errors.As(fmt.Errorf("write: %w", &RowError{Index: 3, Err: ErrNilTimestamp}), &rej) || rej.RejectedIndex() != 3 {
 		t.Error("RowError does not report its index as a rejection")
+	}
+	var rf interface{ RecordFault() bool }
+	if !errors.As(fmt.Errorf("store: %w", ex(6)), &rf) || !rf.RecordFault() {
+		t.Error("a parse error of the server does not report a record fault")
+	}
+	if errors.As(fmt.Errorf("store: %w", ex(75)), &rf) && rf.RecordFault() {
+		t.Error("a disk-full error reports a record fault")
 	}
 }
 
@@ -178,8 +186,8 @@ func TestClassifyOpenErrorNamesTLS(t *testing.T) {
 			if !errors.Is(err, tc.err) {
 				t.Errorf("err = %v does not wrap the driver's error", err)
 			}
-			if tc.want == ErrTLS && IsRetryable(err) {
-				t.Errorf("a TLS failure counts as retryable")
+			if c := Classify(err); !c.SinkFault() {
+				t.Errorf("a connection failure is class %q, want a sink fault", c)
 			}
 		})
 	}

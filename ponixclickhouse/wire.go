@@ -158,7 +158,7 @@ func (e *EnvelopeEncoder) encodeDecoded(b []byte, seq uint64) error {
 	if err := proto.Unmarshal(b, env); err != nil {
 		return &FieldError{Field: "envelope", Err: fmt.Errorf("%w: %w", ErrMalformed, err)}
 	}
-	return e.Encode(EnvelopeRow{Envelope: env, StreamSeq: seq})
+	return e.encode(EnvelopeRow{Envelope: env, StreamSeq: seq})
 }
 
 func (t *wireTimestamp) parse(b []byte) error {

@@ -10,6 +10,7 @@ import (
 	"io"
 	"math"
 	"net"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -36,6 +37,7 @@ func createEnvelopeTable(t *testing.T, conn driver.Conn) {
 		occurred_at DateTime,
 		processed_at DateTime,
 		data String,
+		stream_created_ns UInt64,
 		stream_seq UInt64
 	) ENGINE = ReplacingMergeTree() PARTITION BY toYYYYMM(occurred_at) ORDER BY (organization_id, occurred_at, end_device_id, stream_seq)`)
 	if err != nil {
@@ -116,7 +118,7 @@ func TestEnvelopeWriterWritesAndReadsBackFieldByField(t *testing.T) {
 		t.Run(fmt.Sprint(n), func(t *testing.T) {
 			db := srv.NewDatabase(t)
 			createEnvelopeTable(t, db.Conn)
-			w, err := ponixclickhouse.NewEnvelopeWriter(db.Conn)
+			w, err := ponixclickhouse.NewEnvelopeWriter(t.Context(), db.Conn, ponixclickhouse.Table{})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -178,7 +180,7 @@ func TestEnvelopeWriterWritesAndReadsBackFieldByField(t *testing.T) {
 func TestEnvelopeWriterRejectsBadRowAndSendsNothing(t *testing.T) {
 	db := srv.NewDatabase(t)
 	createEnvelopeTable(t, db.Conn)
-	w, err := ponixclickhouse.NewEnvelopeWriter(db.Conn)
+	w, err := ponixclickhouse.NewEnvelopeWriter(t.Context(), db.Conn, ponixclickhouse.Table{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -206,7 +208,7 @@ func TestEnvelopeWriterRejectsBadRowAndSendsNothing(t *testing.T) {
 			if !errors.As(err, &fe) || fe.Field != tc.field || !errors.Is(err, tc.sentinel) {
 				t.Fatalf("err = %v, want FieldError %s wrapping %v", err, tc.field, tc.sentinel)
 			}
-			if ponixclickhouse.IsRetryable(err) {
+			if ponixclickhouse.Classify(err) != ponixclickhouse.ClassRow {
 				t.Error("a bad row must not be retryable")
 			}
 		})
@@ -226,7 +228,7 @@ func TestEnvelopeWriterRejectsBadRowAndSendsNothing(t *testing.T) {
 func TestEnvelopeWriterFailsWhenTableDropped(t *testing.T) {
 	db := srv.NewDatabase(t)
 	createEnvelopeTable(t, db.Conn)
-	w, err := ponixclickhouse.NewEnvelopeWriter(db.Conn)
+	w, err := ponixclickhouse.NewEnvelopeWriter(t.Context(), db.Conn, ponixclickhouse.Table{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -241,8 +243,8 @@ func TestEnvelopeWriterFailsWhenTableDropped(t *testing.T) {
 	if !errors.As(err, &ex) || ex.Code != 60 {
 		t.Fatalf("err = %v, want exception code 60 (unknown table)", err)
 	}
-	if ponixclickhouse.IsRetryable(err) {
-		t.Errorf("unknown table must be permanent: %v", err)
+	if c := ponixclickhouse.Classify(err); c != ponixclickhouse.ClassSchema {
+		t.Errorf("unknown table is class %q, want %q (a sink fault: hold, never dead-letter): %v", c, ponixclickhouse.ClassSchema, err)
 	}
 	t.Logf("error: %v", err)
 }
@@ -259,7 +261,7 @@ func TestEnvelopeWriterFailsWhenServerGoesAway(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer conn.Close()
-	w, err := ponixclickhouse.NewEnvelopeWriter(conn)
+	w, err := ponixclickhouse.NewEnvelopeWriter(t.Context(), conn, ponixclickhouse.Table{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -273,8 +275,8 @@ func TestEnvelopeWriterFailsWhenServerGoesAway(t *testing.T) {
 	if err == nil {
 		t.Fatal("Write succeeded with the server gone")
 	}
-	if !ponixclickhouse.IsRetryable(err) {
-		t.Errorf("a lost server must be retryable: %v", err)
+	if c := ponixclickhouse.Classify(err); c != ponixclickhouse.ClassUnreachable {
+		t.Errorf("a lost server is class %q, want %q: %v", c, ponixclickhouse.ClassUnreachable, err)
 	}
 	t.Logf("error: %v", err)
 	if got := readAll(t, db.Conn); len(got) != 1 {
@@ -321,7 +323,7 @@ func TestBatchWriterWithUserRowType(t *testing.T) {
 		ENGINE = MergeTree() ORDER BY (sensor, at)`); err != nil {
 		t.Fatal(err)
 	}
-	w, err := ponixclickhouse.NewBatchWriter(db.Conn, ponixclickhouse.Table{Database: db.Name, Name: "readings"},
+	w, err := ponixclickhouse.NewBatchWriter(t.Context(), db.Conn, ponixclickhouse.Table{Database: db.Name, Name: "readings"},
 		func() ponixclickhouse.Encoder[reading] { return &readingEncoder{} })
 	if err != nil {
 		t.Fatal(err)
@@ -414,7 +416,7 @@ var _ = chtest.ModeProcess
 func TestEnvelopeRowsOfOneStreamSequenceCollapse(t *testing.T) {
 	db := srv.NewDatabase(t)
 	createEnvelopeTable(t, db.Conn)
-	w, err := ponixclickhouse.NewEnvelopeWriter(db.Conn)
+	w, err := ponixclickhouse.NewEnvelopeWriter(t.Context(), db.Conn, ponixclickhouse.Table{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -444,5 +446,99 @@ func TestEnvelopeRowsOfOneStreamSequenceCollapse(t *testing.T) {
 	}
 	if n := count("SELECT count() FROM processed_envelopes"); n != 3 {
 		t.Fatalf("rows after merge = %d, want 3", n)
+	}
+}
+
+func TestWriterChecksTheTableWhenBuiltAndOnDemand(t *testing.T) {
+	db := srv.NewDatabase(t)
+	ctx := t.Context()
+	_, err := ponixclickhouse.NewEnvelopeWriter(ctx, db.Conn, ponixclickhouse.Table{})
+	var se *ponixclickhouse.SchemaError
+	if !errors.As(err, &se) || !se.TableMissing {
+		t.Fatalf("no table: err = %v, want a SchemaError with TableMissing", err)
+	}
+	if c := ponixclickhouse.Classify(err); c != ponixclickhouse.ClassSchema {
+		t.Errorf("class %q, want schema", c)
+	}
+
+	// A table without stream_seq, as before migration 3.
+	if err := db.Conn.Exec(ctx, `CREATE TABLE processed_envelopes (organization_id String, end_device_id String,
+		occurred_at DateTime, processed_at DateTime, data String) ENGINE = MergeTree() ORDER BY occurred_at`); err != nil {
+		t.Fatal(err)
+	}
+	_, err = ponixclickhouse.NewEnvelopeWriter(ctx, db.Conn, ponixclickhouse.Table{})
+	if !errors.As(err, &se) || strings.Join(se.MissingColumns, ",") != "stream_created_ns,stream_seq" {
+		t.Fatalf("missing columns: err = %v, want a SchemaError naming stream_created_ns and stream_seq", err)
+	}
+	if !strings.Contains(err.Error(), "stream_seq") {
+		t.Errorf("error %q does not name the column", err)
+	}
+
+	// A column whose type does not take the encoder's values.
+	if err := db.Conn.Exec(ctx, "DROP TABLE processed_envelopes"); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Conn.Exec(ctx, `CREATE TABLE processed_envelopes (organization_id String, end_device_id String,
+		occurred_at DateTime, processed_at DateTime, data Int64, stream_created_ns UInt64, stream_seq UInt64) ENGINE = MergeTree() ORDER BY occurred_at`); err != nil {
+		t.Fatal(err)
+	}
+	_, err = ponixclickhouse.NewEnvelopeWriter(ctx, db.Conn, ponixclickhouse.Table{})
+	if !errors.As(err, &se) || se.Err == nil || !strings.Contains(err.Error(), "data") {
+		t.Fatalf("type mismatch: err = %v, want a SchemaError about column data", err)
+	}
+	t.Logf("type mismatch: %v", err)
+
+	// The right table: the writer is built, and a later check sees the table go.
+	if err := db.Conn.Exec(ctx, "DROP TABLE processed_envelopes"); err != nil {
+		t.Fatal(err)
+	}
+	createEnvelopeTable(t, db.Conn)
+	w, err := ponixclickhouse.NewEnvelopeWriter(ctx, db.Conn, ponixclickhouse.Table{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := readAll(t, db.Conn); len(got) != 0 {
+		t.Fatalf("the check wrote %d rows", len(got))
+	}
+	if err := db.Conn.Exec(ctx, "RENAME TABLE processed_envelopes TO processed_envelopes_away"); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.CheckSchema(ctx); !errors.As(err, &se) || !se.TableMissing {
+		t.Fatalf("after the rename: CheckSchema = %v, want TableMissing", err)
+	}
+}
+
+// A MATERIALIZED column computed from data makes the server refuse some rows: the error says
+// that the data (a record), not the sink, may be at fault, and the rows without it are stored.
+func TestServerRefusingOneRowIsADataFault(t *testing.T) {
+	db := srv.NewDatabase(t)
+	ctx := t.Context()
+	if err := db.Conn.Exec(ctx, `CREATE TABLE processed_envelopes (
+		organization_id String, end_device_id String, occurred_at DateTime, processed_at DateTime,
+		data String, stream_created_ns UInt64, stream_seq UInt64,
+		temp Float64 MATERIALIZED toFloat64(visitParamExtractRaw(data, 'temp'))
+	) ENGINE = ReplacingMergeTree() ORDER BY (organization_id, occurred_at, end_device_id, stream_seq)`); err != nil {
+		t.Fatal(err)
+	}
+	w, err := ponixclickhouse.NewEnvelopeWriter(ctx, db.Conn, ponixclickhouse.Table{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	bad := envelope(t, 2)
+	bad.Data.Fields["temp"] = structpb.NewStringValue("hot")
+	err = w.Write(ctx, rows(envelope(t, 0), envelope(t, 1), bad))
+	if c := ponixclickhouse.Classify(err); c != ponixclickhouse.ClassData {
+		t.Fatalf("err = %v: class %q, want data", err, c)
+	}
+	var rf interface{ RecordFault() bool }
+	if !errors.As(err, &rf) || !rf.RecordFault() {
+		t.Errorf("err = %v is not a record fault", err)
+	}
+	t.Logf("server refused the batch: %v", err)
+	if got := readAll(t, db.Conn); len(got) != 0 {
+		t.Fatalf("%d rows stored from the refused batch", len(got))
+	}
+	if err := w.Write(ctx, rows(envelope(t, 0), envelope(t, 1))); err != nil {
+		t.Fatalf("the good rows alone: %v", err)
 	}
 }

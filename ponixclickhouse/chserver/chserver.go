@@ -377,6 +377,33 @@ func (s *Server) Stop(ctx context.Context) error {
 	return s.stopErr
 }
 
+// Kill ends the server with SIGKILL, as a crash would, and waits for the process to exit. It
+// keeps Dir; Start on the same Dir and ports brings the server back with its data.
+func (s *Server) Kill() error {
+	s.stop.Do(func() {
+		select {
+		case <-s.done:
+			return
+		default:
+		}
+		_ = s.cmd.Process.Kill()
+		<-s.done
+		s.cfg.Logger.Info("clickhouse-server killed", "addr", s.Addr())
+	})
+	return nil
+}
+
+// SetPassword changes the password of the server's user in its users file. The server reloads
+// the file by itself within a few seconds; connections opened before stay authenticated.
+func (s *Server) SetPassword(password string) error {
+	c := s.cfg
+	c.Password = password
+	if err := os.WriteFile(filepath.Join(c.Dir, "users.xml"), usersConfig(c), 0o600); err != nil {
+		return fmt.Errorf("chserver: write users config: %w", err)
+	}
+	return nil
+}
+
 func (s *Server) waitReady(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.StartTimeout)
 	defer cancel()

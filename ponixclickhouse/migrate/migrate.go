@@ -79,6 +79,9 @@ func buildOptions(opts []Option) options {
 type Migrator struct {
 	provider *goose.Provider
 	tracker  *statementTracker
+	db       *sql.DB
+	store    *Store
+	locker   *TableLock
 }
 
 // New prepares a Migrator for the migrations in fsys (at its root; use fs.Sub for a
@@ -106,7 +109,7 @@ func New(db *sql.DB, fsys fs.FS, opts ...Option) (*Migrator, error) {
 	if err != nil {
 		return nil, fmt.Errorf("migrate: %w", err)
 	}
-	return &Migrator{provider: p, tracker: tracker}, nil
+	return &Migrator{provider: p, tracker: tracker, db: db, store: store, locker: locker}, nil
 }
 
 // Provider is the underlying goose provider, for operations this package does not wrap.
@@ -128,6 +131,26 @@ func (m *Migrator) UpTo(ctx context.Context, version int64) ([]*goose.MigrationR
 func (m *Migrator) DownTo(ctx context.Context, version int64) ([]*goose.MigrationResult, error) {
 	res, err := m.provider.DownTo(ctx, version)
 	return res, m.wrap(err)
+}
+
+// Reapply forgets every migration recorded as applied (it drops goose's version table, under
+// the migration lock) and then applies them all again. It is the repair for a database whose
+// objects were lost while goose's records of them stayed — a table dropped by mistake: Up
+// alone sees nothing to do. Use it only with migration sets whose migrations can run again on
+// what is left (each creating what it needs and dropping its own leftovers first), as the
+// migrations module's are.
+func (m *Migrator) Reapply(ctx context.Context) ([]*goose.MigrationResult, error) {
+	if err := m.locker.Lock(ctx, m.db); err != nil {
+		return nil, fmt.Errorf("migrate: reapply: %w", err)
+	}
+	_, err := m.db.ExecContext(ctx, "DROP TABLE IF EXISTS "+m.store.quoted)
+	if uerr := m.locker.Unlock(context.WithoutCancel(ctx), m.db); uerr != nil && err == nil {
+		err = uerr
+	}
+	if err != nil {
+		return nil, fmt.Errorf("migrate: reapply: forgetting the applied versions: %w", err)
+	}
+	return m.Up(ctx)
 }
 
 // Status reports every migration in the source with whether and when it was applied.
