@@ -435,6 +435,21 @@ func finishExact(t *testing.T, conn driver.Conn, natsURL string, want []*envelop
 
 func countLines(s, substr string) int { return strings.Count(s, substr) }
 
+// sumCounts adds the count=N of every log line that contains msg.
+func sumCounts(logs, msg string) int {
+	total := 0
+	for _, line := range strings.Split(logs, "\n") {
+		if !strings.Contains(line, msg) {
+			continue
+		}
+		if _, rest, ok := strings.Cut(line, " count="); ok {
+			n, _ := strconv.Atoi(strings.Fields(rest)[0])
+			total += n
+		}
+	}
+	return total
+}
+
 // ---- the ClickHouse proxy -------------------------------------------------
 
 // chProxy is a TCP proxy between the service and ClickHouse. It can cut
@@ -546,9 +561,9 @@ func (p *chProxy) setDelay(d time.Duration) {
 
 // ---- scenarios ---------------------------------------------------------------
 
-// Sink outage: ClickHouse unreachable for 30 s mid-stream. The consumer naks
-// with a growing delay (bounded log volume, no tight loop), resumes by itself
-// and the table ends exact.
+// Sink outage: ClickHouse unreachable for 30 s mid-stream. The batch is held in
+// place with a growing back-off (bounded log volume, no tight loop, nothing
+// redelivered), the service resumes by itself and the table ends exact.
 func TestFaultClickHouseOutage(t *testing.T) {
 	const seed = 101
 	db, nsrv, want, at := faultSetup(t, seed)
@@ -582,8 +597,8 @@ func TestFaultClickHouseOutage(t *testing.T) {
 	if info := consumerState(t, nsrv.URL()); info.NumRedelivered != 0 {
 		t.Errorf("%d messages redelivered by the outage; want the batch retried in place", info.NumRedelivered)
 	}
-	if !strings.Contains(s.logs.String(), "retrying in place") || !strings.Contains(s.logs.String(), "store recovered") {
-		t.Errorf("the in-place retry and the recovery are not logged")
+	if !strings.Contains(s.logs.String(), "holding the batch in place") || !strings.Contains(s.logs.String(), "sink recovered") {
+		t.Errorf("the hold and the recovery are not logged")
 	}
 	if outageLogs > 100 {
 		t.Errorf("%d log lines during a %s outage: retries are not backing off", outageLogs, outage)
@@ -605,21 +620,8 @@ func TestFaultClickHouseRestart(t *testing.T) {
 	const seed = 102
 	ctx := context.Background()
 	dir := t.TempDir()
-	srv, err := chserver.Start(ctx, chserver.Config{Dir: dir, User: "ponix", Password: "ponix"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = srv.Stop(context.Background()) })
-	_, portStr, _ := net.SplitHostPort(srv.Addr())
-	port, _ := strconv.Atoi(portStr)
-	admin, err := ponixclickhouse.Open(ctx, ponixclickhouse.Config{Addr: srv.Addr(), Database: "default", Username: "ponix", Password: "ponix"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := admin.Exec(ctx, "CREATE DATABASE IF NOT EXISTS ponix"); err != nil {
-		t.Fatal(err)
-	}
-	admin.Close()
+	srv, db, conn := ownClickHouse(t, dir, 0)
+	port := portOf(t, srv.Addr())
 	connect := func() driver.Conn {
 		conn, err := ponixclickhouse.Open(ctx, ponixclickhouse.Config{Addr: srv.Addr(), Database: "ponix", Username: "ponix", Password: "ponix"})
 		if err != nil {
@@ -628,8 +630,6 @@ func TestFaultClickHouseRestart(t *testing.T) {
 		t.Cleanup(func() { conn.Close() })
 		return conn
 	}
-	conn := connect()
-	db := &chtest.Database{Name: "ponix", Config: ponixclickhouse.Config{Addr: srv.Addr(), Username: "ponix", Password: "ponix"}}
 
 	nsrv := natstest.New(t)
 	ensureStream(t, nsrv.URL(), 1)
@@ -644,10 +644,11 @@ func TestFaultClickHouseRestart(t *testing.T) {
 	if err := srv.Stop(ctx); err != nil {
 		t.Fatal(err)
 	}
-	srv, err = chserver.Start(ctx, chserver.Config{Dir: dir, TCPPort: port, User: "ponix", Password: "ponix"})
+	srv2, err := chserver.Start(ctx, chserver.Config{Dir: dir, TCPPort: port, User: "ponix", Password: "ponix"})
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { _ = srv2.Stop(context.Background()) })
 	f := figures{scenario: "clickhouse-restart", published: faultN, faultDuration: time.Since(start)}
 	conn = connect()
 	stuck := rawCount(t, conn)
@@ -1007,8 +1008,11 @@ func TestFaultPoisonAndBadInput(t *testing.T) {
 	for seq, p := range wantDLQ {
 		t.Errorf("poison %q (sequence %d) not dead-lettered", p.name, seq)
 	}
-	if n := countLines(s.logs.String(), "message dead-lettered"); n != len(poisons) {
-		t.Errorf("%d dead-letter log lines, want %d", n, len(poisons))
+	if n := countLines(s.logs.String(), "message dead-lettered"); n != 0 {
+		t.Errorf("%d log lines per dead-lettered message; want one line per batch", n)
+	}
+	if n := sumCounts(s.logs.String(), "messages dead-lettered"); n != len(poisons) {
+		t.Errorf("the per-batch dead-letter lines count %d messages, want %d", n, len(poisons))
 	}
 	if deadLetterMetric != float64(len(poisons)) {
 		t.Errorf("ponix_envelopes_dead_lettered_total = %v, want %d", deadLetterMetric, len(poisons))
@@ -1029,8 +1033,11 @@ func metricSum(samples map[string]float64, name string) float64 {
 
 // MaxDeliver exhaustion through the binary: ClickHouse stays unreachable
 // longer than the retry budget (PONIX_NATS_MAX_DELIVER=3): every message is
-// dead-lettered with reason max_deliver, none is acked away silently.
-func TestFaultMaxDeliverExhaustionDeadLetters(t *testing.T) {
+// A bounded hold (PONIX_CLICKHOUSE_RETRY_SECS=1) with a small MaxDeliver (3) and ClickHouse
+// down long enough for every message to reach its last delivery: the held batches are given
+// back (nak'd) twice, then held for good, and nothing is dead-lettered — a sink fault says
+// nothing about the messages. Once ClickHouse is back, every envelope is stored exactly once.
+func TestFaultBoundedHoldNeverDeadLettersASinkFault(t *testing.T) {
 	const n = 1000
 	db := chSrv.NewDatabase(t)
 	nsrv := natstest.New(t)
@@ -1039,51 +1046,41 @@ func TestFaultMaxDeliverExhaustionDeadLetters(t *testing.T) {
 	env := faultEnv(t, db, nsrv.URL())
 	env["PONIX_CLICKHOUSE_NATIVE_URL"] = proxy.addr()
 	env["PONIX_NATS_MAX_DELIVER"] = "3"
-	// Give a failing batch back for redelivery after 1 s instead of retrying
-	// it in place for as long as the service runs (the default).
 	env["PONIX_CLICKHOUSE_RETRY_SECS"] = "1"
 	s := startService(t, env) // migrations run through the proxy while it is up
 	deadline := time.Now().Add(60 * time.Second)
-	for !strings.Contains(s.logs.String(), "startup phase done") || !strings.Contains(s.logs.String(), "phase=nats") {
+	for !strings.Contains(s.logs.String(), "durable consumer created") {
 		if time.Now().After(deadline) {
 			t.Fatalf("service not started:\n%s", s.logs.String())
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
 	proxy.setDown(true)
-	// Publish only now that ClickHouse is unreachable: a batch stored before
-	// the fault would not be dead-lettered.
 	publish(t, nsrv.URL(), want)
 
-	var dlq []*jetstream.RawStreamMsg
-	deadline = time.Now().Add(60 * time.Second)
-	for len(dlq) < n && time.Now().Before(deadline) {
+	// Wait until every message was delivered three times (two naks, then held).
+	deadline = time.Now().Add(90 * time.Second)
+	for countLines(s.logs.String(), "giving the batch back") < 2*(n/500) {
+		if time.Now().After(deadline) {
+			t.Fatalf("batches not given back twice; logs:\n%s", s.logs.String())
+		}
 		time.Sleep(500 * time.Millisecond)
-		dlq = dlqMessages(t, nsrv.URL())
 	}
-	stopService(t, s)
-	f := figures{scenario: "max-deliver-exhaustion", published: n, deadLettered: len(dlq)}
-	f.stored, _, f.raw = tableCounts(t, db.Conn)
-	if len(dlq) != n {
-		t.Fatalf("%d of %d messages dead-lettered after the retry budget", len(dlq), n)
+	time.Sleep(8 * time.Second) // deliveries 3 are held: no nak, no dead letter
+	if dlq := dlqMessages(t, nsrv.URL()); len(dlq) != 0 {
+		t.Fatalf("%d messages dead-lettered for a sink fault", len(dlq))
 	}
-	seqs := map[string]bool{}
-	for _, m := range dlq {
-		if r := m.Header.Get(ponixnats.HeaderDLQReason); r != "max_deliver" {
-			t.Errorf("reason %q, want max_deliver", r)
-		}
-		if d := m.Header.Get(ponixnats.HeaderNumDelivered); d != "3" {
-			t.Errorf("dead-lettered after %s deliveries, want 3", d)
-		}
-		seqs[m.Header.Get(ponixnats.HeaderOriginalSequence)] = true
+	info := consumerState(t, nsrv.URL())
+	t.Logf("while held at the last delivery: %d delivered and unacked, %d redelivered", info.NumAckPending, info.NumRedelivered)
+	if info.NumRedelivered == 0 {
+		t.Error("no message was redelivered: the bounded hold did not give batches back")
 	}
-	if len(seqs) != n {
-		t.Errorf("%d distinct messages dead-lettered, want %d", len(seqs), n)
-	}
-	if info := consumerState(t, nsrv.URL()); info.NumAckPending != 0 || info.NumPending != 0 {
-		t.Errorf("consumer still has %d pending, %d unacked", info.NumPending, info.NumAckPending)
-	}
-	f.log(t)
+	start := time.Now()
+	proxy.setDown(false)
+	f := figures{scenario: "bounded-hold-at-max-deliver", published: n}
+	f.recovery = waitFinal(t, db.Conn, n, 90*time.Second, s)
+	f.faultDuration = time.Since(start)
+	finishExact(t, db.Conn, nsrv.URL(), want, 108, &f, "a bounded hold at MaxDeliver", s)
 }
 
 // Scale-out: instances sharing the durable consumer split the work (each

@@ -23,6 +23,7 @@ import (
 
 	"github.com/ponix-go/ponix/ponix-all-in-one/internal/app"
 	"github.com/ponix-go/ponix/ponix-all-in-one/internal/config"
+	"github.com/ponix-go/ponix/ponix-all-in-one/internal/dlqcmd"
 )
 
 // version is set at build time with -ldflags "-X main.version=v1.2.3"; without
@@ -38,6 +39,7 @@ const (
 	usageIntroduced = programName + ` moves ProcessedEnvelope messages from NATS JetStream into ClickHouse.
 
 Usage: ` + programName + ` [-h] [-version] [-healthcheck]
+       ` + programName + ` dlq list|show|replay [flags]   (dead letters: see dlq -h)
 
 Configuration is read from the environment:
 
@@ -50,6 +52,9 @@ func main() {
 
 // run is main without the process globals, so tests can call it.
 func run(ctx context.Context, args, environ []string, stdout, stderr io.Writer) int {
+	if len(args) > 0 && args[0] == "dlq" {
+		return dlqcmd.Run(ctx, args[1:], environ, stdout, stderr)
+	}
 	fs := flag.NewFlagSet(programName, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	showVersion := fs.Bool("version", false, "print the version and exit")
@@ -74,8 +79,12 @@ func run(ctx context.Context, args, environ []string, stdout, stderr io.Writer) 
 	}
 
 	cfg, err := config.Load(environ)
+	unknown := config.UnknownVariables(environ)
 	if err != nil {
 		fmt.Fprintf(stderr, "%s: invalid configuration:\n%v\n", programName, err)
+		for _, u := range unknown { // a typo may explain a missing setting
+			fmt.Fprintf(stderr, "note: %s\n", u)
+		}
 		return exitBadConfig
 	}
 	if *healthcheck {
@@ -84,6 +93,13 @@ func run(ctx context.Context, args, environ []string, stdout, stderr io.Writer) 
 	logger := newLogger(cfg, stderr)
 	for k, why := range config.IgnoredSet(environ) {
 		logger.Warn("ignoring variable", "variable", k, "reason", why)
+	}
+	for _, u := range unknown {
+		if u.DidYouMean == "" {
+			logger.Warn(u.String(), "variable", u.Var)
+		} else {
+			logger.Warn(u.String(), "variable", u.Var, "did_you_mean", u.DidYouMean)
+		}
 	}
 	logger.Info("starting", "version", buildVersion(), "message", cfg.Message, "config", cfg)
 

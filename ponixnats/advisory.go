@@ -65,7 +65,10 @@ func (c *Consumer) deadLetterExpired(ctx context.Context, adv maxDeliveriesAdvis
 	log := c.log.With("stream_seq", adv.StreamSeq, "deliveries", adv.Deliveries)
 	gctx, cancel := context.WithTimeout(ctx, c.dlq.cfg.PublishTimeout)
 	defer cancel()
-	raw, err := c.stream.GetMsg(gctx, adv.StreamSeq)
+	c.mu.Lock()
+	st := c.stream
+	c.mu.Unlock()
+	raw, err := st.GetMsg(gctx, adv.StreamSeq)
 	if err != nil {
 		c.st.deadLetterFailed.Add(1)
 		if errors.Is(err, jetstream.ErrMsgNotFound) {
@@ -88,6 +91,6 @@ func (c *Consumer) deadLetterExpired(ctx context.Context, adv maxDeliveriesAdvis
 		return
 	}
 	c.st.deadLettered.Add(1)
-	log.Warn("message dead-lettered", "reason", ReasonMaxDeliver, "error", cause, "subject", raw.Subject,
+	log.Warn("message dead-lettered: its AckWait expired at its last delivery", "reason", ReasonMaxDeliver, "subject", raw.Subject,
 		"dlq_stream", c.dlq.cfg.Stream)
 }

@@ -4,197 +4,59 @@ import (
 	"context"
 	"errors"
 	"fmt"
-
 	"log/slog"
 	"runtime/debug"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
-// Consumer defaults.
-const (
-	DefaultDurable       = "ponix-all-in-one"
-	DefaultBatchSize     = 30
-	DefaultMaxWait       = 5 * time.Second
-	DefaultAckWait       = 30 * time.Second
-	DefaultMaxDeliver    = 10
-	DefaultNakDelay      = time.Second
-	DefaultMaxNakDelay   = time.Minute
-	DefaultDrainTimeout  = 30 * time.Second
-	minFetchRetryBackoff = 100 * time.Millisecond
-	maxFetchRetryBackoff = 5 * time.Second
-	fetchErrLogEvery     = 10 * time.Second
-)
-
-// ConsumerConfig configures a [Consumer]. Zero values take the defaults noted
-// per field.
-type ConsumerConfig struct {
-	// Stream to consume. Default [DefaultStream].
-	Stream string
-	// Durable consumer name. Default [DefaultDurable].
-	Durable string
-	// FilterSubjects restricts the consumer to these subjects (wildcards
-	// allowed); empty means the whole stream.
-	FilterSubjects []string
-	// BatchSize is the most messages fetched (and handed to the processor) at
-	// once. Default [DefaultBatchSize].
-	BatchSize int
-	// MaxWait is the longest a fetch waits for BatchSize messages before
-	// handing over what it has. Default [DefaultMaxWait].
-	MaxWait time.Duration
-	// FetchMaxBytes bounds the bytes of one fetch (0: no byte bound), so the
-	// memory held per batch is bounded whatever the message sizes.
-	FetchMaxBytes int
-	// MaxAckPending bounds messages delivered but not yet acknowledged.
-	// Default: the larger of 1000 and 2*BatchSize.
-	MaxAckPending int
-	// AckWait is how long the server waits for an ack before redelivering.
-	// It should exceed MaxWait plus the slowest processing; slow batches are
-	// kept alive with in-progress acks every AckWait/3. Default
-	// [DefaultAckWait].
-	AckWait time.Duration
-	// MaxDeliver is the most deliveries of one message; -1 means unlimited.
-	// A Nak at the last delivery dead-letters the message instead (reason
-	// [ReasonMaxDeliver]). Default [DefaultMaxDeliver].
-	MaxDeliver int
-	// BackOff is the server's redelivery schedule for messages whose AckWait
-	// expired (it does not apply to Nak). Optional; needs MaxDeliver larger
-	// than its length.
-	BackOff []time.Duration
-	// NakDelay is the base delay of a Nak without an explicit delay; it
-	// doubles with every delivery of the message up to MaxNakDelay. Default
-	// [DefaultNakDelay].
-	NakDelay time.Duration
-	// MaxNakDelay caps the growing Nak delay. Default [DefaultMaxNakDelay].
-	MaxNakDelay time.Duration
-	// DrainTimeout bounds how long the batch in hand may still be processed
-	// and acknowledged after Run's context ended. Default
-	// [DefaultDrainTimeout].
-	DrainTimeout time.Duration
-	// DeadLetter configures the dead-letter stream.
-	DeadLetter DeadLetterConfig
-	// Logger for anomalies and errors (never per message at info level).
-	// Default slog.Default().
-	Logger *slog.Logger
-}
-
-func (c ConsumerConfig) withDefaults() ConsumerConfig {
-	if c.Stream == "" {
-		c.Stream = DefaultStream
-	}
-	if c.Durable == "" {
-		c.Durable = DefaultDurable
-	}
-	if c.BatchSize <= 0 {
-		c.BatchSize = DefaultBatchSize
-	}
-	if c.MaxWait <= 0 {
-		c.MaxWait = DefaultMaxWait
-	}
-	if c.MaxAckPending <= 0 {
-		c.MaxAckPending = max(1000, 2*c.BatchSize)
-	}
-	if c.AckWait <= 0 {
-		c.AckWait = DefaultAckWait
-	}
-	if c.MaxDeliver == 0 {
-		c.MaxDeliver = DefaultMaxDeliver
-	}
-	if c.NakDelay <= 0 {
-		c.NakDelay = DefaultNakDelay
-	}
-	if c.MaxNakDelay <= 0 {
-		c.MaxNakDelay = DefaultMaxNakDelay
-	}
-	if c.MaxNakDelay < c.NakDelay {
-		c.MaxNakDelay = c.NakDelay
-	}
-	if c.DrainTimeout <= 0 {
-		c.DrainTimeout = DefaultDrainTimeout
-	}
-	if c.Logger == nil {
-		c.Logger = slog.Default()
-	}
-	c.DeadLetter = c.DeadLetter.withDefaults(c.Stream)
-	return c
-}
-
-func (c ConsumerConfig) validate() error {
-	if !ValidSubjectToken(c.Stream) {
-		return fmt.Errorf("%w: consumer Stream %q is not a valid stream name", ErrInvalidConfig, c.Stream)
-	}
-	if !ValidSubjectToken(c.Durable) {
-		return fmt.Errorf("%w: consumer Durable %q is not a valid consumer name", ErrInvalidConfig, c.Durable)
-	}
-	for _, s := range c.FilterSubjects {
-		if err := validSubject(s); err != nil {
-			return fmt.Errorf("%w: consumer FilterSubjects: %w", ErrInvalidConfig, err)
-		}
-	}
-	if c.MaxAckPending < c.BatchSize {
-		return fmt.Errorf("%w: MaxAckPending (%d) must be at least BatchSize (%d)", ErrInvalidConfig, c.MaxAckPending, c.BatchSize)
-	}
-	if c.MaxDeliver > 0 && len(c.BackOff) >= c.MaxDeliver {
-		return fmt.Errorf("%w: MaxDeliver (%d) must be larger than the number of BackOff steps (%d)", ErrInvalidConfig, c.MaxDeliver, len(c.BackOff))
-	}
-	if c.AckWait <= c.MaxWait {
-		return fmt.Errorf("%w: AckWait (%s) must be longer than MaxWait (%s)", ErrInvalidConfig, c.AckWait, c.MaxWait)
-	}
-	if c.FetchMaxBytes < 0 {
-		return fmt.Errorf("%w: FetchMaxBytes must not be negative, got %d", ErrInvalidConfig, c.FetchMaxBytes)
-	}
-	return nil
-}
-
-// Stats are cumulative counters of a [Consumer].
-type Stats struct {
-	Batches          uint64 // batches handed to the processor
-	Messages         uint64 // messages handed to the processor
-	Acked            uint64
-	Naked            uint64
-	Termed           uint64 // terminated without dead-lettering
-	DeadLettered     uint64 // published to the dead-letter stream, then terminated
-	DeadLetterFailed uint64 // dead-letter publish failed; the message was nak'd
-	MaxDelivered     uint64 // messages dead-lettered at MaxDeliver (a Nak at the last delivery, or an advisory)
-	// MaxDeliverAdvisories counts MAX_DELIVERIES advisories handled: messages
-	// whose AckWait expired at the last delivery (a crashed or stalled
-	// processor), copied from the stream to the dead-letter stream.
-	MaxDeliverAdvisories uint64
-	Unmentioned          uint64 // indices the Result did not mention (nak'd)
-	Conflicts            uint64 // indices the Result set more than once
-	OutOfRange           uint64 // Result indices beyond the batch (ignored)
-	ProcessorErrors      uint64 // batches nak'd because the processor failed or panicked
-	FetchErrors          uint64
-	AckErrors            uint64 // failed ack/nak/term sends
-}
-
-type stats struct {
-	batches, messages, acked, naked, termed, deadLettered, deadLetterFailed, maxDelivered,
-	unmentioned, conflicts, outOfRange, processorErrors, fetchErrors, ackErrors, maxDeliverAdvisories atomic.Uint64
-}
-
-// Consumer reads batches from a durable pull consumer and applies the
-// decisions of its [Processor]. Create it with [NewConsumer]; call Run once.
+// Consumer reads batches from a durable pull consumer and applies the decisions of its
+// [Processor]. Create it with [NewConsumer]; call Run once.
 type Consumer struct {
-	js     jetstream.JetStream
-	cons   jetstream.Consumer
-	stream jetstream.Stream
-	cfg    ConsumerConfig
-	proc   Processor
-	log    *slog.Logger
-	dlq    *deadLetterer
-	keep   time.Duration // in-progress interval
-	fopts  []jetstream.FetchOpt
-	st     stats
+	js    jetstream.JetStream
+	cfg   ConsumerConfig
+	proc  Processor
+	log   *slog.Logger
+	dlq   *deadLetterer
+	fopts []jetstream.FetchOpt
+	st    stats
+	flush func(timeout time.Duration) error // waits until the server has what was sent
+
+	// What changes when the consumer or the stream is created anew.
+	mu            sync.Mutex
+	cons          jetstream.Consumer
+	stream        jetstream.Stream
+	streamCreated time.Time
+	keep          time.Duration // in-progress interval: AckWait/3
+	lastCSeq      uint64        // the largest consumer sequence delivered by cons
+	ackFloor      uint64        // the stream ack floor last read from cons
+	health        Health
 }
 
-// NewConsumer creates or updates the durable pull consumer described by cfg
-// (explicit acks) and, unless disabled, ensures the dead-letter stream. The
-// dead-letter subjects must not be captured by the source stream.
+// Health is what a [Consumer] knows about its ability to fetch.
+type Health struct {
+	// Err says why fetching fails (the server is unreachable, the stream or the durable
+	// consumer is missing and being created again, ...); nil while fetching works.
+	Err error
+	// Since is when fetching started failing.
+	Since time.Time
+}
+
+// fetched is one batch on its way from the fetch loop to Run, or a barrier: Run closes
+// barrier once every batch handed over before it was processed.
+type fetched struct {
+	msgs          []jetstream.Msg
+	streamCreated time.Time
+	barrier       chan struct{}
+}
+
+// NewConsumer creates or updates the durable pull consumer described by cfg (explicit acks)
+// and, unless disabled, ensures the dead-letter stream. The dead-letter subjects must not be
+// captured by the source stream. When the durable consumer does not exist yet it is created
+// where [ConsumerConfig].ResumeAt says.
 func NewConsumer(ctx context.Context, js jetstream.JetStream, cfg ConsumerConfig, p Processor) (*Consumer, error) {
 	if p == nil {
 		return nil, fmt.Errorf("ponixnats: new consumer: %w: nil Processor", ErrInvalidConfig)
@@ -203,45 +65,116 @@ func NewConsumer(ctx context.Context, js jetstream.JetStream, cfg ConsumerConfig
 	if err := cfg.validate(); err != nil {
 		return nil, fmt.Errorf("ponixnats: new consumer %s on stream %s: %w", cfg.Durable, cfg.Stream, err)
 	}
-	st, err := js.Stream(ctx, cfg.Stream)
-	if err != nil {
-		return nil, fmt.Errorf("ponixnats: new consumer %s: looking up stream %s: %w", cfg.Durable, cfg.Stream, err)
+	c := &Consumer{js: js, cfg: cfg, proc: p, log: cfg.Logger.With("stream", cfg.Stream, "consumer", cfg.Durable)}
+	if nc := js.Conn(); nc != nil {
+		c.flush = nc.FlushTimeout
 	}
-	c := &Consumer{js: js, stream: st, cfg: cfg, proc: p, log: cfg.Logger.With("stream", cfg.Stream, "consumer", cfg.Durable)}
+	st, err := c.lookupStream(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("ponixnats: new consumer %s: %w", cfg.Durable, err)
+	}
+	c.setStream(st)
 	if !cfg.DeadLetter.Disabled {
 		c.dlq, err = newDeadLetterer(ctx, js, cfg.DeadLetter, st.CachedInfo().Config.Subjects)
 		if err != nil {
 			return nil, fmt.Errorf("ponixnats: new consumer %s on stream %s: %w", cfg.Durable, cfg.Stream, err)
 		}
 	}
-	cc := jetstream.ConsumerConfig{
-		Durable:       cfg.Durable,
-		AckPolicy:     jetstream.AckExplicitPolicy,
-		AckWait:       cfg.AckWait,
-		MaxDeliver:    cfg.MaxDeliver,
-		BackOff:       cfg.BackOff,
-		MaxAckPending: cfg.MaxAckPending,
+	if err := c.ensureConsumer(ctx); err != nil {
+		return nil, fmt.Errorf("ponixnats: consumer %s on stream %s: %w", cfg.Durable, cfg.Stream, err)
 	}
-	switch len(cfg.FilterSubjects) {
-	case 0:
-	case 1:
-		cc.FilterSubject = cfg.FilterSubjects[0]
-	default:
-		cc.FilterSubjects = cfg.FilterSubjects
-	}
-	c.cons, err = js.CreateOrUpdateConsumer(ctx, cfg.Stream, cc)
-	if err != nil {
-		return nil, fmt.Errorf("ponixnats: creating or updating consumer %s on stream %s: %w", cfg.Durable, cfg.Stream, err)
-	}
-	ackWait := c.cons.CachedInfo().Config.AckWait
-	if ackWait <= 0 {
-		ackWait = cfg.AckWait
-	}
-	c.keep = ackWait / 3
 	if cfg.FetchMaxBytes > 0 {
 		c.fopts = append(c.fopts, jetstream.FetchMaxBytes(cfg.FetchMaxBytes))
 	}
 	return c, nil
+}
+
+// lookupStream returns the stream, creating it with EnsureStream when it is missing.
+func (c *Consumer) lookupStream(ctx context.Context) (jetstream.Stream, error) {
+	st, err := c.js.Stream(ctx, c.cfg.Stream)
+	if errors.Is(err, jetstream.ErrStreamNotFound) && c.cfg.EnsureStream != nil {
+		c.log.Warn("stream does not exist: creating it with the configured settings (its sequences start at 1)")
+		st, err = EnsureStream(ctx, c.js, *c.cfg.EnsureStream)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("looking up stream %s: %w", c.cfg.Stream, err)
+	}
+	return st, nil
+}
+
+// setStream remembers the stream; a stream created anew (another creation time) starts its
+// sequences again, so what was known of the old one's ack floor is forgotten.
+func (c *Consumer) setStream(st jetstream.Stream) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	created := st.CachedInfo().Created
+	if !created.Equal(c.streamCreated) {
+		c.ackFloor = 0
+	}
+	c.stream, c.streamCreated = st, created
+}
+
+// ensureConsumer binds to the durable consumer, updating its settings, or creates it where
+// ResumeAt says when it does not exist.
+func (c *Consumer) ensureConsumer(ctx context.Context) error {
+	cc := c.cfg.jetStreamConfig()
+	cons, err := c.js.Consumer(ctx, c.cfg.Stream, c.cfg.Durable)
+	switch {
+	case err == nil:
+		// Keep where it started: JetStream cannot change a consumer's deliver policy.
+		old := cons.CachedInfo().Config
+		cc.DeliverPolicy, cc.OptStartSeq, cc.OptStartTime = old.DeliverPolicy, old.OptStartSeq, old.OptStartTime
+		cons, err = c.js.UpdateConsumer(ctx, c.cfg.Stream, cc)
+		if err != nil {
+			return fmt.Errorf("updating consumer: %w", err)
+		}
+	case errors.Is(err, jetstream.ErrConsumerNotFound):
+		start, rerr := c.resumeAt(ctx)
+		if rerr != nil {
+			return fmt.Errorf("consumer %s does not exist, and where to resume it is unknown: %w", c.cfg.Durable, rerr)
+		}
+		if start > 1 {
+			cc.DeliverPolicy, cc.OptStartSeq = jetstream.DeliverByStartSequencePolicy, start
+		}
+		cons, err = c.js.CreateConsumer(ctx, c.cfg.Stream, cc)
+		if errors.Is(err, jetstream.ErrConsumerExists) {
+			cons, err = c.js.Consumer(ctx, c.cfg.Stream, c.cfg.Durable) // another instance was faster
+		} else if err == nil {
+			c.log.Info("durable consumer created", "start_sequence", max(start, 1))
+		}
+		if err != nil {
+			return fmt.Errorf("creating consumer: %w", err)
+		}
+	default:
+		return fmt.Errorf("looking up consumer: %w", err)
+	}
+	keep := cons.CachedInfo().Config.AckWait / 3
+	if keep <= 0 {
+		keep = c.cfg.AckWait / 3
+	}
+	c.mu.Lock()
+	c.cons, c.keep, c.lastCSeq = cons, keep, 0
+	c.mu.Unlock()
+	return nil
+}
+
+// resumeAt asks ResumeAt (or the default: after the last known ack floor) where a new durable
+// consumer starts.
+func (c *Consumer) resumeAt(ctx context.Context) (uint64, error) {
+	c.mu.Lock()
+	ri := ResumeInfo{Stream: c.cfg.Stream, StreamCreated: c.streamCreated, AckFloor: c.ackFloor}
+	st := c.stream
+	c.mu.Unlock()
+	if info, err := st.Info(ctx); err == nil {
+		ri.FirstSeq, ri.LastSeq = info.State.FirstSeq, info.State.LastSeq
+	}
+	if c.cfg.ResumeAt != nil {
+		return c.cfg.ResumeAt(ctx, ri)
+	}
+	if ri.AckFloor > 0 {
+		return ri.AckFloor + 1, nil
+	}
+	return 0, nil
 }
 
 // Config returns the effective configuration (defaults applied).
@@ -249,145 +182,64 @@ func (c *Consumer) Config() ConsumerConfig { return c.cfg }
 
 // Info returns the server's current view of the consumer.
 func (c *Consumer) Info(ctx context.Context) (*jetstream.ConsumerInfo, error) {
-	return c.cons.Info(ctx)
+	return c.current().Info(ctx)
 }
 
-// Stats returns a snapshot of the counters.
-func (c *Consumer) Stats() Stats {
-	s := &c.st
-	return Stats{
-		Batches: s.batches.Load(), Messages: s.messages.Load(), Acked: s.acked.Load(), Naked: s.naked.Load(),
-		Termed: s.termed.Load(), DeadLettered: s.deadLettered.Load(), DeadLetterFailed: s.deadLetterFailed.Load(),
-		MaxDelivered: s.maxDelivered.Load(), Unmentioned: s.unmentioned.Load(), Conflicts: s.conflicts.Load(),
-		OutOfRange: s.outOfRange.Load(), ProcessorErrors: s.processorErrors.Load(),
-		FetchErrors: s.fetchErrors.Load(), AckErrors: s.ackErrors.Load(),
-		MaxDeliverAdvisories: s.maxDeliverAdvisories.Load(),
+func (c *Consumer) current() jetstream.Consumer {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.cons
+}
+
+// Health reports whether fetching works. A failure shows only once it lasted a few seconds
+// (one failed pull request is retried at once), except a missing stream or consumer, which
+// shows at once.
+func (c *Consumer) Health() Health {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.health
+}
+
+func (c *Consumer) setHealth(err error, immediate bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if err == nil {
+		c.health = Health{}
+		return
+	}
+	now := time.Now()
+	if c.health.Since.IsZero() {
+		c.health.Since = now
+	}
+	if immediate || now.Sub(c.health.Since) >= unhealthyAfter {
+		c.health.Err = err
 	}
 }
 
-// Run fetches and processes batches until ctx ends. Transient errors (no
-// messages, timeouts, lost connection) are logged (rate-limited) and retried
-// with a short backoff; they never end Run. When ctx ends, Run stops
-// fetching, lets the processor finish the batch in hand (with a context that
-// is cancelled only after DrainTimeout), sends its acks and waits for the
-// server to confirm them, then returns nil. A pull request already sent is
-// not abandoned (the server may be delivering into it): Run waits for it to
-// end, at most MaxWait, and processes what it brought too.
+// Run fetches and processes batches until ctx ends. Transient errors (no messages, timeouts,
+// lost connection) are logged (rate-limited) and retried with a short backoff; they never end
+// Run. A durable consumer found missing (deleted by an operator, or with its stream) is
+// created again — and the stream too, with [ConsumerConfig].EnsureStream — after the batches
+// in hand were processed, where [ConsumerConfig].ResumeAt says.
 //
-// While it runs, Run also listens to the consumer's MAX_DELIVERIES advisories
-// and dead-letters messages whose AckWait expired at their last delivery (see
-// [MaxDeliveriesAdvisorySubject]), so that a message JetStream gives up on is
-// never silently lost. Run fails only if it cannot subscribe to them.
+// When ctx ends, Run stops fetching, lets the processor finish the batches in hand (with a
+// context that is cancelled only DrainTimeout later; [BatchInfo].Stopping tells waiting
+// processors to stop waiting), sends their acks and waits for the server to confirm them, then
+// returns nil. A pull request already sent is not abandoned (the server may be delivering into
+// it): Run waits for it to end, at most a second, and processes what it brought too.
+//
+// While it runs, Run also listens to the consumer's MAX_DELIVERIES advisories and
+// dead-letters messages whose AckWait expired at their last delivery (see
+// [MaxDeliveriesAdvisorySubject]), so that a message JetStream gives up on is never silently
+// lost. Run fails only if it cannot subscribe to them.
 func (c *Consumer) Run(ctx context.Context) error {
 	stopWatch, err := c.watchMaxDeliveries(ctx)
 	if err != nil {
 		return fmt.Errorf("ponixnats: consumer %s on stream %s: %w", c.cfg.Durable, c.cfg.Stream, err)
 	}
 	defer stopWatch()
-	// One batch is fetched while the processor works on the previous one:
-	// fetching costs the server and the network, processing costs this
-	// process and the sink, so the two overlap. At shutdown the batch fetched
-	// ahead is processed too: once fetched, a batch is in hand.
-	fetchCtx, stopFetching := context.WithCancel(ctx)
-	defer stopFetching()
-	batches := make(chan []jetstream.Msg)
-	go func() {
-		defer close(batches)
-		c.fetchLoop(fetchCtx, batches)
-	}()
-	for batch := range batches {
-		c.handle(ctx, batch)
-	}
-	return nil
-}
-
-// fetchLoop fetches batches and hands them to Run until ctx ends. Transient
-// errors are logged (rate-limited) and retried with backoff.
-func (c *Consumer) fetchLoop(ctx context.Context, out chan<- []jetstream.Msg) {
-	var (
-		retry      = minFetchRetryBackoff
-		lastErrLog time.Time
-		suppressed int
-	)
-	for ctx.Err() == nil {
-		buf := make([]jetstream.Msg, 0, c.cfg.BatchSize)
-		n, err := c.fetch(ctx, &buf)
-		if err != nil && ctx.Err() == nil {
-			c.st.fetchErrors.Add(1)
-			if now := time.Now(); now.Sub(lastErrLog) >= fetchErrLogEvery {
-				c.log.Warn("fetch failed, retrying", "error", err, "retry_in", retry, "suppressed_since_last_log", suppressed)
-				lastErrLog, suppressed = now, 0
-			} else {
-				suppressed++
-			}
-			if n == 0 {
-				if !sleepCtx(ctx, retry) {
-					return
-				}
-				retry = min(retry*2, maxFetchRetryBackoff)
-				continue
-			}
-		} else if err == nil {
-			retry = minFetchRetryBackoff
-		}
-		if n == 0 {
-			continue
-		}
-		if !c.handOff(ctx, out, buf) {
-			return
-		}
-	}
-}
-
-// handOff waits until Run takes batch, keeping its messages alive with
-// in-progress acks meanwhile. It reports whether fetching should go on: after
-// ctx ended the batch is still handed over (Run processes it), then fetching
-// stops.
-func (c *Consumer) handOff(ctx context.Context, out chan<- []jetstream.Msg, batch []jetstream.Msg) bool {
-	t := time.NewTicker(c.keep)
-	defer t.Stop()
-	for {
-		select {
-		case out <- batch:
-			return ctx.Err() == nil
-		case <-t.C:
-			for _, m := range batch {
-				if err := m.InProgress(); err != nil {
-					break
-				}
-			}
-		}
-	}
-}
-
-// fetch pulls one batch into buf. A pull request in flight is never abandoned,
-// not even when ctx ends: the server may already be delivering to it, and
-// messages delivered to a dropped request sit unacked until AckWait. So the
-// fetch runs to its end (at most MaxWait) and Run processes what it brought.
-func (c *Consumer) fetch(ctx context.Context, buf *[]jetstream.Msg) (int, error) {
-	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.cfg.MaxWait)
-	defer cancel()
-	b, err := c.cons.Fetch(c.cfg.BatchSize, append(c.fopts[:len(c.fopts):len(c.fopts)], jetstream.FetchContext(fctx))...)
-	if err != nil {
-		return 0, err
-	}
-	for m := range b.Messages() {
-		*buf = append(*buf, m)
-	}
-	err = b.Error()
-	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) ||
-		errors.Is(err, jetstream.ErrNoMessages) || errors.Is(err, nats.ErrTimeout) {
-		err = nil
-	}
-	return len(*buf), err
-}
-
-// handle runs the processor on one batch and applies its result.
-func (c *Consumer) handle(ctx context.Context, batch []jetstream.Msg) {
-	c.st.batches.Add(1)
-	c.st.messages.Add(uint64(len(batch)))
-
-	// The processing context outlives ctx by at most DrainTimeout.
+	// The processors' context outlives ctx by DrainTimeout: one deadline for every batch
+	// still in hand when ctx ends.
 	pctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancel()
 	stopDrain := context.AfterFunc(ctx, func() {
@@ -395,21 +247,283 @@ func (c *Consumer) handle(ctx context.Context, batch []jetstream.Msg) {
 		context.AfterFunc(pctx, func() { t.Stop() })
 	})
 	defer stopDrain()
-
-	stopKeep := c.keepAlive(batch)
-	res, err := c.callProcessor(pctx, batch)
-	stopKeep()
-
-	final := ctx.Err() != nil
-	c.apply(pctx, batch, res, err, final)
+	// One batch is fetched while the processor works on the previous one: fetching costs the
+	// server and the network, processing costs this process and the sink, so the two overlap.
+	// At shutdown the batch fetched ahead is processed too: once fetched, a batch is in hand.
+	fetchCtx, stopFetching := context.WithCancel(ctx)
+	defer stopFetching()
+	batches := make(chan fetched)
+	go func() {
+		defer close(batches)
+		c.fetchLoop(fetchCtx, batches)
+	}()
+	for b := range batches {
+		if b.barrier != nil {
+			close(b.barrier)
+			continue
+		}
+		c.handle(ctx, pctx, b)
+	}
+	return nil
 }
 
-// keepAlive sends in-progress acks for batch every AckWait/3 until stopped.
+// fetchLoop fetches batches and hands them to Run until ctx ends.
+func (c *Consumer) fetchLoop(ctx context.Context, out chan<- fetched) {
+	var (
+		retry    = minFetchRetryBackoff
+		errLog   = rateLimit{every: logEvery}
+		nextInfo = time.Now().Add(infoEvery)
+	)
+	for ctx.Err() == nil {
+		cons := c.current()
+		msgs, err := c.fetch(ctx, cons)
+		if len(msgs) > 0 {
+			created := c.checkIncarnation(ctx, msgs)
+			if !c.handOff(ctx, out, fetched{msgs: msgs, streamCreated: created}) {
+				return
+			}
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		if err == nil {
+			c.setHealth(nil, false)
+			retry = minFetchRetryBackoff
+			if time.Now().After(nextInfo) {
+				c.readAckFloor(ctx, cons)
+				nextInfo = time.Now().Add(infoEvery)
+			}
+			continue
+		}
+		c.st.fetchErrors.Add(1)
+		if c.missing(ctx, err) {
+			c.recover(ctx, out)
+			continue
+		}
+		c.setHealth(fmt.Errorf("fetching from consumer %s on stream %s: %w", c.cfg.Durable, c.cfg.Stream, err), false)
+		if n, ok := errLog.allow(); ok {
+			c.log.Warn("fetch failed, retrying", "error", err, "retry_in", retry, "suppressed_since_last_log", n)
+		}
+		if !sleepCtx(ctx, retry) {
+			return
+		}
+		retry = min(retry*2, maxFetchRetryBackoff)
+	}
+}
+
+// fetch pulls one batch: up to BatchSize messages (and FetchMaxBytes), waiting at most MaxWait
+// for them. Each pull request expires after a second at most and is re-issued for the rest
+// until the batch is full or MaxWait is used up, so a stop waits at most a second. A pull
+// request in flight is never abandoned, not even when ctx ends: the server may already be
+// delivering to it, and messages delivered to a dropped request sit unacked until AckWait.
+func (c *Consumer) fetch(ctx context.Context, cons jetstream.Consumer) ([]jetstream.Msg, error) {
+	buf := make([]jetstream.Msg, 0, c.cfg.BatchSize)
+	deadline := time.Now().Add(c.cfg.MaxWait)
+	bytes := 0
+	for {
+		wait := min(time.Until(deadline), pullExpiry)
+		if wait < 10*time.Millisecond {
+			return buf, nil
+		}
+		opts := append(c.fopts[:0:0], jetstream.FetchMaxWait(wait))
+		if c.cfg.FetchMaxBytes > 0 {
+			if bytes >= c.cfg.FetchMaxBytes {
+				return buf, nil
+			}
+			opts = append(opts, jetstream.FetchMaxBytes(c.cfg.FetchMaxBytes-bytes))
+		}
+		b, err := cons.Fetch(c.cfg.BatchSize-len(buf), opts...)
+		if err != nil {
+			return buf, err
+		}
+		for m := range b.Messages() {
+			buf = append(buf, m)
+			bytes += len(m.Data())
+		}
+		if err := b.Error(); err != nil && !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, context.Canceled) &&
+			!errors.Is(err, jetstream.ErrNoMessages) && !errors.Is(err, nats.ErrTimeout) {
+			return buf, err
+		}
+		if len(buf) == c.cfg.BatchSize || ctx.Err() != nil {
+			return buf, nil
+		}
+	}
+}
+
+// checkIncarnation notices a durable consumer that was created anew by someone else (its
+// delivery sequences start again) and reads the stream's identity again, then returns the
+// stream creation time that the batch belongs to.
+func (c *Consumer) checkIncarnation(ctx context.Context, msgs []jetstream.Msg) time.Time {
+	first, err1 := consumerSequence(msgs[0])
+	last, err2 := consumerSequence(msgs[len(msgs)-1])
+	c.mu.Lock()
+	recreated := err1 == nil && c.lastCSeq > 0 && first < c.lastCSeq
+	if err2 == nil {
+		c.lastCSeq = max(c.lastCSeq, last)
+		if recreated {
+			c.lastCSeq = last
+		}
+	}
+	created := c.streamCreated
+	c.mu.Unlock()
+	if !recreated {
+		return created
+	}
+	ictx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	st, err := c.js.Stream(ictx, c.cfg.Stream)
+	if err != nil {
+		c.log.Warn("the durable consumer was created anew by another instance; reading the stream's identity failed", "error", err)
+		return created
+	}
+	c.setStream(st)
+	if !st.CachedInfo().Created.Equal(created) {
+		c.log.Warn("the stream and its durable consumer were created anew by another instance", "stream_created", st.CachedInfo().Created)
+	}
+	return st.CachedInfo().Created
+}
+
+// readAckFloor remembers the consumer's ack floor, where a consumer created anew resumes by
+// default.
+func (c *Consumer) readAckFloor(ctx context.Context, cons jetstream.Consumer) {
+	ictx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	info, err := cons.Info(ictx)
+	if err != nil {
+		return
+	}
+	c.mu.Lock()
+	c.ackFloor = info.AckFloor.Stream
+	c.mu.Unlock()
+}
+
+// missing reports whether err of a fetch means that the durable consumer or its stream no
+// longer exists (as opposed to a server or network failure).
+func (c *Consumer) missing(ctx context.Context, err error) bool {
+	if !errors.Is(err, nats.ErrNoResponders) && !errors.Is(err, jetstream.ErrConsumerDeleted) &&
+		!errors.Is(err, jetstream.ErrConsumerNotFound) && !errors.Is(err, jetstream.ErrStreamNotFound) &&
+		!errors.Is(err, jetstream.ErrNoHeartbeat) {
+		return false
+	}
+	vctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	_, verr := c.js.Consumer(vctx, c.cfg.Stream, c.cfg.Durable)
+	return errors.Is(verr, jetstream.ErrConsumerNotFound) || errors.Is(verr, jetstream.ErrStreamNotFound)
+}
+
+// ErrConsumerMissing is wrapped by [Health].Err while the durable consumer or its stream is
+// missing and being created again.
+var ErrConsumerMissing = errors.New("durable consumer or stream missing")
+
+// recover creates the stream (with EnsureStream) and the durable consumer again, retrying
+// until it succeeds or ctx ends. The batches in hand are processed first, so that ResumeAt
+// sees what they stored.
+func (c *Consumer) recover(ctx context.Context, out chan<- fetched) {
+	c.log.Warn("the durable consumer no longer exists (deleted, or its stream was): creating it again once the batches in hand are done")
+	c.setHealth(fmt.Errorf("%w: consumer %s on stream %s was deleted; creating it again", ErrConsumerMissing, c.cfg.Durable, c.cfg.Stream), true)
+	barrier := make(chan struct{})
+	select {
+	case out <- fetched{barrier: barrier}:
+	case <-ctx.Done():
+		return
+	}
+	select {
+	case <-barrier:
+	case <-ctx.Done():
+		return
+	}
+	retry, errLog := minFetchRetryBackoff, rateLimit{every: logEvery}
+	for ctx.Err() == nil {
+		err := c.recoverOnce(ctx)
+		if err == nil {
+			c.st.recoveries.Add(1)
+			c.setHealth(nil, false)
+			return
+		}
+		c.setHealth(fmt.Errorf("%w: consumer %s on stream %s was deleted; creating it again failed (retrying): %w",
+			ErrConsumerMissing, c.cfg.Durable, c.cfg.Stream, err), true)
+		if n, ok := errLog.allow(); ok {
+			c.log.Warn("creating the durable consumer again failed, retrying", "error", err, "suppressed_since_last_log", n)
+		}
+		if !sleepCtx(ctx, retry) {
+			return
+		}
+		retry = min(retry*2, maxFetchRetryBackoff)
+	}
+}
+
+func (c *Consumer) recoverOnce(ctx context.Context) error {
+	rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	st, err := c.js.Stream(rctx, c.cfg.Stream)
+	if errors.Is(err, jetstream.ErrStreamNotFound) {
+		if c.cfg.EnsureStream == nil {
+			return fmt.Errorf("stream %s does not exist (deleted?) and no EnsureStream is configured: create it again", c.cfg.Stream)
+		}
+		c.log.Warn("the stream was deleted: creating it again with the configured settings; its sequences start again at 1, and publishers can publish again")
+		st, err = EnsureStream(rctx, c.js, *c.cfg.EnsureStream)
+	}
+	if err != nil {
+		return fmt.Errorf("stream %s: %w", c.cfg.Stream, err)
+	}
+	c.setStream(st)
+	if c.dlq != nil {
+		c.dlq.reset()
+	}
+	return c.ensureConsumer(rctx)
+}
+
+// handOff waits until Run takes batch, keeping its messages alive with in-progress acks
+// meanwhile, and looking every few seconds whether the durable consumer still exists (a batch
+// can wait long behind one held by a failing sink; /readyz should name every cause). It reports
+// whether fetching should go on: after ctx ended the batch is still handed over (Run processes
+// it), then fetching stops.
+func (c *Consumer) handOff(ctx context.Context, out chan<- fetched, b fetched) bool {
+	stop := c.keepAlive(b.msgs)
+	defer stop()
+	t := time.NewTicker(infoEvery)
+	defer t.Stop()
+	for {
+		select {
+		case out <- b:
+			return ctx.Err() == nil
+		case <-t.C:
+			ictx, cancel := context.WithTimeout(ctx, 2*time.Second)
+			_, err := c.js.Consumer(ictx, c.cfg.Stream, c.cfg.Durable)
+			cancel()
+			if errors.Is(err, jetstream.ErrConsumerNotFound) || errors.Is(err, jetstream.ErrStreamNotFound) {
+				c.setHealth(fmt.Errorf("%w: consumer %s on stream %s was deleted; it is created again once the batches in hand are done",
+					ErrConsumerMissing, c.cfg.Durable, c.cfg.Stream), true)
+			}
+		}
+	}
+}
+
+// handle runs the processor on one batch and applies its result. pctx is the processing
+// context (alive until the drain deadline); ctx ends when the consumer is asked to stop.
+func (c *Consumer) handle(ctx, pctx context.Context, b fetched) {
+	c.st.batches.Add(1)
+	c.st.messages.Add(uint64(len(b.msgs)))
+	bctx := WithBatchInfo(pctx, BatchInfo{
+		Stream: c.cfg.Stream, StreamCreated: b.streamCreated, Consumer: c.cfg.Durable,
+		MaxDeliver: c.cfg.MaxDeliver, Stopping: ctx.Done(),
+	})
+	stopKeep := c.keepAlive(b.msgs)
+	res, err := c.callProcessor(bctx, b.msgs)
+	stopKeep()
+	c.apply(pctx, b.msgs, res, err, ctx.Err() != nil)
+}
+
+// keepAlive sends in-progress acks for batch every AckWait/3 until stopped, so that the server
+// does not redeliver messages that are waiting or being processed.
 func (c *Consumer) keepAlive(batch []jetstream.Msg) (stop func()) {
+	c.mu.Lock()
+	every := c.keep
+	c.mu.Unlock()
 	done := make(chan struct{})
 	var wg sync.WaitGroup
 	wg.Go(func() {
-		t := time.NewTicker(c.keep)
+		t := time.NewTicker(every)
 		defer t.Stop()
 		for {
 			select {
@@ -418,11 +532,10 @@ func (c *Consumer) keepAlive(batch []jetstream.Msg) (stop func()) {
 			case <-t.C:
 				for _, m := range batch {
 					if err := m.InProgress(); err != nil {
-						c.log.Warn("in-progress ack failed", "error", err)
+						c.log.Debug("in-progress ack failed", "error", err)
 						break
 					}
 				}
-				c.log.Debug("batch still processing, sent in-progress acks", "messages", len(batch))
 			}
 		}
 	})
@@ -438,152 +551,22 @@ func (c *Consumer) callProcessor(ctx context.Context, batch []jetstream.Msg) (re
 	return c.proc(ctx, batch)
 }
 
-// apply carries out the decisions of res (or a whole-batch Nak on err).
-func (c *Consumer) apply(ctx context.Context, batch []jetstream.Msg, res Result, perr error, final bool) {
-	if perr != nil {
-		c.st.processorErrors.Add(1)
-		c.log.Error("processor failed, nak'ing the whole batch", "error", perr, "messages", len(batch))
-		res = NakAll(len(batch), 0)
-	}
-	var (
-		unmentioned, ackErrs, acked, naked, termed int
-		firstNakErr, firstAckErr                   error
-	)
-	for i, m := range batch {
-		d, ok := res.Decision(i)
-		if !ok {
-			unmentioned++
-			d = Decision{Action: ActionNak}
-		}
-		var err error
-		switch d.Action {
-		case ActionAck:
-			if final {
-				err = m.DoubleAck(ctx)
-			} else {
-				err = m.Ack()
-			}
-			acked++
-		case ActionTerm:
-			err = m.TermWithReason(string(d.Reason))
-			termed++
-		case ActionDeadLetter:
-			err = c.deadLetter(ctx, m, d.Reason, d.Err)
-		default: // ActionNak
-			if d.Err != nil && firstNakErr == nil {
-				firstNakErr = d.Err
-			}
-			var dl bool
-			dl, err = c.nak(ctx, m, d)
-			if !dl {
-				naked++
-			}
-		}
-		if err != nil {
-			ackErrs++
-			if firstAckErr == nil {
-				firstAckErr = err
-			}
-		}
-	}
-	if final {
-		// Make sure everything sent reached the server before Run returns.
-		if err := c.js.Conn().FlushTimeout(c.cfg.DrainTimeout); err != nil {
-			c.log.Warn("flushing acks at shutdown failed", "error", err)
-		}
-	}
-	s := &c.st
-	s.acked.Add(uint64(acked))
-	s.naked.Add(uint64(naked))
-	s.termed.Add(uint64(termed))
-	s.unmentioned.Add(uint64(unmentioned))
-	s.ackErrors.Add(uint64(ackErrs))
-	extra := max(0, res.Len()-len(batch)) + res.extra
-	s.outOfRange.Add(uint64(extra))
-	s.conflicts.Add(uint64(res.conflicts))
-	if unmentioned > 0 || res.conflicts > 0 || extra > 0 {
-		c.log.Warn("processor result incomplete or inconsistent: unmentioned indices nak'd, duplicates resolved to the most conservative decision, out-of-range ignored",
-			"batch", len(batch), "unmentioned", unmentioned, "duplicates", res.conflicts, "out_of_range", extra)
-	}
-	if firstNakErr != nil {
-		c.log.Warn("messages nak'd for redelivery", "naked", naked, "error", firstNakErr)
-	}
-	if ackErrs > 0 {
-		c.log.Warn("sending ack/nak/term failed; the server will redeliver after AckWait", "failed", ackErrs, "error", firstAckErr)
-	}
+// rateLimit lets a repeated log line through at most once per period and counts the lines it
+// held back.
+type rateLimit struct {
+	every      time.Duration
+	last       time.Time
+	suppressed int
 }
 
-// nak naks m with d.Delay or the growing default; at the last delivery it
-// dead-letters instead. It reports whether the message was dead-lettered.
-func (c *Consumer) nak(ctx context.Context, m jetstream.Msg, d Decision) (bool, error) {
-	md, err := m.Metadata()
-	if err != nil {
-		return false, m.NakWithDelay(c.nakDelay(1, d.Delay))
+func (r *rateLimit) allow() (suppressed int, ok bool) {
+	if now := time.Now(); now.Sub(r.last) >= r.every {
+		n := r.suppressed
+		r.last, r.suppressed = now, 0
+		return n, true
 	}
-	if c.cfg.MaxDeliver > 0 && md.NumDelivered >= uint64(c.cfg.MaxDeliver) && c.dlq != nil {
-		cause := ErrMaxDeliver
-		if d.Err != nil {
-			cause = fmt.Errorf("%w (%d deliveries); last error: %w", ErrMaxDeliver, md.NumDelivered, d.Err)
-		}
-		c.st.maxDelivered.Add(1)
-		if err := c.deadLetterMeta(ctx, m, md, ReasonMaxDeliver, cause); err != nil {
-			return false, err
-		}
-		return true, nil
-	}
-	return false, m.NakWithDelay(c.nakDelay(md.NumDelivered, d.Delay))
-}
-
-// nakDelay returns explicit if set, else NakDelay doubled per previous
-// delivery, capped at MaxNakDelay.
-func (c *Consumer) nakDelay(numDelivered uint64, explicit time.Duration) time.Duration {
-	if explicit > 0 {
-		return explicit
-	}
-	return NakBackoff(numDelivered, c.cfg.NakDelay, c.cfg.MaxNakDelay)
-}
-
-// NakBackoff is the default Nak delay for a message delivered numDelivered
-// times: base, 2*base, 4*base, ... capped at max.
-func NakBackoff(numDelivered uint64, base, max time.Duration) time.Duration {
-	d := base
-	for i := uint64(1); i < numDelivered && d < max; i++ {
-		d *= 2
-	}
-	if d > max {
-		d = max
-	}
-	return d
-}
-
-func (c *Consumer) deadLetter(ctx context.Context, m jetstream.Msg, reason Reason, cause error) error {
-	md, err := m.Metadata()
-	if err != nil {
-		c.st.deadLetterFailed.Add(1)
-		return fmt.Errorf("dead-letter: reading metadata: %w", err)
-	}
-	return c.deadLetterMeta(ctx, m, md, reason, cause)
-}
-
-// deadLetterMeta publishes m to the dead-letter stream and terms it; if the
-// publish fails it naks m with the default delay instead.
-func (c *Consumer) deadLetterMeta(ctx context.Context, m jetstream.Msg, md *jetstream.MsgMetadata, reason Reason, cause error) error {
-	if c.dlq == nil {
-		c.log.Error("dead-lettering disabled: terminating message", "reason", reason, "error", cause,
-			"subject", m.Subject(), "stream_seq", md.Sequence.Stream)
-		c.st.termed.Add(1)
-		return m.TermWithReason(string(reason))
-	}
-	if err := c.dlq.publish(ctx, m, md, reason, cause); err != nil {
-		c.st.deadLetterFailed.Add(1)
-		c.log.Error("dead-letter publish failed, nak'ing message", "reason", reason, "error", err,
-			"subject", m.Subject(), "stream_seq", md.Sequence.Stream)
-		return m.NakWithDelay(c.nakDelay(md.NumDelivered, 0))
-	}
-	c.st.deadLettered.Add(1)
-	c.log.Warn("message dead-lettered", "reason", reason, "error", cause, "subject", m.Subject(),
-		"stream_seq", md.Sequence.Stream, "dlq_stream", c.dlq.cfg.Stream)
-	return m.TermWithReason(string(reason))
+	r.suppressed++
+	return 0, false
 }
 
 func sleepCtx(ctx context.Context, d time.Duration) bool {

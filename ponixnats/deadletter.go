@@ -2,9 +2,11 @@ package ponixnats
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -69,6 +71,9 @@ func DeadLetterSubject(prefix, originalSubject string) string {
 type deadLetterer struct {
 	js  jetstream.JetStream
 	cfg DeadLetterConfig
+	// missing is set when the dead-letter stream may have been deleted: the next publish
+	// ensures it first.
+	missing atomic.Bool
 }
 
 func newDeadLetterer(ctx context.Context, js jetstream.JetStream, cfg DeadLetterConfig, sourceSubjects []string) (*deadLetterer, error) {
@@ -85,17 +90,29 @@ func newDeadLetterer(ctx context.Context, js jetstream.JetStream, cfg DeadLetter
 				ErrInvalidConfig, dlqSubjects, s)
 		}
 	}
-	if _, err := EnsureStream(ctx, js, StreamConfig{
-		Name:     cfg.Stream,
-		Subjects: []string{dlqSubjects},
-		Storage:  cfg.Storage,
-		MaxAge:   cfg.MaxAge,
-		Replicas: cfg.Replicas,
-	}); err != nil {
-		return nil, fmt.Errorf("dead-letter stream: %w", err)
+	d := &deadLetterer{js: js, cfg: cfg}
+	if err := d.ensure(ctx); err != nil {
+		return nil, err
 	}
-	return &deadLetterer{js: js, cfg: cfg}, nil
+	return d, nil
 }
+
+func (d *deadLetterer) ensure(ctx context.Context) error {
+	if _, err := EnsureStream(ctx, d.js, StreamConfig{
+		Name:     d.cfg.Stream,
+		Subjects: []string{d.cfg.SubjectPrefix + ".>"},
+		Storage:  d.cfg.Storage,
+		MaxAge:   d.cfg.MaxAge,
+		Replicas: d.cfg.Replicas,
+	}); err != nil {
+		return fmt.Errorf("dead-letter stream: %w", err)
+	}
+	return nil
+}
+
+// reset makes the next publish ensure the dead-letter stream first (it may have been deleted
+// along with the source stream).
+func (d *deadLetterer) reset() { d.missing.Store(true) }
 
 // deadLetterSource describes the original message of a dead letter.
 type deadLetterSource struct {
@@ -148,11 +165,20 @@ func (d *deadLetterer) publishSource(ctx context.Context, src deadLetterSource, 
 
 	pctx, cancel := context.WithTimeout(ctx, d.cfg.PublishTimeout)
 	defer cancel()
-	_, err := d.js.PublishMsg(pctx, &nats.Msg{
-		Subject: DeadLetterSubject(d.cfg.SubjectPrefix, src.subject),
-		Data:    src.data,
-		Header:  h,
-	})
+	msg := &nats.Msg{Subject: DeadLetterSubject(d.cfg.SubjectPrefix, src.subject), Data: src.data, Header: h}
+	if d.missing.Load() {
+		if err := d.ensure(pctx); err != nil {
+			return fmt.Errorf("%w: %w", ErrDeadLetter, err)
+		}
+		d.missing.Store(false)
+	}
+	_, err := d.js.PublishMsg(pctx, msg)
+	if errors.Is(err, jetstream.ErrNoStreamResponse) || errors.Is(err, nats.ErrNoResponders) {
+		// No stream captures the subject: the dead-letter stream was deleted. Create it again.
+		if err = d.ensure(pctx); err == nil {
+			_, err = d.js.PublishMsg(pctx, msg)
+		}
+	}
 	if err != nil {
 		return fmt.Errorf("%w: to stream %s: %w", ErrDeadLetter, d.cfg.Stream, err)
 	}

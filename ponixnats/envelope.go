@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"hash/fnv"
-	"slices"
 	"strconv"
 
 	envelopev1 "buf.build/gen/go/ponix/ponix/protocolbuffers/go/envelope/v1"
@@ -229,177 +228,30 @@ func (p *EnvelopeProducer) PublishBatch(ctx context.Context, envs []*envelopev1.
 	return firstErr
 }
 
-// EnvelopeOption configures [NewEnvelopeProcessor].
-type EnvelopeOption func(*envelopeOptions)
-
-type envelopeOptions struct {
-	permanent func(error) bool
-	proto     []ProtoOption
-}
-
-// WithPermanentError classifies store errors: for an error where f returns
-// true (e.g. a schema mismatch that no retry can fix) the envelopes are
-// dead-lettered with [ReasonPermanent] instead of nak'd forever.
-func WithPermanentError(f func(error) bool) EnvelopeOption {
-	return func(o *envelopeOptions) { o.permanent = f }
-}
-
-// WithEnvelopeProtoOptions passes options to the underlying [ProtoProcessor].
-func WithEnvelopeProtoOptions(opts ...ProtoOption) EnvelopeOption {
-	return func(o *envelopeOptions) { o.proto = append(o.proto, opts...) }
-}
-
-// EnvelopeStore stores a batch of decoded envelopes; each carries its
-// original message (stream sequence, subject, headers). It must store all or
-// nothing: an error means none of the batch was stored.
+// EnvelopeStore stores a batch of decoded envelopes; each carries its original message
+// (stream sequence, subject, headers). It must store all or nothing: an error means none of
+// the batch was stored.
 type EnvelopeStore func(ctx context.Context, batch []Decoded[*envelopev1.ProcessedEnvelope]) error
 
-// Rejection is implemented by store errors that name one envelope of the
-// batch that can never be stored (e.g. a value the sink cannot represent),
-// by its index in the slice given to the store. Such an envelope is
-// dead-lettered with [ReasonRejected] and the rest of the batch is stored
-// again without it, so one bad envelope never holds back the others.
-type Rejection interface {
-	error
-	RejectedIndex() int
+// NewEnvelopeProcessor returns a [Processor] for ProcessedEnvelope messages: it decodes them
+// (failures are dead-lettered with [ReasonDecode]), validates them with [ValidateEnvelope]
+// (failures are dead-lettered with [ReasonInvalid], the error naming the message and the
+// field), and hands the valid ones to store in one call, acking them on success. Store errors
+// are handled as [NewStoreProcessor] says: a [Rejection] or a [RecordFault] dead-letters only
+// the messages that fail alone, and a sink fault holds the batch in place (see [Hold]) — it
+// never dead-letters.
+func NewEnvelopeProcessor(store EnvelopeStore, opts ...StoreOption) Processor {
+	return NewProtoStoreProcessor(func() *envelopev1.ProcessedEnvelope { return new(envelopev1.ProcessedEnvelope) },
+		store, ValidateEnvelope, opts...)
 }
 
-// NewEnvelopeProcessor returns a [Processor] for ProcessedEnvelope messages:
-// it decodes them (failures are dead-lettered with [ReasonDecode]), validates
-// them with [ValidateEnvelope] (failures are dead-lettered with
-// [ReasonInvalid] and the field in the error), and hands the valid ones to
-// store in one call. On success they are acked. A store error that is a
-// [Rejection] dead-letters the envelope it names and retries the others; an
-// error that [WithPermanentError] classifies as permanent dead-letters the
-// batch with [ReasonPermanent]; any other error naks the batch with the
-// default growing delay, so nothing is lost.
-func NewEnvelopeProcessor(store EnvelopeStore, opts ...EnvelopeOption) Processor {
-	var o envelopeOptions
-	for _, opt := range opts {
-		opt(&o)
-	}
-	handle := func(ctx context.Context, batch []Decoded[*envelopev1.ProcessedEnvelope]) (Result, error) {
-		b := newStoreBatch(batch)
-		for j := len(batch) - 1; j >= 0; j-- {
-			if err := ValidateEnvelope(batch[j].Value); err != nil {
-				b.setAside(j, ReasonInvalid, err)
-			}
-		}
-		return b.store(ctx, store, o.permanent)
-	}
-	return ProtoProcessor(func() *envelopev1.ProcessedEnvelope { return new(envelopev1.ProcessedEnvelope) }, handle, o.proto...)
-}
-
-// storeBatch is a batch on its way to a store: the items still to store and
-// the decisions taken for the ones set aside.
-type storeBatch[T any] struct {
-	all   []T
-	valid []T   // items still to store
-	pos   []int // positions of valid in all; nil while nothing was set aside
-	res   Result
-}
-
-func newStoreBatch[T any](all []T) *storeBatch[T] {
-	return &storeBatch[T]{all: all, valid: all}
-}
-
-// setAside dead-letters item j of all (once per item, in any order).
-func (b *storeBatch[T]) setAside(j int, reason Reason, err error) {
-	if b.pos == nil {
-		b.res = NewResult(len(b.all))
-		b.valid = slices.Clone(b.all)
-		b.pos = make([]int, len(b.all))
-		for k := range b.pos {
-			b.pos[k] = k
-		}
-	}
-	i, _ := slices.BinarySearch(b.pos, j)
-	b.res.DeadLetter(j, reason, err)
-	b.valid = slices.Delete(b.valid, i, i+1)
-	b.pos = slices.Delete(b.pos, i, i+1)
-}
-
-// store hands the valid items to store in one call and decides for each: ack
-// on success; a [Rejection] sets the item it names aside and stores the rest
-// again; a permanent error dead-letters them; any other error naks them (the
-// whole batch through the consumer's error path when nothing was set aside).
-func (b *storeBatch[T]) store(ctx context.Context, store func(context.Context, []T) error, permanent func(error) bool) (Result, error) {
-	for len(b.valid) > 0 {
-		err := store(ctx, b.valid)
-		if err == nil && b.pos == nil {
-			return AckAll(len(b.all)), nil
-		}
-		var rej Rejection
-		switch {
-		case err == nil:
-			for _, j := range b.pos {
-				b.res.Ack(j)
-			}
-			return b.res, nil
-		case errors.As(err, &rej) && rej.RejectedIndex() >= 0 && rej.RejectedIndex() < len(b.valid):
-			j := rej.RejectedIndex() // an index into valid; the same index into all while nothing was set aside
-			if b.pos != nil {
-				j = b.pos[j]
-			}
-			b.setAside(j, ReasonRejected, err)
-		case permanent != nil && permanent(err):
-			if b.pos == nil {
-				return deadLetterAll(len(b.all), ReasonPermanent, err), nil
-			}
-			for _, j := range b.pos {
-				b.res.DeadLetter(j, ReasonPermanent, err)
-			}
-			return b.res, nil
-		case b.pos == nil:
-			return Result{}, fmt.Errorf("storing %d envelopes: %w", len(b.valid), err)
-		default:
-			for _, j := range b.pos {
-				b.res.NakErr(j, 0, fmt.Errorf("storing %d envelopes: %w", len(b.valid), err))
-			}
-			return b.res, nil
-		}
-	}
-	return b.res, nil
-}
-
-func deadLetterAll(n int, reason Reason, err error) Result {
-	res := NewResult(n)
-	for j := range n {
-		res.DeadLetter(j, reason, err)
-	}
-	return res
-}
-
-// MsgStore stores a batch of envelope messages straight from their wire bytes
-// (m.Data()), all or nothing, like [EnvelopeStore].
-type MsgStore func(ctx context.Context, msgs []jetstream.Msg) error
-
-// NewEnvelopeWireProcessor is [NewEnvelopeProcessor] for stores that read the
-// envelopes' wire bytes themselves, such as the ClickHouse writer's
-// EnvelopeRow.Wire: it validates each message with [ValidateEnvelopeWire]
-// instead of decoding it into a message value, which saves most of the CPU
-// and allocations per envelope. Undecodable messages are dead-lettered with
-// [ReasonDecode], invalid ones with [ReasonInvalid]; a malformed data field is
-// left to the store to reject (a [Rejection]). Results, rejections, permanent
-// errors and naks work as in NewEnvelopeProcessor; the store's indices refer
-// to the slice it was given.
-func NewEnvelopeWireProcessor(store MsgStore, opts ...EnvelopeOption) Processor {
-	var o envelopeOptions
-	for _, opt := range opts {
-		opt(&o)
-	}
-	return func(ctx context.Context, batch []jetstream.Msg) (Result, error) {
-		b := newStoreBatch(batch)
-		for j := len(batch) - 1; j >= 0; j-- {
-			if err := ValidateEnvelopeWire(batch[j].Data()); err != nil {
-				reason := ReasonInvalid
-				if errors.Is(err, ErrDecode) {
-					reason = ReasonDecode
-					err = fmt.Errorf("%w (message on %s)", err, batch[j].Subject())
-				}
-				b.setAside(j, reason, err)
-			}
-		}
-		return b.store(ctx, store, o.permanent)
-	}
+// NewEnvelopeWireProcessor is [NewEnvelopeProcessor] for stores that read the envelopes' wire
+// bytes themselves, such as the ClickHouse writer's EnvelopeRow.Wire: it checks each message
+// with [ValidateEnvelopeWire] instead of decoding it into a message value, which saves most of
+// the CPU and allocations per envelope. Undecodable messages are dead-lettered with
+// [ReasonDecode], invalid ones with [ReasonInvalid]; a malformed data field is left to the
+// store to reject (a [Rejection]). It is [NewStoreProcessor] with that check.
+func NewEnvelopeWireProcessor(store MsgStore, opts ...StoreOption) Processor {
+	check := WithCheck(func(m jetstream.Msg) error { return ValidateEnvelopeWire(m.Data()) })
+	return NewStoreProcessor(store, append([]StoreOption{check}, opts...)...)
 }

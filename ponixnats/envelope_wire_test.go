@@ -137,17 +137,12 @@ func TestEnvelopeWireProcessorResults(t *testing.T) {
 		t.Errorf("invalid envelope error %v does not name the field", d.Err)
 	}
 
-	// A store outage with nothing set aside goes to the consumer as an error
-	// (whole batch nak'd with delay); a permanent one dead-letters the batch.
+	// A store outage holds the batch; when the consumer stops it is nak'd, never dead-lettered.
 	boom := errors.New("down")
-	p = NewEnvelopeWireProcessor(func(context.Context, []jetstream.Msg) error { return boom })
-	if _, err := p(context.Background(), batch[:1]); !errors.Is(err, boom) {
-		t.Fatalf("outage: err = %v", err)
-	}
 	p = NewEnvelopeWireProcessor(func(context.Context, []jetstream.Msg) error { return boom },
-		WithPermanentError(func(error) bool { return true }))
-	res, err = p(context.Background(), batch[:1])
-	if d, _ := res.Decision(0); err != nil || d.Action != ActionDeadLetter || d.Reason != ReasonPermanent {
-		t.Fatalf("permanent: %+v, %v", d, err)
+		WithHold(NewHold(HoldConfig{MinBackoff: time.Millisecond, Logger: discard})))
+	res, err = p(stoppedContext(), batch[:1])
+	if d, _ := res.Decision(0); err != nil || d.Action != ActionNak || !errors.Is(d.Err, boom) {
+		t.Fatalf("outage: %+v, %v", d, err)
 	}
 }

@@ -65,6 +65,8 @@ func ExampleNewEnvelopeProcessor() {
 		return nil
 	}
 	c, err := ponixnats.NewConsumer(ctx, js, ponixnats.ConsumerConfig{
+		Stream:    ponixnats.DefaultStream,
+		Durable:   "envelope-example",
 		BatchSize: 30,
 		MaxWait:   200 * time.Millisecond,
 		Logger:    slog.New(slog.NewTextHandler(io.Discard, nil)),

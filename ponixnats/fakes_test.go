@@ -15,6 +15,7 @@ type fakeMsg struct {
 func (m *fakeMsg) Data() []byte         { return m.data }
 func (m *fakeMsg) Subject() string      { return m.subject }
 func (m *fakeMsg) Headers() nats.Header { return nil }
+func (m *fakeMsg) Reply() string        { return "" }
 
 // replyMsg is a jetstream.Msg with only a reply subject.
 type replyMsg struct {

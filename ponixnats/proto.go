@@ -18,9 +18,11 @@ type Decoded[T proto.Message] struct {
 	Index int
 }
 
-// ProtoHandler handles the decoded messages of one batch. The indices of its
-// Result refer to positions in the decoded slice (not the fetched batch);
-// [ProtoProcessor] maps them back.
+// ProtoHandler handles the decoded messages of one batch. The indices of its Result are the
+// messages' positions in the fetched batch, [Decoded].Index — one index space for every
+// Result — so decide with res.Ack(d.Index), never with the position in the decoded slice
+// (the two differ once a message failed to decode). Decisions for indices of messages that
+// did not decode are ignored: those are dead-lettered.
 type ProtoHandler[T proto.Message] func(ctx context.Context, batch []Decoded[T]) (Result, error)
 
 // ProtoOption configures [ProtoProcessor].
@@ -69,7 +71,7 @@ func ProtoProcessor[T proto.Message](newT func() T, handle ProtoHandler[T], opts
 		}
 		hres, err := handle(ctx, decoded)
 		if len(decoded) == len(batch) {
-			// Nothing failed to decode: indices are identical.
+			// Nothing failed to decode: the handler's Result is the batch's.
 			return hres, err
 		}
 		if err != nil {
@@ -78,13 +80,44 @@ func ProtoProcessor[T proto.Message](newT func() T, handle ProtoHandler[T], opts
 			}
 			return res, nil
 		}
-		for j, d := range decoded {
-			if dec, ok := hres.Decision(j); ok {
+		for _, d := range decoded {
+			if dec, ok := hres.Decision(d.Index); ok {
 				res.Set(d.Index, dec)
 			}
 		}
 		res.conflicts += hres.conflicts
-		res.extra += max(0, hres.Len()-len(decoded)) + hres.extra
+		res.extra += max(0, hres.Len()-len(batch)) + hres.extra
 		return res, nil
 	}
+}
+
+// NewProtoStoreProcessor returns a [Processor] that decodes each message into a T made by newT
+// (failures are dead-lettered with [ReasonDecode]), checks it with validate, if not nil
+// (failures are dead-lettered with [ReasonInvalid]), and hands the valid ones to store in one
+// call, acking them on success. Store errors are handled as [NewStoreProcessor] says: a
+// [Rejection] (whose index is the position in the slice given to store) or a [RecordFault]
+// dead-letters only the messages that fail alone, and a sink fault holds the batch in place
+// (see [Hold]). store must be all-or-nothing.
+func NewProtoStoreProcessor[T proto.Message](newT func() T, store func(context.Context, []Decoded[T]) error, validate func(T) error, opts ...StoreOption) Processor {
+	o := buildStoreOptions(opts)
+	handle := func(ctx context.Context, decoded []Decoded[T]) (Result, error) {
+		b := newStoreBatch(decoded, func(d Decoded[T]) jetstream.Msg { return d.Msg })
+		if validate != nil {
+			for j, d := range decoded {
+				if err := validate(d.Value); err != nil {
+					b.setAside(j, ReasonInvalid, fmt.Errorf("%s: %w", msgLabel(d.Msg), err))
+				}
+			}
+		}
+		res := b.store(ctx, store, o.hold)
+		// The store batch decides by position in decoded; the handler answers by batch index.
+		out := NewResult(0)
+		for j, d := range decoded {
+			if dec, ok := res.Decision(j); ok {
+				out.Set(d.Index, dec)
+			}
+		}
+		return out, nil
+	}
+	return ProtoProcessor(newT, handle, o.proto...)
 }

@@ -26,13 +26,13 @@ func TestProtoProcessorMapsIndicesAroundDecodeFailures(t *testing.T) {
 	var seen []int64
 	p := ProtoProcessor(func() *timestamppb.Timestamp { return new(timestamppb.Timestamp) },
 		func(_ context.Context, ds []Decoded[*timestamppb.Timestamp]) (Result, error) {
-			r := NewResult(len(ds))
-			for j, d := range ds {
+			r := NewResult(0)
+			for _, d := range ds {
 				seen = append(seen, d.Value.GetSeconds())
 				if d.Value.GetSeconds() == 3 {
-					r.Nak(j, 0)
+					r.Nak(d.Index, 0)
 				} else {
-					r.Ack(j)
+					r.Ack(d.Index)
 				}
 			}
 			return r, nil
@@ -87,18 +87,22 @@ func TestProtoProcessorHandlerUnmentionedStaysUnmentioned(t *testing.T) {
 	batch := []jetstream.Msg{&fakeMsg{subject: "s.bad", data: []byte{0xff}}, tsMsg(t, 2), tsMsg(t, 3)}
 	p := ProtoProcessor(func() *timestamppb.Timestamp { return new(timestamppb.Timestamp) },
 		func(_ context.Context, ds []Decoded[*timestamppb.Timestamp]) (Result, error) {
-			r := NewResult(len(ds))
-			r.Ack(0)
-			r.Ack(0) // duplicate
-			r.Ack(5) // out of range
+			r := NewResult(0)
+			r.Ack(ds[0].Index)
+			r.Ack(ds[0].Index) // duplicate
+			r.Ack(5)           // out of range
+			r.Ack(0)           // the undecodable message: ignored, it is dead-lettered
 			return r, nil
 		})
 	res, _ := p(context.Background(), batch)
 	if _, ok := res.Decision(2); ok {
 		t.Fatal("index 2 was not mentioned by the handler but is mentioned after mapping")
 	}
-	if res.conflicts != 1 || res.extra != 4 {
-		t.Fatalf("conflicts=%d extra=%d; want 1 and 4", res.conflicts, res.extra)
+	if d, _ := res.Decision(0); d.Action != ActionDeadLetter {
+		t.Fatalf("the undecodable message is %+v, want dead_letter", d)
+	}
+	if res.conflicts != 1 || res.extra != 3 {
+		t.Fatalf("conflicts=%d extra=%d; want 1 and 3", res.conflicts, res.extra)
 	}
 }
 

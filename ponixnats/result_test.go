@@ -1,6 +1,7 @@
 package ponixnats
 
 import (
+	"errors"
 	"testing"
 	"time"
 )
@@ -104,21 +105,28 @@ func TestNakBackoff(t *testing.T) {
 }
 
 func TestConsumerConfigDefaultsAndValidation(t *testing.T) {
-	c := ConsumerConfig{}.withDefaults()
-	if c.Stream != "processed_envelopes" || c.Durable != "ponix-all-in-one" || c.BatchSize != 30 || c.MaxWait != 5*time.Second {
+	// No names of anyone's application are made up: another team's consumer must not join
+	// ours by leaving Stream or Durable empty.
+	for _, c := range []ConsumerConfig{{}, {Stream: "readings"}, {Durable: "readings-app"}} {
+		if err := c.withDefaults().validate(); !errors.Is(err, ErrInvalidConfig) {
+			t.Errorf("%+v: validate = %v, want ErrInvalidConfig", c, err)
+		}
+	}
+	c := ConsumerConfig{Stream: "readings", Durable: "readings-app"}.withDefaults()
+	if c.BatchSize != 10_000 || c.MaxWait != 5*time.Second || c.MaxAckPending != 20_000 {
 		t.Fatalf("defaults: %+v", c)
 	}
-	if c.DeadLetter.Stream != "processed_envelopes_dlq" || c.DeadLetter.SubjectPrefix != "processed_envelopes_dlq" {
+	if c.DeadLetter.Stream != "readings_dlq" || c.DeadLetter.SubjectPrefix != "readings_dlq" {
 		t.Fatalf("dead-letter defaults: %+v", c.DeadLetter)
 	}
 	if err := c.validate(); err != nil {
 		t.Fatal(err)
 	}
-	bad := ConsumerConfig{AckWait: time.Second, MaxWait: 2 * time.Second}.withDefaults()
+	bad := ConsumerConfig{Stream: "s", Durable: "d", AckWait: time.Second, MaxWait: 2 * time.Second}.withDefaults()
 	if err := bad.validate(); err == nil {
 		t.Fatal("AckWait <= MaxWait accepted")
 	}
-	bad = ConsumerConfig{MaxDeliver: 2, BackOff: []time.Duration{time.Second, time.Second}}.withDefaults()
+	bad = ConsumerConfig{Stream: "s", Durable: "d", MaxDeliver: 2, BackOff: []time.Duration{time.Second, time.Second}}.withDefaults()
 	if err := bad.validate(); err == nil {
 		t.Fatal("BackOff longer than MaxDeliver accepted")
 	}

@@ -19,7 +19,18 @@ var ErrNotJetStreamMsg = errors.New("not a JetStream message")
 // jetstream.Msg.Metadata, which makes it cheap enough for the per-message hot
 // path (e.g. as a de-duplication key).
 func StreamSequence(m jetstream.Msg) (uint64, error) {
-	reply := m.Reply()
+	return ackToken(m.Reply(), 0, "stream sequence")
+}
+
+// consumerSequence returns the consumer (delivery) sequence of a delivered message: it grows
+// with every delivery of one consumer, so a smaller one means the consumer was created anew.
+func consumerSequence(m jetstream.Msg) (uint64, error) {
+	return ackToken(m.Reply(), 1, "consumer sequence")
+}
+
+// ackToken parses the number at offset (0: stream sequence, 1: consumer sequence) in a
+// JetStream ack subject, without allocating.
+func ackToken(reply string, offset int, what string) (uint64, error) {
 	rest, ok := strings.CutPrefix(reply, "$JS.ACK.")
 	if !ok {
 		return 0, fmt.Errorf("%w: reply subject %q", ErrNotJetStreamMsg, reply)
@@ -35,12 +46,12 @@ func StreamSequence(m jetstream.Msg) (uint64, error) {
 		return 0, fmt.Errorf("%w: reply subject %q has %d tokens", ErrNotJetStreamMsg, reply, n+2)
 	}
 	var tok string
-	for range pos + 1 {
+	for range pos + offset + 1 {
 		tok, rest, _ = strings.Cut(rest, ".")
 	}
 	seq, err := strconv.ParseUint(tok, 10, 64)
 	if err != nil {
-		return 0, fmt.Errorf("%w: reply subject %q: stream sequence: %w", ErrNotJetStreamMsg, reply, err)
+		return 0, fmt.Errorf("%w: reply subject %q: %s: %w", ErrNotJetStreamMsg, reply, what, err)
 	}
 	return seq, nil
 }

@@ -56,7 +56,7 @@ func runLatency(ctx context.Context, o *options, logger *slog.Logger) error {
 		latencies = make([]time.Duration, 0, total)
 		allStored = make(chan struct{})
 	)
-	cons, err := app.NewConsumer(ctx, cfg, e.js, conn, app.ConsumerOptions{
+	cons, err := app.NewPipeline(ctx, cfg, e.js, conn, app.PipelineOptions{
 		Logger: slog.New(slog.DiscardHandler),
 		WrapStore: func(store ponixnats.MsgStore) ponixnats.MsgStore {
 			return func(ctx context.Context, batch []jetstream.Msg) error {

@@ -288,7 +288,7 @@ func (e *env) insert(ctx context.Context, batch int) (result, error) {
 	if err != nil {
 		return result{}, err
 	}
-	w, err := ponixclickhouse.NewEnvelopeWriter(conn)
+	w, err := ponixclickhouse.NewEnvelopeWriter(ctx, conn, ponixclickhouse.Table{})
 	if err != nil {
 		return result{}, err
 	}
@@ -354,7 +354,7 @@ func (e *env) ponix(ctx context.Context, cfg config.Config) (result, error) {
 	if e.o.verbose {
 		quiet = e.logger
 	}
-	cons, err := app.NewConsumer(ctx, cfg, e.js, conn, app.ConsumerOptions{
+	cons, err := app.NewPipeline(ctx, cfg, e.js, conn, app.PipelineOptions{
 		Logger: quiet,
 		WrapStore: func(store ponixnats.MsgStore) ponixnats.MsgStore {
 			return func(ctx context.Context, batch []jetstream.Msg) error {
@@ -409,7 +409,7 @@ func (e *env) ponix(ctx context.Context, cfg config.Config) (result, error) {
 		// flight is never abandoned).
 		tick := time.NewTicker(time.Millisecond)
 		defer tick.Stop()
-		for cons.Stats().Acked < uint64(e.o.n) {
+		for cons.Consumer.Stats().Acked < uint64(e.o.n) {
 			select {
 			case <-runDone:
 				return fmt.Errorf("consumer stopped before acking the backlog: %w", runErr)

@@ -88,6 +88,7 @@ type service struct {
 	migrated atomic.Bool
 	readyNC  atomic.Pointer[nats.Conn]
 	readyCH  atomic.Pointer[chConnRef]
+	pipeline atomic.Pointer[Pipeline]
 }
 
 type chConnRef struct{ conn driver.Conn }
@@ -120,7 +121,9 @@ func Run(ctx context.Context, cfg config.Config, opts Options) error {
 		return errors.Join(err, closeErr)
 	}
 
-	r := runner.New(runner.WithLogger(logger), runner.WithCloserTimeout(cfg.ShutdownTimeout()))
+	// A stop takes at most PONIX_SHUTDOWN_TIMEOUT_SECS: two thirds for the batches in hand
+	// (see drainTimeout), the rest for the closers, which run concurrently.
+	r := runner.New(runner.WithLogger(logger), runner.WithCloserTimeout(max(time.Second, cfg.ShutdownTimeout()-drainTimeout(cfg))))
 	if err := s.addProcesses(ctx, r); err != nil {
 		closeCtx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout())
 		defer cancel()
@@ -179,9 +182,9 @@ func (s *service) clickHouseConfig() ponixclickhouse.Config {
 	tlsCfg, _ := s.cfg.ClickHouseTLSConfig() // validated by config.Load
 	return ponixclickhouse.Config{
 		Addr:     addr,
-		Database: s.cfg.ClickHouseDatabase,
-		Username: s.cfg.ClickHouseUsername,
-		Password: s.cfg.ClickHousePassword,
+		Database: s.cfg.ClickHouseDatabase, // resolved by config.Load (the URL's database, if any)
+		Username: s.cfg.ClickHouseUser(),
+		Password: s.cfg.ClickHouseSecret(),
 		TLS:      tlsCfg,
 	}
 }
@@ -223,11 +226,16 @@ func (s *service) startLocalClickHouse(ctx context.Context) error {
 	return nil
 }
 
-func (s *service) migrate(ctx context.Context) error {
-	var fsys fs.FS = migrations.FS()
+// migrationsFS is the embedded migrations, or PONIX_CLICKHOUSE_MIGRATIONS_DIR.
+func (s *service) migrationsFS() fs.FS {
 	if dir := s.cfg.ClickHouseMigrationsDir; dir != "" {
-		fsys = os.DirFS(dir)
+		return os.DirFS(dir)
 	}
+	return migrations.FS()
+}
+
+func (s *service) migrate(ctx context.Context) error {
+	fsys := s.migrationsFS()
 	db := ponixclickhouse.OpenDB(s.clickHouseConfig())
 	defer db.Close()
 	if err := ponixclickhouse.PingDB(ctx, db, s.clickHouseConfig()); err != nil {
@@ -301,14 +309,20 @@ func (s *service) connectNATS(ctx context.Context) error {
 
 // addProcesses registers the consumer and, when enabled, the producer.
 func (s *service) addProcesses(ctx context.Context, r *runner.Runner) error {
-	consumer, err := NewConsumer(ctx, s.cfg, s.js, s.chConn, ConsumerOptions{Logger: s.logger, WrapStore: s.instrumentStore})
+	p, err := NewPipeline(ctx, s.cfg, s.js, s.chConn, PipelineOptions{
+		Logger: s.logger, WrapStore: s.instrumentStore, Repair: s.reapplyMigrations,
+	})
 	if err != nil {
 		return err
 	}
-	if err := s.metrics.WatchConsumer(consumer, s.cfg.NATSStream, s.cfg.NATSConsumer, 0, s.logger); err != nil {
+	s.pipeline.Store(p)
+	if err := s.metrics.WatchConsumer(p.Consumer, s.cfg.NATSStream, s.cfg.NATSConsumer, 0, s.logger); err != nil {
 		return fmt.Errorf("consumer metrics: %w", err)
 	}
-	r.AddProcess("consumer", consumer.Run)
+	if err := s.metrics.WatchSink(p.Hold, ponixclickhouse.SinkClasses()); err != nil {
+		return fmt.Errorf("sink metrics: %w", err)
+	}
+	r.AddProcess("consumer", p.Run)
 
 	if s.cfg.ProducerEnabled {
 		producer := ponixnats.NewEnvelopeProducer(s.js, s.cfg.NATSBaseSubject())
@@ -316,6 +330,23 @@ func (s *service) addProcesses(ctx context.Context, r *runner.Runner) error {
 	} else {
 		s.logger.Info("producer disabled (PONIX_PRODUCER_ENABLED=false): consuming only")
 	}
+	return nil
+}
+
+// reapplyMigrations applies every migration again (the repair of a dropped table whose
+// migrations goose still records as applied).
+func (s *service) reapplyMigrations(ctx context.Context) error {
+	db := ponixclickhouse.OpenDB(s.clickHouseConfig())
+	defer db.Close()
+	m, err := migrate.New(db, s.migrationsFS(), migrate.WithLogger(s.logger))
+	if err != nil {
+		return err
+	}
+	results, err := m.Reapply(ctx)
+	if err != nil {
+		return err
+	}
+	s.logger.Info("migrations applied again", "count", len(results))
 	return nil
 }
 

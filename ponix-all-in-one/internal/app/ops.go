@@ -3,6 +3,9 @@ package app
 import (
 	"context"
 	"errors"
+	"fmt"
+	"log/slog"
+	"time"
 
 	"github.com/nats-io/nats.go"
 
@@ -16,6 +19,9 @@ const (
 	CheckNATS       = "nats"
 	CheckClickHouse = "clickhouse"
 	CheckMigrations = "migrations"
+	CheckSchema     = "schema"   // the table fits the writer
+	CheckSink       = "sink"     // no batch is held because ClickHouse refuses it
+	CheckConsumer   = "consumer" // fetching from the durable consumer works
 )
 
 // Errors /readyz reports while a dependency is not ready.
@@ -55,9 +61,33 @@ func (s *service) closeHTTP(ctx context.Context) error {
 	return err
 }
 
-// readinessChecks: NATS connected, ClickHouse answers a ping, migrations done.
+// readinessChecks: NATS connected, ClickHouse answers a ping, migrations done, the table fits,
+// no batch is held, fetching works. Each failing check names the cause.
 func (s *service) readinessChecks() []httpserver.Check {
 	return []httpserver.Check{
+		{Name: CheckSchema, Func: func(context.Context) error {
+			if p := s.pipeline.Load(); p != nil {
+				return p.Schema.Problem()
+			}
+			return nil
+		}},
+		{Name: CheckSink, Func: func(context.Context) error {
+			p := s.pipeline.Load()
+			if p == nil {
+				return nil
+			}
+			if st := p.Hold.State(); st.Held {
+				return fmt.Errorf("batch held since %s (%s, %d attempts, %s): %w", st.Since.UTC().Format(time.RFC3339),
+					time.Since(st.Since).Round(time.Second), st.Attempts, st.Class, st.Err)
+			}
+			return nil
+		}},
+		{Name: CheckConsumer, Func: func(context.Context) error {
+			if p := s.pipeline.Load(); p != nil {
+				return p.Consumer.Health().Err
+			}
+			return nil
+		}},
 		{Name: CheckNATS, Func: func(context.Context) error {
 			nc := s.readyNC.Load()
 			if nc == nil {
@@ -84,11 +114,16 @@ func (s *service) readinessChecks() []httpserver.Check {
 	}
 }
 
-// natsOptions are the connect options from the configuration: client name,
-// logger, and the one authentication method and TLS files configured.
+// natsOptions are the service's NATS connect options.
 func (s *service) natsOptions() []ponixnats.Option {
-	c := s.cfg
-	opts := []ponixnats.Option{ponixnats.WithName("ponix-all-in-one"), ponixnats.WithLogger(s.logger)}
+	return NATSOptions(s.cfg, "ponix-all-in-one", s.logger)
+}
+
+// NATSOptions are the NATS connect options from the configuration: client name, logger, and
+// the one authentication method and TLS files configured. The service and its dlq command use
+// them.
+func NATSOptions(c config.Config, name string, logger *slog.Logger) []ponixnats.Option {
+	opts := []ponixnats.Option{ponixnats.WithName(name), ponixnats.WithLogger(logger)}
 	switch {
 	case c.NATSUser != "":
 		opts = append(opts, ponixnats.WithUserPassword(c.NATSUser, c.NATSPassword))

@@ -68,7 +68,7 @@ func New(version string) *Metrics {
 		}),
 		insertErrors: prometheus.NewCounter(prometheus.CounterOpts{
 			Namespace: Namespace, Name: "insert_errors_total",
-			Help: "Failed ClickHouse batch inserts (the batch is nak'd, or dead-lettered when the error is permanent).",
+			Help: "Failed ClickHouse batch insert attempts (a failing sink holds the batch and tries again; see ponix_sink_blocked).",
 		}),
 		batchSize: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Namespace: Namespace, Name: "insert_batch_size",
@@ -185,14 +185,15 @@ func newConsumerCollector(src ConsumerSource, stream, consumer string, timeout t
 		counters: []counterDesc{
 			{desc("envelopes_consumed_total", "Messages fetched from the JetStream consumer and handed to the processor (redeliveries included)."), func(s ponixnats.Stats) uint64 { return s.Messages }},
 			{desc("envelopes_acked_total", "Messages acknowledged after their rows were committed."), func(s ponixnats.Stats) uint64 { return s.Acked }},
-			{desc("envelopes_nakd_total", "Messages nak'd for redelivery after a delay (retryable ClickHouse errors, shutdown, incomplete results)."), func(s ponixnats.Stats) uint64 { return s.Naked }},
-			{desc("envelopes_dead_lettered_total", "Messages published to the dead-letter stream, then terminated (undecodable, invalid, permanent errors, max deliveries)."), func(s ponixnats.Stats) uint64 { return s.DeadLettered }},
+			{desc("envelopes_nakd_total", "Messages nak'd for redelivery after a delay (a hold given back after PONIX_CLICKHOUSE_RETRY_SECS, shutdown while held, incomplete results)."), func(s ponixnats.Stats) uint64 { return s.Naked }},
+			{desc("envelopes_dead_lettered_total", "Messages published to the dead-letter stream, then terminated (undecodable, invalid, refused alone by ClickHouse, max deliveries)."), func(s ponixnats.Stats) uint64 { return s.DeadLettered }},
 			{desc("envelopes_terminated_total", "Messages terminated without dead-lettering."), func(s ponixnats.Stats) uint64 { return s.Termed }},
 			{desc("consumer_batches_total", "Batches fetched and handed to the processor."), func(s ponixnats.Stats) uint64 { return s.Batches }},
 			{desc("consumer_fetch_errors_total", "Failed fetches from JetStream (retried)."), func(s ponixnats.Stats) uint64 { return s.FetchErrors }},
 			{desc("consumer_ack_errors_total", "Failed ack/nak/term sends (the server redelivers after AckWait)."), func(s ponixnats.Stats) uint64 { return s.AckErrors }},
 			{desc("consumer_processor_errors_total", "Batches nak'd whole because the processor failed."), func(s ponixnats.Stats) uint64 { return s.ProcessorErrors }},
 			{desc("consumer_dead_letter_failures_total", "Dead-letter publishes that failed (the message was nak'd instead)."), func(s ponixnats.Stats) uint64 { return s.DeadLetterFailed }},
+			{desc("consumer_recoveries_total", "Times the durable consumer (or its stream) was found deleted and created again."), func(s ponixnats.Stats) uint64 { return s.Recoveries }},
 		},
 		pending:    desc("consumer_pending_messages", "Messages in the stream not yet delivered to the consumer (JetStream num_pending)."),
 		ackPending: desc("consumer_ack_pending_messages", "Messages delivered and not yet acknowledged (JetStream num_ack_pending)."),

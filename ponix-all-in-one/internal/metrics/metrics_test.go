@@ -12,6 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/ponix-go/ponix/ponix-all-in-one/internal/metrics"
+	"github.com/ponix-go/ponix/ponixclickhouse"
 	"github.com/ponix-go/ponix/ponixnats"
 )
 
@@ -45,7 +46,7 @@ ponix_publish_errors_total 1
 # HELP ponix_envelopes_stored_total Envelopes committed to ClickHouse (before their messages are acked).
 # TYPE ponix_envelopes_stored_total counter
 ponix_envelopes_stored_total 35
-# HELP ponix_insert_errors_total Failed ClickHouse batch inserts (the batch is nak'd, or dead-lettered when the error is permanent).
+# HELP ponix_insert_errors_total Failed ClickHouse batch insert attempts (a failing sink holds the batch and tries again; see ponix_sink_blocked).
 # TYPE ponix_insert_errors_total counter
 ponix_insert_errors_total 1
 # HELP ponix_build_info Build information of ponix-all-in-one; the value is always 1.
@@ -134,7 +135,7 @@ func TestConsumerCollector(t *testing.T) {
 		t.Errorf("pending gauge series with info failing = %d (%v), want 0", n, err)
 	}
 	want = "" +
-		"# HELP ponix_envelopes_nakd_total Messages nak'd for redelivery after a delay (retryable ClickHouse errors, shutdown, incomplete results).\n" +
+		"# HELP ponix_envelopes_nakd_total Messages nak'd for redelivery after a delay (a hold given back after PONIX_CLICKHOUSE_RETRY_SECS, shutdown while held, incomplete results).\n" +
 		"# TYPE ponix_envelopes_nakd_total counter\n" +
 		"ponix_envelopes_nakd_total" + labels + " 4\n" +
 		"# HELP ponix_consumer_info_ok 1 when the last consumer info request succeeded, 0 when it failed.\n" +
@@ -145,5 +146,60 @@ func TestConsumerCollector(t *testing.T) {
 	}
 	if err := m.WatchConsumer(f, "s1", "c1", 0, nil); err == nil {
 		t.Error("watching the same consumer twice was accepted")
+	}
+}
+
+type fakeHold struct{ st ponixnats.HoldState }
+
+func (f *fakeHold) State() ponixnats.HoldState { return f.st }
+
+func TestSinkCollectorShowsTheHoldAndItsClass(t *testing.T) {
+	m := metrics.New("test")
+	h := &fakeHold{}
+	if err := m.WatchSink(h, []ponixclickhouse.Class{ponixclickhouse.ClassUnreachable, ponixclickhouse.ClassStorage}); err != nil {
+		t.Fatal(err)
+	}
+	want := "" +
+		"# HELP ponix_sink_blocked 1 while a batch is held because ClickHouse fails with this class of error (unreachable, authentication, schema, storage, ...), else 0.\n" +
+		"# TYPE ponix_sink_blocked gauge\n" +
+		"ponix_sink_blocked{class=\"storage\"} 0\n" +
+		"ponix_sink_blocked{class=\"unreachable\"} 0\n" +
+		"# HELP ponix_last_stored_batch_timestamp_seconds Unix time of the last batch stored in ClickHouse; 0 when none was.\n" +
+		"# TYPE ponix_last_stored_batch_timestamp_seconds gauge\n" +
+		"ponix_last_stored_batch_timestamp_seconds 0\n"
+	if err := testutil.GatherAndCompare(m.Registry(), strings.NewReader(want), "ponix_sink_blocked", "ponix_last_stored_batch_timestamp_seconds"); err != nil {
+		t.Error(err)
+	}
+	stored := time.Unix(1_700_000_000, 0)
+	h.st = ponixnats.HoldState{Held: true, Class: "storage", Since: time.Now().Add(-90 * time.Second), LastStored: stored, Holds: 3}
+	want = "" +
+		"# HELP ponix_sink_blocked 1 while a batch is held because ClickHouse fails with this class of error (unreachable, authentication, schema, storage, ...), else 0.\n" +
+		"# TYPE ponix_sink_blocked gauge\n" +
+		"ponix_sink_blocked{class=\"storage\"} 1\n" +
+		"ponix_sink_blocked{class=\"unreachable\"} 0\n" +
+		"# HELP ponix_sink_holds_total Holds started: times a batch was held because ClickHouse failed.\n" +
+		"# TYPE ponix_sink_holds_total counter\n" +
+		"ponix_sink_holds_total 3\n" +
+		"# HELP ponix_last_stored_batch_timestamp_seconds Unix time of the last batch stored in ClickHouse; 0 when none was.\n" +
+		"# TYPE ponix_last_stored_batch_timestamp_seconds gauge\n" +
+		"ponix_last_stored_batch_timestamp_seconds 1.7e+09\n"
+	if err := testutil.GatherAndCompare(m.Registry(), strings.NewReader(want), "ponix_sink_blocked", "ponix_sink_holds_total", "ponix_last_stored_batch_timestamp_seconds"); err != nil {
+		t.Error(err)
+	}
+	mfs, err := m.Registry().Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		switch mf.GetName() {
+		case "ponix_sink_blocked_seconds":
+			if v := mf.GetMetric()[0].GetGauge().GetValue(); v < 89 || v > 120 {
+				t.Errorf("ponix_sink_blocked_seconds = %v, want about 90", v)
+			}
+		case "ponix_seconds_since_last_stored_batch":
+			if v := mf.GetMetric()[0].GetGauge().GetValue(); v < float64(time.Since(stored)/time.Second)-5 {
+				t.Errorf("ponix_seconds_since_last_stored_batch = %v", v)
+			}
+		}
 	}
 }

@@ -1,0 +1,204 @@
+package ponixnats
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// applied counts what apply did with one batch, for the stats and one log line per batch.
+type applied struct {
+	acked, naked, termed, unmentioned, ackErrs int
+	deadLettered                               map[Reason]int
+	deadLetterFailed                           int
+	firstNakErr, firstAckErr                   error
+	firstDLQErr                                map[Reason]error
+}
+
+func (a *applied) deadLetter(reason Reason, cause error) {
+	if a.deadLettered == nil {
+		a.deadLettered, a.firstDLQErr = map[Reason]int{}, map[Reason]error{}
+	}
+	a.deadLettered[reason]++
+	if _, ok := a.firstDLQErr[reason]; !ok && cause != nil {
+		a.firstDLQErr[reason] = cause
+	}
+}
+
+// apply carries out the decisions of res (or a whole-batch Nak on perr) and logs one line per
+// batch for what is not a plain ack: dead letters counted by reason, naks, failures.
+func (c *Consumer) apply(ctx context.Context, batch []jetstream.Msg, res Result, perr error, final bool) {
+	if perr != nil {
+		c.st.processorErrors.Add(1)
+		c.log.Error("processor failed, nak'ing the whole batch", "error", perr, "messages", len(batch))
+		res = NakAll(len(batch), 0)
+	}
+	var a applied
+	for i, m := range batch {
+		d, ok := res.Decision(i)
+		if !ok {
+			a.unmentioned++
+			d = Decision{Action: ActionNak}
+		}
+		var err error
+		switch d.Action {
+		case ActionAck:
+			if final {
+				err = m.DoubleAck(ctx)
+			} else {
+				err = m.Ack()
+			}
+			a.acked++
+		case ActionTerm:
+			err = m.TermWithReason(string(d.Reason))
+			a.termed++
+		case ActionDeadLetter:
+			err = c.deadLetter(ctx, m, d.Reason, d.Err, &a)
+		default: // ActionNak
+			if d.Err != nil && a.firstNakErr == nil {
+				a.firstNakErr = d.Err
+			}
+			err = c.nak(ctx, m, d, &a)
+		}
+		if err != nil {
+			a.ackErrs++
+			if a.firstAckErr == nil {
+				a.firstAckErr = err
+			}
+		}
+	}
+	if final && c.flush != nil {
+		// Make sure everything sent reached the server before Run returns.
+		if err := c.flush(c.cfg.DrainTimeout); err != nil {
+			c.log.Warn("flushing acks at shutdown failed", "error", err)
+		}
+	}
+	c.record(&a, res, len(batch))
+}
+
+// record adds a batch's counts to the stats and logs what needs a person's attention.
+func (c *Consumer) record(a *applied, res Result, n int) {
+	s := &c.st
+	s.acked.Add(uint64(a.acked))
+	s.naked.Add(uint64(a.naked))
+	s.termed.Add(uint64(a.termed))
+	s.unmentioned.Add(uint64(a.unmentioned))
+	s.ackErrors.Add(uint64(a.ackErrs))
+	extra := max(0, res.Len()-n) + res.extra
+	s.outOfRange.Add(uint64(extra))
+	s.conflicts.Add(uint64(res.conflicts))
+	if a.unmentioned > 0 || res.conflicts > 0 || extra > 0 {
+		c.log.Warn("processor result incomplete or inconsistent: unmentioned indices nak'd, duplicates resolved to the most conservative decision, out-of-range ignored",
+			"batch", n, "unmentioned", a.unmentioned, "duplicates", res.conflicts, "out_of_range", extra)
+	}
+	if len(a.deadLettered) > 0 {
+		reasons := make([]string, 0, len(a.deadLettered))
+		for r := range a.deadLettered {
+			reasons = append(reasons, string(r))
+		}
+		sort.Strings(reasons)
+		var counts, examples strings.Builder
+		total := 0
+		for i, r := range reasons {
+			if i > 0 {
+				counts.WriteString(" ")
+				examples.WriteString("; ")
+			}
+			k := a.deadLettered[Reason(r)]
+			total += k
+			counts.WriteString(r + "=" + strconv.Itoa(k))
+			examples.WriteString(r + ": " + fmt.Sprint(a.firstDLQErr[Reason(r)]))
+		}
+		c.log.Warn("messages dead-lettered", "count", total, "by_reason", counts.String(), "batch", n,
+			"first_error_by_reason", examples.String(), "dlq_stream", c.cfg.DeadLetter.Stream)
+	}
+	if a.deadLetterFailed > 0 {
+		c.log.Error("dead-letter publishes failed; those messages were nak'd instead", "count", a.deadLetterFailed)
+	}
+	if a.firstNakErr != nil {
+		c.log.Warn("messages nak'd for redelivery", "naked", a.naked, "error", a.firstNakErr)
+	}
+	if a.ackErrs > 0 {
+		c.log.Warn("sending ack/nak/term failed; the server will redeliver after AckWait", "failed", a.ackErrs, "error", a.firstAckErr)
+	}
+}
+
+// nak naks m with d.Delay or the growing default; at the last delivery it dead-letters
+// instead.
+func (c *Consumer) nak(ctx context.Context, m jetstream.Msg, d Decision, a *applied) error {
+	md, err := m.Metadata()
+	if err != nil {
+		a.naked++
+		return m.NakWithDelay(c.nakDelay(1, d.Delay))
+	}
+	if c.cfg.MaxDeliver > 0 && md.NumDelivered >= uint64(c.cfg.MaxDeliver) && c.dlq != nil {
+		cause := ErrMaxDeliver
+		if d.Err != nil {
+			cause = fmt.Errorf("%w (%d deliveries); last error: %w", ErrMaxDeliver, md.NumDelivered, d.Err)
+		}
+		c.st.maxDelivered.Add(1)
+		return c.deadLetterMeta(ctx, m, md, ReasonMaxDeliver, cause, a)
+	}
+	a.naked++
+	return m.NakWithDelay(c.nakDelay(md.NumDelivered, d.Delay))
+}
+
+// nakDelay returns explicit if set, else NakDelay doubled per previous delivery, capped at
+// MaxNakDelay.
+func (c *Consumer) nakDelay(numDelivered uint64, explicit time.Duration) time.Duration {
+	if explicit > 0 {
+		return explicit
+	}
+	return NakBackoff(numDelivered, c.cfg.NakDelay, c.cfg.MaxNakDelay)
+}
+
+// NakBackoff is the default Nak delay for a message delivered numDelivered times: base,
+// 2*base, 4*base, ... capped at max.
+func NakBackoff(numDelivered uint64, base, max time.Duration) time.Duration {
+	d := base
+	for i := uint64(1); i < numDelivered && d < max; i++ {
+		d *= 2
+	}
+	if d > max {
+		d = max
+	}
+	return d
+}
+
+func (c *Consumer) deadLetter(ctx context.Context, m jetstream.Msg, reason Reason, cause error, a *applied) error {
+	md, err := m.Metadata()
+	if err != nil {
+		c.st.deadLetterFailed.Add(1)
+		a.deadLetterFailed++
+		return fmt.Errorf("dead-letter: reading metadata: %w", err)
+	}
+	return c.deadLetterMeta(ctx, m, md, reason, cause, a)
+}
+
+// deadLetterMeta publishes m to the dead-letter stream and terms it; if the publish fails it
+// naks m with the default delay instead.
+func (c *Consumer) deadLetterMeta(ctx context.Context, m jetstream.Msg, md *jetstream.MsgMetadata, reason Reason, cause error, a *applied) error {
+	if c.dlq == nil {
+		c.log.Error("dead-lettering disabled: terminating message", "reason", reason, "error", cause,
+			"subject", m.Subject(), "stream_seq", md.Sequence.Stream)
+		c.st.termed.Add(1)
+		return m.TermWithReason(string(reason))
+	}
+	if err := c.dlq.publish(ctx, m, md, reason, cause); err != nil {
+		c.st.deadLetterFailed.Add(1)
+		a.deadLetterFailed++
+		c.log.Debug("dead-letter publish failed, nak'ing message", "reason", reason, "error", err,
+			"subject", m.Subject(), "stream_seq", md.Sequence.Stream)
+		return m.NakWithDelay(c.nakDelay(md.NumDelivered, 0))
+	}
+	c.st.deadLettered.Add(1)
+	a.deadLetter(reason, cause)
+	c.log.Debug("message dead-lettered", "reason", reason, "error", cause, "subject", m.Subject(),
+		"stream_seq", md.Sequence.Stream, "dlq_stream", c.dlq.cfg.Stream)
+	return m.TermWithReason(string(reason))
+}

@@ -1,0 +1,201 @@
+package ponixnats
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Consumer defaults.
+const (
+	// DefaultBatchSize suits sinks that pay per insert, such as ClickHouse, which wants
+	// thousands of rows per INSERT.
+	DefaultBatchSize    = 10_000
+	DefaultMaxWait      = 5 * time.Second
+	DefaultAckWait      = 30 * time.Second
+	DefaultMaxDeliver   = 10
+	DefaultNakDelay     = time.Second
+	DefaultMaxNakDelay  = time.Minute
+	DefaultDrainTimeout = 30 * time.Second
+)
+
+// Internal timings of the fetch loop.
+const (
+	// pullExpiry bounds one pull request; a batch is filled by re-issuing requests until
+	// MaxWait is used up, so that a stop never waits more than this for a request in flight.
+	pullExpiry           = time.Second
+	minFetchRetryBackoff = 100 * time.Millisecond
+	maxFetchRetryBackoff = 5 * time.Second
+	logEvery             = 10 * time.Second
+	// infoEvery is how often the consumer reads its own info (ack floor) while fetching works.
+	infoEvery = 5 * time.Second
+	// unhealthyAfter: fetching that has failed this long makes [Consumer.Health] report it.
+	unhealthyAfter = 3 * time.Second
+)
+
+// ConsumerConfig configures a [Consumer]. Stream and Durable are required; other zero values
+// take the defaults noted per field.
+type ConsumerConfig struct {
+	// Stream to consume (required).
+	Stream string
+	// Durable consumer name (required). Instances that share a Durable split the work.
+	Durable string
+	// FilterSubjects restricts the consumer to these subjects (wildcards allowed); empty
+	// means the whole stream.
+	FilterSubjects []string
+	// BatchSize is the most messages fetched (and handed to the processor) at once. Default
+	// [DefaultBatchSize].
+	BatchSize int
+	// MaxWait is the longest a fetch waits for BatchSize messages before handing over what it
+	// has. Default [DefaultMaxWait].
+	MaxWait time.Duration
+	// FetchMaxBytes bounds the bytes of one fetch (0: no byte bound), so the memory held per
+	// batch is bounded whatever the message sizes.
+	FetchMaxBytes int
+	// MaxAckPending bounds messages delivered but not yet acknowledged. Default: the larger
+	// of 1000 and 2*BatchSize.
+	MaxAckPending int
+	// AckWait is how long the server waits for an ack before redelivering. It should exceed
+	// MaxWait plus the slowest processing; slow batches are kept alive with in-progress acks
+	// every AckWait/3. Default [DefaultAckWait].
+	AckWait time.Duration
+	// MaxDeliver is the most deliveries of one message; -1 means unlimited. A Nak at the last
+	// delivery dead-letters the message instead (reason [ReasonMaxDeliver]). Default
+	// [DefaultMaxDeliver].
+	MaxDeliver int
+	// BackOff is the server's redelivery schedule for messages whose AckWait expired (it does
+	// not apply to Nak). Optional; needs MaxDeliver larger than its length.
+	BackOff []time.Duration
+	// NakDelay is the base delay of a Nak without an explicit delay; it doubles with every
+	// delivery of the message up to MaxNakDelay. Default [DefaultNakDelay].
+	NakDelay time.Duration
+	// MaxNakDelay caps the growing Nak delay. Default [DefaultMaxNakDelay].
+	MaxNakDelay time.Duration
+	// DrainTimeout bounds how long the batches in hand may still be processed and
+	// acknowledged after Run's context ended: one deadline for all of them. Default
+	// [DefaultDrainTimeout].
+	DrainTimeout time.Duration
+	// DeadLetter configures the dead-letter stream.
+	DeadLetter DeadLetterConfig
+	// EnsureStream, if not nil, is the configuration the stream is created with when the
+	// consumer finds it missing — at start or while running (an operator's `nats stream rm`).
+	// The new stream starts its sequences again at 1; [BatchInfo].StreamCreated tells the two
+	// apart. Nil: a missing stream is reported ([Consumer.Health]) and waited for.
+	EnsureStream *StreamConfig
+	// ResumeAt, if not nil, says where a durable consumer that has to be created (it does not
+	// exist, or was deleted while running) starts: the first stream sequence to deliver (0 or
+	// 1: the start of the stream). A sink that knows what it stored can answer precisely (e.g.
+	// the sequence after the last contiguous stored one). The default resumes after the ack
+	// floor last read from the consumer before it disappeared, or at the start of the stream
+	// when none was read.
+	ResumeAt func(ctx context.Context, r ResumeInfo) (uint64, error)
+	// Logger for anomalies and errors (never per message at info level). Default
+	// slog.Default().
+	Logger *slog.Logger
+}
+
+// ResumeInfo is what [ConsumerConfig].ResumeAt is told when a durable consumer is created.
+type ResumeInfo struct {
+	// Stream and StreamCreated identify the stream and its incarnation.
+	Stream        string
+	StreamCreated time.Time
+	// FirstSeq and LastSeq are the stream's first and last sequence now.
+	FirstSeq, LastSeq uint64
+	// AckFloor is the consumer's stream ack floor as last read before it disappeared: every
+	// message up to it was acknowledged. Zero when unknown (a first start).
+	AckFloor uint64
+}
+
+func (c ConsumerConfig) withDefaults() ConsumerConfig {
+	if c.BatchSize <= 0 {
+		c.BatchSize = DefaultBatchSize
+	}
+	if c.MaxWait <= 0 {
+		c.MaxWait = DefaultMaxWait
+	}
+	if c.MaxAckPending <= 0 {
+		c.MaxAckPending = max(1000, 2*c.BatchSize)
+	}
+	if c.AckWait <= 0 {
+		c.AckWait = DefaultAckWait
+	}
+	if c.MaxDeliver == 0 {
+		c.MaxDeliver = DefaultMaxDeliver
+	}
+	if c.NakDelay <= 0 {
+		c.NakDelay = DefaultNakDelay
+	}
+	if c.MaxNakDelay <= 0 {
+		c.MaxNakDelay = DefaultMaxNakDelay
+	}
+	if c.MaxNakDelay < c.NakDelay {
+		c.MaxNakDelay = c.NakDelay
+	}
+	if c.DrainTimeout <= 0 {
+		c.DrainTimeout = DefaultDrainTimeout
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	c.DeadLetter = c.DeadLetter.withDefaults(c.Stream)
+	return c
+}
+
+func (c ConsumerConfig) validate() error {
+	if c.Stream == "" {
+		return fmt.Errorf("%w: consumer Stream is required", ErrInvalidConfig)
+	}
+	if c.Durable == "" {
+		return fmt.Errorf("%w: consumer Durable is required (instances sharing a durable split its messages: choose a name of your application's own)", ErrInvalidConfig)
+	}
+	if !ValidSubjectToken(c.Stream) {
+		return fmt.Errorf("%w: consumer Stream %q is not a valid stream name", ErrInvalidConfig, c.Stream)
+	}
+	if !ValidSubjectToken(c.Durable) {
+		return fmt.Errorf("%w: consumer Durable %q is not a valid consumer name", ErrInvalidConfig, c.Durable)
+	}
+	for _, s := range c.FilterSubjects {
+		if err := validSubject(s); err != nil {
+			return fmt.Errorf("%w: consumer FilterSubjects: %w", ErrInvalidConfig, err)
+		}
+	}
+	if c.MaxAckPending < c.BatchSize {
+		return fmt.Errorf("%w: MaxAckPending (%d) must be at least BatchSize (%d)", ErrInvalidConfig, c.MaxAckPending, c.BatchSize)
+	}
+	if c.MaxDeliver > 0 && len(c.BackOff) >= c.MaxDeliver {
+		return fmt.Errorf("%w: MaxDeliver (%d) must be larger than the number of BackOff steps (%d)", ErrInvalidConfig, c.MaxDeliver, len(c.BackOff))
+	}
+	if c.AckWait <= c.MaxWait {
+		return fmt.Errorf("%w: AckWait (%s) must be longer than MaxWait (%s)", ErrInvalidConfig, c.AckWait, c.MaxWait)
+	}
+	if c.FetchMaxBytes < 0 {
+		return fmt.Errorf("%w: FetchMaxBytes must not be negative, got %d", ErrInvalidConfig, c.FetchMaxBytes)
+	}
+	if c.EnsureStream != nil && c.EnsureStream.Name != c.Stream {
+		return fmt.Errorf("%w: EnsureStream.Name %q differs from Stream %q", ErrInvalidConfig, c.EnsureStream.Name, c.Stream)
+	}
+	return nil
+}
+
+// jetStreamConfig is the server-side configuration of the durable consumer.
+func (c ConsumerConfig) jetStreamConfig() jetstream.ConsumerConfig {
+	cc := jetstream.ConsumerConfig{
+		Durable:       c.Durable,
+		AckPolicy:     jetstream.AckExplicitPolicy,
+		AckWait:       c.AckWait,
+		MaxDeliver:    c.MaxDeliver,
+		BackOff:       c.BackOff,
+		MaxAckPending: c.MaxAckPending,
+	}
+	switch len(c.FilterSubjects) {
+	case 0:
+	case 1:
+		cc.FilterSubject = c.FilterSubjects[0]
+	default:
+		cc.FilterSubjects = c.FilterSubjects
+	}
+	return cc
+}

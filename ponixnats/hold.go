@@ -1,0 +1,182 @@
+package ponixnats
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"sync"
+	"time"
+)
+
+// Hold defaults.
+const (
+	DefaultHoldMinBackoff = time.Second
+	DefaultHoldMaxBackoff = 30 * time.Second
+)
+
+// ErrHoldGivenUp is wrapped by the error a store processor gives its batch back with when a
+// sink fault outlasted [HoldConfig.MaxDuration]: the messages are nak'd for a later redelivery.
+var ErrHoldGivenUp = errors.New("sink still failing after the hold's MaxDuration")
+
+// HoldConfig configures a [Hold].
+type HoldConfig struct {
+	// MinBackoff and MaxBackoff bound the wait between attempts, which doubles from MinBackoff
+	// (default [DefaultHoldMinBackoff]) up to MaxBackoff (default [DefaultHoldMaxBackoff]).
+	MinBackoff, MaxBackoff time.Duration
+	// MaxDuration, if positive, gives a held batch back after this long: its messages are
+	// nak'd with the consumer's growing delay (and so use up deliveries). A batch holding a
+	// message at its last delivery is never given back (its nak would make JetStream give up
+	// on it); it stays held. Zero holds until the sink recovers or the consumer stops.
+	MaxDuration time.Duration
+	// Classify names the kind of a sink fault for logs, [HoldState] and metrics (for
+	// ClickHouse: string(ponixclickhouse.Classify(err))). Default: "sink".
+	Classify func(error) string
+	// Logger receives one line when a hold starts, at most one per back-off step while it
+	// lasts, and one when it ends. Default slog.Default().
+	Logger *slog.Logger
+}
+
+// HoldState is a snapshot of a [Hold].
+type HoldState struct {
+	// Held is true while a batch is held because its sink fails.
+	Held bool
+	// Since is when the current hold started.
+	Since time.Time
+	// Attempts made in the current hold (the first failure included).
+	Attempts int
+	// Class is the kind of the last sink fault (see [HoldConfig.Classify]).
+	Class string
+	// Err is the last sink fault of the current hold.
+	Err error
+	// LastStored is when a store last succeeded (zero: never).
+	LastStored time.Time
+	// Holds counts the holds started so far.
+	Holds uint64
+}
+
+// Hold keeps a batch in place while its sink fails. A store processor ([NewStoreProcessor],
+// [NewEnvelopeProcessor], ...) given a Hold with [WithHold] stores a batch; on a sink fault
+// (any store error that is not a [Rejection] or a [RecordFault]) it waits and stores the same
+// messages again, with growing back-off, until the store succeeds. Meanwhile the [Consumer]
+// keeps the batch alive with in-progress acks and fetches nothing new, so the backlog waits in
+// the stream, nothing is redelivered, and nothing is dead-lettered: a sink fault says nothing
+// about the messages. The hold ends early when the consumer stops (the batch is nak'd, and
+// stored after a restart) or after [HoldConfig.MaxDuration].
+//
+// State reports whether a batch is held and why, for readiness probes and metrics. A Hold may
+// be shared by several processors; it is safe for concurrent use.
+type Hold struct {
+	cfg HoldConfig
+
+	mu sync.Mutex
+	st HoldState
+}
+
+// NewHold returns a Hold with cfg's defaults applied.
+func NewHold(cfg HoldConfig) *Hold {
+	if cfg.MinBackoff <= 0 {
+		cfg.MinBackoff = DefaultHoldMinBackoff
+	}
+	if cfg.MaxBackoff < cfg.MinBackoff {
+		cfg.MaxBackoff = max(DefaultHoldMaxBackoff, cfg.MinBackoff)
+	}
+	if cfg.Classify == nil {
+		cfg.Classify = func(error) string { return "sink" }
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	return &Hold{cfg: cfg}
+}
+
+// State returns a snapshot of the hold.
+func (h *Hold) State() HoldState {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.st
+}
+
+// stored records a successful store.
+func (h *Hold) stored() {
+	h.mu.Lock()
+	h.st.LastStored = time.Now()
+	h.mu.Unlock()
+}
+
+// do runs attempt until it returns nil, holding on every error: it waits (back-off) and tries
+// again. It returns attempt's last error when ctx ends, when the consumer stops (see
+// [BatchInfo].Stopping), or after MaxDuration (wrapped with [ErrHoldGivenUp]) unless mayGiveUp
+// says no.
+// n is the number of messages held, for the logs.
+func (h *Hold) do(ctx context.Context, n int, mayGiveUp func() bool, attempt func(context.Context) error) error {
+	err := attempt(ctx)
+	if err == nil || ctx.Err() != nil {
+		return err
+	}
+	var stopping <-chan struct{}
+	if bi, ok := BatchInfoFromContext(ctx); ok {
+		stopping = bi.Stopping
+	}
+	start, wait := time.Now(), h.cfg.MinBackoff
+	h.begin(start, err)
+	h.cfg.Logger.Warn("sink failing: holding the batch in place (nothing is fetched, redelivered or dead-lettered meanwhile)",
+		"class", h.cfg.Classify(err), "error", err, "batch_size", n, "retry_in", wait)
+	for attempts := 1; ; attempts++ {
+		if h.cfg.MaxDuration > 0 && time.Since(start)+wait > h.cfg.MaxDuration && mayGiveUp() {
+			h.end()
+			h.cfg.Logger.Warn("sink still failing: giving the batch back for a delayed redelivery",
+				"class", h.cfg.Classify(err), "error", err, "batch_size", n, "attempts", attempts,
+				"duration", time.Since(start).Round(time.Millisecond), "max_duration", h.cfg.MaxDuration)
+			return errors.Join(ErrHoldGivenUp, err)
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			h.end()
+			return err
+		case <-stopping:
+			t.Stop()
+			h.end()
+			h.cfg.Logger.Info("stopping while the sink fails: the held batch is nak'd and will be stored after a restart",
+				"class", h.cfg.Classify(err), "batch_size", n, "attempts", attempts)
+			return err
+		case <-t.C:
+		}
+		if err = attempt(ctx); err == nil {
+			h.end()
+			h.cfg.Logger.Info("sink recovered: the held batch is stored", "batch_size", n,
+				"attempts", attempts+1, "duration", time.Since(start).Round(time.Millisecond))
+			return nil
+		}
+		if ctx.Err() != nil {
+			h.end()
+			return err
+		}
+		wait = min(2*wait, h.cfg.MaxBackoff)
+		h.failed(err)
+		h.cfg.Logger.Warn("sink still failing: the batch stays held", "class", h.cfg.Classify(err), "error", err,
+			"batch_size", n, "attempts", attempts+1, "held_for", time.Since(start).Round(time.Millisecond), "retry_in", wait)
+	}
+}
+
+func (h *Hold) begin(start time.Time, err error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.st.Held, h.st.Since, h.st.Attempts = true, start, 1
+	h.st.Err, h.st.Class = err, h.cfg.Classify(err)
+	h.st.Holds++
+}
+
+func (h *Hold) failed(err error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.st.Attempts++
+	h.st.Err, h.st.Class = err, h.cfg.Classify(err)
+}
+
+func (h *Hold) end() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.st.Held, h.st.Since, h.st.Attempts, h.st.Err, h.st.Class = false, time.Time{}, 0, nil, ""
+}

@@ -1,0 +1,47 @@
+package ponixnats
+
+import "sync/atomic"
+
+// Stats are cumulative counters of a [Consumer].
+type Stats struct {
+	Batches          uint64 // batches handed to the processor
+	Messages         uint64 // messages handed to the processor
+	Acked            uint64
+	Naked            uint64
+	Termed           uint64 // terminated without dead-lettering
+	DeadLettered     uint64 // published to the dead-letter stream, then terminated
+	DeadLetterFailed uint64 // dead-letter publish failed; the message was nak'd
+	MaxDelivered     uint64 // messages dead-lettered at MaxDeliver (a Nak at the last delivery, or an advisory)
+	// MaxDeliverAdvisories counts MAX_DELIVERIES advisories handled: messages
+	// whose AckWait expired at the last delivery (a crashed or stalled
+	// processor), copied from the stream to the dead-letter stream.
+	MaxDeliverAdvisories uint64
+	Unmentioned          uint64 // indices the Result did not mention (nak'd)
+	Conflicts            uint64 // indices the Result set more than once
+	OutOfRange           uint64 // Result indices beyond the batch (ignored)
+	ProcessorErrors      uint64 // batches nak'd because the processor failed or panicked
+	FetchErrors          uint64
+	AckErrors            uint64 // failed ack/nak/term sends
+	// Recoveries counts the times the durable consumer (and, with
+	// ConsumerConfig.EnsureStream, the stream) was found missing and created again.
+	Recoveries uint64
+}
+
+type stats struct {
+	batches, messages, acked, naked, termed, deadLettered, deadLetterFailed, maxDelivered,
+	unmentioned, conflicts, outOfRange, processorErrors, fetchErrors, ackErrors, maxDeliverAdvisories,
+	recoveries atomic.Uint64
+}
+
+// Stats returns a snapshot of the counters.
+func (c *Consumer) Stats() Stats {
+	s := &c.st
+	return Stats{
+		Batches: s.batches.Load(), Messages: s.messages.Load(), Acked: s.acked.Load(), Naked: s.naked.Load(),
+		Termed: s.termed.Load(), DeadLettered: s.deadLettered.Load(), DeadLetterFailed: s.deadLetterFailed.Load(),
+		MaxDelivered: s.maxDelivered.Load(), Unmentioned: s.unmentioned.Load(), Conflicts: s.conflicts.Load(),
+		OutOfRange: s.outOfRange.Load(), ProcessorErrors: s.processorErrors.Load(),
+		FetchErrors: s.fetchErrors.Load(), AckErrors: s.ackErrors.Load(),
+		MaxDeliverAdvisories: s.maxDeliverAdvisories.Load(), Recoveries: s.recoveries.Load(),
+	}
+}

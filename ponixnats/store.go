@@ -1,0 +1,291 @@
+package ponixnats
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/bits"
+	"slices"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// MsgStore stores a batch of messages (typically from their bytes, m.Data()) all or nothing:
+// an error means none of them was stored.
+type MsgStore func(ctx context.Context, msgs []jetstream.Msg) error
+
+// Rejection is implemented by store errors that name one item of the batch that can never be
+// stored (e.g. a value the sink cannot represent), by its index in the slice given to the
+// store. A store processor dead-letters that message alone (reason [ReasonRejected]) and
+// stores the others again. ponixclickhouse.RowError is one.
+type Rejection interface {
+	error
+	RejectedIndex() int
+}
+
+// RecordFault is implemented by store errors that say the sink refused the data of the batch
+// (a parse, type or value error) rather than failed itself: one or more records may be at
+// fault, and RecordFault reports true. A store processor then splits the batch (bisects) to
+// find the messages that fail alone and dead-letters only those (reason [ReasonRejected]); if
+// no part of the batch can be stored, it treats the error as a sink fault and holds the batch.
+// ponixclickhouse.WriteError is one.
+type RecordFault interface {
+	error
+	RecordFault() bool
+}
+
+// StoreOption configures the store processors: [NewStoreProcessor], [NewProtoStoreProcessor],
+// [NewEnvelopeProcessor] and [NewEnvelopeWireProcessor].
+type StoreOption func(*storeOptions)
+
+type storeOptions struct {
+	hold  *Hold
+	check func(jetstream.Msg) error
+	proto []ProtoOption
+}
+
+func buildStoreOptions(opts []StoreOption) storeOptions {
+	var o storeOptions
+	for _, opt := range opts {
+		opt(&o)
+	}
+	if o.hold == nil {
+		o.hold = NewHold(HoldConfig{})
+	}
+	return o
+}
+
+// WithHold sets the [Hold] that keeps a batch in place while its sink fails (default: a Hold
+// with the default [HoldConfig], private to the processor). Pass your own to read its state
+// (readiness, metrics) or to change the back-off and MaxDuration.
+func WithHold(h *Hold) StoreOption {
+	return func(o *storeOptions) { o.hold = h }
+}
+
+// WithCheck sets a check run on every message before it is stored ([NewStoreProcessor]): a
+// message it fails is dead-lettered alone, with reason [ReasonDecode] when the error wraps
+// [ErrDecode] and [ReasonInvalid] otherwise.
+func WithCheck(f func(m jetstream.Msg) error) StoreOption {
+	return func(o *storeOptions) { o.check = f }
+}
+
+// WithProtoOptions passes options to the decoding of [NewProtoStoreProcessor] and
+// [NewEnvelopeProcessor].
+func WithProtoOptions(opts ...ProtoOption) StoreOption {
+	return func(o *storeOptions) { o.proto = append(o.proto, opts...) }
+}
+
+// NewStoreProcessor returns a [Processor] that hands the messages of each batch to store in
+// one call and acks them when it succeeds. What a failure does depends on what it says:
+//   - a message the [WithCheck] check refuses, or that the store names in a [Rejection], is
+//     dead-lettered alone (its error names the message: subject and stream sequence) and the
+//     others are stored again;
+//   - a [RecordFault] splits the batch until the messages that fail alone are found; those are
+//     dead-lettered with [ReasonRejected], the rest is stored;
+//   - any other error is a sink fault: the batch is held in place and stored again with
+//     back-off (see [Hold]), never dead-lettered. When the consumer stops (or the hold gives
+//     up) the messages not yet stored are nak'd.
+//
+// store must be all-or-nothing so that a batch can be stored again.
+func NewStoreProcessor(store MsgStore, opts ...StoreOption) Processor {
+	o := buildStoreOptions(opts)
+	return func(ctx context.Context, batch []jetstream.Msg) (Result, error) {
+		b := newStoreBatch(batch, func(m jetstream.Msg) jetstream.Msg { return m })
+		if o.check != nil {
+			for j, m := range batch {
+				if err := o.check(m); err != nil {
+					reason := ReasonInvalid
+					if errors.Is(err, ErrDecode) {
+						reason = ReasonDecode
+					}
+					b.setAside(j, reason, fmt.Errorf("%s: %w", msgLabel(m), err))
+				}
+			}
+		}
+		return b.store(ctx, store, o.hold), nil
+	}
+}
+
+// msgLabel names a message for errors and dead-letter headers: its subject and, for a
+// JetStream message, its stream sequence.
+func msgLabel(m jetstream.Msg) string {
+	if seq, err := StreamSequence(m); err == nil {
+		return fmt.Sprintf("message on %s (stream sequence %d)", m.Subject(), seq)
+	}
+	return "message on " + m.Subject()
+}
+
+// storeBatch is a batch on its way to a store: the decisions taken so far, by index into all,
+// and the indices still to store.
+type storeBatch[T any] struct {
+	all   []T
+	msgOf func(T) jetstream.Msg
+	res   Result
+	todo  []int // indices into all still to store, ascending
+}
+
+func newStoreBatch[T any](all []T, msgOf func(T) jetstream.Msg) *storeBatch[T] {
+	todo := make([]int, len(all))
+	for i := range todo {
+		todo[i] = i
+	}
+	return &storeBatch[T]{all: all, msgOf: msgOf, res: NewResult(len(all)), todo: todo}
+}
+
+// setAside dead-letters item j (not yet stored) before anything is stored.
+func (b *storeBatch[T]) setAside(j int, reason Reason, err error) {
+	b.res.DeadLetter(j, reason, err)
+	if i, ok := slices.BinarySearch(b.todo, j); ok {
+		b.todo = slices.Delete(b.todo, i, i+1)
+	}
+}
+
+// store stores the items still to store and decides for each (see [NewStoreProcessor]). The
+// parts still to store are a stack of index lists: a part that the sink refuses as data is
+// split in two, left half on top, so that the search goes depth-first and reaches a part that
+// stores (proof that the sink works) after about log2(n) failures. Until that proof, the
+// number of refused parts is bounded by log2(n)+2: beyond it the whole batch counts as refused
+// by the sink, and is held like any sink fault.
+func (b *storeBatch[T]) store(ctx context.Context, store func(context.Context, []T) error, hold *Hold) Result {
+	if len(b.todo) == 0 {
+		return b.res
+	}
+	stack := [][]int{b.todo}
+	buf := make([]T, 0, len(b.todo))
+	storedAny := false
+	// Records refused alone before anything stored: dead-lettered once a store succeeds (the
+	// sink works), stored again if nothing does.
+	var alone []int
+	refuseAlone := func(j int, err error) {
+		b.res.DeadLetter(j, ReasonRejected, fmt.Errorf("%s: the sink refused this message alone: %w", msgLabel(b.msgOf(b.all[j])), err))
+	}
+	var lastRefusal error
+	attempt := func(ctx context.Context) error {
+		refusals, budget := 0, bits.Len(uint(len(b.todo)))+2
+		for len(stack) > 0 {
+			top := len(stack) - 1
+			part := stack[top]
+			buf = buf[:0]
+			for _, j := range part {
+				buf = append(buf, b.all[j])
+			}
+			err := store(ctx, buf)
+			var (
+				rej Rejection
+				rf  RecordFault
+			)
+			switch {
+			case err == nil:
+				for _, j := range part {
+					b.res.Ack(j)
+				}
+				stack = stack[:top]
+				if !storedAny {
+					storedAny = true
+					for _, j := range alone {
+						refuseAlone(j, lastRefusal)
+					}
+					alone = nil
+				}
+				hold.stored()
+			case errors.As(err, &rej) && rej.RejectedIndex() >= 0 && rej.RejectedIndex() < len(part):
+				k := rej.RejectedIndex()
+				j := part[k]
+				b.res.DeadLetter(j, ReasonRejected, fmt.Errorf("%s: %w", msgLabel(b.msgOf(b.all[j])), causeOf(rej)))
+				if rest := slices.Delete(slices.Clone(part), k, k+1); len(rest) > 0 {
+					stack[top] = rest
+				} else {
+					stack = stack[:top]
+				}
+			case errors.As(err, &rf) && rf.RecordFault():
+				stack = stack[:top]
+				if storedAny {
+					if len(part) == 1 {
+						refuseAlone(part[0], err)
+						continue
+					}
+				} else {
+					lastRefusal = err
+					refusals++
+					if len(part) == 1 {
+						alone = append(alone, part[0])
+					}
+					if refusals > budget {
+						stack = append(stack, part)
+						return b.refused(&stack, &alone, err)
+					}
+					if len(part) == 1 {
+						continue
+					}
+				}
+				half := len(part) / 2
+				stack = append(stack, part[half:], part[:half])
+			default:
+				return err
+			}
+		}
+		if len(alone) > 0 {
+			return b.refused(&stack, &alone, lastRefusal)
+		}
+		return nil
+	}
+	mayGiveUp := func() bool { return !b.atLastDelivery(ctx, stack) }
+	if err := hold.do(ctx, len(b.todo), mayGiveUp, attempt); err != nil {
+		for _, part := range stack {
+			for _, j := range part {
+				b.res.NakErr(j, 0, err)
+			}
+		}
+	}
+	return b.res
+}
+
+// atLastDelivery reports whether a message still to store was delivered as often as the
+// consumer allows: a nak would make JetStream give up on it.
+func (b *storeBatch[T]) atLastDelivery(ctx context.Context, stack [][]int) bool {
+	bi, ok := BatchInfoFromContext(ctx)
+	if !ok || bi.MaxDeliver <= 0 {
+		return false
+	}
+	for _, part := range stack {
+		for _, j := range part {
+			md, err := b.msgOf(b.all[j]).Metadata()
+			if err != nil || md.NumDelivered >= uint64(bi.MaxDeliver) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// causeOf returns what a rejection says about its item, without the store's own framing (such
+// as the item's index in the batch, which means nothing outside the store call).
+func causeOf(rej Rejection) error {
+	if u, ok := rej.(interface{ Unwrap() error }); ok && u.Unwrap() != nil {
+		return u.Unwrap()
+	}
+	return rej
+}
+
+// refused puts the records refused alone back on the stack, to be stored again after the
+// hold's back-off: no store succeeded, so the sink rather than these records may be at fault.
+func (b *storeBatch[T]) refused(stack *[][]int, alone *[]int, err error) error {
+	for _, j := range *alone {
+		*stack = append(*stack, []int{j})
+	}
+	*alone = nil
+	return &refusedError{n: len(b.todo), err: err}
+}
+
+// refusedError: every part of a batch tried was refused as data, and none stored, so there is
+// no proof that the records rather than the sink are at fault. The batch is held.
+type refusedError struct {
+	n   int
+	err error
+}
+
+func (e *refusedError) Error() string {
+	return fmt.Sprintf("the sink refuses the data of every part tried of a batch of %d messages, so the sink rather than single records may be at fault: %v", e.n, e.err)
+}
+
+func (e *refusedError) Unwrap() error { return e.err }
