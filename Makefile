@@ -2,7 +2,7 @@
 SHELL := /usr/bin/env bash
 .SHELLFLAGS := -euo pipefail -c
 
-MODULES := runner proto ponixnats ponixclickhouse migrations ponix-all-in-one
+MODULES := runner proto envelope ponixnats ponixclickhouse migrations ponix-all-in-one
 BIN     := $(CURDIR)/.bin
 
 # Pinned tool versions (fetched from the Go module proxy into .bin/).
@@ -40,7 +40,8 @@ run: deps ## run ponix-all-in-one locally (embedded NATS, local ClickHouse under
 .PHONY: test
 test: deps ## all unit and integration tests against real NATS and ClickHouse
 	go test -tags integration -count=1 -timeout $(TEST_TIMEOUT) work
-	cd ponixnats && go test -tags 'integration ponixnats_noenvelope' -count=1 -timeout $(TEST_TIMEOUT) ./...
+	cd ponixnats && go test -tags 'integration ponix_noenvelope' -count=1 -timeout $(TEST_TIMEOUT) ./...
+	cd ponixclickhouse && go test -tags 'integration ponix_noenvelope' -count=1 -timeout $(TEST_TIMEOUT) ./...
 
 .PHONY: test-unit
 test-unit: ## unit tests only (no servers)
@@ -80,12 +81,13 @@ lint: $(BIN)/staticcheck ## gofmt, go vet and staticcheck on every module, with 
 	@out=$$(gofmt -l $(MODULES)); [[ -z "$$out" ]] || { echo "gofmt needed:"; echo "$$out"; exit 1; }
 	@vetcheck() { echo "vet+staticcheck $$1 tags=[$$2]"; (cd $$1 && go vet -tags "$$2" ./... && $(BIN)/staticcheck -tags "$$2" ./...); }; \
 	for m in $(MODULES); do vetcheck $$m "" && vetcheck $$m integration || exit 1; done; \
-	vetcheck ponixnats ponixnats_noenvelope && vetcheck ponixnats "integration ponixnats_noenvelope"
+	for m in ponixnats ponixclickhouse; do vetcheck $$m ponix_noenvelope && vetcheck $$m "integration ponix_noenvelope" || exit 1; done
 
 .PHONY: build-modules
 build-modules: ## build each module on its own (GOWORK=off), as Docker builds do
 	@for m in $(MODULES); do echo "build $$m (GOWORK=off)"; (cd $$m && GOWORK=off go build ./... && GOWORK=off go vet ./...) || exit 1; done
-	cd ponixnats && GOWORK=off go build -tags ponixnats_noenvelope ./...
+	cd ponixnats && GOWORK=off go build -tags ponix_noenvelope ./...
+	cd ponixclickhouse && GOWORK=off go build -tags ponix_noenvelope ./...
 
 .PHONY: ci
 ci: deps lint check-generate build-modules test test-container image test-compose ## everything .ci/run runs

@@ -360,7 +360,7 @@ func publish(t *testing.T, url string, envs []*envelopev1.ProcessedEnvelope, opt
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := ponixnats.EnsureStream(ctx, js, ponixnats.StreamConfig{}); err != nil {
+	if _, err := ponixnats.EnsureStream(ctx, js, ponixnats.StreamConfig{Name: ponixnats.EnvelopeStream}); err != nil {
 		t.Fatal(err)
 	}
 	p := ponixnats.NewEnvelopeProducer(js, "processed_envelopes")

@@ -263,7 +263,7 @@ func ensureStream(t *testing.T, url string, replicas int) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	for {
-		_, err = ponixnats.EnsureStream(ctx, js, ponixnats.StreamConfig{Replicas: replicas})
+		_, err = ponixnats.EnsureStream(ctx, js, ponixnats.StreamConfig{Name: ponixnats.EnvelopeStream, Replicas: replicas})
 		if err == nil || ctx.Err() != nil {
 			break
 		}

@@ -1,3 +1,5 @@
+//go:build !ponix_noenvelope
+
 package ponixclickhouse
 
 import (
@@ -10,6 +12,8 @@ import (
 	envelopev1 "buf.build/gen/go/ponix/ponix/protocolbuffers/go/envelope/v1"
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/ponix-go/ponix/envelope"
 )
 
 // DefaultEnvelopeTable is the table of the upstream schema (see the migrations module).
@@ -48,7 +52,7 @@ const maxDateTime = 1<<32 - 1
 
 // EnvelopeEncoder is the [Encoder] for [EnvelopeRow]s: organization_id and end_device_id as
 // String, occurred_at and processed_at as DateTime (UTC, whole seconds; nil is an error naming
-// the field), data as a compact JSON object String (see [StructJSON]; NaN/±Inf are rejected),
+// the field), data as a compact JSON object String (see envelope.DataJSON; NaN/±Inf are rejected),
 // stream_created_ns and stream_seq as UInt64. A nil envelope is an error.
 type EnvelopeEncoder struct {
 	created       []uint64
@@ -59,7 +63,7 @@ type EnvelopeEncoder struct {
 	data          []string
 	ends          []int // end offset of each row's JSON in buf
 	buf           []byte
-	json          StructJSON
+	json          envelope.DataJSON
 }
 
 // NewEnvelopeEncoder returns an empty encoder.
@@ -124,10 +128,7 @@ func (e *EnvelopeEncoder) encode(row EnvelopeRow) error {
 	}
 	buf, err := e.json.Append(e.buf, env.GetData())
 	if err != nil {
-		if pe, ok := err.(*pathError); ok {
-			return &FieldError{Field: "data." + pe.path, Err: pe.err}
-		}
-		return &FieldError{Field: "data", Err: err}
+		return dataError(err)
 	}
 	e.buf = buf
 	e.orgs = append(e.orgs, env.GetOrganizationId())

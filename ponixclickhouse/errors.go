@@ -200,8 +200,6 @@ var (
 	// ErrTimestampOutOfRange: a timestamp is invalid or outside the DateTime range
 	// (1970-01-01 00:00:00 to 2106-02-07 06:28:15 UTC).
 	ErrTimestampOutOfRange = errors.New("timestamp outside the ClickHouse DateTime range")
-	// ErrNonFiniteNumber: a number is NaN or ±Inf, which JSON cannot represent.
-	ErrNonFiniteNumber = errors.New("number is NaN or infinite, which JSON cannot represent")
 )
 
 // RowError is a row that its encoder rejected. Nothing of the Write that returned it was

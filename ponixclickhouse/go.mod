@@ -51,6 +51,7 @@ require (
 	github.com/opencontainers/image-spec v1.1.1 // indirect
 	github.com/paulmach/orb v0.14.0 // indirect
 	github.com/pierrec/lz4/v4 v4.1.33 // indirect
+	github.com/ponix-go/ponix/envelope v0.0.0
 	github.com/power-devops/perfstat v0.0.0-20240221224432-82ca36839d55 // indirect
 	github.com/segmentio/asm v1.2.1 // indirect
 	github.com/sethvargo/go-retry v0.5.0 // indirect
@@ -75,3 +76,5 @@ require (
 )
 
 replace buf.build/gen/go/ponix/ponix/protocolbuffers/go => ../proto
+
+replace github.com/ponix-go/ponix/envelope => ../envelope

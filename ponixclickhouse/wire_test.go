@@ -1,3 +1,5 @@
+//go:build !ponix_noenvelope
+
 package ponixclickhouse
 
 import (
@@ -13,6 +15,8 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/structpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/ponix-go/ponix/envelope"
 )
 
 // encodedRow is what an encoder appended for one row.
@@ -54,7 +58,7 @@ func sameAsDecoded(t *testing.T, b []byte) {
 		if !errors.As(werr, &wf) || !errors.As(derr, &df) || wf.Field != df.Field {
 			t.Fatalf("errors name different fields: wire %v, decoded %v", werr, derr)
 		}
-		for _, sentinel := range []error{ErrNilTimestamp, ErrTimestampOutOfRange, ErrNonFiniteNumber} {
+		for _, sentinel := range []error{ErrNilTimestamp, ErrTimestampOutOfRange, envelope.ErrNonFiniteNumber} {
 			if errors.Is(werr, sentinel) != errors.Is(derr, sentinel) {
 				t.Fatalf("errors differ in kind: wire %v, decoded %v", werr, derr)
 			}
@@ -164,14 +168,14 @@ func TestWirePathRejectsNonFiniteNumbersNamingThePath(t *testing.T) {
 	b, _ := proto.Marshal(&envelopev1.ProcessedEnvelope{EndDeviceId: "d", OrganizationId: "o", OccurredAt: timestamppb.Now(), ProcessedAt: timestamppb.Now(), Data: data})
 	_, err := encodeOne(EnvelopeRow{Wire: b})
 	var fe *FieldError
-	if !errors.As(err, &fe) || fe.Field != "data.outer.readings[1]" || !errors.Is(err, ErrNonFiniteNumber) {
+	if !errors.As(err, &fe) || fe.Field != "data.outer.readings[1]" || !errors.Is(err, envelope.ErrNonFiniteNumber) {
 		t.Fatalf("err = %v", err)
 	}
 }
 
 func TestWirePathRejectsGarbage(t *testing.T) {
 	for _, b := range [][]byte{{0xff, 0xff, 0xff}, []byte("not protobuf at all"), {0x0a, 0x05, 'a'}} {
-		if _, err := encodeOne(EnvelopeRow{Wire: b}); !errors.Is(err, ErrMalformed) && !strings.Contains(err.Error(), "timestamp") {
+		if _, err := encodeOne(EnvelopeRow{Wire: b}); !errors.Is(err, envelope.ErrMalformed) && !strings.Contains(err.Error(), "timestamp") {
 			t.Errorf("Encode(%q) err = %v; want ErrMalformed or a missing timestamp", b, err)
 		}
 	}
@@ -282,7 +286,7 @@ func TestWirePathHonoursTheRecursionLimit(t *testing.T) {
 		}
 	}
 	_, err := encodeOne(EnvelopeRow{Wire: nested(6000, false)})
-	if !errors.Is(err, ErrMalformed) || !strings.Contains(err.Error(), "recursion limit") || len(err.Error()) > 600 {
+	if !errors.Is(err, envelope.ErrMalformed) || !strings.Contains(err.Error(), "recursion limit") || len(err.Error()) > 600 {
 		t.Fatalf("6000 levels: err = %v", err)
 	}
 }

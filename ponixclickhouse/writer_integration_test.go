@@ -23,6 +23,7 @@ import (
 	"google.golang.org/protobuf/types/known/structpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	envpkg "github.com/ponix-go/ponix/envelope"
 	"github.com/ponix-go/ponix/ponixclickhouse"
 	"github.com/ponix-go/ponix/ponixclickhouse/chtest"
 )
@@ -196,7 +197,7 @@ func TestEnvelopeWriterRejectsBadRowAndSendsNothing(t *testing.T) {
 		sentinel error
 	}{
 		{"nil processed_at", []*envelopev1.ProcessedEnvelope{envelope(t, 0), envelope(t, 1), bad}, 2, "processed_at", ponixclickhouse.ErrNilTimestamp},
-		{"NaN in data", []*envelopev1.ProcessedEnvelope{envelope(t, 0), nan}, 1, "data.nested.x", ponixclickhouse.ErrNonFiniteNumber},
+		{"NaN in data", []*envelopev1.ProcessedEnvelope{envelope(t, 0), nan}, 1, "data.nested.x", envpkg.ErrNonFiniteNumber},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			err := w.Write(t.Context(), rows(tc.envs...))

@@ -151,10 +151,10 @@ func (c ConsumerConfig) validate() error {
 	if c.Durable == "" {
 		return fmt.Errorf("%w: consumer Durable is required (instances sharing a durable split its messages: choose a name of your application's own)", ErrInvalidConfig)
 	}
-	if !ValidSubjectToken(c.Stream) {
+	if !ValidName(c.Stream) {
 		return fmt.Errorf("%w: consumer Stream %q is not a valid stream name", ErrInvalidConfig, c.Stream)
 	}
-	if !ValidSubjectToken(c.Durable) {
+	if !ValidName(c.Durable) {
 		return fmt.Errorf("%w: consumer Durable %q is not a valid consumer name", ErrInvalidConfig, c.Durable)
 	}
 	for _, s := range c.FilterSubjects {

@@ -265,7 +265,7 @@ type DeadLetters struct {
 // "processed_envelopes_dlq"). It fails, matching jetstream.ErrStreamNotFound,
 // when there is no such stream.
 func OpenDeadLetters(ctx context.Context, js jetstream.JetStream, stream string) (*DeadLetters, error) {
-	if !ValidSubjectToken(stream) {
+	if !ValidName(stream) {
 		return nil, fmt.Errorf("ponixnats: dead letters: %w: stream name %q is not a valid name", ErrInvalidConfig, stream)
 	}
 	st, err := js.Stream(ctx, stream)

@@ -19,12 +19,13 @@
 //   - [ProtoProcessor]: a generic processor that decodes every message into a
 //     protobuf type and dead-letters the ones that do not decode.
 //   - Envelope code for ponix's envelope.v1.ProcessedEnvelope:
-//     [NewEnvelopeProducer], [NewEnvelopeProcessor] and [ValidateEnvelope].
+//     [NewEnvelopeProducer], [NewEnvelopeProcessor] and [NewEnvelopeWireProcessor]; the
+//     envelope rules themselves are in github.com/ponix-go/ponix/envelope.
 //
 // # Build tag
 //
 // The envelope code (and the dependency on the envelope protobuf module) is
-// compiled by default. Build with -tags ponixnats_noenvelope to strip it and
+// compiled by default. Build with -tags ponix_noenvelope to strip it and
 // keep only the generic library.
 //
 // # Delivery rules

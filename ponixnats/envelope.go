@@ -1,71 +1,23 @@
-//go:build !ponixnats_noenvelope
+//go:build !ponix_noenvelope
 
 package ponixnats
 
 import (
 	"context"
-	"encoding/hex"
 	"errors"
 	"fmt"
-	"hash/fnv"
-	"strconv"
 
 	envelopev1 "buf.build/gen/go/ponix/ponix/protocolbuffers/go/envelope/v1"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"google.golang.org/protobuf/proto"
+
+	"github.com/ponix-go/ponix/envelope"
 )
 
-// ErrInvalidEnvelope matches every [*ValidationError].
-var ErrInvalidEnvelope = errors.New("invalid envelope")
-
-// ValidationError names the envelope field that is invalid and why.
-type ValidationError struct {
-	Field  string
-	Value  string
-	Reason string
-}
-
-// Error names the field, value and reason.
-func (e *ValidationError) Error() string {
-	return fmt.Sprintf("invalid envelope: %s %q: %s", e.Field, e.Value, e.Reason)
-}
-
-// Is matches ErrInvalidEnvelope, and ErrInvalidSubjectToken for ids that are
-// not subject tokens.
-func (e *ValidationError) Is(target error) bool {
-	return target == ErrInvalidEnvelope || (target == ErrInvalidSubjectToken && e.Reason == reasonNotToken)
-}
-
-const reasonNotToken = "not a valid subject token (empty, or contains '.', '*', '>' or whitespace)"
-
-// ValidateEnvelope checks what the pipeline needs of an envelope: both
-// timestamps present and valid, organization_id non-empty, end_device_id a
-// valid subject token. It returns a [*ValidationError] naming the field.
-func ValidateEnvelope(env *envelopev1.ProcessedEnvelope) error {
-	if env == nil {
-		return &ValidationError{Field: "envelope", Reason: "is nil"}
-	}
-	if !ValidSubjectToken(env.GetEndDeviceId()) {
-		return &ValidationError{Field: "end_device_id", Value: env.GetEndDeviceId(), Reason: reasonNotToken}
-	}
-	if env.GetOrganizationId() == "" {
-		return &ValidationError{Field: "organization_id", Reason: "is empty"}
-	}
-	if env.GetOccurredAt() == nil {
-		return &ValidationError{Field: "occurred_at", Reason: "is missing"}
-	}
-	if err := env.GetOccurredAt().CheckValid(); err != nil {
-		return &ValidationError{Field: "occurred_at", Value: env.GetOccurredAt().String(), Reason: err.Error()}
-	}
-	if env.GetProcessedAt() == nil {
-		return &ValidationError{Field: "processed_at", Reason: "is missing"}
-	}
-	if err := env.GetProcessedAt().CheckValid(); err != nil {
-		return &ValidationError{Field: "processed_at", Value: env.GetProcessedAt().String(), Reason: err.Error()}
-	}
-	return nil
-}
+// EnvelopeStream is the stream of the upstream schema (ponix-rs): envelopes are published to
+// "processed_envelopes.<end_device_id>".
+const EnvelopeStream = "processed_envelopes"
 
 // EnvelopeProducer publishes ProcessedEnvelopes to "<base>.<end_device_id>"
 // with a Nats-Msg-Id, so that JetStream drops a republish of the same envelope
@@ -80,8 +32,8 @@ type EnvelopeProducer struct {
 // ProducerOption configures an [EnvelopeProducer].
 type ProducerOption func(*EnvelopeProducer)
 
-// WithMsgID replaces the default Nats-Msg-Id ([EnvelopeMsgID]); return "" to
-// publish without an id.
+// WithMsgID replaces the default Nats-Msg-Id (envelope.MsgID); return "" to publish without
+// an id.
 func WithMsgID(f func(env *envelopev1.ProcessedEnvelope, data []byte) string) ProducerOption {
 	return func(p *EnvelopeProducer) { p.msgID = f }
 }
@@ -104,39 +56,17 @@ func WithMaxPending(n int) ProducerOption {
 // NewEnvelopeProducer returns a producer publishing under baseSubject
 // (usually the stream name, e.g. "processed_envelopes").
 func NewEnvelopeProducer(js jetstream.JetStream, baseSubject string, opts ...ProducerOption) *EnvelopeProducer {
-	p := &EnvelopeProducer{js: js, base: baseSubject, msgID: EnvelopeMsgID, maxAsync: defaultMaxPending}
+	p := &EnvelopeProducer{js: js, base: baseSubject, msgID: envelope.MsgID, maxAsync: defaultMaxPending}
 	for _, o := range opts {
 		o(p)
 	}
 	return p
 }
 
-// EnvelopeMsgID is the default Nats-Msg-Id of an envelope:
-// "<organization_id>:<end_device_id>:<occurred_at unix nanos>:<fnv64a of the
-// deterministic encoding>". The same envelope always gets the same id; two
-// different readings of one device at the same instant get different ids.
-func EnvelopeMsgID(env *envelopev1.ProcessedEnvelope, data []byte) string {
-	h := fnv.New64a()
-	h.Write(data)
-	var sum [8]byte
-	occurred := int64(0)
-	if t := env.GetOccurredAt(); t != nil {
-		occurred = t.GetSeconds()*1e9 + int64(t.GetNanos())
-	}
-	return env.GetOrganizationId() + ":" + env.GetEndDeviceId() + ":" + strconv.FormatInt(occurred, 10) + ":" +
-		hex.EncodeToString(h.Sum(sum[:0]))
-}
-
-// Subject returns the subject an envelope is published to, or a
-// [*ValidationError] if its end_device_id is not a valid subject token.
+// Subject returns the subject an envelope is published to, or an *envelope.ValidationError
+// if its end_device_id is not a valid subject token.
 func (p *EnvelopeProducer) Subject(env *envelopev1.ProcessedEnvelope) (string, error) {
-	if env == nil {
-		return "", &ValidationError{Field: "envelope", Reason: "is nil"}
-	}
-	if !ValidSubjectToken(env.GetEndDeviceId()) {
-		return "", &ValidationError{Field: "end_device_id", Value: env.GetEndDeviceId(), Reason: reasonNotToken}
-	}
-	return p.base + "." + env.GetEndDeviceId(), nil
+	return envelope.Subject(p.base, env)
 }
 
 func (p *EnvelopeProducer) message(env *envelopev1.ProcessedEnvelope) (*nats.Msg, error) {
@@ -234,7 +164,7 @@ func (p *EnvelopeProducer) PublishBatch(ctx context.Context, envs []*envelopev1.
 type EnvelopeStore func(ctx context.Context, batch []Decoded[*envelopev1.ProcessedEnvelope]) error
 
 // NewEnvelopeProcessor returns a [Processor] for ProcessedEnvelope messages: it decodes them
-// (failures are dead-lettered with [ReasonDecode]), validates them with [ValidateEnvelope]
+// (failures are dead-lettered with [ReasonDecode]), validates them with envelope.Validate
 // (failures are dead-lettered with [ReasonInvalid], the error naming the message and the
 // field), and hands the valid ones to store in one call, acking them on success. Store errors
 // are handled as [NewStoreProcessor] says: a [Rejection] or a [RecordFault] dead-letters only
@@ -242,16 +172,22 @@ type EnvelopeStore func(ctx context.Context, batch []Decoded[*envelopev1.Process
 // never dead-letters.
 func NewEnvelopeProcessor(store EnvelopeStore, opts ...StoreOption) Processor {
 	return NewProtoStoreProcessor(func() *envelopev1.ProcessedEnvelope { return new(envelopev1.ProcessedEnvelope) },
-		store, ValidateEnvelope, opts...)
+		store, envelope.Validate, opts...)
 }
 
 // NewEnvelopeWireProcessor is [NewEnvelopeProcessor] for stores that read the envelopes' wire
 // bytes themselves, such as the ClickHouse writer's EnvelopeRow.Wire: it checks each message
-// with [ValidateEnvelopeWire] instead of decoding it into a message value, which saves most of
+// with envelope.ValidateWire instead of decoding it into a message value, which saves most of
 // the CPU and allocations per envelope. Undecodable messages are dead-lettered with
 // [ReasonDecode], invalid ones with [ReasonInvalid]; a malformed data field is left to the
 // store to reject (a [Rejection]). It is [NewStoreProcessor] with that check.
 func NewEnvelopeWireProcessor(store MsgStore, opts ...StoreOption) Processor {
-	check := WithCheck(func(m jetstream.Msg) error { return ValidateEnvelopeWire(m.Data()) })
+	check := WithCheck(func(m jetstream.Msg) error {
+		err := envelope.ValidateWire(m.Data())
+		if errors.Is(err, envelope.ErrMalformed) {
+			return fmt.Errorf("%w: %w", ErrDecode, err)
+		}
+		return err
+	})
 	return NewStoreProcessor(store, append([]StoreOption{check}, opts...)...)
 }

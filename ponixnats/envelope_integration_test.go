@@ -1,4 +1,4 @@
-//go:build integration && !ponixnats_noenvelope
+//go:build integration && !ponix_noenvelope
 
 package ponixnats
 

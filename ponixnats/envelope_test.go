@@ -1,4 +1,4 @@
-//go:build !ponixnats_noenvelope
+//go:build !ponix_noenvelope
 
 package ponixnats
 
@@ -15,6 +15,8 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/structpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/ponix-go/ponix/envelope"
 )
 
 func testEnvelope(dev string) *envelopev1.ProcessedEnvelope {
@@ -29,58 +31,6 @@ func testEnvelope(dev string) *envelopev1.ProcessedEnvelope {
 	}
 }
 
-func TestValidateEnvelope(t *testing.T) {
-	if err := ValidateEnvelope(testEnvelope("dev-1")); err != nil {
-		t.Fatalf("valid envelope rejected: %v", err)
-	}
-	cases := map[string]struct {
-		mut   func(e *envelopev1.ProcessedEnvelope)
-		field string
-	}{
-		"empty device":     {func(e *envelopev1.ProcessedEnvelope) { e.EndDeviceId = "" }, "end_device_id"},
-		"dotted device":    {func(e *envelopev1.ProcessedEnvelope) { e.EndDeviceId = "a.b" }, "end_device_id"},
-		"wildcard device":  {func(e *envelopev1.ProcessedEnvelope) { e.EndDeviceId = "a>" }, "end_device_id"},
-		"space in device":  {func(e *envelopev1.ProcessedEnvelope) { e.EndDeviceId = "a b" }, "end_device_id"},
-		"empty org":        {func(e *envelopev1.ProcessedEnvelope) { e.OrganizationId = "" }, "organization_id"},
-		"no occurred_at":   {func(e *envelopev1.ProcessedEnvelope) { e.OccurredAt = nil }, "occurred_at"},
-		"bad occurred_at":  {func(e *envelopev1.ProcessedEnvelope) { e.OccurredAt = &timestamppb.Timestamp{Nanos: -1} }, "occurred_at"},
-		"no processed_at":  {func(e *envelopev1.ProcessedEnvelope) { e.ProcessedAt = nil }, "processed_at"},
-		"bad processed_at": {func(e *envelopev1.ProcessedEnvelope) { e.ProcessedAt = &timestamppb.Timestamp{Seconds: 1 << 60} }, "processed_at"},
-	}
-	for name, c := range cases {
-		t.Run(name, func(t *testing.T) {
-			e := testEnvelope("dev-1")
-			c.mut(e)
-			err := ValidateEnvelope(e)
-			var ve *ValidationError
-			if !errors.As(err, &ve) || ve.Field != c.field || !errors.Is(err, ErrInvalidEnvelope) {
-				t.Fatalf("err = %v; want ValidationError on %s", err, c.field)
-			}
-		})
-	}
-	if err := ValidateEnvelope(nil); !errors.Is(err, ErrInvalidEnvelope) {
-		t.Fatalf("nil envelope: %v", err)
-	}
-}
-
-func TestEnvelopeMsgIDDeterministic(t *testing.T) {
-	a, b := testEnvelope("dev-1"), testEnvelope("dev-1")
-	enc := func(e *envelopev1.ProcessedEnvelope) []byte {
-		d, err := proto.MarshalOptions{Deterministic: true}.Marshal(e)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return d
-	}
-	if EnvelopeMsgID(a, enc(a)) != EnvelopeMsgID(b, enc(b)) {
-		t.Fatal("same envelope, different ids")
-	}
-	b.Data.Fields["temperature"] = structpb.NewNumberValue(22)
-	if EnvelopeMsgID(a, enc(a)) == EnvelopeMsgID(b, enc(b)) {
-		t.Fatal("different payloads at the same instant share an id")
-	}
-}
-
 func TestProducerSubjectValidation(t *testing.T) {
 	p := NewEnvelopeProducer(nil, "processed_envelopes")
 	s, err := p.Subject(testEnvelope("dev-1"))
@@ -89,12 +39,12 @@ func TestProducerSubjectValidation(t *testing.T) {
 	}
 	for _, bad := range []string{"", "a.b", "*", ">", "a b"} {
 		_, err := p.Subject(testEnvelope(bad))
-		var ve *ValidationError
-		if !errors.Is(err, ErrInvalidSubjectToken) || !errors.As(err, &ve) || ve.Field != "end_device_id" || ve.Value != bad {
+		var ve *envelope.ValidationError
+		if !errors.Is(err, envelope.ErrInvalid) || !errors.As(err, &ve) || ve.Field != "end_device_id" || ve.Value != bad {
 			t.Errorf("Subject(%q) err = %v", bad, err)
 		}
 		// Publish must fail before touching the (nil) JetStream.
-		if err := p.Publish(context.Background(), testEnvelope(bad)); !errors.Is(err, ErrInvalidSubjectToken) {
+		if err := p.Publish(context.Background(), testEnvelope(bad)); !errors.Is(err, envelope.ErrInvalid) {
 			t.Errorf("Publish(%q) err = %v", bad, err)
 		}
 	}
@@ -138,7 +88,7 @@ func TestEnvelopeProcessorResults(t *testing.T) {
 			t.Fatalf("index %d = %+v; want %s/%s", i, d, w.a, w.r)
 		}
 	}
-	if d, _ := res.Decision(1); !errors.Is(d.Err, ErrInvalidEnvelope) {
+	if d, _ := res.Decision(1); !errors.Is(d.Err, envelope.ErrInvalid) {
 		t.Fatalf("invalid envelope error = %v", d.Err)
 	}
 

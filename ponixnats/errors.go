@@ -32,8 +32,6 @@ var (
 	// ErrStreamConfigMismatch: an existing stream differs in a field JetStream
 	// cannot update. The error is a *StreamMismatchError.
 	ErrStreamConfigMismatch = errors.New("stream configuration mismatch")
-	// ErrInvalidSubjectToken: a value that must be one subject token is not.
-	ErrInvalidSubjectToken = errors.New("invalid subject token")
 	// ErrDecode: a message payload could not be decoded.
 	ErrDecode = errors.New("decode failed")
 	// ErrInvalidConfig: a configuration value is invalid.

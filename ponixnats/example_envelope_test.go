@@ -1,4 +1,4 @@
-//go:build !ponixnats_noenvelope
+//go:build !ponix_noenvelope
 
 package ponixnats_test
 
@@ -37,11 +37,11 @@ func ExampleNewEnvelopeProcessor() {
 	}
 	defer nc.Close()
 	js, _ := jetstream.New(nc)
-	if _, err := ponixnats.EnsureStream(ctx, js, ponixnats.StreamConfig{}); err != nil { // processed_envelopes, processed_envelopes.>
+	if _, err := ponixnats.EnsureStream(ctx, js, ponixnats.StreamConfig{Name: ponixnats.EnvelopeStream}); err != nil { // subjects processed_envelopes.>
 		log.Fatal(err)
 	}
 
-	producer := ponixnats.NewEnvelopeProducer(js, ponixnats.DefaultStream)
+	producer := ponixnats.NewEnvelopeProducer(js, ponixnats.EnvelopeStream)
 	data, _ := structpb.NewStruct(map[string]any{"temperature": 21.5})
 	now := time.Now()
 	for _, dev := range []string{"sensor-1", "sensor-2"} {
@@ -65,7 +65,7 @@ func ExampleNewEnvelopeProcessor() {
 		return nil
 	}
 	c, err := ponixnats.NewConsumer(ctx, js, ponixnats.ConsumerConfig{
-		Stream:    ponixnats.DefaultStream,
+		Stream:    ponixnats.EnvelopeStream,
 		Durable:   "envelope-example",
 		BatchSize: 30,
 		MaxWait:   200 * time.Millisecond,

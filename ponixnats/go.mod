@@ -17,9 +17,12 @@ require (
 	github.com/minio/highwayhash v1.0.4 // indirect
 	github.com/nats-io/jwt/v2 v2.8.3 // indirect
 	github.com/nats-io/nuid v1.0.1 // indirect
+	github.com/ponix-go/ponix/envelope v0.0.0
 	golang.org/x/crypto v0.58.0 // indirect
 	golang.org/x/sys v0.50.0 // indirect
 	golang.org/x/time v0.16.0 // indirect
 )
 
 replace buf.build/gen/go/ponix/ponix/protocolbuffers/go => ../proto
+
+replace github.com/ponix-go/ponix/envelope => ../envelope

@@ -228,8 +228,11 @@ func TestIntegrationEnsureStream(t *testing.T) {
 	if !errors.As(err, &me) || me.Field != "retention" {
 		t.Fatalf("retention change: err = %v", err)
 	}
-	// Defaults follow upstream.
-	if c := (StreamConfig{}).withDefaults(); c.Name != "processed_envelopes" || c.Subjects[0] != "processed_envelopes.>" {
+	// No name is made up; the subjects default to "<name>.>".
+	if _, err := EnsureStream(ctx, js, StreamConfig{}); !errors.Is(err, ErrInvalidConfig) {
+		t.Fatalf("empty stream name: %v", err)
+	}
+	if c := (StreamConfig{Name: "readings"}).withDefaults(); c.Subjects[0] != "readings.>" {
 		t.Fatalf("defaults: %+v", c)
 	}
 	// Invalid config is rejected before reaching the server.

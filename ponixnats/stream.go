@@ -10,17 +10,11 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 )
 
-// Stream defaults, as in the upstream service.
-const (
-	DefaultStream        = "processed_envelopes"
-	DefaultStreamSubject = DefaultStream + ".>"
-)
-
 // StreamConfig is the part of a JetStream stream configuration that
 // [EnsureStream] manages. Zero values take the defaults noted per field;
 // settings of an existing stream that are not listed here are left alone.
 type StreamConfig struct {
-	// Name of the stream. Default [DefaultStream].
+	// Name of the stream (required).
 	Name string
 	// Subjects captured by the stream. Default "<Name>.>".
 	Subjects []string
@@ -48,9 +42,6 @@ type StreamConfig struct {
 }
 
 func (c StreamConfig) withDefaults() StreamConfig {
-	if c.Name == "" {
-		c.Name = DefaultStream
-	}
 	if len(c.Subjects) == 0 {
 		c.Subjects = []string{c.Name + ".>"}
 	}
@@ -64,8 +55,8 @@ func (c StreamConfig) withDefaults() StreamConfig {
 }
 
 func (c StreamConfig) validate() error {
-	if !ValidSubjectToken(c.Name) {
-		return fmt.Errorf("%w: stream name %q is not a valid name (empty, or contains '.', '*', '>' or whitespace)", ErrInvalidConfig, c.Name)
+	if !ValidName(c.Name) {
+		return fmt.Errorf("%w: stream Name %q is not a valid stream name (required; no whitespace, '.', '*', '>', '/' or '\\')", ErrInvalidConfig, c.Name)
 	}
 	for _, s := range c.Subjects {
 		if err := validSubject(s); err != nil {

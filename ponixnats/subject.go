@@ -5,10 +5,18 @@ import (
 	"strings"
 )
 
-// ValidSubjectToken reports whether s can be used as one token of a NATS
-// subject: non-empty, without '.', '*', '>' and without whitespace or control
-// characters.
-func ValidSubjectToken(s string) bool {
+// ValidName reports whether s can name a JetStream stream or consumer: non-empty, at most 255
+// bytes, without whitespace, control characters, '.', '*', '>', '/' or '\\'.
+func ValidName(s string) bool {
+	if s == "" || len(s) > 255 || strings.ContainsAny(s, ".*>/\\") {
+		return false
+	}
+	return validToken(s)
+}
+
+// validToken reports whether s can be one literal token of a subject: non-empty, without '.',
+// '*', '>', whitespace or control characters.
+func validToken(s string) bool {
 	if s == "" {
 		return false
 	}
@@ -32,6 +40,10 @@ func isUnicodeSpace(r rune) bool {
 	return r >= 0x2000 && r <= 0x200A
 }
 
+// ValidateSubject checks a subject or a filter with wildcards: non-empty tokens, '*' as a
+// whole token, '>' only as the last one.
+func ValidateSubject(s string) error { return validSubject(s) }
+
 // validSubject reports whether s is a well-formed subject or wildcard filter.
 func validSubject(s string) error {
 	if s == "" {
@@ -45,7 +57,7 @@ func validSubject(s string) error {
 			if i != len(toks)-1 {
 				return fmt.Errorf("subject %q: '>' must be the last token", s)
 			}
-		case !ValidSubjectToken(t):
+		case !validToken(t):
 			return fmt.Errorf("subject %q: token %d (%q) is not a valid subject token", s, i+1, t)
 		}
 	}

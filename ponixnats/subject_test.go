@@ -2,13 +2,19 @@ package ponixnats
 
 import "testing"
 
-func TestValidSubjectToken(t *testing.T) {
+func TestValidName(t *testing.T) {
 	for s, want := range map[string]bool{
-		"device-1": true, "dev_2": true, "ünïcode": true,
+		"processed_envelopes": true, "ponix-all-in-one": true, "ünïcode": true,
 		"": false, "a.b": false, "a*": false, ">": false, "a b": false, "a\tb": false, "a\u00a0b": false, "a\nb": false,
+		"a/b": false, "a\\b": false, string(make([]byte, 256)): false,
 	} {
-		if got := ValidSubjectToken(s); got != want {
-			t.Errorf("ValidSubjectToken(%q) = %v; want %v", s, got, want)
+		if got := ValidName(s); got != want {
+			t.Errorf("ValidName(%q) = %v; want %v", s, got, want)
+		}
+	}
+	for s, ok := range map[string]bool{"a.b": true, "a.*.c": true, "a.>": true, "a/b.c": true, "": false, "a..b": false, "a.>.c": false, "a b": false} {
+		if err := ValidateSubject(s); (err == nil) != ok {
+			t.Errorf("ValidateSubject(%q) = %v", s, err)
 		}
 	}
 }

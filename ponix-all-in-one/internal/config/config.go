@@ -19,6 +19,9 @@ import (
 	"time"
 
 	"github.com/caarlos0/env/v11"
+
+	"github.com/ponix-go/ponix/ponixclickhouse"
+	"github.com/ponix-go/ponix/ponixnats"
 )
 
 // Prefix is the prefix of every variable.
@@ -380,13 +383,13 @@ func (c Config) validate(isSet func(key string) bool) []error {
 	} else if _, _, err := net.SplitHostPort(c.NATSEmbeddedAddr); err != nil {
 		bad("NATS_EMBEDDED_ADDR", c.NATSEmbeddedAddr, "must be host:port")
 	}
-	if !validName(c.NATSStream) {
+	if !ponixnats.ValidName(c.NATSStream) {
 		bad("NATS_STREAM", c.NATSStream, "must be a non-empty name without spaces, '.', '*', '>', '/' or '\\'")
 	}
-	if base, ok := strings.CutSuffix(c.NATSSubject, ".>"); !ok || !validSubject(base) {
+	if base, ok := strings.CutSuffix(c.NATSSubject, ".>"); !ok || ponixnats.ValidateSubject(base) != nil || strings.ContainsAny(base, "*>") {
 		bad("NATS_SUBJECT", c.NATSSubject, "must be <base>.> with a non-empty base of subject tokens (e.g. processed_envelopes.>)")
 	}
-	if !validName(c.NATSConsumer) {
+	if !ponixnats.ValidName(c.NATSConsumer) {
 		bad("NATS_CONSUMER", c.NATSConsumer, "must be a non-empty name without spaces, '.', '*', '>', '/' or '\\'")
 	}
 
@@ -449,34 +452,8 @@ func checkNATSURL(u string) error {
 	return nil
 }
 
-func validName(s string) bool {
-	return s != "" && !strings.ContainsAny(s, " \t\r\n.*>/\\")
-}
-
-func validSubject(s string) bool {
-	if s == "" {
-		return false
-	}
-	for _, tok := range strings.Split(s, ".") {
-		if tok == "" || strings.ContainsAny(tok, " \t\r\n*>") {
-			return false
-		}
-	}
-	return true
-}
-
-func validIdent(s string) bool {
-	if s == "" {
-		return false
-	}
-	for i, r := range s {
-		ok := r == '_' || (r >= 'a' && r <= 'z') || (r >= 'A' && r <= 'Z') || (i > 0 && r >= '0' && r <= '9')
-		if !ok {
-			return false
-		}
-	}
-	return true
-}
+// validIdent: a plain ClickHouse identifier, as the ClickHouse library requires.
+func validIdent(s string) bool { return ponixclickhouse.ValidateIdentifier(s) == nil }
 
 // SlogLevel returns the slog level of LogLevel.
 func (c Config) SlogLevel() (slog.Level, error) {

@@ -1,9 +1,10 @@
-package ponixclickhouse
+package envelope
 
 import (
 	"encoding/json"
 	"errors"
 	"math"
+	"math/rand/v2"
 	"strings"
 	"testing"
 
@@ -53,14 +54,14 @@ func everyKind(t testing.TB) *structpb.Struct {
 	return s
 }
 
-func TestStructJSONMatchesEncodingJSON(t *testing.T) {
+func TestDataJSONMatchesEncodingJSON(t *testing.T) {
 	cases := map[string]*structpb.Struct{
 		"every kind": everyKind(t),
 		"nil":        nil,
 		"empty":      {},
 		"nil value":  {Fields: map[string]*structpb.Value{"x": nil, "y": {}}},
 	}
-	var e StructJSON
+	var e DataJSON
 	for name, s := range cases {
 		t.Run(name, func(t *testing.T) {
 			got, err := e.Append(nil, s)
@@ -72,7 +73,7 @@ func TestStructJSONMatchesEncodingJSON(t *testing.T) {
 				t.Fatal(err)
 			}
 			if string(got) != string(want) {
-				t.Fatalf("StructJSON differs from encoding/json:\n got %s\nwant %s", got, want)
+				t.Fatalf("DataJSON differs from encoding/json:\n got %s\nwant %s", got, want)
 			}
 			if !json.Valid(got) {
 				t.Fatalf("invalid JSON %s", got)
@@ -81,11 +82,11 @@ func TestStructJSONMatchesEncodingJSON(t *testing.T) {
 	}
 }
 
-func TestStructJSONFormatsNumbersLikeEncodingJSON(t *testing.T) {
+func TestDataJSONFormatsNumbersLikeEncodingJSON(t *testing.T) {
 	nums := []float64{0, 1, -1, 0.1, 1e-6, 9.99e-7, 1e-7, 123456789, 1e20, 1e21, 1.5e300, -1e-300,
 		math.SmallestNonzeroFloat64, math.MaxFloat64, 1 << 53, 1<<53 + 2, 1 << 63, 12345678901234567890,
 		math.Copysign(0, -1), 5e-324, 2.5e-8}
-	var e StructJSON
+	var e DataJSON
 	for _, f := range nums {
 		s := &structpb.Struct{Fields: map[string]*structpb.Value{"n": structpb.NewNumberValue(f)}}
 		got, err := e.Append(nil, s)
@@ -99,14 +100,14 @@ func TestStructJSONFormatsNumbersLikeEncodingJSON(t *testing.T) {
 	}
 }
 
-func TestStructJSONEscapesEveryByteLikeEncodingJSON(t *testing.T) {
+func TestDataJSONEscapesEveryByteLikeEncodingJSON(t *testing.T) {
 	var b strings.Builder
 	for c := 0; c < 256; c++ {
 		b.WriteByte(byte(c))
 	}
 	b.WriteString("\u2028\u2029\ufffd")
 	s := &structpb.Struct{Fields: map[string]*structpb.Value{b.String(): structpb.NewStringValue(b.String())}}
-	var e StructJSON
+	var e DataJSON
 	got, err := e.Append(nil, s)
 	if err != nil {
 		t.Fatal(err)
@@ -117,7 +118,7 @@ func TestStructJSONEscapesEveryByteLikeEncodingJSON(t *testing.T) {
 	}
 }
 
-func TestStructJSONRejectsNonFiniteNumbersWithPath(t *testing.T) {
+func TestDataJSONRejectsNonFiniteNumbersWithPath(t *testing.T) {
 	for _, tc := range []struct {
 		name string
 		v    float64
@@ -131,7 +132,7 @@ func TestStructJSONRejectsNonFiniteNumbersWithPath(t *testing.T) {
 					}}),
 				}}),
 			}}
-			var e StructJSON
+			var e DataJSON
 			prefix := []byte("keep")
 			out, err := e.Append(prefix, s)
 			if !errors.Is(err, ErrNonFiniteNumber) {
@@ -152,9 +153,9 @@ func TestStructJSONRejectsNonFiniteNumbersWithPath(t *testing.T) {
 	}
 }
 
-func BenchmarkStructJSON(b *testing.B) {
+func BenchmarkDataJSON(b *testing.B) {
 	s := everyKind(b)
-	var e StructJSON
+	var e DataJSON
 	buf := make([]byte, 0, 4096)
 	b.ReportAllocs()
 	for b.Loop() {
@@ -174,4 +175,33 @@ func BenchmarkEncodingJSONAsMap(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+func randomValue(r *rand.Rand, depth int) *structpb.Value {
+	switch k := r.IntN(8); {
+	case k == 0:
+		return structpb.NewNullValue()
+	case k == 1:
+		return structpb.NewBoolValue(r.IntN(2) == 0)
+	case k == 2:
+		return structpb.NewNumberValue([]float64{0, math.Copysign(0, -1), 1e21, 1e-7, 9007199254740993, -3.25, r.NormFloat64() * 1e6, math.NaN()}[r.IntN(8)])
+	case k == 3 || depth > 3:
+		return structpb.NewStringValue([]string{"", "plain", "é✓🚀", "<a & b>", "q\"uo\\te\n\t\x01", "\u2028\u2029"}[r.IntN(6)])
+	case k == 4 || k == 5:
+		return structpb.NewStructValue(randomStruct(r, depth+1))
+	default:
+		var vs []*structpb.Value
+		for range r.IntN(4) {
+			vs = append(vs, randomValue(r, depth+1))
+		}
+		return structpb.NewListValue(&structpb.ListValue{Values: vs})
+	}
+}
+
+func randomStruct(r *rand.Rand, depth int) *structpb.Struct {
+	s := &structpb.Struct{Fields: map[string]*structpb.Value{}}
+	for range r.IntN(6) {
+		s.Fields[[]string{"a", "b", "temperature", "ünï", "x y", "Z", ""}[r.IntN(7)]] = randomValue(r, depth)
+	}
+	return s
 }

@@ -1,0 +1,431 @@
+package envelope
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"slices"
+	"strconv"
+	"strings"
+	"unicode/utf8"
+
+	"google.golang.org/protobuf/encoding/protowire"
+	"google.golang.org/protobuf/types/known/structpb"
+)
+
+// ErrNonFiniteNumber: a number in data is NaN or ±Inf, which JSON cannot represent.
+var ErrNonFiniteNumber = errors.New("number is NaN or infinite, which JSON cannot represent")
+
+// errTooDeep: data nested deeper than protobuf's default recursion limit, which proto.Unmarshal
+// refuses too.
+var errTooDeep = fmt.Errorf("%w: nested deeper than protobuf's recursion limit (%d)", ErrMalformed, protowire.DefaultRecursionLimit)
+
+// DataJSON encodes google.protobuf.Struct values — an envelope's data — as compact JSON objects, byte for byte as
+// encoding/json encodes s.AsMap(): keys sorted, strings escaped the same way (including the
+// HTML characters <, > and & as \u003c, \u003e, \u0026, U+2028/U+2029, invalid UTF-8 as
+// \ufffd), numbers in the same format (integers up to 1e21 without exponent, so integers beyond
+// 2^53 print as the float64 that Struct holds, e.g. 9007199254740993 → 9007199254740992; -0
+// prints as -0). A nil Struct encodes as {}; a nil or NullValue value as null.
+//
+// NaN and ±Inf: JSON cannot represent them and encoding/json refuses them. DataJSON refuses
+// them too, with a [*PathError] naming the path that wraps [ErrNonFiniteNumber], so that the
+// message is dead-lettered intact instead of stored altered (null or a string would change
+// the data without a trace).
+//
+// A DataJSON reuses its internal buffers; it is not safe for concurrent use. The zero value
+// is ready to use.
+type DataJSON struct {
+	keys    []string    // stack of sorted keys, shared by all nesting levels
+	entries []wireEntry // the same for Structs read from wire bytes
+}
+
+// Append appends the JSON encoding of s to dst and returns the extended buffer. On error (a
+// [*PathError]) dst is returned unchanged in length.
+func (e *DataJSON) Append(dst []byte, s *structpb.Struct) ([]byte, error) {
+	n := len(dst)
+	out, err := e.appendStruct(dst, s)
+	if err != nil {
+		return dst[:n], err
+	}
+	return out, nil
+}
+
+func (e *DataJSON) appendStruct(dst []byte, s *structpb.Struct) ([]byte, error) {
+	fields := s.GetFields()
+	if len(fields) == 0 {
+		return append(dst, '{', '}'), nil
+	}
+	base := len(e.keys)
+	for k := range fields {
+		e.keys = append(e.keys, k)
+	}
+	slices.Sort(e.keys[base:])
+	end := len(e.keys)
+	dst = append(dst, '{')
+	var err error
+	for i := base; i < end; i++ {
+		if i > base {
+			dst = append(dst, ',')
+		}
+		k := e.keys[i]
+		dst = appendJSONString(dst, k)
+		dst = append(dst, ':')
+		if dst, err = e.appendValue(dst, fields[k]); err != nil {
+			e.keys = e.keys[:base]
+			return dst, prefixPath(err, jsonPathKey(k))
+		}
+	}
+	e.keys = e.keys[:base]
+	return append(dst, '}'), nil
+}
+
+func (e *DataJSON) appendValue(dst []byte, v *structpb.Value) ([]byte, error) {
+	switch k := v.GetKind().(type) {
+	case nil, *structpb.Value_NullValue:
+		return append(dst, "null"...), nil
+	case *structpb.Value_BoolValue:
+		return strconv.AppendBool(dst, k.BoolValue), nil
+	case *structpb.Value_NumberValue:
+		return appendJSONFloat(dst, k.NumberValue)
+	case *structpb.Value_StringValue:
+		return appendJSONString(dst, k.StringValue), nil
+	case *structpb.Value_StructValue:
+		return e.appendStruct(dst, k.StructValue)
+	case *structpb.Value_ListValue:
+		dst = append(dst, '[')
+		var err error
+		for i, item := range k.ListValue.GetValues() {
+			if i > 0 {
+				dst = append(dst, ',')
+			}
+			if dst, err = e.appendValue(dst, item); err != nil {
+				return dst, prefixPath(err, "["+strconv.Itoa(i)+"]")
+			}
+		}
+		return append(dst, ']'), nil
+	}
+	return append(dst, "null"...), nil
+}
+
+// PathError is a value of data that cannot be encoded, with its path in data: "readings[3]",
+// "location.lat", or "" for data itself.
+type PathError struct {
+	Path string
+	Err  error
+}
+
+func (p *PathError) Error() string { return p.Path + ": " + p.Err.Error() }
+
+// Unwrap returns the cause.
+func (p *PathError) Unwrap() error { return p.Err }
+
+// maxPathLen bounds the data path in errors, which deeply nested data would make huge.
+const maxPathLen = 256
+
+func prefixPath(err error, part string) error {
+	if pe, ok := err.(*PathError); ok {
+		if len(pe.Path) > maxPathLen { // deep data: keep the innermost part, bounded
+			if !strings.HasPrefix(pe.Path, "…") {
+				pe.Path = "…" + pe.Path
+			}
+			return pe
+		}
+		if pe.Path == "" || strings.HasPrefix(pe.Path, "[") {
+			pe.Path = part + pe.Path
+		} else {
+			pe.Path = part + "." + pe.Path
+		}
+		return pe
+	}
+	if errors.Is(err, ErrIrregular) {
+		return err
+	}
+	return &PathError{Path: part, Err: err}
+}
+
+// jsonPathKey writes a key of data in a path: plain identifiers as they are, others quoted.
+func jsonPathKey(k string) string {
+	plain := k != ""
+	for i := 0; i < len(k) && plain; i++ {
+		c := k[i]
+		plain = c == '_' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || i > 0 && c >= '0' && c <= '9'
+	}
+	if plain {
+		return k
+	}
+	return strconv.Quote(k)
+}
+
+// appendJSONFloat formats like encoding/json's float64 encoder.
+func appendJSONFloat(dst []byte, f float64) ([]byte, error) {
+	if math.IsNaN(f) || math.IsInf(f, 0) {
+		return dst, &PathError{Err: ErrNonFiniteNumber}
+	}
+	abs := math.Abs(f)
+	format := byte('f')
+	if abs != 0 && (abs < 1e-6 || abs >= 1e21) {
+		format = 'e'
+	}
+	dst = strconv.AppendFloat(dst, f, format, -1, 64)
+	if format == 'e' {
+		// Clean up e-09 to e-9, as encoding/json does.
+		n := len(dst)
+		if n >= 4 && dst[n-4] == 'e' && dst[n-3] == '-' && dst[n-2] == '0' {
+			dst[n-2] = dst[n-1]
+			dst = dst[:n-1]
+		}
+	}
+	return dst, nil
+}
+
+const hexDigits = "0123456789abcdef"
+
+// appendJSONString escapes like encoding/json with HTML escaping on.
+func appendJSONString(dst []byte, s string) []byte {
+	dst = append(dst, '"')
+	start := 0
+	for i := 0; i < len(s); {
+		b := s[i]
+		if b < utf8.RuneSelf {
+			if b >= 0x20 && b != '"' && b != '\\' && b != '<' && b != '>' && b != '&' {
+				i++
+				continue
+			}
+			dst = append(dst, s[start:i]...)
+			switch b {
+			case '\\', '"':
+				dst = append(dst, '\\', b)
+			case '\b':
+				dst = append(dst, '\\', 'b')
+			case '\f':
+				dst = append(dst, '\\', 'f')
+			case '\n':
+				dst = append(dst, '\\', 'n')
+			case '\r':
+				dst = append(dst, '\\', 'r')
+			case '\t':
+				dst = append(dst, '\\', 't')
+			default:
+				dst = append(dst, '\\', 'u', '0', '0', hexDigits[b>>4], hexDigits[b&0xF])
+			}
+			i++
+			start = i
+			continue
+		}
+		c, size := utf8.DecodeRuneInString(s[i:])
+		if c == utf8.RuneError && size == 1 {
+			dst = append(dst, s[start:i]...)
+			dst = append(dst, `\ufffd`...)
+			i += size
+			start = i
+			continue
+		}
+		if c == '\u2028' || c == '\u2029' {
+			dst = append(dst, s[start:i]...)
+			dst = append(dst, '\\', 'u', '2', '0', '2', hexDigits[c&0xF])
+			i += size
+			start = i
+			continue
+		}
+		i += size
+	}
+	dst = append(dst, s[start:]...)
+	return append(dst, '"')
+}
+
+// wireEntry is one key/value of a Struct read from the wire.
+type wireEntry struct {
+	key string // points into the message bytes (no copy); used only while encoding
+	val []byte
+}
+
+// AppendWire appends the JSON encoding of the google.protobuf.Struct whose wire bytes are b
+// (an envelope's data, [Wire].Data) to dst, exactly as [DataJSON.Append] encodes the Struct
+// proto.Unmarshal makes of b, without building it: no allocation once the buffers are warm.
+// Data nested beyond protobuf's recursion limit (counted as proto.Unmarshal counts it within
+// an envelope) is refused as proto.Unmarshal refuses it ([ErrMalformed]). A message field given
+// more than once (protobuf merges those) gives [ErrIrregular]: decode then. On error dst is
+// returned unchanged in length.
+func (e *DataJSON) AppendWire(dst []byte, b []byte) ([]byte, error) {
+	n := len(dst)
+	// One level for the envelope, one for the Struct.
+	out, err := e.appendWireStruct(dst, b, protowire.DefaultRecursionLimit-2)
+	if err != nil {
+		return dst[:n], err
+	}
+	return out, nil
+}
+
+// appendWireStruct appends the JSON of a google.protobuf.Struct given as wire bytes, as
+// appendStruct does for the decoded Struct: keys sorted; of repeated keys the last one wins
+// (as protobuf's map decoding does).
+//
+// depth is what remains of the recursion budget for this Struct (negative: too deep).
+func (e *DataJSON) appendWireStruct(dst []byte, b []byte, depth int) ([]byte, error) {
+	if depth < 0 {
+		return dst, errTooDeep
+	}
+	base := len(e.entries)
+	defer func() { e.entries = e.entries[:base] }()
+	for {
+		entry, rest, ok, err := nextBytes(b, fieldStructFields)
+		if err != nil {
+			return dst, err
+		}
+		if !ok {
+			break
+		}
+		b = rest
+		if depth-1 < 0 { // the map entry is a message
+			return dst, errTooDeep
+		}
+		var key, val []byte
+		for len(entry) > 0 {
+			num, typ, n := protowire.ConsumeTag(entry)
+			if n < 0 {
+				return dst, ErrMalformed
+			}
+			entry = entry[n:]
+			if typ == protowire.BytesType && (num == fieldEntryKey || num == fieldEntryValue) {
+				v, n := protowire.ConsumeBytes(entry)
+				if n < 0 {
+					return dst, ErrMalformed
+				}
+				entry = entry[n:]
+				if num == fieldEntryKey {
+					key = v
+				} else {
+					if val != nil {
+						return dst, ErrIrregular // a repeated message field is merged
+					}
+					val = v
+				}
+				continue
+			}
+			if n = protowire.ConsumeFieldValue(num, typ, entry); n < 0 {
+				return dst, ErrMalformed
+			}
+			entry = entry[n:]
+		}
+		if !utf8.Valid(key) {
+			return dst, fmt.Errorf("%w: key is not valid UTF-8", ErrMalformed)
+		}
+		if val == nil {
+			val = []byte{} // a missing value is a Value with no kind: null
+		}
+		e.entries = append(e.entries, wireEntry{key: bytesString(key), val: val})
+	}
+	entries := e.entries[base:]
+	if len(entries) == 0 {
+		return append(dst, '{', '}'), nil
+	}
+	slices.SortStableFunc(entries, func(a, b wireEntry) int { return strings.Compare(a.key, b.key) })
+	dst = append(dst, '{')
+	first := true
+	var err error
+	for i, en := range entries {
+		if i+1 < len(entries) && entries[i+1].key == en.key {
+			continue // a later entry with the same key wins
+		}
+		if !first {
+			dst = append(dst, ',')
+		}
+		first = false
+		dst = appendJSONString(dst, en.key)
+		dst = append(dst, ':')
+		if dst, err = e.appendWireValue(dst, en.val, depth-2); err != nil {
+			return dst, prefixPath(err, jsonPathKey(en.key))
+		}
+	}
+	return append(dst, '}'), nil
+}
+
+// appendWireValue appends the JSON of a google.protobuf.Value given as wire bytes. Of several
+// kinds the last one wins (oneof semantics); a message kind that appears twice is irregular.
+func (e *DataJSON) appendWireValue(dst []byte, b []byte, depth int) ([]byte, error) {
+	if depth < 0 {
+		return dst, errTooDeep
+	}
+	var (
+		kind    protowire.Number
+		payload []byte
+		scalar  uint64
+		msgSeen bool
+	)
+	for len(b) > 0 {
+		num, typ, n := protowire.ConsumeTag(b)
+		if n < 0 {
+			return dst, ErrMalformed
+		}
+		b = b[n:]
+		switch {
+		case (num == fieldValueNull || num == fieldValueBool) && typ == protowire.VarintType:
+			v, n := protowire.ConsumeVarint(b)
+			if n < 0 {
+				return dst, ErrMalformed
+			}
+			b, kind, scalar = b[n:], num, v
+		case num == fieldValueNumber && typ == protowire.Fixed64Type:
+			v, n := protowire.ConsumeFixed64(b)
+			if n < 0 {
+				return dst, ErrMalformed
+			}
+			b, kind, scalar = b[n:], num, v
+		case (num == fieldValueString || num == fieldValueStruct || num == fieldValueList) && typ == protowire.BytesType:
+			v, n := protowire.ConsumeBytes(b)
+			if n < 0 {
+				return dst, ErrMalformed
+			}
+			if num != fieldValueString {
+				if msgSeen {
+					return dst, ErrIrregular
+				}
+				msgSeen = true
+			}
+			b, kind, payload = b[n:], num, v
+		default:
+			if n = protowire.ConsumeFieldValue(num, typ, b); n < 0 {
+				return dst, ErrMalformed
+			}
+			b = b[n:]
+		}
+	}
+	switch kind {
+	case fieldValueBool:
+		return strconv.AppendBool(dst, scalar != 0), nil
+	case fieldValueNumber:
+		return appendJSONFloat(dst, math.Float64frombits(scalar))
+	case fieldValueString:
+		if !utf8.Valid(payload) {
+			return dst, fmt.Errorf("%w: string is not valid UTF-8", ErrMalformed)
+		}
+		return appendJSONString(dst, bytesString(payload)), nil
+	case fieldValueStruct:
+		return e.appendWireStruct(dst, payload, depth-1)
+	case fieldValueList:
+		if depth-1 < 0 {
+			return dst, errTooDeep
+		}
+		dst = append(dst, '[')
+		i := 0
+		for {
+			item, rest, ok, err := nextBytes(payload, fieldListValues)
+			if err != nil {
+				return dst, err
+			}
+			if !ok {
+				break
+			}
+			payload = rest
+			if i > 0 {
+				dst = append(dst, ',')
+			}
+			if dst, err = e.appendWireValue(dst, item, depth-2); err != nil {
+				return dst, prefixPath(err, "["+strconv.Itoa(i)+"]")
+			}
+			i++
+		}
+		return append(dst, ']'), nil
+	}
+	return append(dst, "null"...), nil // null_value, or no kind
+}

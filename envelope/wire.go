@@ -1,0 +1,210 @@
+package envelope
+
+import (
+	"errors"
+	"fmt"
+	"unicode/utf8"
+	"unsafe"
+
+	"google.golang.org/protobuf/encoding/protowire"
+)
+
+// Field numbers of envelope.v1.ProcessedEnvelope (the wire format, fixed by the upstream
+// schema) and of the well-known types it uses.
+const (
+	fieldEndDeviceID    = 1
+	fieldOccurredAt     = 2
+	fieldData           = 3
+	fieldProcessedAt    = 4
+	fieldOrganizationID = 5
+
+	fieldTimestampSeconds = 1
+	fieldTimestampNanos   = 2
+
+	fieldStructFields = 1 // map<string, Value>
+	fieldEntryKey     = 1
+	fieldEntryValue   = 2
+
+	fieldValueNull   = 1
+	fieldValueNumber = 2
+	fieldValueString = 3
+	fieldValueBool   = 4
+	fieldValueStruct = 5
+	fieldValueList   = 6
+
+	fieldListValues = 1
+)
+
+// Errors of reading the wire format; match with errors.Is.
+var (
+	// ErrMalformed: bytes that should hold a protobuf message do not (proto.Unmarshal refuses
+	// them too).
+	ErrMalformed = errors.New("malformed protobuf")
+	// ErrIrregular: a valid encoding that the wire reader does not take apart itself — a
+	// message field of data given more than once, which protobuf merges. Decode the envelope
+	// with proto.Unmarshal instead.
+	ErrIrregular = errors.New("irregular protobuf encoding")
+)
+
+// FieldError names the field of an envelope that is wrong, e.g. "occurred_at" or
+// "data.readings[3]".
+type FieldError struct {
+	// Field is the field's path in the envelope.
+	Field string
+	// Err says what is wrong with it.
+	Err error
+}
+
+func (e *FieldError) Error() string { return e.Field + ": " + e.Err.Error() }
+
+// Unwrap returns the cause.
+func (e *FieldError) Unwrap() error { return e.Err }
+
+// Timestamp is a google.protobuf.Timestamp read from the wire.
+type Timestamp struct {
+	// Set reports whether the field was present.
+	Set     bool
+	Seconds int64
+	Nanos   int32
+}
+
+// Valid reports whether t is present and in google.protobuf.Timestamp's valid range (years
+// 0001 to 9999, nanoseconds in [0, 1e9)), as timestamppb's CheckValid says.
+func (t Timestamp) Valid() bool {
+	const minSec, maxSec = -62135596800, 253402300799
+	return t.Set && t.Seconds >= minSec && t.Seconds <= maxSec && t.Nanos >= 0 && t.Nanos < 1e9
+}
+
+// Wire is an envelope read from its protobuf wire bytes with [Wire.Parse]. The byte slices are
+// views into the bytes parsed: valid as long as those are.
+type Wire struct {
+	EndDeviceID    []byte
+	OrganizationID []byte
+	OccurredAt     Timestamp
+	ProcessedAt    Timestamp
+	// Data is the google.protobuf.Struct's bytes; nil when the field is absent.
+	Data []byte
+	// Irregular reports that data was given more than once (protobuf merges the Structs):
+	// Data holds the last one only, so decode the envelope with proto.Unmarshal for its data.
+	Irregular bool
+}
+
+// Parse reads the envelope in b into w, as proto.Unmarshal would: of a string field given
+// several times the last wins, the occurrences of a timestamp merge, fields of another wire
+// type or unknown numbers are skipped. It does not allocate. Bytes proto.Unmarshal refuses
+// give a [*FieldError] wrapping [ErrMalformed] (a string that is not valid UTF-8 among
+// them). The data field is not looked into (see [DataJSON.AppendWire]).
+func (w *Wire) Parse(b []byte) error {
+	*w = Wire{}
+	for len(b) > 0 {
+		num, typ, n := protowire.ConsumeTag(b)
+		if n < 0 {
+			return &FieldError{Field: "envelope", Err: ErrMalformed}
+		}
+		b = b[n:]
+		if typ != protowire.BytesType || num < fieldEndDeviceID || num > fieldOrganizationID {
+			if n = protowire.ConsumeFieldValue(num, typ, b); n < 0 {
+				return &FieldError{Field: "envelope", Err: ErrMalformed}
+			}
+			b = b[n:]
+			continue
+		}
+		v, n := protowire.ConsumeBytes(b)
+		if n < 0 {
+			return &FieldError{Field: "envelope", Err: ErrMalformed}
+		}
+		b = b[n:]
+		switch num {
+		case fieldEndDeviceID:
+			w.EndDeviceID = v
+		case fieldOrganizationID:
+			w.OrganizationID = v
+		case fieldOccurredAt:
+			if err := w.OccurredAt.parse(v); err != nil {
+				return &FieldError{Field: "occurred_at", Err: err}
+			}
+		case fieldProcessedAt:
+			if err := w.ProcessedAt.parse(v); err != nil {
+				return &FieldError{Field: "processed_at", Err: err}
+			}
+		case fieldData:
+			if w.Data != nil {
+				w.Irregular = true
+			}
+			w.Data = v
+			if w.Data == nil {
+				w.Data = []byte{}
+			}
+		}
+	}
+	if !utf8.Valid(w.EndDeviceID) {
+		return &FieldError{Field: "end_device_id", Err: fmt.Errorf("%w: not valid UTF-8", ErrMalformed)}
+	}
+	if !utf8.Valid(w.OrganizationID) {
+		return &FieldError{Field: "organization_id", Err: fmt.Errorf("%w: not valid UTF-8", ErrMalformed)}
+	}
+	return nil
+}
+
+// parse merges the Timestamp in b into t (fields present override, as protobuf merges a
+// message given more than once).
+func (t *Timestamp) parse(b []byte) error {
+	t.Set = true
+	for len(b) > 0 {
+		num, typ, n := protowire.ConsumeTag(b)
+		if n < 0 {
+			return ErrMalformed
+		}
+		b = b[n:]
+		if typ == protowire.VarintType && (num == fieldTimestampSeconds || num == fieldTimestampNanos) {
+			x, n := protowire.ConsumeVarint(b)
+			if n < 0 {
+				return ErrMalformed
+			}
+			b = b[n:]
+			if num == fieldTimestampSeconds {
+				t.Seconds = int64(x)
+			} else {
+				t.Nanos = int32(x)
+			}
+			continue
+		}
+		if n = protowire.ConsumeFieldValue(num, typ, b); n < 0 {
+			return ErrMalformed
+		}
+		b = b[n:]
+	}
+	return nil
+}
+
+// nextBytes returns the next length-delimited field numbered want in b, skipping every other
+// field, and the bytes after it; ok is false when b holds no more such field.
+func nextBytes(b []byte, want protowire.Number) (val, rest []byte, ok bool, err error) {
+	for len(b) > 0 {
+		num, typ, n := protowire.ConsumeTag(b)
+		if n < 0 {
+			return nil, nil, false, ErrMalformed
+		}
+		b = b[n:]
+		if num == want && typ == protowire.BytesType {
+			v, n := protowire.ConsumeBytes(b)
+			if n < 0 {
+				return nil, nil, false, ErrMalformed
+			}
+			return v, b[n:], true, nil
+		}
+		if n = protowire.ConsumeFieldValue(num, typ, b); n < 0 {
+			return nil, nil, false, ErrMalformed
+		}
+		b = b[n:]
+	}
+	return nil, nil, false, nil
+}
+
+// bytesString views b as a string without copying; the string must not outlive b or be kept.
+func bytesString(b []byte) string {
+	if len(b) == 0 {
+		return ""
+	}
+	return unsafe.String(&b[0], len(b))
+}
