@@ -29,15 +29,15 @@ type Encoder[T any] interface {
 	AppendTo(b driver.Batch) error
 }
 
-// Option configures a writer.
-type Option func(*writerOptions)
+// WriterOption configures a writer.
+type WriterOption func(*writerOptions)
 
 type writerOptions struct {
 	logger *slog.Logger
 }
 
-// WithLogger sets the logger (default: discard).
-func WithLogger(l *slog.Logger) Option {
+// WithLogger sets the logger (default: slog.Default(), as every Ponix module).
+func WithLogger(l *slog.Logger) WriterOption {
 	return func(o *writerOptions) {
 		if l != nil {
 			o.logger = l
@@ -60,7 +60,7 @@ type BatchWriter[T any] struct {
 // It checks here, with the server, that the table exists and takes the encoder's columns
 // (see [BatchWriter.CheckSchema]): a bad name in configuration or a table that does not fit the
 // encoder fails at start-up with a [*SchemaError], not at the first Write.
-func NewBatchWriter[T any](ctx context.Context, conn driver.Conn, table Table, newEncoder func() Encoder[T], opts ...Option) (*BatchWriter[T], error) {
+func NewBatchWriter[T any](ctx context.Context, conn driver.Conn, table Table, newEncoder func() Encoder[T], opts ...WriterOption) (*BatchWriter[T], error) {
 	w, err := newBatchWriter(conn, table, newEncoder, opts...)
 	if err != nil {
 		return nil, err
@@ -71,8 +71,8 @@ func NewBatchWriter[T any](ctx context.Context, conn driver.Conn, table Table, n
 	return w, nil
 }
 
-func newBatchWriter[T any](conn driver.Conn, table Table, newEncoder func() Encoder[T], opts ...Option) (*BatchWriter[T], error) {
-	o := writerOptions{logger: slog.New(slog.DiscardHandler)}
+func newBatchWriter[T any](conn driver.Conn, table Table, newEncoder func() Encoder[T], opts ...WriterOption) (*BatchWriter[T], error) {
+	o := writerOptions{logger: slog.Default()}
 	for _, opt := range opts {
 		opt(&o)
 	}

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -21,6 +22,11 @@ import (
 type Config struct {
 	// Addr is the native protocol address, host:port (e.g. "localhost:9000").
 	Addr string
+	// Addrs are several native protocol addresses of the same data (replicas, or nodes of a
+	// cluster that each serve the same tables) to fail over between: a connection is opened to
+	// the first that answers, in order. When Addrs is set, Addr is ignored; when it is empty, Addr
+	// is the only address. See [Config.Addresses].
+	Addrs []string
 	// Database is the default database of the connection; empty means "default".
 	Database string
 	// Username; empty means "default".
@@ -40,15 +46,34 @@ type Config struct {
 	PingTimeout time.Duration
 	// MaxOpenConns limits the pool (default 10).
 	MaxOpenConns int
-	// Logger receives the driver's log messages; the default discards them.
+	// Logger receives the clickhouse-go driver's own log messages (default: none; they include a
+	// warning on every connection to a server older than 25.8). Ponix's own logs go to slog.Default().
 	Logger *slog.Logger
 }
 
-// Options returns the clickhouse-go options for cfg, with defaults applied.
+// Addresses returns the addresses to connect to: Addrs when set, else Addr alone (nil when
+// both are empty).
+func (cfg Config) Addresses() []string {
+	if len(cfg.Addrs) > 0 {
+		return slices.Clone(cfg.Addrs)
+	}
+	if cfg.Addr == "" {
+		return nil
+	}
+	return []string{cfg.Addr}
+}
+
+// addrLabel names the addresses in errors: "host:port" or "host1:port,host2:port".
+func (cfg Config) addrLabel() string { return strings.Join(cfg.Addresses(), ",") }
+
+// Options returns the clickhouse-go options for cfg, with defaults applied. With several
+// addresses a new connection goes to the first that answers, in order
+// (clickhouse.ConnOpenInOrder): the others are failovers.
 func (cfg Config) Options() *clickhouse.Options {
 	opts := &clickhouse.Options{
-		Protocol: clickhouse.Native,
-		Addr:     []string{cfg.Addr},
+		Protocol:         clickhouse.Native,
+		Addr:             cfg.Addresses(),
+		ConnOpenStrategy: clickhouse.ConnOpenInOrder,
 		Auth: clickhouse.Auth{
 			Database: cfg.Database,
 			Username: cfg.Username,
@@ -84,7 +109,7 @@ func (cfg Config) Options() *clickhouse.Options {
 // [*ConfigError] that names the setting (see [ErrUnreachable], [ErrUnknownDatabase],
 // [ErrAuthentication]). The caller must Close the connection.
 func Open(ctx context.Context, cfg Config) (driver.Conn, error) {
-	if cfg.Addr == "" {
+	if len(cfg.Addresses()) == 0 {
 		return nil, &ConfigError{Setting: "Addr", Err: errors.New("address is empty")}
 	}
 	conn, err := clickhouse.Open(cfg.Options())
@@ -98,7 +123,7 @@ func Open(ctx context.Context, cfg Config) (driver.Conn, error) {
 	if err := Ping(ctx, conn, timeout); err != nil {
 		_ = conn.Close()
 		if ctx.Err() != nil {
-			return nil, fmt.Errorf("clickhouse: open %s: %w", cfg.Addr, err)
+			return nil, fmt.Errorf("clickhouse: open %s: %w", cfg.addrLabel(), err)
 		}
 		return nil, classifyOpenError(cfg, err)
 	}
@@ -117,7 +142,7 @@ func PingDB(ctx context.Context, db *sql.DB, cfg Config) error {
 	defer cancel()
 	if err := db.PingContext(pctx); err != nil {
 		if ctx.Err() != nil {
-			return fmt.Errorf("clickhouse: ping %s: %w", cfg.Addr, err)
+			return fmt.Errorf("clickhouse: ping %s: %w", cfg.addrLabel(), err)
 		}
 		return classifyOpenError(cfg, err)
 	}
@@ -187,6 +212,27 @@ func (e *ConfigError) Error() string {
 // Unwrap returns the wrapped errors.
 func (e *ConfigError) Unwrap() error { return e.Err }
 
+// ExplainConnectError turns a connection failure of the driver met outside [Open] — through
+// database/sql, goose or a long-lived connection — into a [*ConfigError] naming the setting at
+// fault, as Open does: a refused user or password (Username/Password), an unknown database
+// (Database), no server answering (Addr). Any other error is returned as it is.
+func ExplainConnectError(err error) error {
+	var ce *ConfigError
+	if err == nil || errors.As(err, &ce) {
+		return err
+	}
+	var ex *clickhouse.Exception
+	switch {
+	case errors.As(err, &ex) && ex.Code == 81:
+		return &ConfigError{Setting: "Database", Err: fmt.Errorf("%w: %w", ErrUnknownDatabase, err)}
+	case errors.As(err, &ex) && (ex.Code == 192 || ex.Code == 193 || ex.Code == 194 || ex.Code == 516):
+		return &ConfigError{Setting: "Username/Password", Err: fmt.Errorf("%w: %w", ErrAuthentication, err)}
+	case !errors.As(err, &ex) && IsNetworkError(err) && !errors.Is(err, context.DeadlineExceeded):
+		return &ConfigError{Setting: "Addr", Err: fmt.Errorf("%w: %w", ErrUnreachable, err)}
+	}
+	return err
+}
+
 func classifyOpenError(cfg Config, err error) error {
 	var ex *clickhouse.Exception
 	if errors.As(err, &ex) {
@@ -204,7 +250,7 @@ func classifyOpenError(cfg Config, err error) error {
 			}
 			return &ConfigError{Setting: "Username/Password", Value: user, Err: fmt.Errorf("%w: %w", ErrAuthentication, err)}
 		}
-		return fmt.Errorf("clickhouse: connect to %s: %w", cfg.Addr, err)
+		return fmt.Errorf("clickhouse: connect to %s: %w", cfg.addrLabel(), err)
 	}
 	if cfg.TLS != nil {
 		// With TLS 1.3 the client finishes its side of the handshake before the server checks
@@ -215,17 +261,22 @@ func classifyOpenError(cfg Config, err error) error {
 			strings.Contains(err.Error(), "unknown certificate authority") || strings.Contains(err.Error(), "bad certificate")
 		switch {
 		case noClientCert && (closed || refused):
-			return &ConfigError{Setting: "TLS", Value: cfg.Addr, Err: fmt.Errorf(
+			return &ConfigError{Setting: "TLS", Value: cfg.addrLabel(), Err: fmt.Errorf(
 				"%w (the server may require a client certificate, and none is configured): %w", ErrTLS, err)}
 		case refused:
-			return &ConfigError{Setting: "TLS", Value: cfg.Addr, Err: fmt.Errorf(
+			return &ConfigError{Setting: "TLS", Value: cfg.addrLabel(), Err: fmt.Errorf(
 				"%w (the server refused the client certificate; check that its CA trusts it): %w", ErrTLS, err)}
+		case closed:
+			// The alert does not always arrive before the close: a reset right after the
+			// handshake, with a client certificate offered, is that certificate refused.
+			return &ConfigError{Setting: "TLS", Value: cfg.addrLabel(), Err: fmt.Errorf(
+				"%w (the server closed the connection after the TLS handshake: it may have refused the client certificate; check that its CA trusts it): %w", ErrTLS, err)}
 		}
 		if isTLSError(err) {
-			return &ConfigError{Setting: "TLS", Value: cfg.Addr, Err: fmt.Errorf("%w: %w", ErrTLS, err)}
+			return &ConfigError{Setting: "TLS", Value: cfg.addrLabel(), Err: fmt.Errorf("%w: %w", ErrTLS, err)}
 		}
 	}
-	return &ConfigError{Setting: "Addr", Value: cfg.Addr, Err: fmt.Errorf("%w: %w", ErrUnreachable, err)}
+	return &ConfigError{Setting: "Addr", Value: cfg.addrLabel(), Err: fmt.Errorf("%w: %w", ErrUnreachable, err)}
 }
 
 // isTLSError reports whether err comes from a failed TLS handshake.

@@ -174,7 +174,7 @@ func (e *EnvelopeEncoder) AppendTo(b driver.Batch) error {
 // NewEnvelopeWriter returns a [BatchWriter] for [EnvelopeRow]s into table; an empty table name
 // means [DefaultEnvelopeTable] in the connection's database. Like [NewBatchWriter] it checks the
 // table's columns first.
-func NewEnvelopeWriter(ctx context.Context, conn driver.Conn, table Table, opts ...Option) (*BatchWriter[EnvelopeRow], error) {
+func NewEnvelopeWriter(ctx context.Context, conn driver.Conn, table Table, opts ...WriterOption) (*BatchWriter[EnvelopeRow], error) {
 	if table.Name == "" {
 		table.Name = DefaultEnvelopeTable
 	}

@@ -111,7 +111,7 @@ func TestClassifyOpenErrorNamesTLS(t *testing.T) {
 	}{
 		{"untrusted server certificate", &tls.Config{}, unknownCA, "TLS", ErrTLS},
 		{"reset without a client certificate", &tls.Config{}, reset, "TLS", ErrTLS},
-		{"reset with a client certificate", withCert, reset, "Addr", ErrUnreachable},
+		{"reset with a client certificate (refused without an alert)", withCert, reset, "TLS", ErrTLS},
 		{"reset without TLS", nil, reset, "Addr", ErrUnreachable},
 		{"refused with TLS", &tls.Config{}, fmt.Errorf("dial: %w", syscall.ECONNREFUSED), "Addr", ErrUnreachable},
 	}

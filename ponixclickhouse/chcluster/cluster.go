@@ -87,7 +87,7 @@ type Config struct {
 	StartTimeout time.Duration
 	// Docker is the docker command; default "docker".
 	Docker string
-	// Logger receives progress at info level; default: discard.
+	// Logger receives progress at info level (default: slog.Default()).
 	Logger *slog.Logger
 }
 
@@ -142,7 +142,7 @@ func (cfg Config) withDefaults() (Config, error) {
 		cfg.Docker = "docker"
 	}
 	if cfg.Logger == nil {
-		cfg.Logger = slog.New(slog.DiscardHandler)
+		cfg.Logger = slog.Default()
 	}
 	return cfg, nil
 }

@@ -45,6 +45,7 @@
 // # Faults
 //
 // [Cluster.Stop] and [Cluster.Start] (docker stop/start), [Cluster.Kill] (SIGKILL),
+// [Cluster.Pause] and [Cluster.Unpause] (docker pause/unpause: a stalled node),
 // [Cluster.Disconnect] and [Cluster.Connect] (docker network disconnect/connect: the node is cut
 // off from its peers, from ZooKeeper and from the test process alike), [Cluster.StopZooKeeper] and
 // [Cluster.StartZooKeeper]. After a node comes back, [Cluster.WaitReady] waits until it answers

@@ -66,6 +66,26 @@ func (c *Cluster) Kill(ctx context.Context, n *Node) error {
 	return nil
 }
 
+// Pause freezes every process of n's container (docker pause, the cgroup freezer): the node
+// keeps its connections and its address but answers nothing — a stalled server, or one whose
+// machine hangs. Unpause thaws it.
+func (c *Cluster) Pause(ctx context.Context, n *Node) error {
+	if _, err := c.docker(ctx, nil, "pause", n.Name); err != nil {
+		return fmt.Errorf("chcluster: pause %s: %w", n.Name, err)
+	}
+	c.log.Info("chcluster: paused", "node", n.Name)
+	return nil
+}
+
+// Unpause thaws a node frozen by Pause.
+func (c *Cluster) Unpause(ctx context.Context, n *Node) error {
+	if _, err := c.docker(ctx, nil, "unpause", n.Name); err != nil {
+		return fmt.Errorf("chcluster: unpause %s: %w", n.Name, err)
+	}
+	c.log.Info("chcluster: unpaused", "node", n.Name)
+	return nil
+}
+
 // Restart stops n, starts it again and waits until it is ready: the time a rolling restart of
 // one node takes.
 func (c *Cluster) Restart(ctx context.Context, n *Node) error {
@@ -109,15 +129,22 @@ func (c *Cluster) StartZooKeeper(ctx context.Context) error {
 	return c.WaitReady(ctx, c.zk)
 }
 
-// Heal undoes every fault on n: it connects n again if it is disconnected, starts it if it is
-// not running, and waits until it is ready. Tests call it at cleanup.
+// Heal undoes every fault on n: it connects n again if it is disconnected, thaws it if it is
+// paused, starts it if it is not running, and waits until it is ready. Tests call it at
+// cleanup.
 func (c *Cluster) Heal(ctx context.Context, n *Node) error {
 	out, err := c.docker(ctx, nil, "inspect", "--format",
-		`{{.State.Running}} {{if index .NetworkSettings.Networks "`+c.network+`"}}connected{{end}}`, n.Name)
+		`{{.State.Running}} {{.State.Paused}} {{if index .NetworkSettings.Networks "`+c.network+`"}}connected{{end}}`, n.Name)
 	if err != nil {
 		return fmt.Errorf("chcluster: heal %s: %w", n.Name, err)
 	}
-	running, connected := strings.HasPrefix(out, "true"), strings.HasSuffix(out, "connected")
+	f := strings.Fields(out)
+	running, paused, connected := len(f) > 0 && f[0] == "true", len(f) > 1 && f[1] == "true", strings.HasSuffix(out, "connected")
+	if paused {
+		if err := c.Unpause(ctx, n); err != nil {
+			return err
+		}
+	}
 	if !connected {
 		if err := c.Connect(ctx, n); err != nil {
 			return err

@@ -58,7 +58,7 @@ type Config struct {
 	Binary string
 	// StartTimeout bounds the wait until the server accepts native connections (default 60s).
 	StartTimeout time.Duration
-	// Logger receives lifecycle messages; the default discards them.
+	// Logger receives lifecycle messages (default: slog.Default()).
 	Logger *slog.Logger
 }
 
@@ -103,7 +103,7 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 		cfg.StartTimeout = 60 * time.Second
 	}
 	if cfg.Logger == nil {
-		cfg.Logger = slog.New(slog.DiscardHandler)
+		cfg.Logger = slog.Default()
 	}
 	bin, err := findBinary(cfg.Binary)
 	if err != nil {

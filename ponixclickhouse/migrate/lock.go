@@ -57,7 +57,7 @@ func NewTableLock(table, owner string, timeout, staleAfter time.Duration, logger
 		owner = defaultOwner()
 	}
 	if logger == nil {
-		logger = slog.New(slog.DiscardHandler)
+		logger = slog.Default()
 	}
 	return &TableLock{table: table, quoted: q, owner: owner, timeout: timeout, staleAfter: staleAfter, logger: logger}, nil
 }

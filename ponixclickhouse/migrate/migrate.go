@@ -8,6 +8,12 @@
 // Migration files are goose SQL files ({version}_{name}.sql with -- +goose Up / Down).
 // ClickHouse has no transactional DDL: mark files with -- +goose NO TRANSACTION, and write
 // each Down so that it restores the previous schema with its rows.
+//
+// Each file is rendered as a Go text/template first (see [Render] for the helpers), so that the
+// same migration set creates plain MergeTree tables on a single server and, with
+// [WithCluster], shard-local Replicated tables ON CLUSTER with a Distributed table over them,
+// its history and lock kept cluster-wide ([ClusterStore], [ClusterLock]). A file without
+// template actions is used as it is.
 package migrate
 
 import (
@@ -18,29 +24,49 @@ import (
 	"io/fs"
 	"log/slog"
 	"path"
+	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/ponix-go/ponix/ponixclickhouse"
 	"github.com/pressly/goose/v3"
+	"github.com/pressly/goose/v3/database"
+	"github.com/pressly/goose/v3/lock"
 )
 
 // Option configures a migration run.
 type Option func(*options)
 
 type options struct {
+	application  string
 	versionTable string
 	lockTable    string
 	lockTimeout  time.Duration
 	staleAfter   time.Duration
 	owner        string
 	logger       *slog.Logger
+	cluster      string
+	database     string
 }
 
-// WithVersionTable sets goose's version table (default goose_db_version).
+// WithApplication gives a migration set tables of its own: goose's version table
+// "<name>_goose_db_version" and the lock table "<name>_goose_lock". Two applications whose
+// migrations share a database need distinct names, or their records collide (Up then refuses
+// with [ErrForeignVersions]). Ponix's own migrations use the default tables.
+func WithApplication(name string) Option {
+	return func(o *options) {
+		o.application = name
+		o.versionTable, o.lockTable = name+"_"+DefaultVersionTable, name+"_"+DefaultLockTable
+	}
+}
+
+// WithVersionTable sets goose's version table (default goose_db_version; see also
+// [WithApplication]).
 func WithVersionTable(name string) Option { return func(o *options) { o.versionTable = name } }
 
-// WithLockTable sets the lock table (default goose_lock).
+// WithLockTable sets the lock table (default goose_lock; see also [WithApplication]).
 func WithLockTable(name string) Option { return func(o *options) { o.lockTable = name } }
 
 // WithLockTimeout bounds the wait for another migrator's lock (default 5m).
@@ -53,8 +79,20 @@ func WithStaleLockAfter(d time.Duration) Option { return func(o *options) { o.st
 // WithLockOwner names this migrator in the lock table (default host-pid-random).
 func WithLockOwner(owner string) Option { return func(o *options) { o.owner = owner } }
 
+// WithCluster runs the migrations on cluster, a cluster of the servers' remote_servers: the
+// templates render their ON CLUSTER forms (see [Render]), goose's version table is replicated
+// to every node ([ClusterStore]) and the lock is cluster-wide ([ClusterLock]), so that
+// migrators started at once against different nodes apply each migration once. Copies run
+// with insert_distributed_sync=1. An empty name means a single server (the default).
+func WithCluster(cluster string) Option { return func(o *options) { o.cluster = cluster } }
+
+// WithDatabase names the database the migrations run in, which the cluster templates write
+// into ZooKeeper paths and Distributed tables. Without it the Migrator asks the server
+// (currentDatabase()) before its first run. Single-server migrations do not need it.
+func WithDatabase(name string) Option { return func(o *options) { o.database = name } }
+
 // WithLogger receives goose's progress at Info level and each executed statement at Debug
-// level (default: discard).
+// level (default: slog.Default()).
 func WithLogger(l *slog.Logger) Option { return func(o *options) { o.logger = l } }
 
 func buildOptions(opts []Option) options {
@@ -63,13 +101,13 @@ func buildOptions(opts []Option) options {
 		lockTable:    DefaultLockTable,
 		lockTimeout:  5 * time.Minute,
 		staleAfter:   30 * time.Minute,
-		logger:       slog.New(slog.DiscardHandler),
+		logger:       slog.Default(),
 	}
 	for _, opt := range opts {
 		opt(&o)
 	}
 	if o.logger == nil {
-		o.logger = slog.New(slog.DiscardHandler)
+		o.logger = slog.Default()
 	}
 	return o
 }
@@ -81,7 +119,10 @@ type Migrator struct {
 	tracker  *statementTracker
 	db       *sql.DB
 	store    *Store
-	locker   *TableLock
+	locker   lock.Locker
+	cluster  string
+	fsys     *templateFS
+	dbname   *dbName // the cluster store's and lock's cache of the database name
 }
 
 // New prepares a Migrator for the migrations in fsys (at its root; use fs.Sub for a
@@ -89,46 +130,162 @@ type Migrator struct {
 // ponixclickhouse.OpenDB). Migrations run in the database the handle connects to.
 func New(db *sql.DB, fsys fs.FS, opts ...Option) (*Migrator, error) {
 	o := buildOptions(opts)
-	store, err := NewStore(o.versionTable)
-	if err != nil {
-		return nil, err
+	if o.application != "" {
+		if err := ponixclickhouse.ValidateIdentifier(o.application); err != nil {
+			return nil, fmt.Errorf("migrate: application name: %w", err)
+		}
 	}
-	locker, err := NewTableLock(o.lockTable, o.owner, o.lockTimeout, o.staleAfter, o.logger)
-	if err != nil {
-		return nil, err
+	m := &Migrator{db: db, cluster: o.cluster, fsys: &templateFS{base: fsys}}
+	var (
+		gooseStore database.Store
+		err        error
+	)
+	if o.cluster == "" {
+		if m.store, err = NewStore(o.versionTable); err != nil {
+			return nil, err
+		}
+		if m.locker, err = NewTableLock(o.lockTable, o.owner, o.lockTimeout, o.staleAfter, o.logger); err != nil {
+			return nil, err
+		}
+		gooseStore = m.store
+		m.fsys.setData(renderData{})
+	} else {
+		cs, err := NewClusterStore(o.versionTable, o.cluster)
+		if err != nil {
+			return nil, err
+		}
+		cl, err := NewClusterLock(o.cluster, o.lockTable, o.owner, o.lockTimeout, o.staleAfter, o.logger)
+		if err != nil {
+			return nil, err
+		}
+		m.store, m.locker, gooseStore = cs.Store, cl, cs
+		if o.database != "" {
+			if err := ponixclickhouse.ValidateIdentifier(o.database); err != nil {
+				return nil, fmt.Errorf("migrate: database name: %w", err)
+			}
+			cs.db.set(o.database)
+			cl.db.set(o.database)
+			m.fsys.setData(renderData{Cluster: o.cluster, Database: o.database})
+		}
+		m.dbname = &cs.db
 	}
-	tracker := &statementTracker{next: o.logger.Handler(), mu: &sync.Mutex{}, last: map[string]string{}}
-	p, err := goose.NewProvider("", db, fsys,
-		goose.WithStore(store),
-		goose.WithLocker(locker),
+	m.tracker = &statementTracker{next: o.logger.Handler(), mu: &sync.Mutex{}, last: map[string]string{}}
+	p, err := goose.NewProvider("", db, m.fsys,
+		goose.WithStore(gooseStore),
+		goose.WithLocker(m.locker),
 		goose.WithIsolateDDL(true),
 		goose.WithDisableGlobalRegistry(true),
 		goose.WithVerbose(true),
-		goose.WithSlog(slog.New(tracker)),
+		goose.WithSlog(slog.New(m.tracker)),
 	)
 	if err != nil {
 		return nil, fmt.Errorf("migrate: %w", err)
 	}
-	return &Migrator{provider: p, tracker: tracker, db: db, store: store, locker: locker}, nil
+	m.provider = p
+	return m, nil
 }
 
-// Provider is the underlying goose provider, for operations this package does not wrap.
+// prepare makes the templates renderable (on a cluster it asks the server for the database
+// once, unless WithDatabase named it) and returns the context to run goose with: on a
+// cluster, with the settings of cluster migrations.
+func (m *Migrator) prepare(ctx context.Context) (context.Context, error) {
+	if m.cluster == "" {
+		return ctx, nil
+	}
+	if d, ok := m.fsys.current(); !ok || !d.versionKnown {
+		name, err := m.dbname.get(ctx, m.db)
+		if err != nil {
+			return ctx, err
+		}
+		var version string
+		if err := m.db.QueryRowContext(ctx, "SELECT version()").Scan(&version); err != nil {
+			return ctx, fmt.Errorf("migrate: server version: %w", err)
+		}
+		m.fsys.setData(renderData{Cluster: m.cluster, Database: name, DropSync: ServerDropsSync(version), versionKnown: true})
+	}
+	return clusterContext(ctx), nil
+}
+
+// Cluster is the cluster the migrations run on ("" for a single server).
+func (m *Migrator) Cluster() string { return m.cluster }
+
+// Provider is the underlying goose provider, for operations this package does not wrap. On a
+// cluster, run one of the Migrator's methods first (it resolves the database the templates
+// need) and pass goose a context with the cluster settings.
 func (m *Migrator) Provider() *goose.Provider { return m.provider }
 
-// Up applies every pending migration, under the lock.
+// Up applies every pending migration, under the lock. A version table that records
+// migrations this set does not have (another application's) is refused with
+// [ErrForeignVersions].
 func (m *Migrator) Up(ctx context.Context) ([]*goose.MigrationResult, error) {
+	ctx, err := m.prepare(ctx)
+	if err != nil {
+		return nil, m.wrap(err)
+	}
+	if err := m.checkVersions(ctx); err != nil {
+		return nil, err
+	}
 	res, err := m.provider.Up(ctx)
 	return res, m.wrap(err)
 }
 
-// UpTo applies the pending migrations up to and including version, under the lock.
+// UpTo applies the pending migrations up to and including version, under the lock, as Up.
 func (m *Migrator) UpTo(ctx context.Context, version int64) ([]*goose.MigrationResult, error) {
+	ctx, err := m.prepare(ctx)
+	if err != nil {
+		return nil, m.wrap(err)
+	}
+	if err := m.checkVersions(ctx); err != nil {
+		return nil, err
+	}
 	res, err := m.provider.UpTo(ctx, version)
 	return res, m.wrap(err)
 }
 
+// ErrForeignVersions: the version table records migrations that the migration set does not
+// have — usually another application's migrations sharing the database and the default tables.
+var ErrForeignVersions = errors.New("the version table records migrations this migration set does not have")
+
+// checkVersions refuses a version table that records versions the source lacks: goose would
+// otherwise take them for missing (out-of-order) migrations of this set, or silently mix the
+// two sets' records.
+func (m *Migrator) checkVersions(ctx context.Context) error {
+	exists, err := m.store.TableExists(ctx, m.db)
+	if err != nil || !exists {
+		return m.wrap(err)
+	}
+	recorded, err := m.store.ListMigrations(ctx, m.db)
+	if err != nil {
+		return m.wrap(err)
+	}
+	have := map[int64]bool{0: true}
+	for _, src := range m.provider.ListSources() {
+		have[src.Version] = true
+	}
+	var foreign []string
+	for _, r := range recorded {
+		if !have[r.Version] {
+			foreign = append(foreign, strconv.FormatInt(r.Version, 10))
+		}
+	}
+	if len(foreign) == 0 {
+		return nil
+	}
+	slices.Sort(foreign)
+	foreign = slices.Compact(foreign)
+	if len(foreign) > 5 {
+		foreign = append(foreign[:5], "…")
+	}
+	return fmt.Errorf("migrate: %w: %s records versions %s: they belong to another migration set sharing this database; give each application tables of its own with migrate.WithApplication(name)",
+		ErrForeignVersions, m.store.Tablename(), strings.Join(foreign, ", "))
+}
+
 // DownTo rolls back, newest first, every applied migration above version (0 rolls back all).
 func (m *Migrator) DownTo(ctx context.Context, version int64) ([]*goose.MigrationResult, error) {
+	ctx, err := m.prepare(ctx)
+	if err != nil {
+		return nil, err
+	}
 	res, err := m.provider.DownTo(ctx, version)
 	return res, m.wrap(err)
 }
@@ -138,8 +295,13 @@ func (m *Migrator) DownTo(ctx context.Context, version int64) ([]*goose.Migratio
 // objects were lost while goose's records of them stayed — a table dropped by mistake: Up
 // alone sees nothing to do. Use it only with migration sets whose migrations can run again on
 // what is left (each creating what it needs and dropping its own leftovers first), as the
-// migrations module's are.
+// migrations module's are. On a cluster it returns [ErrReapplyOnCluster]: there a table is
+// usually lost on one node while its replicas and the other shards keep theirs, and running
+// the history again would rebuild tables that hold data.
 func (m *Migrator) Reapply(ctx context.Context) ([]*goose.MigrationResult, error) {
+	if m.cluster != "" {
+		return nil, ErrReapplyOnCluster
+	}
 	if err := m.locker.Lock(ctx, m.db); err != nil {
 		return nil, fmt.Errorf("migrate: reapply: %w", err)
 	}
@@ -155,18 +317,26 @@ func (m *Migrator) Reapply(ctx context.Context) ([]*goose.MigrationResult, error
 
 // Status reports every migration in the source with whether and when it was applied.
 func (m *Migrator) Status(ctx context.Context) ([]*goose.MigrationStatus, error) {
+	ctx, err := m.prepare(ctx)
+	if err != nil {
+		return nil, err
+	}
 	st, err := m.provider.Status(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("migrate: status: %w", err)
+		return nil, m.wrap(fmt.Errorf("status: %w", err))
 	}
 	return st, nil
 }
 
 // Version is the highest applied version (0 when none).
 func (m *Migrator) Version(ctx context.Context) (int64, error) {
+	ctx, err := m.prepare(ctx)
+	if err != nil {
+		return 0, err
+	}
 	v, err := m.provider.GetDBVersion(ctx)
 	if err != nil {
-		return 0, fmt.Errorf("migrate: version: %w", err)
+		return 0, m.wrap(fmt.Errorf("version: %w", err))
 	}
 	return v, nil
 }
@@ -238,6 +408,9 @@ func shorten(s string, n int) string {
 func (m *Migrator) wrap(err error) error {
 	if err == nil {
 		return nil
+	}
+	if ce := ponixclickhouse.ExplainConnectError(err); ce != err {
+		return fmt.Errorf("migrate: %w", ce)
 	}
 	var pe *goose.PartialError
 	if !errors.As(err, &pe) || pe.Failed == nil || pe.Failed.Source == nil {

@@ -1,6 +1,6 @@
-//go:build integration
+//go:build integration && !ponix_noenvelope
 
-package ponixclickhouse_test
+package integration
 
 import (
 	"fmt"

@@ -1,6 +1,6 @@
-//go:build integration
+//go:build integration && !ponix_noenvelope
 
-package ponixclickhouse_test
+package integration
 
 import (
 	"context"
@@ -285,135 +285,6 @@ func TestEnvelopeWriterFailsWhenServerGoesAway(t *testing.T) {
 	}
 }
 
-// reading is a user's own row type written through the generic core.
-type reading struct {
-	Sensor string
-	Value  float64
-	At     time.Time
-}
-
-type readingEncoder struct {
-	sensors []string
-	values  []float64
-	ats     []time.Time
-}
-
-func (e *readingEncoder) Columns() []string { return []string{"sensor", "value", "at"} }
-func (e *readingEncoder) Reset(n int) {
-	e.sensors, e.values, e.ats = e.sensors[:0], e.values[:0], e.ats[:0]
-}
-func (e *readingEncoder) Encode(r reading) error {
-	if r.Sensor == "" {
-		return &ponixclickhouse.FieldError{Field: "sensor", Err: errors.New("empty")}
-	}
-	e.sensors, e.values, e.ats = append(e.sensors, r.Sensor), append(e.values, r.Value), append(e.ats, r.At)
-	return nil
-}
-func (e *readingEncoder) AppendTo(b driver.Batch) error {
-	for i, col := range []any{e.sensors, e.values, e.ats} {
-		if err := b.Column(i).Append(col); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-func TestBatchWriterWithUserRowType(t *testing.T) {
-	db := srv.NewDatabase(t)
-	if err := db.Conn.Exec(t.Context(), `CREATE TABLE readings (at DateTime, value Float64, sensor String)
-		ENGINE = MergeTree() ORDER BY (sensor, at)`); err != nil {
-		t.Fatal(err)
-	}
-	w, err := ponixclickhouse.NewBatchWriter(t.Context(), db.Conn, ponixclickhouse.Table{Database: db.Name, Name: "readings"},
-		func() ponixclickhouse.Encoder[reading] { return &readingEncoder{} })
-	if err != nil {
-		t.Fatal(err)
-	}
-	if want := "INSERT INTO `" + db.Name + "`.`readings` (`sensor`, `value`, `at`)"; w.Query() != want {
-		t.Errorf("query = %q, want %q", w.Query(), want)
-	}
-	at := time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC)
-	// Concurrent writes share the encoder pool safely.
-	var wg sync.WaitGroup
-	errs := make(chan error, 4)
-	for g := range 4 {
-		wg.Go(func() {
-			rows := make([]reading, 250)
-			for i := range rows {
-				rows[i] = reading{Sensor: fmt.Sprintf("s%d-%03d", g, i), Value: float64(g*1000 + i), At: at}
-			}
-			errs <- w.Write(t.Context(), rows)
-		})
-	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
-	var n uint64
-	var sum float64
-	if err := db.Conn.QueryRow(t.Context(), "SELECT count(), sum(value) FROM readings WHERE at = ?", at).Scan(&n, &sum); err != nil {
-		t.Fatal(err)
-	}
-	if n != 1000 || sum != float64(250*(0+1000+2000+3000)+4*(249*250/2)) {
-		t.Fatalf("count=%d sum=%v", n, sum)
-	}
-}
-
-// proxy forwards TCP connections to a server until closed, then drops them all: a server
-// that goes away, whatever way the server was started.
-type proxy struct {
-	l     net.Listener
-	mu    sync.Mutex
-	conns []net.Conn
-}
-
-func startProxy(t *testing.T, target string) *proxy {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &proxy{l: l}
-	go func() {
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			s, err := net.Dial("tcp", target)
-			if err != nil {
-				c.Close()
-				continue
-			}
-			p.mu.Lock()
-			p.conns = append(p.conns, c, s)
-			p.mu.Unlock()
-			go func() { _, _ = io.Copy(s, c); s.Close() }()
-			go func() { _, _ = io.Copy(c, s); c.Close() }()
-		}
-	}()
-	t.Cleanup(p.close)
-	return p
-}
-
-func (p *proxy) addr() string { return p.l.Addr().String() }
-
-func (p *proxy) close() {
-	p.l.Close()
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	for _, c := range p.conns {
-		c.Close()
-	}
-	p.conns = nil
-}
-
-var _ = chtest.ModeProcess
-
-// A redelivered message stored twice (same stream sequence) is one row to a FINAL query, and
-// collapses for good when the parts merge; a different sequence is a different row.
 func TestEnvelopeRowsOfOneStreamSequenceCollapse(t *testing.T) {
 	db := srv.NewDatabase(t)
 	createEnvelopeTable(t, db.Conn)
@@ -543,3 +414,55 @@ func TestServerRefusingOneRowIsADataFault(t *testing.T) {
 		t.Fatalf("the good rows alone: %v", err)
 	}
 }
+
+// that goes away, whatever way the server was started.
+type proxy struct {
+	l     net.Listener
+	mu    sync.Mutex
+	conns []net.Conn
+}
+
+func startProxy(t *testing.T, target string) *proxy {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &proxy{l: l}
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			s, err := net.Dial("tcp", target)
+			if err != nil {
+				c.Close()
+				continue
+			}
+			p.mu.Lock()
+			p.conns = append(p.conns, c, s)
+			p.mu.Unlock()
+			go func() { _, _ = io.Copy(s, c); s.Close() }()
+			go func() { _, _ = io.Copy(c, s); c.Close() }()
+		}
+	}()
+	t.Cleanup(p.close)
+	return p
+}
+
+func (p *proxy) addr() string { return p.l.Addr().String() }
+
+func (p *proxy) close() {
+	p.l.Close()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, c := range p.conns {
+		c.Close()
+	}
+	p.conns = nil
+}
+
+var _ = chtest.ModeProcess
+
+// A redelivered message stored twice (same stream sequence) is one row to a FINAL query, and
+// collapses for good when the parts merge; a different sequence is a different row.

@@ -1,6 +1,6 @@
 //go:build integration
 
-package migrate_test
+package integration
 
 import (
 	"os"

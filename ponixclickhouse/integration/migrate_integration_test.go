@@ -1,6 +1,6 @@
 //go:build integration
 
-package migrate_test
+package integration
 
 import (
 	"context"
@@ -11,9 +11,12 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"testing/fstest"
 	"time"
 
+	"github.com/ponix-go/ponix/ponixclickhouse"
 	"github.com/ponix-go/ponix/ponixclickhouse/migrate"
+	"github.com/pressly/goose/v3"
 )
 
 func sub(t *testing.T, dir string) fs.FS {
@@ -182,5 +185,68 @@ func TestLockTimesOutWhileHeldAndBreaksStaleLock(t *testing.T) {
 	}
 	if err := holder.Unlock(ctx, d.DB); err == nil {
 		t.Error("the crashed holder could release a lock it no longer holds")
+	}
+}
+
+// Two applications' migration sets in one database: with the default tables the second is
+// refused with an error that says what to do; with tables of their own both apply.
+func TestTwoMigrationSetsInOneDatabase(t *testing.T) {
+	db := srv.NewDatabase(t)
+	ctx := t.Context()
+	other := fstest.MapFS{"20990101000000_create_other.sql": {Data: []byte(
+		"-- +goose NO TRANSACTION\n-- +goose Up\nCREATE TABLE other (x UInt8) ENGINE = MergeTree() ORDER BY x;\n-- +goose Down\nDROP TABLE other;\n")}}
+	if _, err := migrate.Up(ctx, db.DB, os.DirFS("testdata/good")); err != nil {
+		t.Fatal(err)
+	}
+	_, err := migrate.Up(ctx, db.DB, other)
+	if !errors.Is(err, migrate.ErrForeignVersions) || !strings.Contains(err.Error(), "WithApplication") {
+		t.Fatalf("a second set on the default tables: err = %v, want ErrForeignVersions naming WithApplication", err)
+	}
+	t.Logf("refused: %v", err)
+	res, err := migrate.Up(ctx, db.DB, other, migrate.WithApplication("other_app"))
+	if err != nil || len(res) != 1 {
+		t.Fatalf("with its own tables: %d applied, %v", len(res), err)
+	}
+	var n uint64
+	if err := db.Conn.QueryRow(ctx, "SELECT count() FROM system.tables WHERE database = currentDatabase() AND name IN ('other_app_goose_db_version', 'goose_db_version', 'items', 'other')").Scan(&n); err != nil || n != 4 {
+		t.Fatalf("%d of the 4 tables, %v", n, err)
+	}
+	// Each set applies again with nothing to do.
+	for _, run := range []func() ([]*goose.MigrationResult, error){
+		func() ([]*goose.MigrationResult, error) { return migrate.Up(ctx, db.DB, os.DirFS("testdata/good")) },
+		func() ([]*goose.MigrationResult, error) {
+			return migrate.Up(ctx, db.DB, other, migrate.WithApplication("other_app"))
+		},
+	} {
+		if res, err := run(); err != nil || len(res) != 0 {
+			t.Fatalf("re-run: %d applied, %v", len(res), err)
+		}
+	}
+}
+
+// A refused password is explained as Open explains it: the setting, not a bare server code.
+func TestMigrateNamesAWrongPassword(t *testing.T) {
+	cfg := srv.Config("")
+	cfg.Password = "not-the-password"
+	db := ponixclickhouse.OpenDB(cfg)
+	defer db.Close()
+	_, err := migrate.Up(t.Context(), db, os.DirFS("testdata/good"))
+	var ce *ponixclickhouse.ConfigError
+	if !errors.As(err, &ce) || ce.Setting != "Username/Password" || !errors.Is(err, ponixclickhouse.ErrAuthentication) {
+		t.Fatalf("err = %v, want a ConfigError naming Username/Password", err)
+	}
+}
+
+// Files without the template marker are read as they are: "{{" in a user's SQL is just SQL.
+func TestPlainSQLIsNotATemplate(t *testing.T) {
+	db := srv.NewDatabase(t)
+	plain := fstest.MapFS{"00001_braces.sql": {Data: []byte(
+		"-- +goose NO TRANSACTION\n-- +goose Up\nCREATE TABLE braces (s String DEFAULT '{{ not a template }}') ENGINE = MergeTree() ORDER BY s;\n-- +goose Down\nDROP TABLE braces;\n")}}
+	if _, err := migrate.Up(t.Context(), db.DB, plain, migrate.WithApplication("braces_app")); err != nil {
+		t.Fatal(err)
+	}
+	var def string
+	if err := db.Conn.QueryRow(t.Context(), "SELECT default_expression FROM system.columns WHERE database = currentDatabase() AND table = 'braces'").Scan(&def); err != nil || !strings.Contains(def, "{{ not a template }}") {
+		t.Fatalf("default %q, %v", def, err)
 	}
 }

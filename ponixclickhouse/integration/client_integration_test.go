@@ -1,6 +1,6 @@
 //go:build integration
 
-package ponixclickhouse_test
+package integration
 
 import (
 	"context"
