@@ -10,10 +10,10 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 )
 
-// MaxDeliveriesAdvisorySubject returns the subject on which JetStream
+// maxDeliveriesAdvisorySubject returns the subject on which JetStream
 // announces that a message of stream reached the MaxDeliver of consumer
 // without being acked and will not be delivered again.
-func MaxDeliveriesAdvisorySubject(stream, consumer string) string {
+func maxDeliveriesAdvisorySubject(stream, consumer string) string {
 	return "$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES." + stream + "." + consumer
 }
 
@@ -41,7 +41,7 @@ func (c *Consumer) watchMaxDeliveries(ctx context.Context) (stop func(), err err
 	if c.dlq == nil || c.cfg.MaxDeliver <= 0 {
 		return func() {}, nil
 	}
-	subj := MaxDeliveriesAdvisorySubject(c.cfg.Stream, c.cfg.Durable)
+	subj := maxDeliveriesAdvisorySubject(c.cfg.Stream, c.cfg.Durable)
 	hctx := context.WithoutCancel(ctx)
 	sub, err := c.js.Conn().Subscribe(subj, func(m *nats.Msg) {
 		var adv maxDeliveriesAdvisory

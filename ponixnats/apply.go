@@ -154,12 +154,12 @@ func (c *Consumer) nakDelay(numDelivered uint64, explicit time.Duration) time.Du
 	if explicit > 0 {
 		return explicit
 	}
-	return NakBackoff(numDelivered, c.cfg.NakDelay, c.cfg.MaxNakDelay)
+	return nakBackoff(numDelivered, c.cfg.NakDelay, c.cfg.MaxNakDelay)
 }
 
-// NakBackoff is the default Nak delay for a message delivered numDelivered times: base,
+// nakBackoff is the default Nak delay for a message delivered numDelivered times: base,
 // 2*base, 4*base, ... capped at max.
-func NakBackoff(numDelivered uint64, base, max time.Duration) time.Duration {
+func nakBackoff(numDelivered uint64, base, max time.Duration) time.Duration {
 	d := base
 	for i := uint64(1); i < numDelivered && d < max; i++ {
 		d *= 2

@@ -27,8 +27,8 @@ const (
 	DefaultReconnectMax   = 10 * time.Second
 )
 
-// Option configures [Connect].
-type Option func(*connectOptions) error
+// ConnectOption configures [Connect].
+type ConnectOption func(*connectOptions) error
 
 type connectOptions struct {
 	name         string
@@ -42,13 +42,13 @@ type connectOptions struct {
 }
 
 // WithName sets the client name shown in the server's connection list.
-func WithName(name string) Option {
+func WithName(name string) ConnectOption {
 	return func(o *connectOptions) error { o.name = name; return nil }
 }
 
 // WithTimeout bounds the first connect (default [DefaultConnectTimeout]); a
 // deadline on the context passed to Connect bounds it too.
-func WithTimeout(d time.Duration) Option {
+func WithTimeout(d time.Duration) ConnectOption {
 	return func(o *connectOptions) error {
 		if d <= 0 {
 			return fmt.Errorf("%w: connect timeout must be > 0, got %s", ErrInvalidConfig, d)
@@ -60,7 +60,7 @@ func WithTimeout(d time.Duration) Option {
 
 // WithLogger sets the logger for connection events (disconnect, reconnect,
 // asynchronous errors). Default: slog.Default().
-func WithLogger(l *slog.Logger) Option {
+func WithLogger(l *slog.Logger) ConnectOption {
 	return func(o *connectOptions) error {
 		if l != nil {
 			o.logger = l
@@ -72,7 +72,7 @@ func WithLogger(l *slog.Logger) Option {
 // WithReconnectBackoff sets the reconnect delay bounds: the delay starts at
 // min, doubles per failed attempt up to max, with up to 20% random jitter.
 // Reconnecting never gives up.
-func WithReconnectBackoff(min, max time.Duration) Option {
+func WithReconnectBackoff(min, max time.Duration) ConnectOption {
 	return func(o *connectOptions) error {
 		if min <= 0 || max < min {
 			return fmt.Errorf("%w: reconnect backoff needs 0 < min <= max, got min=%s max=%s", ErrInvalidConfig, min, max)
@@ -83,17 +83,17 @@ func WithReconnectBackoff(min, max time.Duration) Option {
 }
 
 // WithUserPassword authenticates with a user name and password.
-func WithUserPassword(user, password string) Option {
+func WithUserPassword(user, password string) ConnectOption {
 	return func(o *connectOptions) error { o.nats = append(o.nats, nats.UserInfo(user, password)); return nil }
 }
 
 // WithToken authenticates with a token.
-func WithToken(token string) Option {
+func WithToken(token string) ConnectOption {
 	return func(o *connectOptions) error { o.nats = append(o.nats, nats.Token(token)); return nil }
 }
 
 // WithNKeySeedFile authenticates with the NKey user seed stored in file.
-func WithNKeySeedFile(file string) Option {
+func WithNKeySeedFile(file string) ConnectOption {
 	return func(o *connectOptions) error {
 		opt, err := nats.NkeyOptionFromSeed(file)
 		if err != nil {
@@ -106,7 +106,7 @@ func WithNKeySeedFile(file string) Option {
 
 // WithNKeySeed authenticates with an NKey user seed given as a string
 // ("SU...").
-func WithNKeySeed(seed string) Option {
+func WithNKeySeed(seed string) ConnectOption {
 	return func(o *connectOptions) error {
 		kp, err := nkeys.FromSeed([]byte(seed))
 		if err != nil {
@@ -125,7 +125,7 @@ func WithNKeySeed(seed string) Option {
 }
 
 // WithCredsFile authenticates with a .creds file (user JWT and NKey seed).
-func WithCredsFile(file string) Option {
+func WithCredsFile(file string) ConnectOption {
 	return func(o *connectOptions) error {
 		if _, err := os.Stat(file); err != nil {
 			return fmt.Errorf("%w: creds file: %w", ErrInvalidConfig, err)
@@ -138,7 +138,7 @@ func WithCredsFile(file string) Option {
 // WithTLS enables TLS. caFile (may be empty: system roots) verifies the
 // server; certFile and keyFile (both or neither) present a client
 // certificate.
-func WithTLS(caFile, certFile, keyFile string) Option {
+func WithTLS(caFile, certFile, keyFile string) ConnectOption {
 	return func(o *connectOptions) error {
 		if (certFile == "") != (keyFile == "") {
 			return fmt.Errorf("%w: TLS client certificate needs both cert file and key file (cert=%q key=%q)", ErrInvalidConfig, certFile, keyFile)
@@ -159,7 +159,7 @@ func WithTLS(caFile, certFile, keyFile string) Option {
 }
 
 // WithNATSOptions appends raw nats.go options (applied last).
-func WithNATSOptions(opts ...nats.Option) Option {
+func WithNATSOptions(opts ...nats.Option) ConnectOption {
 	return func(o *connectOptions) error { o.nats = append(o.nats, opts...); return nil }
 }
 
@@ -209,7 +209,7 @@ func (e *ConnectError) Unwrap() []error {
 // allowed). The first connection attempt fails fast with a [*ConnectError];
 // once connected, the client reconnects forever with capped exponential
 // backoff, logging disconnects and reconnects.
-func Connect(ctx context.Context, serverURL string, opts ...Option) (*nats.Conn, error) {
+func Connect(ctx context.Context, serverURL string, opts ...ConnectOption) (*nats.Conn, error) {
 	o := connectOptions{
 		timeout:      DefaultConnectTimeout,
 		logger:       slog.Default(),
@@ -221,12 +221,11 @@ func Connect(ctx context.Context, serverURL string, opts ...Option) (*nats.Conn,
 			return nil, fmt.Errorf("ponixnats: connect option: %w", err)
 		}
 	}
+	// The dial timeout applies to the first connect and to every reconnect, so it is not
+	// shortened to ctx's deadline: ctx bounds the first connect below.
 	timeout := o.timeout
-	if dl, ok := ctx.Deadline(); ok && time.Until(dl) < timeout {
-		timeout = time.Until(dl)
-	}
-	if timeout <= 0 {
-		return nil, fmt.Errorf("ponixnats: connecting to %s: %w", redactURL(serverURL), context.DeadlineExceeded)
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("ponixnats: connecting to %s: %w", redactURL(serverURL), err)
 	}
 	log := o.logger.With("nats_url", redactURL(serverURL))
 	min, max := o.reconnectMin, o.reconnectMax

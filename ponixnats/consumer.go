@@ -228,10 +228,10 @@ func (c *Consumer) setHealth(err error, immediate bool) {
 // returns nil. A pull request already sent is not abandoned (the server may be delivering into
 // it): Run waits for it to end, at most a second, and processes what it brought too.
 //
-// While it runs, Run also listens to the consumer's MAX_DELIVERIES advisories and
-// dead-letters messages whose AckWait expired at their last delivery (see
-// [MaxDeliveriesAdvisorySubject]), so that a message JetStream gives up on is never silently
-// lost. Run fails only if it cannot subscribe to them.
+// While it runs, Run also listens to the consumer's MAX_DELIVERIES advisories
+// ($JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.<stream>.<consumer>) and dead-letters messages
+// whose AckWait expired at their last delivery, so that a message JetStream gives up on is
+// never silently lost. Run fails only if it cannot subscribe to them.
 func (c *Consumer) Run(ctx context.Context) error {
 	stopWatch, err := c.watchMaxDeliveries(ctx)
 	if err != nil {

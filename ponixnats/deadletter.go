@@ -62,9 +62,9 @@ func (d DeadLetterConfig) withDefaults(source string) DeadLetterConfig {
 	return d
 }
 
-// DeadLetterSubject returns the dead-letter subject for a message of
+// deadLetterSubject returns the dead-letter subject for a message of
 // originalSubject under prefix.
-func DeadLetterSubject(prefix, originalSubject string) string {
+func deadLetterSubject(prefix, originalSubject string) string {
 	return prefix + "." + originalSubject
 }
 
@@ -165,7 +165,7 @@ func (d *deadLetterer) publishSource(ctx context.Context, src deadLetterSource, 
 
 	pctx, cancel := context.WithTimeout(ctx, d.cfg.PublishTimeout)
 	defer cancel()
-	msg := &nats.Msg{Subject: DeadLetterSubject(d.cfg.SubjectPrefix, src.subject), Data: src.data, Header: h}
+	msg := &nats.Msg{Subject: deadLetterSubject(d.cfg.SubjectPrefix, src.subject), Data: src.data, Header: h}
 	if d.missing.Load() {
 		if err := d.ensure(pctx); err != nil {
 			return fmt.Errorf("%w: %w", ErrDeadLetter, err)

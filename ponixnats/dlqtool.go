@@ -186,7 +186,7 @@ func (f Filter) Match(d DeadLetter) bool {
 	if len(f.Subjects) > 0 {
 		s, ok := d.OriginalSubject(), false
 		for _, p := range f.Subjects {
-			if s != "" && SubjectMatches(p, s) {
+			if s != "" && subjectMatches(p, s) {
 				ok = true
 				break
 			}
@@ -204,10 +204,10 @@ func (f Filter) Match(d DeadLetter) bool {
 	return true
 }
 
-// SubjectMatches reports whether subject matches pattern, where pattern may
+// subjectMatches reports whether subject matches pattern, where pattern may
 // hold the NATS wildcards '*' (exactly one token) and '>' (one or more
 // tokens, last token only).
-func SubjectMatches(pattern, subject string) bool {
+func subjectMatches(pattern, subject string) bool {
 	for {
 		p, prest, pmore := strings.Cut(pattern, ".")
 		if p == ">" {
@@ -464,7 +464,7 @@ func (d *DeadLetters) serverFilter(patterns []string) []string {
 				return nil
 			}
 		}
-		out = append(out, DeadLetterSubject(d.prefix, p))
+		out = append(out, deadLetterSubject(d.prefix, p))
 	}
 	return out
 }
@@ -746,7 +746,7 @@ func (r *replayer) replayOne(ctx context.Context, dl DeadLetter) (Outcome, error
 		return r.fail(dl, fmt.Errorf("%s %q is not a publishable subject", HeaderOriginalSubject, subject))
 	}
 	for _, s := range r.d.cfg.Subjects {
-		if SubjectMatches(s, subject) {
+		if subjectMatches(s, subject) {
 			return r.fail(dl, fmt.Errorf("original subject %s is captured by the dead-letter stream %s itself", subject, r.d.name))
 		}
 	}

@@ -34,8 +34,8 @@ func TestSubjectMatches(t *testing.T) {
 		{"processed_envelopes.>", "processed_envelopes.dev-1", true},
 		{"processed_envelopes.dev-1", "processed_envelopes.dev-10", false},
 	} {
-		if got := SubjectMatches(c.pattern, c.subject); got != c.want {
-			t.Errorf("SubjectMatches(%q, %q) = %v; want %v", c.pattern, c.subject, got, c.want)
+		if got := subjectMatches(c.pattern, c.subject); got != c.want {
+			t.Errorf("subjectMatches(%q, %q) = %v; want %v", c.pattern, c.subject, got, c.want)
 		}
 	}
 }

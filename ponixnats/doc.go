@@ -12,15 +12,20 @@
 //   - [EnsureStream]: create a stream or bring an existing one in line with the
 //     wanted configuration; immutable differences are reported as a
 //     [*StreamMismatchError] naming the field.
-//   - [Consumer]: a durable pull consumer that fetches up to BatchSize messages
-//     or waits at most MaxWait, hands the batch to a [Processor] and applies the
-//     [Result]: Ack, Nak (with a growing delay), Term, or DeadLetter (publish a
-//     copy with the reason in headers to a dead-letter stream, then Term).
-//   - [ProtoProcessor]: a generic processor that decodes every message into a
-//     protobuf type and dead-letters the ones that do not decode.
-//   - Envelope code for ponix's envelope.v1.ProcessedEnvelope:
-//     [NewEnvelopeProducer], [NewEnvelopeProcessor] and [NewEnvelopeWireProcessor]; the
-//     envelope rules themselves are in github.com/ponix-go/ponix/envelope.
+//   - [Consumer]: a durable pull consumer (Stream and Durable required) that fetches up to
+//     BatchSize messages or waits at most MaxWait, hands the batch to a [Processor] and applies
+//     the [Result]: Ack, Nak (with a growing delay), Term, or DeadLetter (publish a copy with
+//     the reason in headers to a dead-letter stream, then Term). A durable consumer (or stream)
+//     deleted under it is created again.
+//   - Store processors ([NewStoreProcessor], [NewProtoStoreProcessor]): your store function
+//     gets each batch in one call; only a record that can never be stored is dead-lettered
+//     ([Rejection], [RecordFault], bisecting), a failing sink holds the batch ([Hold]).
+//   - [ProtoProcessor]: decode every message into a protobuf type and decide yourself; the
+//     ones that do not decode are dead-lettered.
+//   - [DeadLetters]: inspect a dead-letter stream and replay its messages.
+//   - Envelope code for ponix's envelope.v1.ProcessedEnvelope: [NewEnvelopeProducer],
+//     [NewEnvelopeProcessor] and [NewEnvelopeWireProcessor]; the envelope rules themselves are
+//     in github.com/ponix-go/ponix/envelope.
 //
 // # Build tag
 //
@@ -38,6 +43,7 @@
 // MaxDeliver is turned into a DeadLetter with reason [ReasonMaxDeliver] instead
 // of letting JetStream drop it silently.
 //
-// Test helpers live in the sub-packages natstest (an embedded JetStream server
-// per test) and embedded (the same server for a program's local default).
+// Test helpers are modules of their own, so that this module depends on no server:
+// github.com/ponix-go/ponix/ponixnats/natstest (an embedded JetStream server per test) and
+// github.com/ponix-go/ponix/ponixnats/embedded (the same server for a program's local default).
 package ponixnats

@@ -2,36 +2,28 @@ package ponixnats_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
-	"io"
 	"log"
-	"log/slog"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
-	"github.com/ponix-go/ponix/ponixnats"
-	"github.com/ponix-go/ponix/ponixnats/embedded"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/ponix-go/ponix/ponixnats"
 )
 
-// The generic use: decode every message as a protobuf type, handle the
-// decoded values, say per message what happens. Undecodable messages go to
-// the dead-letter stream "events_dlq".
-func ExampleProtoProcessor() {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-
-	// An in-process server; in production pass your server's URL.
-	srv, err := embedded.Start(ctx, embedded.Config{})
+// The generic use: decode every message as your protobuf type, store the decoded values in
+// one call per batch. A message that does not decode is dead-lettered (to "events_dlq");
+// a store failure holds the batch in place until the store works again. Needs a NATS server
+// with JetStream at 127.0.0.1:4222 (nats-server -js).
+func ExampleNewProtoStoreProcessor() {
+	ctx, stop := context.WithTimeout(context.Background(), time.Minute)
+	defer stop()
+	nc, err := ponixnats.Connect(ctx, "nats://127.0.0.1:4222", ponixnats.WithName("events-sink"))
 	if err != nil {
-		log.Fatal(err)
-	}
-	defer srv.Shutdown()
-
-	nc, err := ponixnats.Connect(ctx, srv.URL(), ponixnats.WithName("example"))
-	if err != nil {
-		log.Fatal(err)
+		log.Fatal(err) // says whether the server was unreachable, refused the credentials, or TLS failed
 	}
 	defer nc.Close()
 	js, err := jetstream.New(nc)
@@ -41,42 +33,45 @@ func ExampleProtoProcessor() {
 	if _, err := ponixnats.EnsureStream(ctx, js, ponixnats.StreamConfig{Name: "events"}); err != nil {
 		log.Fatal(err)
 	}
-	for _, sec := range []int64{1, 2, 3} {
-		b, _ := proto.Marshal(&timestamppb.Timestamp{Seconds: sec})
-		if _, err := js.Publish(ctx, "events.clock", b); err != nil {
-			log.Fatal(err)
-		}
+	b, _ := proto.Marshal(timestamppb.Now())
+	if _, err := js.Publish(ctx, "events.clock", b); err != nil {
+		log.Fatal(err)
 	}
 
-	runCtx, stop := context.WithCancel(ctx)
-	handle := func(_ context.Context, batch []ponixnats.Decoded[*timestamppb.Timestamp]) (ponixnats.Result, error) {
-		var sum int64
-		res := ponixnats.NewResult(0)
+	store := func(ctx context.Context, batch []ponixnats.Decoded[*timestamppb.Timestamp]) error {
 		for _, d := range batch {
-			sum += d.Value.GetSeconds()
-			res.Ack(d.Index) // decisions name the message's position in the fetched batch
+			fmt.Println("stored", d.Value.AsTime().Format(time.RFC3339), "stream sequence", func() uint64 {
+				seq, _ := ponixnats.StreamSequence(d.Msg) // a de-duplication key for the sink
+				return seq
+			}())
 		}
-		fmt.Printf("batch of %d, sum %d\n", len(batch), sum)
-		stop() // end the example after the first batch
-		return res, nil
+		return nil // all or nothing: an error holds the batch and stores it again later
 	}
-	c, err := ponixnats.NewConsumer(ctx, js, ponixnats.ConsumerConfig{
-		Stream:    "events",
-		Durable:   "example",
-		BatchSize: 100,
-		MaxWait:   200 * time.Millisecond,
-		Logger:    slog.New(slog.NewTextHandler(io.Discard, nil)),
-	}, ponixnats.ProtoProcessor(func() *timestamppb.Timestamp { return new(timestamppb.Timestamp) }, handle))
+	c, err := ponixnats.NewConsumer(ctx, js, ponixnats.ConsumerConfig{Stream: "events", Durable: "events-sink"},
+		ponixnats.NewProtoStoreProcessor(func() *timestamppb.Timestamp { return new(timestamppb.Timestamp) }, store, nil))
 	if err != nil {
 		log.Fatal(err)
 	}
-	if err := c.Run(runCtx); err != nil { // returns after the batch's acks are confirmed
+	if err := c.Run(ctx); err != nil { // until ctx ends; returns after the last acks are confirmed
 		log.Fatal(err)
 	}
-	fmt.Println("acked:", c.Stats().Acked)
-	// Output:
-	// batch of 3, sum 6
-	// acked: 3
+}
+
+// A processor that decides per message: indices are positions in the fetched batch.
+func ExampleProtoProcessor() {
+	handle := func(_ context.Context, batch []ponixnats.Decoded[*timestamppb.Timestamp]) (ponixnats.Result, error) {
+		res := ponixnats.NewResult(0)
+		for _, d := range batch {
+			if d.Value.GetSeconds() < 0 {
+				res.DeadLetter(d.Index, ponixnats.ReasonInvalid, errors.New("before 1970"))
+				continue
+			}
+			res.Ack(d.Index)
+		}
+		return res, nil
+	}
+	p := ponixnats.ProtoProcessor(func() *timestamppb.Timestamp { return new(timestamppb.Timestamp) }, handle)
+	_ = p // pass to ponixnats.NewConsumer
 }
 
 // A partial result: ack some messages, retry one later, dead-letter another.
@@ -99,64 +94,18 @@ func ExampleNewResult() {
 	// 3 none false
 }
 
-// Dead letters have a way back: count them, look at them, and replay them to
-// their original subjects. Replay republishes the original bytes with a
-// Ponix-Replay-Count header and a Nats-Msg-Id derived from the dead letter,
-// then deletes the dead letter; running it again is harmless.
+// Dead letters have a way back: count them, look at them, and replay them to their original
+// subjects (after fixing what made them fail). Replay republishes the original bytes with a
+// Ponix-Replay-Count header and a Nats-Msg-Id derived from the dead letter, then deletes the
+// dead letter; running it again is harmless. Needs a NATS server at 127.0.0.1:4222.
 func ExampleDeadLetters_Replay() {
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	srv, err := embedded.Start(ctx, embedded.Config{})
-	if err != nil {
-		log.Fatal(err)
-	}
-	defer srv.Shutdown()
-	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
-	nc, err := ponixnats.Connect(ctx, srv.URL(), ponixnats.WithName("example"), ponixnats.WithLogger(quiet))
+	ctx := context.Background()
+	nc, err := ponixnats.Connect(ctx, "nats://127.0.0.1:4222")
 	if err != nil {
 		log.Fatal(err)
 	}
 	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		log.Fatal(err)
-	}
-	events, err := ponixnats.EnsureStream(ctx, js, ponixnats.StreamConfig{Name: "events"})
-	if err != nil {
-		log.Fatal(err)
-	}
-	for _, m := range []struct{ subject, data string }{{"events.a", "ok"}, {"events.b", "bad-1"}, {"events.c", "bad-2"}} {
-		if _, err := js.Publish(ctx, m.subject, []byte(m.data)); err != nil {
-			log.Fatal(err)
-		}
-	}
-
-	// A consumer that dead-letters what it cannot handle (to "events_dlq").
-	runCtx, stop := context.WithCancel(ctx)
-	seen := 0
-	c, err := ponixnats.NewConsumer(ctx, js, ponixnats.ConsumerConfig{
-		Stream: "events", Durable: "example", MaxWait: 200 * time.Millisecond, Logger: quiet,
-	}, func(_ context.Context, batch []jetstream.Msg) (ponixnats.Result, error) {
-		r := ponixnats.NewResult(len(batch))
-		for i, m := range batch {
-			if string(m.Data()) == "ok" {
-				r.Ack(i)
-			} else {
-				r.DeadLetter(i, ponixnats.ReasonInvalid, fmt.Errorf("cannot handle %q", m.Data()))
-			}
-		}
-		if seen += len(batch); seen == 3 {
-			stop() // Run returns once this batch is applied
-		}
-		return r, nil
-	})
-	if err != nil {
-		log.Fatal(err)
-	}
-	if err := c.Run(runCtx); err != nil {
-		log.Fatal(err)
-	}
-
+	js, _ := jetstream.New(nc)
 	dls, err := ponixnats.OpenDeadLetters(ctx, js, "events_dlq")
 	if err != nil {
 		log.Fatal(err)
@@ -166,28 +115,15 @@ func ExampleDeadLetters_Replay() {
 		log.Fatal(err)
 	}
 	fmt.Println("dead letters:", sum.Total, "invalid:", sum.ByReason[ponixnats.ReasonInvalid])
-	for dl, err := range dls.All(ctx, ponixnats.Filter{Subjects: []string{"events.*"}}) {
+	for dl, err := range dls.All(ctx, ponixnats.Filter{Subjects: []string{"events.*"}, Limit: 10}) {
 		if err != nil {
 			log.Fatal(err)
 		}
-		fmt.Println(dl.Sequence, dl.OriginalSubject(), dl.Reason(), dl.Cause(), string(dl.Data))
+		fmt.Println(dl.Sequence, dl.OriginalSubject(), dl.Reason(), dl.Cause())
 	}
-
-	// (Fix what made them fail, then) replay them.
-	st, err := dls.Replay(ctx, ponixnats.Filter{Reasons: []ponixnats.Reason{ponixnats.ReasonInvalid}}, ponixnats.ReplayOptions{Logger: quiet})
+	st, err := dls.Replay(ctx, ponixnats.Filter{Reasons: []ponixnats.Reason{ponixnats.ReasonInvalid}}, ponixnats.ReplayOptions{})
 	if err != nil {
 		log.Fatal(err)
 	}
 	fmt.Printf("replayed %d, duplicates %d, deleted %d, failed %d\n", st.Replayed, st.Duplicates, st.Deleted, st.Failed)
-	m, err := events.GetLastMsgForSubject(ctx, "events.b")
-	if err != nil {
-		log.Fatal(err)
-	}
-	fmt.Println("events.b:", string(m.Data), ponixnats.HeaderReplayCount, m.Header.Get(ponixnats.HeaderReplayCount))
-	// Output:
-	// dead letters: 2 invalid: 2
-	// 1 events.b invalid cannot handle "bad-1" bad-1
-	// 2 events.c invalid cannot handle "bad-2" bad-2
-	// replayed 2, duplicates 0, deleted 2, failed 0
-	// events.b: bad-1 Ponix-Replay-Count 1
 }

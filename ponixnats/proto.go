@@ -92,7 +92,8 @@ func ProtoProcessor[T proto.Message](newT func() T, handle ProtoHandler[T], opts
 }
 
 // NewProtoStoreProcessor returns a [Processor] that decodes each message into a T made by newT
-// (failures are dead-lettered with [ReasonDecode]), checks it with validate, if not nil
+// (failures are dead-lettered with [ReasonDecode]; a [WithCheck] check runs on the raw message
+// before), checks it with validate, if not nil
 // (failures are dead-lettered with [ReasonInvalid]), and hands the valid ones to store in one
 // call, acking them on success. Store errors are handled as [NewStoreProcessor] says: a
 // [Rejection] (whose index is the position in the slice given to store) or a [RecordFault]
@@ -119,5 +120,37 @@ func NewProtoStoreProcessor[T proto.Message](newT func() T, store func(context.C
 		}
 		return out, nil
 	}
-	return ProtoProcessor(newT, handle, o.proto...)
+	decode := ProtoProcessor(newT, handle)
+	if o.check == nil {
+		return decode
+	}
+	// The check runs on the raw messages first; the others are decoded and stored.
+	return func(ctx context.Context, batch []jetstream.Msg) (Result, error) {
+		res := NewResult(len(batch))
+		var pass []jetstream.Msg
+		var pos []int
+		for i, m := range batch {
+			if err := o.check(m); err != nil {
+				res.DeadLetter(i, checkReason(err), fmt.Errorf("%s: %w", msgLabel(m), err))
+				continue
+			}
+			pass, pos = append(pass, m), append(pos, i)
+		}
+		if len(pass) == 0 {
+			return res, nil
+		}
+		sub, err := decode(ctx, pass)
+		if err != nil {
+			for _, i := range pos {
+				res.NakErr(i, 0, err)
+			}
+			return res, nil
+		}
+		for j, i := range pos {
+			if d, ok := sub.Decision(j); ok {
+				res.Set(i, d)
+			}
+		}
+		return res, nil
+	}
 }

@@ -98,8 +98,8 @@ func TestNakBackoff(t *testing.T) {
 		n    uint64
 		want time.Duration
 	}{{0, base}, {1, base}, {2, 200 * time.Millisecond}, {3, 400 * time.Millisecond}, {4, 800 * time.Millisecond}, {5, time.Second}, {100, time.Second}} {
-		if got := NakBackoff(c.n, base, maxD); got != c.want {
-			t.Errorf("NakBackoff(%d) = %s; want %s", c.n, got, c.want)
+		if got := nakBackoff(c.n, base, maxD); got != c.want {
+			t.Errorf("nakBackoff(%d) = %s; want %s", c.n, got, c.want)
 		}
 	}
 }

@@ -35,13 +35,12 @@ type RecordFault interface {
 }
 
 // StoreOption configures the store processors: [NewStoreProcessor], [NewProtoStoreProcessor],
-// [NewEnvelopeProcessor] and [NewEnvelopeWireProcessor].
+// [NewEnvelopeProcessor] and [NewEnvelopeWireProcessor]. Every option applies to each of them.
 type StoreOption func(*storeOptions)
 
 type storeOptions struct {
 	hold  *Hold
 	check func(jetstream.Msg) error
-	proto []ProtoOption
 }
 
 func buildStoreOptions(opts []StoreOption) storeOptions {
@@ -62,17 +61,19 @@ func WithHold(h *Hold) StoreOption {
 	return func(o *storeOptions) { o.hold = h }
 }
 
-// WithCheck sets a check run on every message before it is stored ([NewStoreProcessor]): a
-// message it fails is dead-lettered alone, with reason [ReasonDecode] when the error wraps
-// [ErrDecode] and [ReasonInvalid] otherwise.
+// WithCheck sets a check run on every message before anything else (before decoding, for the
+// protobuf processors): a message it fails is dead-lettered alone, with reason [ReasonDecode]
+// when the error wraps [ErrDecode] and [ReasonInvalid] otherwise.
 func WithCheck(f func(m jetstream.Msg) error) StoreOption {
 	return func(o *storeOptions) { o.check = f }
 }
 
-// WithProtoOptions passes options to the decoding of [NewProtoStoreProcessor] and
-// [NewEnvelopeProcessor].
-func WithProtoOptions(opts ...ProtoOption) StoreOption {
-	return func(o *storeOptions) { o.proto = append(o.proto, opts...) }
+// checkReason is the dead-letter reason of a message a WithCheck check refuses.
+func checkReason(err error) Reason {
+	if errors.Is(err, ErrDecode) {
+		return ReasonDecode
+	}
+	return ReasonInvalid
 }
 
 // NewStoreProcessor returns a [Processor] that hands the messages of each batch to store in
@@ -94,11 +95,7 @@ func NewStoreProcessor(store MsgStore, opts ...StoreOption) Processor {
 		if o.check != nil {
 			for j, m := range batch {
 				if err := o.check(m); err != nil {
-					reason := ReasonInvalid
-					if errors.Is(err, ErrDecode) {
-						reason = ReasonDecode
-					}
-					b.setAside(j, reason, fmt.Errorf("%s: %w", msgLabel(m), err))
+					b.setAside(j, checkReason(err), fmt.Errorf("%s: %w", msgLabel(m), err))
 				}
 			}
 		}

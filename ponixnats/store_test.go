@@ -373,3 +373,34 @@ func TestProtoProcessorDecisionsUseBatchIndices(t *testing.T) {
 		t.Fatalf("validated decisions %v, want [dead_letter dead_letter ack]", d)
 	}
 }
+
+// WithCheck applies to the protobuf store processor too, before decoding.
+func TestProtoStoreProcessorHonoursWithCheck(t *testing.T) {
+	batch := []jetstream.Msg{stringMsg(t, "s.a", "a"), stringMsg(t, "s.blocked", "b"), stringMsg(t, "s.c", "c")}
+	newT := func() *wrapperspb.StringValue { return new(wrapperspb.StringValue) }
+	var stored []string
+	p := NewProtoStoreProcessor(newT, func(_ context.Context, ds []Decoded[*wrapperspb.StringValue]) error {
+		for _, d := range ds {
+			stored = append(stored, d.Value.GetValue())
+		}
+		return nil
+	}, nil, WithHold(NewHold(HoldConfig{Logger: discard})), WithCheck(func(m jetstream.Msg) error {
+		if m.Subject() == "s.blocked" {
+			return errors.New("blocked subject")
+		}
+		return nil
+	}))
+	res, err := p(context.Background(), batch)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := decisions(res, 3); !slices.Equal(d, []Action{ActionAck, ActionDeadLetter, ActionAck}) {
+		t.Fatalf("decisions %v", d)
+	}
+	if !slices.Equal(stored, []string{"a", "c"}) {
+		t.Fatalf("stored %v", stored)
+	}
+	if d, _ := res.Decision(1); d.Reason != ReasonInvalid || !strings.Contains(d.Err.Error(), "blocked subject") {
+		t.Errorf("decision %+v", d)
+	}
+}

@@ -1,6 +1,6 @@
 //go:build integration
 
-package ponixnats
+package integration
 
 import (
 	"context"
@@ -11,6 +11,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/ponix-go/ponix/ponixnats"
 )
 
 // BenchmarkFetchAck measures the per-message cost of the consumer's transport:
@@ -25,7 +26,7 @@ func BenchmarkFetchAck(b *testing.B) {
 	defer nc.Close()
 	js, _ := jetstream.New(nc)
 	name := fmt.Sprintf("bench_ack_%d", streamSeq.Add(1))
-	if _, err := EnsureStream(ctx, js, StreamConfig{Name: name}); err != nil {
+	if _, err := ponixnats.EnsureStream(ctx, js, ponixnats.StreamConfig{Name: name}); err != nil {
 		b.Fatal(err)
 	}
 	defer js.DeleteStream(ctx, name)

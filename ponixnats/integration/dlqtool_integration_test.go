@@ -1,6 +1,6 @@
 //go:build integration
 
-package ponixnats
+package integration
 
 import (
 	"context"
@@ -14,6 +14,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/ponix-go/ponix/ponixnats"
 )
 
 // dlqFixture is a source stream with a real Consumer whose processor
@@ -24,7 +25,7 @@ type dlqFixture struct {
 	js     jetstream.JetStream
 	stream string
 	dlq    string
-	c      *Consumer
+	c      *ponixnats.Consumer
 	stop   func()
 }
 
@@ -39,22 +40,22 @@ func newDLQFixture(t *testing.T) *dlqFixture {
 
 // reasonProcessor acks "ok|…" payloads and dead-letters the others with the
 // reason before '|'.
-func reasonProcessor(_ context.Context, batch []jetstream.Msg) (Result, error) {
-	r := NewResult(len(batch))
+func reasonProcessor(_ context.Context, batch []jetstream.Msg) (ponixnats.Result, error) {
+	r := ponixnats.NewResult(len(batch))
 	for i, m := range batch {
 		reason, id, _ := strings.Cut(string(m.Data()), "|")
 		if reason == "ok" {
 			r.Ack(i)
 			continue
 		}
-		r.DeadLetter(i, Reason(reason), fmt.Errorf("test rejects %s", id))
+		r.DeadLetter(i, ponixnats.Reason(reason), fmt.Errorf("test rejects %s", id))
 	}
 	return r, nil
 }
 
 func (f *dlqFixture) startConsumer() {
 	f.t.Helper()
-	c, err := NewConsumer(context.Background(), f.js, baseConfig(f.stream), reasonProcessor)
+	c, err := ponixnats.NewConsumer(context.Background(), f.js, baseConfig(f.stream), reasonProcessor)
 	if err != nil {
 		f.t.Fatal(err)
 	}
@@ -76,9 +77,9 @@ func (f *dlqFixture) waitDeadLettered(n uint64) {
 	})
 }
 
-func (f *dlqFixture) open() *DeadLetters {
+func (f *dlqFixture) open() *ponixnats.DeadLetters {
 	f.t.Helper()
-	d, err := OpenDeadLetters(context.Background(), f.js, f.dlq)
+	d, err := ponixnats.OpenDeadLetters(context.Background(), f.js, f.dlq)
 	if err != nil {
 		f.t.Fatal(err)
 	}
@@ -120,7 +121,7 @@ func (f *dlqFixture) replayedInSource() map[string][]*jetstream.RawStreamMsg {
 		if err != nil {
 			f.t.Fatal(err)
 		}
-		if m.Header.Get(HeaderReplayCount) != "" {
+		if m.Header.Get(ponixnats.HeaderReplayCount) != "" {
 			out[string(m.Data)] = append(out[string(m.Data)], m)
 		}
 	}
@@ -145,9 +146,9 @@ func (f *dlqFixture) noConsumersLeft() {
 	})
 }
 
-func collect(t *testing.T, d *DeadLetters, flt Filter) []DeadLetter {
+func collect(t *testing.T, d *ponixnats.DeadLetters, flt ponixnats.Filter) []ponixnats.DeadLetter {
 	t.Helper()
-	var out []DeadLetter
+	var out []ponixnats.DeadLetter
 	for dl, err := range d.All(context.Background(), flt) {
 		if err != nil {
 			t.Fatal(err)
@@ -157,7 +158,7 @@ func collect(t *testing.T, d *DeadLetters, flt Filter) []DeadLetter {
 	return out
 }
 
-func seqs(dls []DeadLetter) []uint64 {
+func seqs(dls []ponixnats.DeadLetter) []uint64 {
 	out := make([]uint64, len(dls))
 	for i, d := range dls {
 		out[i] = d.Sequence
@@ -191,12 +192,12 @@ func TestIntegrationDeadLettersSummaryAndFilters(t *testing.T) {
 	f.stop()
 
 	d := f.open()
-	sum, err := d.Summary(ctx, Filter{})
+	sum, err := d.Summary(ctx, ponixnats.Filter{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	s := f.stream + "."
-	if sum.Total != 10 || sum.ByReason[ReasonInvalid] != 4 || sum.ByReason[ReasonDecode] != 2 || sum.ByReason[ReasonRejected] != 4 {
+	if sum.Total != 10 || sum.ByReason[ponixnats.ReasonInvalid] != 4 || sum.ByReason[ponixnats.ReasonDecode] != 2 || sum.ByReason[ponixnats.ReasonRejected] != 4 {
 		t.Fatalf("summary %+v", sum)
 	}
 	wantSubj := map[string]int{s + "a.1": 3, s + "a.2": 2, s + "b.1": 2, s + "c.x.y": 2, s + "c.x.z": 1}
@@ -212,12 +213,12 @@ func TestIntegrationDeadLettersSummaryAndFilters(t *testing.T) {
 		t.Fatalf("span %+v (boundary %s)", sum, boundary)
 	}
 
-	all := collect(t, d, Filter{})
+	all := collect(t, d, ponixnats.Filter{})
 	if !slices.Equal(seqs(all), []uint64{1, 2, 3, 4, 5, 6, 7, 8, 9, 10}) {
 		t.Fatalf("all: %v", seqs(all))
 	}
 	first := all[0]
-	if string(first.Data) != "invalid|p1-0" || first.OriginalSubject() != s+"a.1" || first.Reason() != ReasonInvalid ||
+	if string(first.Data) != "invalid|p1-0" || first.OriginalSubject() != s+"a.1" || first.Reason() != ponixnats.ReasonInvalid ||
 		first.Header.Get("X-Custom") != "invalid|p1-0" || first.Subject != f.dlq+"."+s+"a.1" || first.OriginalSequence() != 1 ||
 		!strings.Contains(first.Cause(), "test rejects p1-0") {
 		t.Fatalf("first dead letter %+v", first)
@@ -230,7 +231,7 @@ func TestIntegrationDeadLettersSummaryAndFilters(t *testing.T) {
 		t.Fatalf("Get(99) error %v; want ErrMsgNotFound", err)
 	}
 
-	payloads := func(flt Filter) []string {
+	payloads := func(flt ponixnats.Filter) []string {
 		var out []string
 		for _, dl := range collect(t, d, flt) {
 			_, id, _ := strings.Cut(string(dl.Data), "|")
@@ -240,28 +241,28 @@ func TestIntegrationDeadLettersSummaryAndFilters(t *testing.T) {
 	}
 	for _, c := range []struct {
 		name string
-		flt  Filter
+		flt  ponixnats.Filter
 		want []string
 	}{
-		{"reason", Filter{Reasons: []Reason{ReasonDecode}}, []string{"p1-3", "p1-5"}},
-		{"two reasons", Filter{Reasons: []Reason{ReasonDecode, ReasonRejected}}, []string{"p1-3", "p1-5", "p2-0", "p2-1", "p2-2", "p2-3"}},
-		{"subject exact", Filter{Subjects: []string{s + "a.1"}}, []string{"p1-0", "p1-3", "p2-1"}},
-		{"subject star", Filter{Subjects: []string{s + "a.*"}}, []string{"p1-0", "p1-1", "p1-3", "p1-5", "p2-1"}},
-		{"subject star middle", Filter{Subjects: []string{s + "*.1"}}, []string{"p1-0", "p1-2", "p1-3", "p1-4", "p2-1"}},
-		{"subject tail", Filter{Subjects: []string{s + "c.>"}}, []string{"p2-0", "p2-2", "p2-3"}},
-		{"overlapping subjects", Filter{Subjects: []string{s + "c.>", s + "c.x.z", s + "b.1"}}, []string{"p1-2", "p1-4", "p2-0", "p2-2", "p2-3"}},
-		{"subject and reason", Filter{Subjects: []string{s + "a.*"}, Reasons: []Reason{ReasonInvalid}}, []string{"p1-0", "p1-1"}},
-		{"seq range", Filter{FromSeq: 3, ToSeq: 5}, []string{"p1-2", "p1-3", "p1-4"}},
-		{"from seq", Filter{FromSeq: 9}, []string{"p2-2", "p2-3"}},
-		{"since (dead-lettered)", Filter{Since: boundary}, []string{"p2-0", "p2-1", "p2-2", "p2-3"}},
-		{"until (dead-lettered)", Filter{Until: boundary}, []string{"p1-0", "p1-1", "p1-2", "p1-3", "p1-4", "p1-5"}},
-		{"original since", Filter{OriginalSince: boundary}, []string{"p2-0", "p2-1", "p2-2", "p2-3"}},
-		{"original until", Filter{OriginalUntil: boundary, Reasons: []Reason{ReasonDecode}}, []string{"p1-3", "p1-5"}},
-		{"since and from seq", Filter{Since: boundary, FromSeq: 8}, []string{"p2-1", "p2-2", "p2-3"}},
-		{"limit", Filter{Limit: 3}, []string{"p1-0", "p1-1", "p1-2"}},
-		{"limit with filter", Filter{Reasons: []Reason{ReasonRejected}, Limit: 2}, []string{"p2-0", "p2-1"}},
-		{"nothing", Filter{Subjects: []string{s + "zzz"}}, nil},
-		{"beyond the end", Filter{FromSeq: 11}, nil},
+		{"reason", ponixnats.Filter{Reasons: []ponixnats.Reason{ponixnats.ReasonDecode}}, []string{"p1-3", "p1-5"}},
+		{"two reasons", ponixnats.Filter{Reasons: []ponixnats.Reason{ponixnats.ReasonDecode, ponixnats.ReasonRejected}}, []string{"p1-3", "p1-5", "p2-0", "p2-1", "p2-2", "p2-3"}},
+		{"subject exact", ponixnats.Filter{Subjects: []string{s + "a.1"}}, []string{"p1-0", "p1-3", "p2-1"}},
+		{"subject star", ponixnats.Filter{Subjects: []string{s + "a.*"}}, []string{"p1-0", "p1-1", "p1-3", "p1-5", "p2-1"}},
+		{"subject star middle", ponixnats.Filter{Subjects: []string{s + "*.1"}}, []string{"p1-0", "p1-2", "p1-3", "p1-4", "p2-1"}},
+		{"subject tail", ponixnats.Filter{Subjects: []string{s + "c.>"}}, []string{"p2-0", "p2-2", "p2-3"}},
+		{"overlapping subjects", ponixnats.Filter{Subjects: []string{s + "c.>", s + "c.x.z", s + "b.1"}}, []string{"p1-2", "p1-4", "p2-0", "p2-2", "p2-3"}},
+		{"subject and reason", ponixnats.Filter{Subjects: []string{s + "a.*"}, Reasons: []ponixnats.Reason{ponixnats.ReasonInvalid}}, []string{"p1-0", "p1-1"}},
+		{"seq range", ponixnats.Filter{FromSeq: 3, ToSeq: 5}, []string{"p1-2", "p1-3", "p1-4"}},
+		{"from seq", ponixnats.Filter{FromSeq: 9}, []string{"p2-2", "p2-3"}},
+		{"since (dead-lettered)", ponixnats.Filter{Since: boundary}, []string{"p2-0", "p2-1", "p2-2", "p2-3"}},
+		{"until (dead-lettered)", ponixnats.Filter{Until: boundary}, []string{"p1-0", "p1-1", "p1-2", "p1-3", "p1-4", "p1-5"}},
+		{"original since", ponixnats.Filter{OriginalSince: boundary}, []string{"p2-0", "p2-1", "p2-2", "p2-3"}},
+		{"original until", ponixnats.Filter{OriginalUntil: boundary, Reasons: []ponixnats.Reason{ponixnats.ReasonDecode}}, []string{"p1-3", "p1-5"}},
+		{"since and from seq", ponixnats.Filter{Since: boundary, FromSeq: 8}, []string{"p2-1", "p2-2", "p2-3"}},
+		{"limit", ponixnats.Filter{Limit: 3}, []string{"p1-0", "p1-1", "p1-2"}},
+		{"limit with filter", ponixnats.Filter{Reasons: []ponixnats.Reason{ponixnats.ReasonRejected}, Limit: 2}, []string{"p2-0", "p2-1"}},
+		{"nothing", ponixnats.Filter{Subjects: []string{s + "zzz"}}, nil},
+		{"beyond the end", ponixnats.Filter{FromSeq: 11}, nil},
 	} {
 		if got := payloads(c.flt); !slices.Equal(got, c.want) {
 			t.Errorf("%s: %v; want %v", c.name, got, c.want)
@@ -271,13 +272,13 @@ func TestIntegrationDeadLettersSummaryAndFilters(t *testing.T) {
 			t.Errorf("%s: summary total %d (%v); want %d", c.name, sum.Total, err, len(c.want))
 		}
 	}
-	if _, err := d.Summary(ctx, Filter{Subjects: []string{"a.>.b"}}); !errors.Is(err, ErrInvalidConfig) {
+	if _, err := d.Summary(ctx, ponixnats.Filter{Subjects: []string{"a.>.b"}}); !errors.Is(err, ponixnats.ErrInvalidConfig) {
 		t.Fatalf("bad filter: %v", err)
 	}
 
 	// Breaking out of All stops the scan.
 	n := 0
-	for _, err := range d.All(ctx, Filter{}) {
+	for _, err := range d.All(ctx, ponixnats.Filter{}) {
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -290,7 +291,7 @@ func TestIntegrationDeadLettersSummaryAndFilters(t *testing.T) {
 		t.Fatalf("dead-letter stream holds %d messages after reading; want 10", f.dlqMsgs())
 	}
 	f.noConsumersLeft()
-	if _, err := OpenDeadLetters(ctx, f.js, "no_such_dlq"); !errors.Is(err, jetstream.ErrStreamNotFound) {
+	if _, err := ponixnats.OpenDeadLetters(ctx, f.js, "no_such_dlq"); !errors.Is(err, jetstream.ErrStreamNotFound) {
 		t.Fatalf("opening a missing stream: %v", err)
 	}
 }
@@ -325,12 +326,12 @@ func checkReplayedOnce(t *testing.T, f *dlqFixture, n int, wantCount string) {
 			t.Fatalf("%s is %d times in the source stream; want once", p, len(ms))
 		}
 		m := ms[0]
-		if m.Subject != fmt.Sprintf("%s.dev-%d", f.stream, i%5) || m.Header.Get(HeaderReplayCount) != wantCount ||
+		if m.Subject != fmt.Sprintf("%s.dev-%d", f.stream, i%5) || m.Header.Get(ponixnats.HeaderReplayCount) != wantCount ||
 			m.Header.Get("X-Custom") != fmt.Sprint(i) || !strings.HasPrefix(m.Header.Get(jetstream.MsgIDHeader), "ponix-replay:"+f.dlq+":") {
 			t.Fatalf("replayed %s: subject %s headers %v", p, m.Subject, m.Header)
 		}
 		for k := range m.Header {
-			if strings.HasPrefix(k, "Ponix-Dlq-") || strings.HasPrefix(k, "Ponix-Original-") || k == HeaderNumDelivered {
+			if strings.HasPrefix(k, "Ponix-Dlq-") || strings.HasPrefix(k, "Ponix-Original-") || k == ponixnats.HeaderNumDelivered {
 				t.Fatalf("replayed %s keeps dead-letter header %s", p, k)
 			}
 		}
@@ -341,9 +342,9 @@ func TestIntegrationReplayDryRunChangesNothing(t *testing.T) {
 	f := produceDeadLetters(t, 12)
 	d := f.open()
 	var listed []uint64
-	st, err := d.Replay(context.Background(), Filter{Subjects: []string{f.stream + ".dev-1"}}, ReplayOptions{
+	st, err := d.Replay(context.Background(), ponixnats.Filter{Subjects: []string{f.stream + ".dev-1"}}, ponixnats.ReplayOptions{
 		DryRun:   true,
-		Progress: func(p ReplayProgress) { listed = append(listed, p.DeadLetter.Sequence) },
+		Progress: func(p ponixnats.ReplayProgress) { listed = append(listed, p.DeadLetter.Sequence) },
 		Logger:   quietLogger(),
 	})
 	if err != nil {
@@ -362,8 +363,8 @@ func TestIntegrationReplayReturnsEachOnceAndDeletes(t *testing.T) {
 	ctx := context.Background()
 	f := produceDeadLetters(t, 20)
 	d := f.open()
-	var progress []Outcome
-	st, err := d.Replay(ctx, Filter{}, ReplayOptions{Logger: quietLogger(), Progress: func(p ReplayProgress) { progress = append(progress, p.Outcome) }})
+	var progress []ponixnats.Outcome
+	st, err := d.Replay(ctx, ponixnats.Filter{}, ponixnats.ReplayOptions{Logger: quietLogger(), Progress: func(p ponixnats.ReplayProgress) { progress = append(progress, p.Outcome) }})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -379,7 +380,7 @@ func TestIntegrationReplayReturnsEachOnceAndDeletes(t *testing.T) {
 	checkReplayedOnce(t, f, 20, "1")
 
 	// A second run finds nothing to do.
-	st, err = d.Replay(ctx, Filter{}, ReplayOptions{Logger: quietLogger()})
+	st, err = d.Replay(ctx, ponixnats.Filter{}, ponixnats.ReplayOptions{Logger: quietLogger()})
 	if err != nil || st.Matched != 0 {
 		t.Fatalf("second run: %+v, %v", st, err)
 	}
@@ -391,7 +392,7 @@ func TestIntegrationReplayFilteredAndLimited(t *testing.T) {
 	ctx := context.Background()
 	f := produceDeadLetters(t, 20)
 	d := f.open()
-	st, err := d.Replay(ctx, Filter{Subjects: []string{f.stream + ".dev-3"}}, ReplayOptions{Logger: quietLogger(), Limit: 3})
+	st, err := d.Replay(ctx, ponixnats.Filter{Subjects: []string{f.stream + ".dev-3"}}, ponixnats.ReplayOptions{Logger: quietLogger(), Limit: 3})
 	if err != nil || st.Replayed != 3 || st.Deleted != 3 {
 		t.Fatalf("limited replay: %+v, %v", st, err)
 	}
@@ -419,7 +420,7 @@ func TestIntegrationReplayInterruptedAndRunAgain(t *testing.T) {
 
 	cctx, cancel := context.WithCancel(ctx)
 	var handled atomic.Int64
-	st, err := d.Replay(cctx, Filter{}, ReplayOptions{Logger: quietLogger(), Progress: func(ReplayProgress) {
+	st, err := d.Replay(cctx, ponixnats.Filter{}, ponixnats.ReplayOptions{Logger: quietLogger(), Progress: func(ponixnats.ReplayProgress) {
 		if handled.Add(1) == 10 {
 			cancel()
 		}
@@ -438,12 +439,18 @@ func TestIntegrationReplayInterruptedAndRunAgain(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := f.js.PublishMsg(ctx, &nats.Msg{Subject: next.OriginalSubject(), Data: next.Data, Header: replayHeader(next.Header, 1)},
+	h := nats.Header{ponixnats.HeaderReplayCount: []string{"1"}}
+	for k, v := range next.Header { // the original headers, as a replay publishes them
+		if !strings.HasPrefix(k, "Ponix-") && !strings.HasPrefix(k, "Nats-") {
+			h[k] = v
+		}
+	}
+	if _, err := f.js.PublishMsg(ctx, &nats.Msg{Subject: next.OriginalSubject(), Data: next.Data, Header: h},
 		jetstream.WithMsgID(d.ReplayMsgID(11))); err != nil {
 		t.Fatal(err)
 	}
 
-	st, err = d.Replay(ctx, Filter{}, ReplayOptions{Logger: quietLogger()})
+	st, err = d.Replay(ctx, ponixnats.Filter{}, ponixnats.ReplayOptions{Logger: quietLogger()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -451,7 +458,7 @@ func TestIntegrationReplayInterruptedAndRunAgain(t *testing.T) {
 		t.Fatalf("second run: %+v", st)
 	}
 	// And a third run, as if the second had been run twice.
-	if st, err := d.Replay(ctx, Filter{}, ReplayOptions{Logger: quietLogger()}); err != nil || st.Matched != 0 {
+	if st, err := d.Replay(ctx, ponixnats.Filter{}, ponixnats.ReplayOptions{Logger: quietLogger()}); err != nil || st.Matched != 0 {
 		t.Fatalf("third run: %+v, %v", st, err)
 	}
 	if f.dlqMsgs() != 0 {
@@ -471,29 +478,29 @@ func TestIntegrationReplayedDeadLetteredAgainCarriesReplayCount(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if st, err := d.Replay(ctx, Filter{}, ReplayOptions{Logger: quietLogger()}); err != nil || st.Replayed != 5 {
+	if st, err := d.Replay(ctx, ponixnats.Filter{}, ponixnats.ReplayOptions{Logger: quietLogger()}); err != nil || st.Replayed != 5 {
 		t.Fatalf("replay: %+v, %v", st, err)
 	}
 	f.startConsumer() // fails them again
 	f.waitDeadLettered(5)
 	f.stop()
 
-	again := collect(t, d, Filter{})
+	again := collect(t, d, ponixnats.Filter{})
 	if len(again) != 5 {
 		t.Fatalf("%d dead letters after the second failure; want 5", len(again))
 	}
 	dl := again[0]
-	if dl.Sequence != 6 || string(dl.Data) != string(first.Data) || dl.ReplayCount() != 1 || dl.Reason() != ReasonInvalid ||
-		dl.Header.Get(HeaderOriginalMsgID) != d.ReplayMsgID(1) || dl.OriginalSubject() != first.OriginalSubject() ||
+	if dl.Sequence != 6 || string(dl.Data) != string(first.Data) || dl.ReplayCount() != 1 || dl.Reason() != ponixnats.ReasonInvalid ||
+		dl.Header.Get(ponixnats.HeaderOriginalMsgID) != d.ReplayMsgID(1) || dl.OriginalSubject() != first.OriginalSubject() ||
 		dl.OriginalSequence() == first.OriginalSequence() || dl.Header.Get("X-Custom") != "0" {
 		t.Fatalf("dead letter after a failed replay: seq %d headers %v", dl.Sequence, dl.Header)
 	}
-	if st, err := d.Replay(ctx, Filter{}, ReplayOptions{Logger: quietLogger()}); err != nil || st.Replayed != 5 {
+	if st, err := d.Replay(ctx, ponixnats.Filter{}, ponixnats.ReplayOptions{Logger: quietLogger()}); err != nil || st.Replayed != 5 {
 		t.Fatalf("second replay: %+v, %v", st, err)
 	}
 	// Each message was replayed twice in all, once with each count.
 	for p, ms := range f.replayedInSource() {
-		if len(ms) != 2 || ms[0].Header.Get(HeaderReplayCount) != "1" || ms[1].Header.Get(HeaderReplayCount) != "2" {
+		if len(ms) != 2 || ms[0].Header.Get(ponixnats.HeaderReplayCount) != "1" || ms[1].Header.Get(ponixnats.HeaderReplayCount) != "2" {
 			t.Fatalf("%s replayed %d times", p, len(ms))
 		}
 	}
@@ -507,16 +514,16 @@ func TestIntegrationReplayFailuresLeaveDeadLetters(t *testing.T) {
 	d := f.open()
 
 	// A dead letter without Ponix-Original-Subject (malformed).
-	if _, err := f.js.PublishMsg(ctx, &nats.Msg{Subject: f.dlq + ".x", Data: []byte("no header"), Header: nats.Header{HeaderDLQReason: {"invalid"}}}); err != nil {
+	if _, err := f.js.PublishMsg(ctx, &nats.Msg{Subject: f.dlq + ".x", Data: []byte("no header"), Header: nats.Header{ponixnats.HeaderDLQReason: {"invalid"}}}); err != nil {
 		t.Fatal(err)
 	}
 	// A dead letter whose original subject the DLQ itself captures.
 	if _, err := f.js.PublishMsg(ctx, &nats.Msg{Subject: f.dlq + ".y", Data: []byte("loop"), Header: nats.Header{
-		HeaderDLQReason: {"invalid"}, HeaderOriginalSubject: {f.dlq + ".y"}}}); err != nil {
+		ponixnats.HeaderDLQReason: {"invalid"}, ponixnats.HeaderOriginalSubject: {f.dlq + ".y"}}}); err != nil {
 		t.Fatal(err)
 	}
-	st, err := d.Replay(ctx, Filter{FromSeq: 7}, ReplayOptions{Logger: quietLogger()})
-	if !errors.Is(err, ErrReplayIncomplete) || st.Failed != 2 || st.Deleted != 0 || len(st.Failures) != 2 || st.Failures[0].Sequence != 7 {
+	st, err := d.Replay(ctx, ponixnats.Filter{FromSeq: 7}, ponixnats.ReplayOptions{Logger: quietLogger()})
+	if !errors.Is(err, ponixnats.ErrReplayIncomplete) || st.Failed != 2 || st.Deleted != 0 || len(st.Failures) != 2 || st.Failures[0].Sequence != 7 {
 		t.Fatalf("malformed dead letters: %+v, %v", st, err)
 	}
 
@@ -530,8 +537,8 @@ func TestIntegrationReplayFailuresLeaveDeadLetters(t *testing.T) {
 	if _, err := f.js.UpdateStream(ctx, cfg); err != nil {
 		t.Fatal(err)
 	}
-	st, err = d.Replay(ctx, Filter{ToSeq: 6}, ReplayOptions{Logger: quietLogger(), MaxFailures: 4})
-	if !errors.Is(err, ErrReplayIncomplete) || st.Matched != 4 || st.Failed != 4 || st.Replayed != 0 || st.Deleted != 0 {
+	st, err = d.Replay(ctx, ponixnats.Filter{ToSeq: 6}, ponixnats.ReplayOptions{Logger: quietLogger(), MaxFailures: 4})
+	if !errors.Is(err, ponixnats.ErrReplayIncomplete) || st.Matched != 4 || st.Failed != 4 || st.Replayed != 0 || st.Deleted != 0 {
 		t.Fatalf("refused publishes: %+v, %v", st, err)
 	}
 	if f.dlqMsgs() != 8 || len(f.replayedInSource()) != 0 {
@@ -543,7 +550,7 @@ func TestIntegrationReplayFailuresLeaveDeadLetters(t *testing.T) {
 	if _, err := f.js.UpdateStream(ctx, cfg); err != nil {
 		t.Fatal(err)
 	}
-	st, err = d.Replay(ctx, Filter{ToSeq: 6}, ReplayOptions{Logger: quietLogger()})
+	st, err = d.Replay(ctx, ponixnats.Filter{ToSeq: 6}, ponixnats.ReplayOptions{Logger: quietLogger()})
 	if err != nil || st.Replayed != 6 || st.Deleted != 6 {
 		t.Fatalf("replay after the fix: %+v, %v", st, err)
 	}
@@ -566,7 +573,7 @@ func TestIntegrationReplayWhileServiceRuns(t *testing.T) {
 	before := consumerInfo(t, f.c).Config
 
 	d := f.open()
-	st, err := d.Replay(ctx, Filter{}, ReplayOptions{Logger: quietLogger()})
+	st, err := d.Replay(ctx, ponixnats.Filter{}, ponixnats.ReplayOptions{Logger: quietLogger()})
 	if err != nil || st.Matched != 40 || st.Replayed != 40 {
 		t.Fatalf("replay: %+v, %v", st, err)
 	}
@@ -575,11 +582,11 @@ func TestIntegrationReplayWhileServiceRuns(t *testing.T) {
 	if after.Config.Durable != before.Durable || after.Config.AckPolicy != before.AckPolicy || after.NumAckPending != 0 {
 		t.Fatalf("consumer changed: before %+v after %+v", before, after.Config)
 	}
-	sum, err := d.Summary(ctx, Filter{})
+	sum, err := d.Summary(ctx, ponixnats.Filter{})
 	if err != nil || sum.Total != 40 || sum.FirstSeq != 41 {
 		t.Fatalf("dead letters after the second failure: %+v, %v", sum, err)
 	}
-	for dl, err := range d.All(ctx, Filter{Limit: 1}) {
+	for dl, err := range d.All(ctx, ponixnats.Filter{Limit: 1}) {
 		if err != nil || dl.ReplayCount() != 1 {
 			t.Fatalf("second-generation dead letter: count %d, %v", dl.ReplayCount(), err)
 		}
@@ -598,17 +605,17 @@ func TestIntegrationReplayRefusesUndeletableDeadLetterStream(t *testing.T) {
 		t.Fatal(err)
 	}
 	if _, err := f.js.PublishMsg(ctx, &nats.Msg{Subject: name + "." + f.stream + ".a", Data: []byte("x"), Header: nats.Header{
-		HeaderDLQReason: {"invalid"}, HeaderOriginalSubject: {f.stream + ".a"}, HeaderOriginalStream: {f.stream}}}); err != nil {
+		ponixnats.HeaderDLQReason: {"invalid"}, ponixnats.HeaderOriginalSubject: {f.stream + ".a"}, ponixnats.HeaderOriginalStream: {f.stream}}}); err != nil {
 		t.Fatal(err)
 	}
-	d, err := OpenDeadLetters(ctx, f.js, name)
+	d, err := ponixnats.OpenDeadLetters(ctx, f.js, name)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if st, err := d.Replay(ctx, Filter{}, ReplayOptions{Logger: quietLogger()}); err == nil || st.Matched != 0 {
+	if st, err := d.Replay(ctx, ponixnats.Filter{}, ponixnats.ReplayOptions{Logger: quietLogger()}); err == nil || st.Matched != 0 {
 		t.Fatalf("replay from a deny-delete stream: %+v, %v", st, err)
 	}
-	if st, err := d.Replay(ctx, Filter{}, ReplayOptions{Logger: quietLogger(), DryRun: true}); err != nil || st.Matched != 1 {
+	if st, err := d.Replay(ctx, ponixnats.Filter{}, ponixnats.ReplayOptions{Logger: quietLogger(), DryRun: true}); err != nil || st.Matched != 1 {
 		t.Fatalf("dry run on a deny-delete stream: %+v, %v", st, err)
 	}
 	if len(f.replayedInSource()) != 0 {

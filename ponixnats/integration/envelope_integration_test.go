@@ -1,6 +1,6 @@
 //go:build integration && !ponix_noenvelope
 
-package ponixnats
+package integration
 
 import (
 	"context"
@@ -11,14 +11,29 @@ import (
 
 	envelopev1 "buf.build/gen/go/ponix/ponix/protocolbuffers/go/envelope/v1"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/ponix-go/ponix/ponixnats"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/structpb"
+	"google.golang.org/protobuf/types/known/timestamppb"
 )
+
+func testEnvelope(dev string) *envelopev1.ProcessedEnvelope {
+	data, _ := structpb.NewStruct(map[string]any{"temperature": 21.5, "unit": "C", "ok": true})
+	now := time.Date(2025, 11, 1, 12, 0, 0, 123, time.UTC)
+	return &envelopev1.ProcessedEnvelope{
+		EndDeviceId:    dev,
+		OrganizationId: "org-1",
+		OccurredAt:     timestamppb.New(now),
+		ProcessedAt:    timestamppb.New(now.Add(time.Second)),
+		Data:           data,
+	}
+}
 
 func TestIntegrationEnvelopeProducerDeduplicates(t *testing.T) {
 	ctx := context.Background()
 	_, js := connectJS(t, testURL)
 	stream := testStream(t, js)
-	p := NewEnvelopeProducer(js, stream)
+	p := ponixnats.NewEnvelopeProducer(js, stream)
 
 	env := testEnvelope("dev-1")
 	if err := p.Publish(ctx, env); err != nil {
@@ -66,7 +81,7 @@ func TestIntegrationEnvelopeProcessorStoresAndDeadLetters(t *testing.T) {
 	ctx := context.Background()
 	_, js := connectJS(t, testURL)
 	stream := testStream(t, js)
-	p := NewEnvelopeProducer(js, stream)
+	p := ponixnats.NewEnvelopeProducer(js, stream)
 	var valid []*envelopev1.ProcessedEnvelope
 	for _, dev := range []string{"dev-1", "dev-2", "dev-3"} {
 		e := testEnvelope(dev)
@@ -86,7 +101,7 @@ func TestIntegrationEnvelopeProcessorStoresAndDeadLetters(t *testing.T) {
 		stored []*envelopev1.ProcessedEnvelope
 		fail   = true
 	)
-	store := func(_ context.Context, batch []Decoded[*envelopev1.ProcessedEnvelope]) error {
+	store := func(_ context.Context, batch []ponixnats.Decoded[*envelopev1.ProcessedEnvelope]) error {
 		mu.Lock()
 		defer mu.Unlock()
 		if fail { // the first insert fails: everything valid must come back
@@ -99,7 +114,7 @@ func TestIntegrationEnvelopeProcessorStoresAndDeadLetters(t *testing.T) {
 		return nil
 	}
 	cfg := baseConfig(stream)
-	c, err := NewConsumer(ctx, js, cfg, NewEnvelopeProcessor(store))
+	c, err := ponixnats.NewConsumer(ctx, js, cfg, ponixnats.NewEnvelopeProcessor(store))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -130,7 +145,7 @@ func TestIntegrationEnvelopeProcessorStoresAndDeadLetters(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if raw.Header.Get(HeaderDLQReason) != string(ReasonInvalid) || !strings.Contains(raw.Header.Get(HeaderDLQError), "occurred_at") {
+	if raw.Header.Get(ponixnats.HeaderDLQReason) != string(ponixnats.ReasonInvalid) || !strings.Contains(raw.Header.Get(ponixnats.HeaderDLQError), "occurred_at") {
 		t.Fatalf("dead letter headers %v", raw.Header)
 	}
 	if info := consumerInfo(t, c); info.NumAckPending != 0 || info.NumPending != 0 {

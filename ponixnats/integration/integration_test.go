@@ -1,6 +1,6 @@
 //go:build integration
 
-package ponixnats
+package integration
 
 import (
 	"context"
@@ -21,6 +21,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nkeys"
+	"github.com/ponix-go/ponix/ponixnats"
 	"github.com/ponix-go/ponix/ponixnats/natstest"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -48,10 +49,10 @@ func quietLogger() *slog.Logger {
 	return slog.New(slog.NewTextHandler(io.Discard, nil))
 }
 
-func connectJS(t *testing.T, url string, opts ...Option) (*nats.Conn, jetstream.JetStream) {
+func connectJS(t *testing.T, url string, opts ...ponixnats.ConnectOption) (*nats.Conn, jetstream.JetStream) {
 	t.Helper()
-	opts = append([]Option{WithName(t.Name()), WithLogger(quietLogger())}, opts...)
-	nc, err := Connect(context.Background(), url, opts...)
+	opts = append([]ponixnats.ConnectOption{ponixnats.WithName(t.Name()), ponixnats.WithLogger(quietLogger())}, opts...)
+	nc, err := ponixnats.Connect(context.Background(), url, opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -72,7 +73,7 @@ var (
 func testStream(t *testing.T, js jetstream.JetStream) string {
 	t.Helper()
 	name := fmt.Sprintf("t%d_%s", streamSeq.Add(1), nonName.ReplaceAllString(t.Name(), "_"))
-	if _, err := EnsureStream(context.Background(), js, StreamConfig{Name: name}); err != nil {
+	if _, err := ponixnats.EnsureStream(context.Background(), js, ponixnats.StreamConfig{Name: name}); err != nil {
 		t.Fatal(err)
 	}
 	return name
@@ -89,7 +90,7 @@ func publishN(t *testing.T, js jetstream.JetStream, subject string, n, from int)
 
 // runConsumer runs c until the returned stop function is called; stop waits
 // for Run to return and fails the test if Run returned an error.
-func runConsumer(t *testing.T, c *Consumer) (stop func()) {
+func runConsumer(t *testing.T, c *ponixnats.Consumer) (stop func()) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
@@ -162,8 +163,8 @@ func (d *deliveries) distinct() int {
 	return len(d.m)
 }
 
-func baseConfig(stream string) ConsumerConfig {
-	return ConsumerConfig{
+func baseConfig(stream string) ponixnats.ConsumerConfig {
+	return ponixnats.ConsumerConfig{
 		Stream:      stream,
 		Durable:     "test",
 		BatchSize:   10,
@@ -175,7 +176,7 @@ func baseConfig(stream string) ConsumerConfig {
 	}
 }
 
-func consumerInfo(t *testing.T, c *Consumer) *jetstream.ConsumerInfo {
+func consumerInfo(t *testing.T, c *ponixnats.Consumer) *jetstream.ConsumerInfo {
 	t.Helper()
 	info, err := c.Info(context.Background())
 	if err != nil {
@@ -189,7 +190,7 @@ func TestIntegrationEnsureStream(t *testing.T) {
 	_, js := connectJS(t, testURL)
 	name := fmt.Sprintf("t%d_ensure", streamSeq.Add(1))
 
-	st, err := EnsureStream(ctx, js, StreamConfig{Name: name, MaxAge: time.Hour, Duplicates: time.Minute})
+	st, err := ponixnats.EnsureStream(ctx, js, ponixnats.StreamConfig{Name: name, MaxAge: time.Hour, Duplicates: time.Minute})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -198,11 +199,11 @@ func TestIntegrationEnsureStream(t *testing.T) {
 		t.Fatalf("created config: %+v", cfg)
 	}
 	// Idempotent.
-	if _, err := EnsureStream(ctx, js, StreamConfig{Name: name, MaxAge: time.Hour, Duplicates: time.Minute}); err != nil {
+	if _, err := ponixnats.EnsureStream(ctx, js, ponixnats.StreamConfig{Name: name, MaxAge: time.Hour, Duplicates: time.Minute}); err != nil {
 		t.Fatal(err)
 	}
 	// Updatable fields are updated.
-	st, err = EnsureStream(ctx, js, StreamConfig{Name: name, Subjects: []string{name + ".>", name + "_extra.*"},
+	st, err = ponixnats.EnsureStream(ctx, js, ponixnats.StreamConfig{Name: name, Subjects: []string{name + ".>", name + "_extra.*"},
 		MaxAge: 2 * time.Hour, MaxBytes: 1 << 20, Duplicates: 30 * time.Second})
 	if err != nil {
 		t.Fatal(err)
@@ -216,27 +217,31 @@ func TestIntegrationEnsureStream(t *testing.T) {
 		t.Fatalf("updated config: %+v", cfg)
 	}
 	// Immutable differences are a clear error.
-	_, err = EnsureStream(ctx, js, StreamConfig{Name: name, Storage: jetstream.MemoryStorage})
-	var me *StreamMismatchError
-	if !errors.Is(err, ErrStreamConfigMismatch) || !errors.As(err, &me) || me.Field != "storage" {
+	_, err = ponixnats.EnsureStream(ctx, js, ponixnats.StreamConfig{Name: name, Storage: jetstream.MemoryStorage})
+	var me *ponixnats.StreamMismatchError
+	if !errors.Is(err, ponixnats.ErrStreamConfigMismatch) || !errors.As(err, &me) || me.Field != "storage" {
 		t.Fatalf("storage change: err = %v", err)
 	}
 	if !strings.Contains(err.Error(), name) || !strings.Contains(err.Error(), "storage") {
 		t.Fatalf("error does not name stream and field: %v", err)
 	}
-	_, err = EnsureStream(ctx, js, StreamConfig{Name: name, Retention: jetstream.WorkQueuePolicy})
+	_, err = ponixnats.EnsureStream(ctx, js, ponixnats.StreamConfig{Name: name, Retention: jetstream.WorkQueuePolicy})
 	if !errors.As(err, &me) || me.Field != "retention" {
 		t.Fatalf("retention change: err = %v", err)
 	}
 	// No name is made up; the subjects default to "<name>.>".
-	if _, err := EnsureStream(ctx, js, StreamConfig{}); !errors.Is(err, ErrInvalidConfig) {
+	if _, err := ponixnats.EnsureStream(ctx, js, ponixnats.StreamConfig{}); !errors.Is(err, ponixnats.ErrInvalidConfig) {
 		t.Fatalf("empty stream name: %v", err)
 	}
-	if c := (StreamConfig{Name: "readings"}).withDefaults(); c.Subjects[0] != "readings.>" {
-		t.Fatalf("defaults: %+v", c)
+	st, err = ponixnats.EnsureStream(ctx, js, ponixnats.StreamConfig{Name: "readings_" + strconv.Itoa(int(time.Now().UnixNano()%1e6))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if subj := st.CachedInfo().Config.Subjects; len(subj) != 1 || subj[0] != st.CachedInfo().Config.Name+".>" {
+		t.Fatalf("default subjects: %v", subj)
 	}
 	// Invalid config is rejected before reaching the server.
-	if _, err := EnsureStream(ctx, js, StreamConfig{Name: "a.b"}); !errors.Is(err, ErrInvalidConfig) {
+	if _, err := ponixnats.EnsureStream(ctx, js, ponixnats.StreamConfig{Name: "a.b"}); !errors.Is(err, ponixnats.ErrInvalidConfig) {
 		t.Fatalf("invalid name: %v", err)
 	}
 }
@@ -253,9 +258,9 @@ func TestIntegrationBatchByCountAndByMaxWait(t *testing.T) {
 	got := make(chan batchInfo, 10)
 	cfg := baseConfig(stream)
 	cfg.MaxWait = 500 * time.Millisecond
-	c, err := NewConsumer(context.Background(), js, cfg, func(_ context.Context, b []jetstream.Msg) (Result, error) {
+	c, err := ponixnats.NewConsumer(context.Background(), js, cfg, func(_ context.Context, b []jetstream.Msg) (ponixnats.Result, error) {
 		got <- batchInfo{len(b), time.Now()}
-		return AckAll(len(b)), nil
+		return ponixnats.AckAll(len(b)), nil
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -299,9 +304,9 @@ func TestIntegrationPartialAckNakRedeliversExactlyTheNakd(t *testing.T) {
 	publishN(t, js, stream+".a", 6, 0)
 
 	var d deliveries
-	c, err := NewConsumer(context.Background(), js, baseConfig(stream), func(_ context.Context, b []jetstream.Msg) (Result, error) {
+	c, err := ponixnats.NewConsumer(context.Background(), js, baseConfig(stream), func(_ context.Context, b []jetstream.Msg) (ponixnats.Result, error) {
 		d.add(b)
-		r := NewResult(len(b))
+		r := ponixnats.NewResult(len(b))
 		for i, m := range b {
 			n, _ := strconv.Atoi(string(m.Data()))
 			md, _ := m.Metadata()
@@ -340,9 +345,9 @@ func TestIntegrationUnmentionedAndDuplicateIndices(t *testing.T) {
 	publishN(t, js, stream+".a", 3, 0)
 
 	var d deliveries
-	c, err := NewConsumer(context.Background(), js, baseConfig(stream), func(_ context.Context, b []jetstream.Msg) (Result, error) {
+	c, err := ponixnats.NewConsumer(context.Background(), js, baseConfig(stream), func(_ context.Context, b []jetstream.Msg) (ponixnats.Result, error) {
 		d.add(b)
-		r := NewResult(len(b))
+		r := ponixnats.NewResult(len(b))
 		for i, m := range b {
 			md, _ := m.Metadata()
 			if md.NumDelivered > 1 {
@@ -383,9 +388,9 @@ func TestIntegrationTermIsNotRedelivered(t *testing.T) {
 	var d deliveries
 	cfg := baseConfig(stream)
 	cfg.AckWait = time.Second
-	c, err := NewConsumer(context.Background(), js, cfg, func(_ context.Context, b []jetstream.Msg) (Result, error) {
+	c, err := ponixnats.NewConsumer(context.Background(), js, cfg, func(_ context.Context, b []jetstream.Msg) (ponixnats.Result, error) {
 		d.add(b)
-		r := NewResult(len(b))
+		r := ponixnats.NewResult(len(b))
 		for i, m := range b {
 			if string(m.Data()) == "0" {
 				r.Term(i, "test")
@@ -417,15 +422,15 @@ func TestIntegrationProcessorErrorAndPanicNakWholeBatch(t *testing.T) {
 
 	var calls atomic.Int32
 	var d deliveries
-	c, err := NewConsumer(context.Background(), js, baseConfig(stream), func(_ context.Context, b []jetstream.Msg) (Result, error) {
+	c, err := ponixnats.NewConsumer(context.Background(), js, baseConfig(stream), func(_ context.Context, b []jetstream.Msg) (ponixnats.Result, error) {
 		d.add(b)
 		switch calls.Add(1) {
 		case 1:
-			return AckAll(len(b)), errors.New("sink down") // error wins over the result
+			return ponixnats.AckAll(len(b)), errors.New("sink down") // error wins over the result
 		case 2:
 			panic("processor bug")
 		}
-		return AckAll(len(b)), nil
+		return ponixnats.AckAll(len(b)), nil
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -467,14 +472,14 @@ func TestIntegrationDecodeFailureGoesToDLQWithHeaders(t *testing.T) {
 
 	var got atomic.Int64
 	var d deliveries
-	p := ProtoProcessor(func() *timestamppb.Timestamp { return new(timestamppb.Timestamp) },
-		func(_ context.Context, ds []Decoded[*timestamppb.Timestamp]) (Result, error) {
+	p := ponixnats.ProtoProcessor(func() *timestamppb.Timestamp { return new(timestamppb.Timestamp) },
+		func(_ context.Context, ds []ponixnats.Decoded[*timestamppb.Timestamp]) (ponixnats.Result, error) {
 			for _, x := range ds {
 				got.Add(x.Value.GetSeconds())
 			}
-			return AckAll(len(ds)), nil
+			return ponixnats.AckAll(len(ds)), nil
 		})
-	c, err := NewConsumer(ctx, js, baseConfig(stream), func(ctx context.Context, b []jetstream.Msg) (Result, error) {
+	c, err := ponixnats.NewConsumer(ctx, js, baseConfig(stream), func(ctx context.Context, b []jetstream.Msg) (ponixnats.Result, error) {
 		d.add(b)
 		return p(ctx, b)
 	})
@@ -504,20 +509,20 @@ func TestIntegrationDecodeFailureGoesToDLQWithHeaders(t *testing.T) {
 	}
 	h := raw.Header
 	for k, want := range map[string]string{
-		HeaderDLQReason:        string(ReasonDecode),
-		HeaderOriginalSubject:  stream + ".bad",
-		HeaderOriginalStream:   stream,
-		HeaderOriginalSequence: strconv.FormatUint(badAck.Sequence, 10),
-		HeaderNumDelivered:     "1",
-		HeaderOriginalConsumer: "test",
-		"X-Custom":             "keep",
+		ponixnats.HeaderDLQReason:        string(ponixnats.ReasonDecode),
+		ponixnats.HeaderOriginalSubject:  stream + ".bad",
+		ponixnats.HeaderOriginalStream:   stream,
+		ponixnats.HeaderOriginalSequence: strconv.FormatUint(badAck.Sequence, 10),
+		ponixnats.HeaderNumDelivered:     "1",
+		ponixnats.HeaderOriginalConsumer: "test",
+		"X-Custom":                       "keep",
 	} {
 		if got := h.Get(k); got != want {
 			t.Errorf("header %s = %q; want %q", k, got, want)
 		}
 	}
-	if e := h.Get(HeaderDLQError); !strings.Contains(e, "decode") {
-		t.Errorf("header %s = %q; want the decode error", HeaderDLQError, e)
+	if e := h.Get(ponixnats.HeaderDLQError); !strings.Contains(e, "decode") {
+		t.Errorf("header %s = %q; want the decode error", ponixnats.HeaderDLQError, e)
 	}
 	if info := consumerInfo(t, c); info.NumAckPending != 0 {
 		t.Fatalf("ack pending %d", info.NumAckPending)
@@ -533,9 +538,9 @@ func TestIntegrationMaxDeliverDeadLetters(t *testing.T) {
 	var d deliveries
 	cfg := baseConfig(stream)
 	cfg.MaxDeliver = 3
-	c, err := NewConsumer(ctx, js, cfg, func(_ context.Context, b []jetstream.Msg) (Result, error) {
+	c, err := ponixnats.NewConsumer(ctx, js, cfg, func(_ context.Context, b []jetstream.Msg) (ponixnats.Result, error) {
 		d.add(b)
-		r := NewResult(len(b))
+		r := ponixnats.NewResult(len(b))
 		for i := range b {
 			r.NakErr(i, 0, errors.New("always failing"))
 		}
@@ -559,8 +564,8 @@ func TestIntegrationMaxDeliverDeadLetters(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if raw.Header.Get(HeaderDLQReason) != string(ReasonMaxDeliver) || raw.Header.Get(HeaderNumDelivered) != "3" ||
-		!strings.Contains(raw.Header.Get(HeaderDLQError), "always failing") {
+	if raw.Header.Get(ponixnats.HeaderDLQReason) != string(ponixnats.ReasonMaxDeliver) || raw.Header.Get(ponixnats.HeaderNumDelivered) != "3" ||
+		!strings.Contains(raw.Header.Get(ponixnats.HeaderDLQError), "always failing") {
 		t.Fatalf("dead letter headers %v", raw.Header)
 	}
 }
@@ -570,8 +575,8 @@ func TestIntegrationDeadLetterSubjectsMustNotLoop(t *testing.T) {
 	stream := testStream(t, js)
 	cfg := baseConfig(stream)
 	cfg.DeadLetter.SubjectPrefix = stream + ".dlq"
-	_, err := NewConsumer(context.Background(), js, cfg, func(context.Context, []jetstream.Msg) (Result, error) { return Result{}, nil })
-	if !errors.Is(err, ErrInvalidConfig) || !strings.Contains(err.Error(), "overlap") {
+	_, err := ponixnats.NewConsumer(context.Background(), js, cfg, func(context.Context, []jetstream.Msg) (ponixnats.Result, error) { return ponixnats.Result{}, nil })
+	if !errors.Is(err, ponixnats.ErrInvalidConfig) || !strings.Contains(err.Error(), "overlap") {
 		t.Fatalf("err = %v; want overlap error", err)
 	}
 }
@@ -586,14 +591,14 @@ func TestIntegrationCleanShutdownLeavesNothingUnacked(t *testing.T) {
 	var processed, ctxErrs atomic.Int32
 	cfg := baseConfig(stream)
 	cfg.BatchSize = 50
-	c, err := NewConsumer(context.Background(), js, cfg, func(ctx context.Context, b []jetstream.Msg) (Result, error) {
+	c, err := ponixnats.NewConsumer(context.Background(), js, cfg, func(ctx context.Context, b []jetstream.Msg) (ponixnats.Result, error) {
 		once.Do(func() { close(started) })
 		time.Sleep(500 * time.Millisecond) // the shutdown arrives while we work
 		if ctx.Err() != nil {
 			ctxErrs.Add(1)
 		}
 		processed.Add(int32(len(b)))
-		return AckAll(len(b)), nil
+		return ponixnats.AckAll(len(b)), nil
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -618,10 +623,10 @@ func TestIntegrationInProgressKeepsSlowBatchAlive(t *testing.T) {
 	var d deliveries
 	cfg := baseConfig(stream)
 	cfg.AckWait = time.Second
-	c, err := NewConsumer(context.Background(), js, cfg, func(_ context.Context, b []jetstream.Msg) (Result, error) {
+	c, err := ponixnats.NewConsumer(context.Background(), js, cfg, func(_ context.Context, b []jetstream.Msg) (ponixnats.Result, error) {
 		d.add(b)
 		time.Sleep(2500 * time.Millisecond) // 2.5x AckWait
-		return AckAll(len(b)), nil
+		return ponixnats.AckAll(len(b)), nil
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -640,15 +645,15 @@ func TestIntegrationInProgressKeepsSlowBatchAlive(t *testing.T) {
 func TestIntegrationReconnectAfterServerRestart(t *testing.T) {
 	ctx := context.Background()
 	srv := natstest.New(t)
-	_, js := connectJS(t, srv.URL(), WithReconnectBackoff(50*time.Millisecond, 200*time.Millisecond))
+	_, js := connectJS(t, srv.URL(), ponixnats.WithReconnectBackoff(50*time.Millisecond, 200*time.Millisecond))
 	stream := testStream(t, js)
 	publishN(t, js, stream+".a", 20, 0)
 
 	var d deliveries
 	cfg := baseConfig(stream)
-	c, err := NewConsumer(ctx, js, cfg, func(_ context.Context, b []jetstream.Msg) (Result, error) {
+	c, err := ponixnats.NewConsumer(ctx, js, cfg, func(_ context.Context, b []jetstream.Msg) (ponixnats.Result, error) {
 		d.add(b)
-		return AckAll(len(b)), nil
+		return ponixnats.AckAll(len(b)), nil
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -687,8 +692,8 @@ func TestIntegrationConnectAuthAndErrors(t *testing.T) {
 	srv := natstest.New(t, natstest.WithUserPassword("ponix", "s3cret"), natstest.WithNKey(pub))
 
 	t.Run("user and password", func(t *testing.T) {
-		nc, js := connectJS(t, srv.URL(), WithUserPassword("ponix", "s3cret"))
-		if _, err := EnsureStream(ctx, js, StreamConfig{Name: fmt.Sprintf("auth_up%d", streamSeq.Add(1))}); err != nil {
+		nc, js := connectJS(t, srv.URL(), ponixnats.WithUserPassword("ponix", "s3cret"))
+		if _, err := ponixnats.EnsureStream(ctx, js, ponixnats.StreamConfig{Name: fmt.Sprintf("auth_up%d", streamSeq.Add(1))}); err != nil {
 			t.Fatalf("JetStream with user/password: %v", err)
 		}
 		if !nc.IsConnected() {
@@ -696,8 +701,8 @@ func TestIntegrationConnectAuthAndErrors(t *testing.T) {
 		}
 	})
 	t.Run("nkey seed", func(t *testing.T) {
-		_, js := connectJS(t, srv.URL(), WithNKeySeed(string(seed)))
-		if _, err := EnsureStream(ctx, js, StreamConfig{Name: fmt.Sprintf("auth_nkey%d", streamSeq.Add(1))}); err != nil {
+		_, js := connectJS(t, srv.URL(), ponixnats.WithNKeySeed(string(seed)))
+		if _, err := ponixnats.EnsureStream(ctx, js, ponixnats.StreamConfig{Name: fmt.Sprintf("auth_nkey%d", streamSeq.Add(1))}); err != nil {
 			t.Fatalf("JetStream with NKey: %v", err)
 		}
 	})
@@ -706,12 +711,12 @@ func TestIntegrationConnectAuthAndErrors(t *testing.T) {
 		if err := os.WriteFile(f, seed, 0o600); err != nil {
 			t.Fatal(err)
 		}
-		connectJS(t, srv.URL(), WithNKeySeedFile(f))
+		connectJS(t, srv.URL(), ponixnats.WithNKeySeedFile(f))
 	})
 	t.Run("wrong password", func(t *testing.T) {
 		start := time.Now()
-		_, err := Connect(ctx, srv.URL(), WithUserPassword("ponix", "wrong"), WithLogger(quietLogger()))
-		if !errors.Is(err, ErrAuthorization) || errors.Is(err, ErrServerUnreachable) {
+		_, err := ponixnats.Connect(ctx, srv.URL(), ponixnats.WithUserPassword("ponix", "wrong"), ponixnats.WithLogger(quietLogger()))
+		if !errors.Is(err, ponixnats.ErrAuthorization) || errors.Is(err, ponixnats.ErrServerUnreachable) {
 			t.Fatalf("err = %v; want ErrAuthorization", err)
 		}
 		if time.Since(start) > 3*time.Second {
@@ -722,16 +727,16 @@ func TestIntegrationConnectAuthAndErrors(t *testing.T) {
 		}
 	})
 	t.Run("no credentials", func(t *testing.T) {
-		_, err := Connect(ctx, srv.URL(), WithLogger(quietLogger()))
-		if !errors.Is(err, ErrAuthorization) {
+		_, err := ponixnats.Connect(ctx, srv.URL(), ponixnats.WithLogger(quietLogger()))
+		if !errors.Is(err, ponixnats.ErrAuthorization) {
 			t.Fatalf("err = %v; want ErrAuthorization", err)
 		}
 	})
 	t.Run("unknown nkey", func(t *testing.T) {
 		other, _ := nkeys.CreateUser()
 		oseed, _ := other.Seed()
-		_, err := Connect(ctx, srv.URL(), WithNKeySeed(string(oseed)), WithLogger(quietLogger()))
-		if !errors.Is(err, ErrAuthorization) {
+		_, err := ponixnats.Connect(ctx, srv.URL(), ponixnats.WithNKeySeed(string(oseed)), ponixnats.WithLogger(quietLogger()))
+		if !errors.Is(err, ponixnats.ErrAuthorization) {
 			t.Fatalf("err = %v; want ErrAuthorization", err)
 		}
 	})
@@ -740,8 +745,8 @@ func TestIntegrationConnectAuthAndErrors(t *testing.T) {
 		url := stopped.URL()
 		stopped.Shutdown()
 		start := time.Now()
-		_, err := Connect(ctx, url, WithLogger(quietLogger()), WithTimeout(2*time.Second))
-		if !errors.Is(err, ErrServerUnreachable) || !strings.Contains(err.Error(), url) {
+		_, err := ponixnats.Connect(ctx, url, ponixnats.WithLogger(quietLogger()), ponixnats.WithTimeout(2*time.Second))
+		if !errors.Is(err, ponixnats.ErrServerUnreachable) || !strings.Contains(err.Error(), url) {
 			t.Fatalf("err = %v; want ErrServerUnreachable naming %s", err, url)
 		}
 		if time.Since(start) > 3*time.Second {
@@ -750,15 +755,15 @@ func TestIntegrationConnectAuthAndErrors(t *testing.T) {
 	})
 	t.Run("token", func(t *testing.T) {
 		tsrv := natstest.New(t, natstest.WithToken("t0ken"))
-		connectJS(t, tsrv.URL(), WithToken("t0ken"))
-		_, err := Connect(ctx, tsrv.URL(), WithToken("nope"), WithLogger(quietLogger()))
-		if !errors.Is(err, ErrAuthorization) {
+		connectJS(t, tsrv.URL(), ponixnats.WithToken("t0ken"))
+		_, err := ponixnats.Connect(ctx, tsrv.URL(), ponixnats.WithToken("nope"), ponixnats.WithLogger(quietLogger()))
+		if !errors.Is(err, ponixnats.ErrAuthorization) {
 			t.Fatalf("wrong token: err = %v; want ErrAuthorization", err)
 		}
 	})
 	t.Run("bad seed is a config error", func(t *testing.T) {
-		_, err := Connect(ctx, srv.URL(), WithNKeySeed("not-a-seed"))
-		if !errors.Is(err, ErrInvalidConfig) {
+		_, err := ponixnats.Connect(ctx, srv.URL(), ponixnats.WithNKeySeed("not-a-seed"))
+		if !errors.Is(err, ponixnats.ErrInvalidConfig) {
 			t.Fatalf("err = %v", err)
 		}
 	})

@@ -1,6 +1,6 @@
 //go:build integration
 
-package ponixnats
+package integration
 
 import (
 	"context"
@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/ponix-go/ponix/ponixnats"
 )
 
 // A message whose AckWait expires at its last delivery (here: fetched twice by
@@ -26,9 +27,9 @@ func TestIntegrationMaxDeliverAfterAckWaitExpiryDeadLetters(t *testing.T) {
 	cfg.MaxDeliver = 2
 	cfg.AckWait = time.Second
 	var seen atomic.Int64
-	c, err := NewConsumer(ctx, js, cfg, func(_ context.Context, b []jetstream.Msg) (Result, error) {
+	c, err := ponixnats.NewConsumer(ctx, js, cfg, func(_ context.Context, b []jetstream.Msg) (ponixnats.Result, error) {
 		seen.Add(int64(len(b)))
-		return AckAll(len(b)), nil
+		return ponixnats.AckAll(len(b)), nil
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -88,13 +89,13 @@ func TestIntegrationMaxDeliverAfterAckWaitExpiryDeadLetters(t *testing.T) {
 			t.Fatal(err)
 		}
 		h := m.Header
-		if h.Get(HeaderDLQReason) != string(ReasonMaxDeliver) || h.Get(HeaderNumDelivered) != strconv.Itoa(cfg.MaxDeliver) ||
-			!strings.Contains(h.Get(HeaderDLQError), "AckWait expired") || h.Get(HeaderOriginalSubject) != stream+".dev" {
+		if h.Get(ponixnats.HeaderDLQReason) != string(ponixnats.ReasonMaxDeliver) || h.Get(ponixnats.HeaderNumDelivered) != strconv.Itoa(cfg.MaxDeliver) ||
+			!strings.Contains(h.Get(ponixnats.HeaderDLQError), "AckWait expired") || h.Get(ponixnats.HeaderOriginalSubject) != stream+".dev" {
 			t.Errorf("dead letter %d headers %v", seq, h)
 		}
-		seqs[h.Get(HeaderOriginalSequence)] = true
-		if want := string(m.Data); want != strconv.Itoa(int(mustAtoi(t, h.Get(HeaderOriginalSequence))-1)) {
-			t.Errorf("dead letter %d carries %q, not the original payload of sequence %s", seq, m.Data, h.Get(HeaderOriginalSequence))
+		seqs[h.Get(ponixnats.HeaderOriginalSequence)] = true
+		if want := string(m.Data); want != strconv.Itoa(int(mustAtoi(t, h.Get(ponixnats.HeaderOriginalSequence))-1)) {
+			t.Errorf("dead letter %d carries %q, not the original payload of sequence %s", seq, m.Data, h.Get(ponixnats.HeaderOriginalSequence))
 		}
 	}
 	if len(seqs) != n {

@@ -1,6 +1,6 @@
 //go:build integration
 
-package ponixnats
+package integration
 
 import (
 	"context"
@@ -10,6 +10,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/ponix-go/ponix/ponixnats"
 	"github.com/ponix-go/ponix/ponixnats/natstest"
 )
 
@@ -25,10 +26,10 @@ func TestEnsureStreamLeavesReplicasUnlessSet(t *testing.T) {
 	}
 	defer nc.Close()
 	js, _ := jetstream.New(nc)
-	replicas := func(cfg StreamConfig) int {
+	replicas := func(cfg ponixnats.StreamConfig) int {
 		t.Helper()
 		for {
-			st, err := EnsureStream(ctx, js, cfg)
+			st, err := ponixnats.EnsureStream(ctx, js, cfg)
 			if err == nil {
 				return st.CachedInfo().Config.Replicas
 			}
@@ -38,16 +39,16 @@ func TestEnsureStreamLeavesReplicasUnlessSet(t *testing.T) {
 			time.Sleep(200 * time.Millisecond)
 		}
 	}
-	if n := replicas(StreamConfig{Name: "R", Replicas: 3}); n != 3 {
+	if n := replicas(ponixnats.StreamConfig{Name: "R", Replicas: 3}); n != 3 {
 		t.Fatalf("created with %d replicas, want 3", n)
 	}
-	if n := replicas(StreamConfig{Name: "R"}); n != 3 {
+	if n := replicas(ponixnats.StreamConfig{Name: "R"}); n != 3 {
 		t.Fatalf("Replicas unset changed the stream to %d replicas, want 3 kept", n)
 	}
-	if n := replicas(StreamConfig{Name: "R", Replicas: 1}); n != 1 {
+	if n := replicas(ponixnats.StreamConfig{Name: "R", Replicas: 1}); n != 1 {
 		t.Fatalf("explicit Replicas 1 gave %d", n)
 	}
-	if n := replicas(StreamConfig{Name: "NEW"}); n != 1 {
+	if n := replicas(ponixnats.StreamConfig{Name: "NEW"}); n != 1 {
 		t.Fatalf("new stream without Replicas has %d replicas, want 1", n)
 	}
 }

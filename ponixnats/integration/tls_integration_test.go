@@ -1,6 +1,6 @@
 //go:build integration
 
-package ponixnats
+package integration
 
 import (
 	"errors"
@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ponix-go/ponix/ponixnats"
 	"github.com/ponix-go/ponix/ponixnats/natstest"
 )
 
@@ -24,9 +25,9 @@ func TestConnectTLS(t *testing.T) {
 	other := natstest.MustCerts(t)
 
 	t.Run("CA and client certificate", func(t *testing.T) {
-		_, js := connectJS(t, srv.URL(), WithTLS(certs.CAFile, certs.ClientCertFile, certs.ClientKeyFile))
+		_, js := connectJS(t, srv.URL(), ponixnats.WithTLS(certs.CAFile, certs.ClientCertFile, certs.ClientKeyFile))
 		name := fmt.Sprintf("tls%d", streamSeq.Add(1))
-		if _, err := EnsureStream(ctx, js, StreamConfig{Name: name, Subjects: []string{name + ".>"}}); err != nil {
+		if _, err := ponixnats.EnsureStream(ctx, js, ponixnats.StreamConfig{Name: name, Subjects: []string{name + ".>"}}); err != nil {
 			t.Fatalf("JetStream over TLS: %v", err)
 		}
 		ack, err := js.Publish(ctx, name+".x", []byte("over tls"))
@@ -36,28 +37,28 @@ func TestConnectTLS(t *testing.T) {
 	})
 	t.Run("nats:// URL with TLS options", func(t *testing.T) {
 		url := strings.Replace(srv.URL(), "tls://", "nats://", 1)
-		nc, _ := connectJS(t, url, WithTLS(certs.CAFile, certs.ClientCertFile, certs.ClientKeyFile))
+		nc, _ := connectJS(t, url, ponixnats.WithTLS(certs.CAFile, certs.ClientCertFile, certs.ClientKeyFile))
 		if !nc.IsConnected() || !nc.TLSRequired() {
 			t.Fatalf("connected=%v tlsRequired=%v", nc.IsConnected(), nc.TLSRequired())
 		}
 	})
 	fails := []struct {
 		name string
-		opts []Option
+		opts []ponixnats.ConnectOption
 		want error
 		says string
 	}{
-		{"server certificate from an unknown CA", []Option{WithTLS(other.CAFile, certs.ClientCertFile, certs.ClientKeyFile)}, ErrTLS, "unknown authority"},
-		{"no client certificate", []Option{WithTLS(certs.CAFile, "", "")}, ErrTLS, "may require a client certificate"},
-		{"client certificate from an unknown CA", []Option{WithTLS(certs.CAFile, other.ClientCertFile, other.ClientKeyFile)}, ErrTLS, "client certificate"},
-		{"plain connection to a TLS server", nil, ErrTLS, "unknown authority"},
+		{"server certificate from an unknown CA", []ponixnats.ConnectOption{ponixnats.WithTLS(other.CAFile, certs.ClientCertFile, certs.ClientKeyFile)}, ponixnats.ErrTLS, "unknown authority"},
+		{"no client certificate", []ponixnats.ConnectOption{ponixnats.WithTLS(certs.CAFile, "", "")}, ponixnats.ErrTLS, "may require a client certificate"},
+		{"client certificate from an unknown CA", []ponixnats.ConnectOption{ponixnats.WithTLS(certs.CAFile, other.ClientCertFile, other.ClientKeyFile)}, ponixnats.ErrTLS, "client certificate"},
+		{"plain connection to a TLS server", nil, ponixnats.ErrTLS, "unknown authority"},
 	}
 	for _, tc := range fails {
 		t.Run(tc.name, func(t *testing.T) {
 			url := strings.Replace(srv.URL(), "tls://", "nats://", 1)
 			start := time.Now()
-			opts := append([]Option{WithLogger(quietLogger()), WithTimeout(3 * time.Second)}, tc.opts...)
-			nc, err := Connect(ctx, url, opts...)
+			opts := append([]ponixnats.ConnectOption{ponixnats.WithLogger(quietLogger()), ponixnats.WithTimeout(3 * time.Second)}, tc.opts...)
+			nc, err := ponixnats.Connect(ctx, url, opts...)
 			if err == nil {
 				nc.Close()
 				t.Fatal("connected; want a TLS error")
@@ -76,9 +77,9 @@ func TestConnectTLS(t *testing.T) {
 	}
 	t.Run("TLS to a plain server", func(t *testing.T) {
 		plain := natstest.New(t)
-		_, err := Connect(ctx, plain.URL(), WithLogger(quietLogger()), WithTimeout(3*time.Second),
-			WithTLS(certs.CAFile, certs.ClientCertFile, certs.ClientKeyFile))
-		if !errors.Is(err, ErrTLS) {
+		_, err := ponixnats.Connect(ctx, plain.URL(), ponixnats.WithLogger(quietLogger()), ponixnats.WithTimeout(3*time.Second),
+			ponixnats.WithTLS(certs.CAFile, certs.ClientCertFile, certs.ClientKeyFile))
+		if !errors.Is(err, ponixnats.ErrTLS) {
 			t.Fatalf("err = %v; want ErrTLS", err)
 		}
 	})
