@@ -1,19 +1,26 @@
 package migrations_test
 
 import (
-	"context"
+	"fmt"
+	"io/fs"
 	"log"
 
 	"github.com/ponix-go/ponix/migrations"
-	"github.com/ponix-go/ponix/ponixclickhouse"
-	"github.com/ponix-go/ponix/ponixclickhouse/migrate"
 )
 
-// Bring a database to the current schema, in-process.
+// FS holds the goose SQL files of the schema, oldest first. Apply them in-process with
+// ponixclickhouse/migrate: migrate.Up(ctx, db, migrations.FS()).
 func ExampleFS() {
-	db := ponixclickhouse.OpenDB(ponixclickhouse.Config{Addr: "localhost:9000", Database: "ponix", Username: "ponix", Password: "ponix"})
-	defer db.Close()
-	if _, err := migrate.Up(context.Background(), db, migrations.FS()); err != nil {
+	names, err := fs.Glob(migrations.FS(), "*.sql")
+	if err != nil {
 		log.Fatal(err)
 	}
+	for _, n := range names {
+		fmt.Println(n)
+	}
+	// Output:
+	// 20251101000000_create_processed_envelopes.sql
+	// 20251102000000_rekey_processed_envelopes_by_organization.sql
+	// 20251201000000_dedup_processed_envelopes_by_stream_seq.sql
+	// 20261201000000_key_processed_envelopes_by_stream_incarnation.sql
 }

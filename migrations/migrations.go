@@ -11,6 +11,11 @@
 // ReplacingMergeTree; read with FINAL to see no copy before the background merge. Every step
 // has a Down step, and the rebuilds keep the rows in both directions. The SQL names no
 // database: migrations run in the database of the connection.
+//
+// The files are Go templates that migrate renders before goose reads them: on a single server
+// they are the plain SQL of the steps above; with migrate.WithCluster they create shard-local
+// Replicated tables ON CLUSTER and the Distributed table processed_envelopes over them (see
+// the README).
 package migrations
 
 import (

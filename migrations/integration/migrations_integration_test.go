@@ -1,6 +1,6 @@
 //go:build integration
 
-package migrations_test
+package integration
 
 import (
 	"context"

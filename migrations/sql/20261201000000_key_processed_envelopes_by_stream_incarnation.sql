@@ -1,4 +1,5 @@
 -- +goose NO TRANSACTION
+-- +ponix template
 -- Step 4 (Ponix): a stream deleted and created again starts its sequences at 1 again, so the
 -- stream sequence alone no longer identifies a message: a new envelope could collapse into an
 -- old row under FINAL. Add stream_created_ns, the creation time of the message's stream
@@ -9,11 +10,14 @@
 -- rows an older instance inserts into the old table while the copy runs are copied again after
 -- the swap: the copies collapse (same key). Each leftover of an interrupted run is dropped
 -- first.
+--
+-- On a cluster (the file is a template, see ponixclickhouse/migrate) the Distributed table
+-- stays sharded by stream_seq: a row keeps its shard through the copies.
 
 -- +goose Up
-DROP TABLE IF EXISTS processed_envelopes_incarnation;
+DROP TABLE IF EXISTS {{ local "processed_envelopes_incarnation" }} {{ onCluster }}{{ sync }};
 
-CREATE TABLE processed_envelopes_incarnation (
+CREATE TABLE {{ local "processed_envelopes_incarnation" }} {{ onCluster }} (
     organization_id String,
     end_device_id String,
     occurred_at DateTime,
@@ -21,39 +25,47 @@ CREATE TABLE processed_envelopes_incarnation (
     data String,
     stream_created_ns UInt64 DEFAULT 0,
     stream_seq UInt64 DEFAULT cityHash64(organization_id, end_device_id, occurred_at, processed_at, data)
-) ENGINE = ReplacingMergeTree()
+) ENGINE = {{ engine "ReplacingMergeTree" "processed_envelopes_incarnation" }}
 PARTITION BY toYYYYMM(occurred_at)
 ORDER BY (organization_id, occurred_at, end_device_id, stream_created_ns, stream_seq);
+{{ distributed "processed_envelopes_incarnation" "stream_seq" }}
 
 INSERT INTO processed_envelopes_incarnation (organization_id, end_device_id, occurred_at, processed_at, data, stream_seq)
 SELECT organization_id, end_device_id, occurred_at, processed_at, data, stream_seq FROM processed_envelopes;
 
-RENAME TABLE processed_envelopes TO processed_envelopes_preincarnation, processed_envelopes_incarnation TO processed_envelopes;
+RENAME TABLE {{ local "processed_envelopes" }} TO {{ local "processed_envelopes_preincarnation" }}, {{ local "processed_envelopes_incarnation" }} TO {{ local "processed_envelopes" }} {{ onCluster }};
+{{ dropDistributed "processed_envelopes_incarnation" }}
+{{ redistribute "processed_envelopes" "stream_seq" }}
+{{ distributed "processed_envelopes_preincarnation" "stream_seq" }}
 
 INSERT INTO processed_envelopes (organization_id, end_device_id, occurred_at, processed_at, data, stream_seq)
 SELECT organization_id, end_device_id, occurred_at, processed_at, data, stream_seq FROM processed_envelopes_preincarnation;
 
-DROP TABLE processed_envelopes_preincarnation;
+{{ dropDistributed "processed_envelopes_preincarnation" }}
+DROP TABLE {{ local "processed_envelopes_preincarnation" }} {{ onCluster }}{{ sync }};
 
-OPTIMIZE TABLE processed_envelopes FINAL;
+{{ optimize "processed_envelopes" }}
 
 -- +goose Down
-DROP TABLE IF EXISTS processed_envelopes_unincarnation;
+DROP TABLE IF EXISTS {{ local "processed_envelopes_unincarnation" }} {{ onCluster }}{{ sync }};
 
-CREATE TABLE processed_envelopes_unincarnation (
+CREATE TABLE {{ local "processed_envelopes_unincarnation" }} {{ onCluster }} (
     organization_id String,
     end_device_id String,
     occurred_at DateTime,
     processed_at DateTime,
     data String,
     stream_seq UInt64 DEFAULT cityHash64(organization_id, end_device_id, occurred_at, processed_at, data)
-) ENGINE = ReplacingMergeTree()
+) ENGINE = {{ engine "ReplacingMergeTree" "processed_envelopes_unincarnation" }}
 PARTITION BY toYYYYMM(occurred_at)
 ORDER BY (organization_id, occurred_at, end_device_id, stream_seq);
+{{ distributed "processed_envelopes_unincarnation" "stream_seq" }}
 
 INSERT INTO processed_envelopes_unincarnation (organization_id, end_device_id, occurred_at, processed_at, data, stream_seq)
 SELECT organization_id, end_device_id, occurred_at, processed_at, data, stream_seq FROM processed_envelopes FINAL;
 
-RENAME TABLE processed_envelopes TO processed_envelopes_incarnated, processed_envelopes_unincarnation TO processed_envelopes;
+RENAME TABLE {{ local "processed_envelopes" }} TO {{ local "processed_envelopes_incarnated" }}, {{ local "processed_envelopes_unincarnation" }} TO {{ local "processed_envelopes" }} {{ onCluster }};
+{{ dropDistributed "processed_envelopes_unincarnation" }}
+{{ redistribute "processed_envelopes" "stream_seq" }}
 
-DROP TABLE processed_envelopes_incarnated;
+DROP TABLE {{ local "processed_envelopes_incarnated" }} {{ onCluster }}{{ sync }};
