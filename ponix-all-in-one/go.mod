@@ -74,6 +74,12 @@ require (
 	github.com/opencontainers/image-spec v1.1.1 // indirect
 	github.com/paulmach/orb v0.14.0 // indirect
 	github.com/pierrec/lz4/v4 v4.1.33 // indirect
+	github.com/ponix-go/ponix/envelope v0.0.0 // indirect
+	github.com/ponix-go/ponix/ponixclickhouse/chcluster v0.0.0
+	github.com/ponix-go/ponix/ponixclickhouse/chserver v0.0.0
+	github.com/ponix-go/ponix/ponixclickhouse/chtest v0.0.0
+	github.com/ponix-go/ponix/ponixnats/embedded v0.0.0
+	github.com/ponix-go/ponix/ponixnats/natstest v0.0.0
 	github.com/power-devops/perfstat v0.0.0-20240221224432-82ca36839d55 // indirect
 	github.com/pressly/goose/v3 v3.30.0 // indirect
 	github.com/prometheus/client_model v0.6.3 // indirect
@@ -109,3 +115,15 @@ replace (
 	github.com/ponix-go/ponix/ponixnats => ../ponixnats
 	github.com/ponix-go/ponix/runner => ../runner
 )
+
+replace github.com/ponix-go/ponix/envelope => ../envelope
+
+replace github.com/ponix-go/ponix/ponixnats/embedded => ../ponixnats/embedded
+
+replace github.com/ponix-go/ponix/ponixnats/natstest => ../ponixnats/natstest
+
+replace github.com/ponix-go/ponix/ponixclickhouse/chserver => ../ponixclickhouse/chserver
+
+replace github.com/ponix-go/ponix/ponixclickhouse/chtest => ../ponixclickhouse/chtest
+
+replace github.com/ponix-go/ponix/ponixclickhouse/chcluster => ../ponixclickhouse/chcluster

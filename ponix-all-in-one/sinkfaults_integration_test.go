@@ -375,25 +375,36 @@ func TestSinkFaultPasswordRotated(t *testing.T) {
 	}
 	// The server reloads users.xml by itself within a few seconds: wait until the old password
 	// is refused, then drop the connections that logged in with it.
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		c, err := ponixclickhouse.Open(context.Background(), ponixclickhouse.Config{Addr: srv.Addr(), Database: "ponix", Username: "ponix", Password: "ponix"})
-		if err != nil {
-			break
-		}
-		c.Close()
-		if time.Now().After(deadline) {
-			t.Fatal("the server still takes the old password")
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	waitPasswordTaken(t, srv.Addr(), false)
 	proxy.setDown(true)
 	proxy.setDown(false)
 	r.expectHold("sink", "authentication", "authentication", 20*time.Second)
 	if err := srv.SetPassword("ponix"); err != nil {
 		t.Fatal(err)
 	}
+	// The fix is in place once the server has reloaded users.xml and takes the password again.
+	waitPasswordTaken(t, srv.Addr(), true)
 	r.finish("a rotated password", r.want)
+}
+
+// waitPasswordTaken waits until a new connection as ponix/ponix to addr succeeds (taken) or is
+// refused (!taken): clickhouse-server applies a changed users.xml a few seconds after it is written.
+func waitPasswordTaken(t *testing.T, addr string, taken bool) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		c, err := ponixclickhouse.Open(context.Background(), ponixclickhouse.Config{Addr: addr, Database: "ponix", Username: "ponix", Password: "ponix"})
+		if err == nil {
+			c.Close()
+		}
+		if (err == nil) == taken {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("30 s after users.xml changed, a login with the password ponix: %v (want taken=%v)", err, taken)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 }
 
 // ClickHouse is killed (SIGKILL) mid-stream and started again on its data 10 s later.

@@ -16,6 +16,7 @@ import (
 
 	"github.com/ponix-go/ponix/migrations"
 	"github.com/ponix-go/ponix/ponixclickhouse"
+	"github.com/ponix-go/ponix/ponixclickhouse/chcluster"
 	"github.com/ponix-go/ponix/ponixclickhouse/chserver"
 	"github.com/ponix-go/ponix/ponixclickhouse/migrate"
 	"github.com/ponix-go/ponix/ponixnats"
@@ -33,6 +34,9 @@ type env struct {
 	nc     *nats.Conn
 	js     jetstream.JetStream
 	chCfg  ponixclickhouse.Config
+	// With -cluster: the cluster, and the pids of its servers (CPU figures).
+	cluster    *chcluster.Cluster
+	serverPIDs []int
 }
 
 // setup starts (or connects to) the servers and makes the benchmark stream anew.
@@ -53,7 +57,12 @@ func setup(ctx context.Context, o *options, logger *slog.Logger) (*env, error) {
 		o.natsPID = e.nats.pid()
 	}
 	e.chCfg = ponixclickhouse.Config{Addr: o.chAddr, Username: o.chUser, Password: o.chPassword}
-	if o.chAddr == "" {
+	if o.cluster {
+		if err := e.startCluster(ctx); err != nil {
+			e.close()
+			return nil, err
+		}
+	} else if o.chAddr == "" {
 		if e.ch, err = startClickHouse(ctx, dir); err != nil {
 			e.close()
 			return nil, err
@@ -85,6 +94,9 @@ func (e *env) close() {
 	}
 	if e.ch != nil {
 		_ = e.ch.Stop(context.Background())
+	}
+	if e.cluster != nil {
+		_ = e.cluster.Close()
 	}
 	if e.o.dir != "" {
 		_ = os.RemoveAll(e.o.dir)
@@ -123,6 +135,9 @@ func (e *env) preload(ctx context.Context, n int) (time.Duration, error) {
 // freshDatabase drops and creates database name, runs the migrations in it and
 // returns a connection to it.
 func (e *env) freshDatabase(ctx context.Context, name string) (driver.Conn, error) {
+	if e.cluster != nil {
+		return e.freshClusterDatabase(ctx, name)
+	}
 	admin, err := ponixclickhouse.Open(ctx, e.chCfg)
 	if err != nil {
 		return nil, err

@@ -17,7 +17,9 @@
 //
 // By default it starts its own servers: nats-server as a child process (this
 // binary, "serve-nats") and a throwaway clickhouse-server (apt-get install
-// clickhouse-server); -nats-url and -clickhouse-addr use existing ones.
+// clickhouse-server); -nats-url and -clickhouse-addr use existing ones. With -cluster it starts
+// a 2 shards x 2 replicas ClickHouse cluster in Docker instead and compares the ways to write
+// to it (see cluster.go).
 package main
 
 import (
@@ -49,6 +51,8 @@ type options struct {
 	phases         string
 	verbose        bool
 	cpuProfile     string
+	cluster        bool
+	clusterFaults  bool
 	dir            string
 	natsPID, chPID int
 }
@@ -74,10 +78,22 @@ func run() int {
 	flag.BoolVar(&o.latency, "latency", false, "measure publish→row latency at a fixed rate instead of throughput")
 	flag.IntVar(&o.rate, "rate", 5000, "envelopes per second in -latency mode")
 	flag.DurationVar(&o.duration, "duration", 60*time.Second, "how long to publish in -latency mode")
-	flag.StringVar(&o.phases, "phases", "reference,drain,ponix,insert", "throughput phases to run, in order")
+	flag.StringVar(&o.phases, "phases", "", "throughput phases to run, in order (default reference,drain,ponix,insert; with -cluster drain,ponix,insert,insert-distributed)")
+	flag.BoolVar(&o.clusterFaults, "cluster-faults", false, "instead of throughput: on a 2 x 2 cluster, compare the cluster writer with a synchronous Distributed insert while a replica is partitioned and while a shard is down (batch latency, failures)")
+	flag.BoolVar(&o.cluster, "cluster", false, "run against a 2 shards x 2 replicas ClickHouse 18.16 cluster that it starts in Docker (ponixclickhouse/chcluster; images from docker/cluster/build-images.sh) instead of one server")
 	flag.BoolVar(&o.verbose, "v", false, "log progress")
 	flag.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of the ponix phase to this file")
 	flag.Parse()
+	if o.phases == "" {
+		o.phases = "reference,drain,ponix,insert"
+		if o.cluster {
+			o.phases = "drain,ponix,insert,insert-distributed"
+		}
+	}
+	if o.cluster && o.chAddr != "" {
+		fmt.Fprintln(os.Stderr, "ponix-bench: -cluster starts its own cluster; it does not take -clickhouse-addr")
+		return 2
+	}
 
 	level := slog.LevelWarn
 	if o.verbose {
@@ -88,9 +104,12 @@ func run() int {
 	defer stop()
 
 	var err error
-	if o.latency {
+	switch {
+	case o.clusterFaults:
+		err = runClusterFaults(ctx, &o, logger)
+	case o.latency:
 		err = runLatency(ctx, &o, logger)
-	} else {
+	default:
 		err = runThroughput(ctx, &o, logger)
 	}
 	if err != nil {

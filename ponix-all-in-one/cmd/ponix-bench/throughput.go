@@ -16,6 +16,7 @@ import (
 	"time"
 
 	envelopev1 "buf.build/gen/go/ponix/ponix/protocolbuffers/go/envelope/v1"
+	"github.com/ClickHouse/clickhouse-go/v2"
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 	"github.com/nats-io/nats.go/jetstream"
 	"google.golang.org/protobuf/proto"
@@ -59,7 +60,7 @@ func (e *env) measure(name string, batch int, fn func() error) (result, error) {
 	resetPeakRSS()
 	var m0, m1 runtime.MemStats
 	runtime.ReadMemStats(&m0)
-	cpu0, nats0, ch0 := selfCPU(), pidCPU(e.o.natsPID), pidCPU(e.o.chPID)
+	cpu0, nats0, ch0 := selfCPU(), pidCPU(e.o.natsPID), e.serverCPU()
 	start := time.Now()
 	err := fn()
 	wall := time.Since(start)
@@ -69,7 +70,7 @@ func (e *env) measure(name string, batch int, fn func() error) (result, error) {
 		PerSecond:    float64(e.o.n) / wall.Seconds(),
 		CPUSeconds:   (selfCPU() - cpu0).Seconds(),
 		NATSCPU:      (pidCPU(e.o.natsPID) - nats0).Seconds(),
-		CHCPU:        (pidCPU(e.o.chPID) - ch0).Seconds(),
+		CHCPU:        (e.serverCPU() - ch0).Seconds(),
 		PeakRSSMiB:   float64(peakRSS()) / (1 << 20),
 		AllocsPerEnv: float64(m1.Mallocs-m0.Mallocs) / float64(e.o.n),
 	}
@@ -106,8 +107,13 @@ func runThroughput(ctx context.Context, o *options, logger *slog.Logger) error {
 			r, err = e.ponix(ctx, cfg)
 		case "insert":
 			r, err = e.insert(ctx, cfg.NATSBatchSize)
+		case "insert-distributed":
+			if e.cluster == nil {
+				return fmt.Errorf("phase insert-distributed needs -cluster")
+			}
+			r, err = e.insertDistributed(ctx, cfg.NATSBatchSize)
 		default:
-			return fmt.Errorf("unknown phase %q (want reference, drain, ponix, insert)", phase)
+			return fmt.Errorf("unknown phase %q (want reference, drain, ponix, insert, insert-distributed)", phase)
 		}
 		if err != nil {
 			return fmt.Errorf("phase %s: %w", phase, err)
@@ -194,6 +200,10 @@ func (e *env) reference(ctx context.Context) (result, error) {
 	if err != nil {
 		return result{}, err
 	}
+	refCtx := ctx
+	if e.cluster != nil { // the reference inserts through the Distributed table
+		refCtx = clickhouse.Context(ctx, clickhouse.WithSettings(clickhouse.Settings{"insert_distributed_sync": 1}))
+	}
 	r, err := e.measure("reference", e.o.refBatch, func() error {
 		for done := 0; done < e.o.n; {
 			b, err := cons.Fetch(e.o.refBatch, jetstream.FetchMaxWait(5*time.Second))
@@ -210,7 +220,7 @@ func (e *env) reference(ctx context.Context) (result, error) {
 			if len(msgs) == 0 {
 				continue
 			}
-			batch, err := conn.PrepareBatch(ctx, "INSERT INTO processed_envelopes (organization_id, end_device_id, occurred_at, processed_at, data, stream_seq)")
+			batch, err := conn.PrepareBatch(refCtx, "INSERT INTO processed_envelopes (organization_id, end_device_id, occurred_at, processed_at, data, stream_seq)")
 			if err != nil {
 				return err
 			}
@@ -288,13 +298,23 @@ func (e *env) insert(ctx context.Context, batch int) (result, error) {
 	if err != nil {
 		return result{}, err
 	}
+	if e.cluster != nil {
+		return e.insertSharded(ctx, conn, "bench_insert", rows, batch)
+	}
 	w, err := ponixclickhouse.NewEnvelopeWriter(ctx, conn, ponixclickhouse.Table{})
 	if err != nil {
 		return result{}, err
 	}
-	r, err := e.measure("insert (ceiling)", batch, func() error {
+	return e.measureWrites(ctx, conn, "insert (ceiling)", rows, batch, w.Write)
+}
+
+// measureWrites times writing rows from memory in batches of batch through write, then checks
+// the table holds them.
+func (e *env) measureWrites(ctx context.Context, conn driver.Conn, name string, rows []ponixclickhouse.EnvelopeRow, batch int,
+	write func(context.Context, []ponixclickhouse.EnvelopeRow) error) (result, error) {
+	r, err := e.measure(name, batch, func() error {
 		for i := 0; i < len(rows); i += batch {
-			if err := w.Write(ctx, rows[i:min(i+batch, len(rows))]); err != nil {
+			if err := write(ctx, rows[i:min(i+batch, len(rows))]); err != nil {
 				return err
 			}
 		}
@@ -355,7 +375,8 @@ func (e *env) ponix(ctx context.Context, cfg config.Config) (result, error) {
 		quiet = e.logger
 	}
 	cons, err := app.NewPipeline(ctx, cfg, e.js, conn, app.PipelineOptions{
-		Logger: quiet,
+		Logger:  quiet,
+		Cluster: e.clusterOptions("bench_ponix"),
 		WrapStore: func(store ponixnats.MsgStore) ponixnats.MsgStore {
 			return func(ctx context.Context, batch []jetstream.Msg) error {
 				if err := store(ctx, batch); err != nil {
@@ -433,6 +454,13 @@ func (e *env) ponix(ctx context.Context, cfg config.Config) (result, error) {
 
 // verify checks that the phase's table holds every envelope exactly once.
 func (e *env) verify(ctx context.Context, conn driver.Conn, r *result) error {
+	if e.cluster != nil {
+		// Every replica holds every part, and no merge runs, before the rows are counted (a
+		// Distributed query reads one replica per shard) and before the next phase starts.
+		if err := e.settleCluster(ctx); err != nil {
+			return err
+		}
+	}
 	raw, final, distinct, err := countRows(ctx, conn)
 	if err != nil {
 		return err

@@ -175,13 +175,14 @@ func (s *service) start(ctx context.Context) error {
 }
 
 func (s *service) clickHouseConfig() ponixclickhouse.Config {
-	addr, _ := s.cfg.ClickHouseAddr() // validated by config.Load
+	addrs, _ := s.cfg.ClickHouseAddrs() // validated by config.Load: one or more
 	if s.chServer != nil {
-		addr = s.chServer.Addr()
+		addrs = []string{s.chServer.Addr()}
 	}
 	tlsCfg, _ := s.cfg.ClickHouseTLSConfig() // validated by config.Load
 	return ponixclickhouse.Config{
-		Addr:     addr,
+		Addr:     addrs[0],
+		Addrs:    addrs,                    // several: fail over between them
 		Database: s.cfg.ClickHouseDatabase, // resolved by config.Load (the URL's database, if any)
 		Username: s.cfg.ClickHouseUser(),
 		Password: s.cfg.ClickHouseSecret(),
@@ -241,7 +242,7 @@ func (s *service) migrate(ctx context.Context) error {
 	if err := ponixclickhouse.PingDB(ctx, db, s.clickHouseConfig()); err != nil {
 		return err
 	}
-	results, err := migrate.Up(ctx, db, fsys, migrate.WithLogger(s.logger))
+	results, err := migrate.Up(ctx, db, fsys, s.migrateOptions()...)
 	if err != nil {
 		return err
 	}
@@ -262,7 +263,7 @@ func (s *service) connectClickHouse(ctx context.Context) error {
 		return err
 	}
 	s.logger.Info("connected to ClickHouse", "addr", s.clickHouseConfig().Addr, "database", s.cfg.ClickHouseDatabase, "server_version", version)
-	return nil
+	return s.checkCluster(ctx)
 }
 
 func (s *service) connectNATS(ctx context.Context) error {
@@ -309,9 +310,9 @@ func (s *service) connectNATS(ctx context.Context) error {
 
 // addProcesses registers the consumer and, when enabled, the producer.
 func (s *service) addProcesses(ctx context.Context, r *runner.Runner) error {
-	p, err := NewPipeline(ctx, s.cfg, s.js, s.chConn, PipelineOptions{
-		Logger: s.logger, WrapStore: s.instrumentStore, Repair: s.reapplyMigrations,
-	})
+	opts := PipelineOptions{Logger: s.logger, WrapStore: s.instrumentStore, Repair: s.reapplyMigrations}
+	s.clusterPipeline(&opts)
+	p, err := NewPipeline(ctx, s.cfg, s.js, s.chConn, opts)
 	if err != nil {
 		return err
 	}

@@ -4,6 +4,7 @@ import (
 	"errors"
 
 	"github.com/ponix-go/ponix/ponixclickhouse"
+	"github.com/ponix-go/ponix/ponixclickhouse/migrate"
 	"github.com/ponix-go/ponix/ponixnats"
 )
 
@@ -26,6 +27,10 @@ func (s *service) varsToCheck(err error) []string {
 		return nil
 	}
 	switch {
+	case errors.Is(err, ponixclickhouse.ErrUnknownCluster):
+		return []string{"PONIX_CLICKHOUSE_CLUSTER"}
+	case errors.Is(err, migrate.ErrSingleServerSchema):
+		return []string{"PONIX_CLICKHOUSE_DATABASE", "PONIX_CLICKHOUSE_CLUSTER"}
 	case errors.Is(err, ponixnats.ErrServerUnreachable):
 		return []string{"PONIX_NATS_URL"}
 	case errors.Is(err, ponixnats.ErrTLS):

@@ -115,15 +115,15 @@ func (s *service) readinessChecks() []httpserver.Check {
 }
 
 // natsOptions are the service's NATS connect options.
-func (s *service) natsOptions() []ponixnats.Option {
+func (s *service) natsOptions() []ponixnats.ConnectOption {
 	return NATSOptions(s.cfg, "ponix-all-in-one", s.logger)
 }
 
 // NATSOptions are the NATS connect options from the configuration: client name, logger, and
 // the one authentication method and TLS files configured. The service and its dlq command use
 // them.
-func NATSOptions(c config.Config, name string, logger *slog.Logger) []ponixnats.Option {
-	opts := []ponixnats.Option{ponixnats.WithName(name), ponixnats.WithLogger(logger)}
+func NATSOptions(c config.Config, name string, logger *slog.Logger) []ponixnats.ConnectOption {
+	opts := []ponixnats.ConnectOption{ponixnats.WithName(name), ponixnats.WithLogger(logger)}
 	switch {
 	case c.NATSUser != "":
 		opts = append(opts, ponixnats.WithUserPassword(c.NATSUser, c.NATSPassword))

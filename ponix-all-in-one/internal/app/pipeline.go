@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"sync/atomic"
 	"time"
@@ -28,6 +29,9 @@ type PipelineOptions struct {
 	// database looks like it (it was dropped, not renamed): the service applies the
 	// migrations again. Nil: a missing table is reported and waited for.
 	Repair func(ctx context.Context) error
+	// Cluster, if set, writes to the shards of a ClickHouse cluster (see ClusterOptions)
+	// instead of into the one server of conn, which then serves reads only.
+	Cluster *ClusterOptions
 }
 
 // Pipeline is the consumer path of the service: a durable JetStream pull consumer on the
@@ -53,7 +57,7 @@ type Pipeline struct {
 	// Schema says whether the table fits the writer.
 	Schema *Schema
 
-	writer atomic.Pointer[ponixclickhouse.BatchWriter[ponixclickhouse.EnvelopeRow]]
+	writer atomic.Pointer[writerRef]
 	log    *slog.Logger
 }
 
@@ -66,6 +70,7 @@ func NewPipeline(ctx context.Context, cfg config.Config, js jetstream.JetStream,
 	}
 	p := &Pipeline{log: logger}
 	p.Schema = newSchema(conn, ponixclickhouse.Table{Name: ponixclickhouse.DefaultEnvelopeTable}, opts.Repair, logger)
+	p.Schema.cluster = opts.Cluster
 	p.Hold = ponixnats.NewHold(ponixnats.HoldConfig{
 		MaxDuration: cfg.ClickHouseRetry(),
 		Classify:    func(err error) string { return string(ponixclickhouse.Classify(err)) },
@@ -116,7 +121,10 @@ func (p *Pipeline) Run(ctx context.Context) error {
 		}
 		return err
 	}
-	p.writer.Store(w)
+	p.writer.Store(&writerRef{w})
+	if c, ok := w.(io.Closer); ok {
+		defer c.Close() // a cluster writer's connections to the nodes
+	}
 	return p.Consumer.Run(ctx)
 }
 
@@ -128,10 +136,11 @@ func (p *Pipeline) Run(ctx context.Context) error {
 func (p *Pipeline) store(logger *slog.Logger) ponixnats.MsgStore {
 	var rows []ponixclickhouse.EnvelopeRow // reused: the consumer stores one batch at a time
 	return func(ctx context.Context, msgs []jetstream.Msg) error {
-		w := p.writer.Load()
-		if w == nil {
+		ref := p.writer.Load()
+		if ref == nil {
 			return errors.New("the ClickHouse writer is not ready")
 		}
+		w := ref.w
 		// The stream's creation time tells its incarnations apart (see migration 4).
 		bi, _ := ponixnats.BatchInfoFromContext(ctx)
 		rows = rows[:0]

@@ -31,6 +31,8 @@ type Schema struct {
 	table  ponixclickhouse.Table
 	repair func(ctx context.Context) error
 	log    *slog.Logger
+	// cluster, if set: the tables are on a cluster, where a problem is named, never repaired.
+	cluster *ClusterOptions
 
 	mu      sync.Mutex
 	problem error
@@ -71,9 +73,9 @@ func (s *Schema) fits() {
 
 // wait builds the writer, which checks the table; until the table fits it reports the
 // problem, repairs a dropped table, and tries again, until ctx ends.
-func (s *Schema) wait(ctx context.Context) (*ponixclickhouse.BatchWriter[ponixclickhouse.EnvelopeRow], error) {
+func (s *Schema) wait(ctx context.Context) (envelopeWriter, error) {
 	for {
-		w, err := ponixclickhouse.NewEnvelopeWriter(ctx, s.conn, s.table, ponixclickhouse.WithLogger(s.log))
+		w, err := s.newWriter(ctx)
 		if err == nil {
 			s.fits()
 			return w, nil
@@ -89,7 +91,7 @@ func (s *Schema) wait(ctx context.Context) (*ponixclickhouse.BatchWriter[ponixcl
 			// ClickHouse is not answering: /readyz says so through its ping check.
 			s.log.Warn("checking the ClickHouse table failed, retrying", "error", err)
 		} else {
-			s.set(s.heal(ctx, se))
+			s.set(s.heal(ctx, err, se))
 		}
 		select {
 		case <-ctx.Done():
@@ -102,7 +104,7 @@ func (s *Schema) wait(ctx context.Context) (*ponixclickhouse.BatchWriter[ponixcl
 // diagnose is called when an insert failed with a schema error: it compares the table with
 // the writer, repairs a dropped table, and returns the precise problem (or the insert's error
 // when the table fits again, e.g. repaired).
-func (s *Schema) diagnose(ctx context.Context, w *ponixclickhouse.BatchWriter[ponixclickhouse.EnvelopeRow], insertErr error) error {
+func (s *Schema) diagnose(ctx context.Context, w envelopeWriter, insertErr error) error {
 	err := w.CheckSchema(ctx)
 	var se *ponixclickhouse.SchemaError
 	if !errors.As(err, &se) {
@@ -111,14 +113,17 @@ func (s *Schema) diagnose(ctx context.Context, w *ponixclickhouse.BatchWriter[po
 		}
 		return fmt.Errorf("%w (checking the table: %v)", insertErr, err)
 	}
-	problem := s.heal(ctx, se)
+	problem := s.heal(ctx, err, se)
 	s.set(problem)
 	return problem
 }
 
 // heal repairs a table that was dropped (no other table looks like it) by applying the
-// migrations again, and says what is wrong otherwise.
-func (s *Schema) heal(ctx context.Context, se *ponixclickhouse.SchemaError) error {
+// migrations again, and says what is wrong otherwise (always on a cluster: err says where).
+func (s *Schema) heal(ctx context.Context, err error, se *ponixclickhouse.SchemaError) error {
+	if s.cluster != nil {
+		return clusterProblem(s.cluster.Name, err)
+	}
 	if !se.TableMissing {
 		return fmt.Errorf("%w: fix the table (or restore it from the migrations); the consumer holds until it fits", se)
 	}

@@ -1,0 +1,5 @@
+//go:build integration && !race
+
+package main_test
+
+const raceBuild = false
