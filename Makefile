@@ -2,7 +2,16 @@
 SHELL := /usr/bin/env bash
 .SHELLFLAGS := -euo pipefail -c
 
-MODULES := runner proto envelope ponixnats ponixclickhouse migrations ponix-all-in-one
+# Every module of the workspace: the libraries, their test helpers and test modules, the service.
+MODULES := runner proto envelope \
+	ponixnats ponixnats/embedded ponixnats/natstest ponixnats/integration \
+	ponixclickhouse ponixclickhouse/chserver ponixclickhouse/chtest ponixclickhouse/chcluster ponixclickhouse/integration \
+	migrations migrations/integration ponix-all-in-one
+# The libraries another team imports, which must build with and without ponix_noenvelope.
+LIBRARIES := runner envelope ponixnats ponixclickhouse migrations
+# Modules that require the released versions of the libraries (no replace): built and tested in
+# the workspace and by make check-release, never alone (GOWORK=off) before the tags exist.
+EXAMPLES := examples/readings
 BIN     := $(CURDIR)/.bin
 
 # Pinned tool versions (fetched from the Go module proxy into .bin/).
@@ -37,11 +46,14 @@ run: deps ## run ponix-all-in-one locally (embedded NATS, local ClickHouse under
 	go build -o $(BIN)/ponix-all-in-one ./ponix-all-in-one
 	PONIX_CLICKHOUSE_MANAGED=$${PONIX_CLICKHOUSE_MANAGED:-true} exec $(BIN)/ponix-all-in-one
 
+# Unit and integration tests of every module run under the race detector (the consumer overlaps
+# fetching and storing); the service's end-to-end tests build the binary with -race too. The
+# libraries' suites run again with ponix_noenvelope, the generic build.
 .PHONY: test
-test: deps ## all unit and integration tests against real NATS and ClickHouse
-	go test -tags integration -count=1 -timeout $(TEST_TIMEOUT) work
-	cd ponixnats && go test -tags 'integration ponix_noenvelope' -count=1 -timeout $(TEST_TIMEOUT) ./...
-	cd ponixclickhouse && go test -tags 'integration ponix_noenvelope' -count=1 -timeout $(TEST_TIMEOUT) ./...
+test: deps ## all unit and integration tests against real NATS and ClickHouse, with -race
+	go test -race -tags integration -count=1 -timeout $(TEST_TIMEOUT) $$(go list work | grep -vx '$(CLUSTER_PACKAGE)')
+	for m in ponixnats ponixnats/integration ponixclickhouse ponixclickhouse/integration; do \
+		(cd $$m && go test -race -tags 'integration ponix_noenvelope' -count=1 -timeout $(TEST_TIMEOUT) ./...) || exit 1; done
 
 .PHONY: test-unit
 test-unit: ## unit tests only (no servers)
@@ -50,10 +62,27 @@ test-unit: ## unit tests only (no servers)
 .PHONY: test-container
 test-container: ## ClickHouse suites again through testcontainers with the locally built image
 	docker/clickhouse-test-image/build.sh $(CLICKHOUSE_TEST_IMAGE)
-	cd ponixclickhouse && PONIX_TEST_CLICKHOUSE_MODE=container PONIX_TEST_CLICKHOUSE_IMAGE=$(CLICKHOUSE_TEST_IMAGE) \
+	cd ponixclickhouse/integration && PONIX_TEST_CLICKHOUSE_MODE=container PONIX_TEST_CLICKHOUSE_IMAGE=$(CLICKHOUSE_TEST_IMAGE) \
 		go test -tags integration -count=1 -timeout $(TEST_TIMEOUT) ./...
-	cd migrations && PONIX_TEST_CLICKHOUSE_MODE=container PONIX_TEST_CLICKHOUSE_IMAGE=$(CLICKHOUSE_TEST_IMAGE) \
+	cd migrations/integration && PONIX_TEST_CLICKHOUSE_MODE=container PONIX_TEST_CLICKHOUSE_IMAGE=$(CLICKHOUSE_TEST_IMAGE) \
 		go test -tags integration -count=1 -timeout $(TEST_TIMEOUT) ./...
+
+# The ClickHouse cluster suites need Docker and two local images (docker/cluster/build-images.sh
+# builds them without a registry): chcluster's own findings (what 18.16 does under each fault)
+# and the service binary against a 2 shards x 2 replicas cluster with ZooKeeper
+# (ponix-all-in-one/cluster_integration_test.go, build tag cluster). docker/cluster/test.sh runs
+# the two suites in parallel, each on a cluster of its own. make test leaves them to this target.
+CLUSTER_PACKAGE      := github.com/ponix-go/ponix/ponixclickhouse/chcluster
+CLUSTER_TEST_TIMEOUT ?= 25m
+
+.PHONY: cluster-images
+cluster-images: ## build the ClickHouse 18.16 and ZooKeeper 3.8 images of the test cluster when missing
+	PONIX_NEED_DEBOOTSTRAP=1 scripts/ensure-deps.sh
+	docker/cluster/build-images.sh
+
+.PHONY: test-cluster
+test-cluster: deps cluster-images ## the service against a real 2x2 ClickHouse cluster + ZooKeeper in Docker: faults, 20,000 envelopes each
+	CLUSTER_TEST_TIMEOUT=$(CLUSTER_TEST_TIMEOUT) LOG_DIR=$(BIN)/test-cluster docker/cluster/test.sh
 
 $(BIN)/protoc-gen-go:
 	GOBIN=$(BIN) go install google.golang.org/protobuf/cmd/protoc-gen-go@$(PROTOC_GEN_GO_VERSION)
@@ -61,8 +90,11 @@ $(BIN)/protoc-gen-go:
 $(BIN)/staticcheck:
 	GOBIN=$(BIN) go install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
 
+# Generated Go code is committed next to its .proto files in these directories.
+PROTO_DIRS := proto examples/readings/proto
+
 .PHONY: generate
-generate: $(BIN)/protoc-gen-go ## regenerate proto/ Go code from the .proto files
+generate: $(BIN)/protoc-gen-go ## regenerate the Go code of proto/ and examples/readings/proto from the .proto files
 	@command -v protoc >/dev/null || { echo "protoc missing: run 'make deps' (apt-get install protobuf-compiler)"; exit 1; }
 	@v=$$(protoc --version | awk '{print $$2}'); [[ "$$v" == "$(PROTOC_VERSION)" ]] || \
 		{ echo "protoc $$v found, want $(PROTOC_VERSION) (Debian bookworm's protobuf-compiler)"; exit 1; }
@@ -70,33 +102,63 @@ generate: $(BIN)/protoc-gen-go ## regenerate proto/ Go code from the .proto file
 		--go_out=. --go_opt=paths=source_relative \
 		'--go_opt=Menvelope/v1/envelope_processed.proto=buf.build/gen/go/ponix/ponix/protocolbuffers/go/envelope/v1;envelopev1' \
 		envelope/v1/envelope_processed.proto
+	cd examples/readings/proto && protoc --plugin=protoc-gen-go=$(BIN)/protoc-gen-go -I . \
+		--go_out=. --go_opt=paths=source_relative \
+		metrics/v1/reading.proto
 
 .PHONY: check-generate
 check-generate: generate ## fail when generated code is stale
-	@git diff --exit-code -- proto || { echo "generated code is stale: run 'make generate' and commit"; exit 1; }
-	@test -z "$$(git status --porcelain -- proto)" || { git status --porcelain -- proto; echo "untracked generated files"; exit 1; }
+	@git diff --exit-code -- $(PROTO_DIRS) || { echo "generated code is stale: run 'make generate' and commit"; exit 1; }
+	@test -z "$$(git status --porcelain -- $(PROTO_DIRS))" || { git status --porcelain -- $(PROTO_DIRS); echo "untracked generated files"; exit 1; }
 
 .PHONY: lint
 lint: $(BIN)/staticcheck ## gofmt, go vet and staticcheck on every module, with and without build tags
-	@out=$$(gofmt -l $(MODULES)); [[ -z "$$out" ]] || { echo "gofmt needed:"; echo "$$out"; exit 1; }
+	@out=$$(gofmt -l $(MODULES) $(EXAMPLES) scripts/releasetool); [[ -z "$$out" ]] || { echo "gofmt needed:"; echo "$$out"; exit 1; }
 	@vetcheck() { echo "vet+staticcheck $$1 tags=[$$2]"; (cd $$1 && go vet -tags "$$2" ./... && $(BIN)/staticcheck -tags "$$2" ./...); }; \
-	for m in $(MODULES); do vetcheck $$m "" && vetcheck $$m integration || exit 1; done; \
-	for m in ponixnats ponixclickhouse; do vetcheck $$m ponix_noenvelope && vetcheck $$m "integration ponix_noenvelope" || exit 1; done
+	for m in $(MODULES) $(EXAMPLES); do vetcheck $$m "" && vetcheck $$m integration || exit 1; done; \
+	vetcheck ponix-all-in-one "integration cluster" || exit 1; \
+	for m in ponixnats ponixnats/integration ponixclickhouse ponixclickhouse/integration; do \
+		vetcheck $$m ponix_noenvelope && vetcheck $$m "integration ponix_noenvelope" || exit 1; done
+	@echo "vet+staticcheck scripts/releasetool (GOWORK=off)"; cd scripts/releasetool && GOWORK=off go vet ./... && GOWORK=off $(BIN)/staticcheck ./...
 
 .PHONY: build-modules
 build-modules: ## build each module on its own (GOWORK=off), as Docker builds do
 	@for m in $(MODULES); do echo "build $$m (GOWORK=off)"; (cd $$m && GOWORK=off go build ./... && GOWORK=off go vet ./...) || exit 1; done
-	cd ponixnats && GOWORK=off go build -tags ponix_noenvelope ./...
-	cd ponixclickhouse && GOWORK=off go build -tags ponix_noenvelope ./...
+	@for m in ponixnats ponixclickhouse; do echo "build $$m -tags ponix_noenvelope (GOWORK=off)"; \
+		(cd $$m && GOWORK=off go build -tags ponix_noenvelope ./...) || exit 1; done
+	@# With the tag, neither library links an envelope package (nor the envelope protobuf types).
+	@for m in ponixnats ponixclickhouse; do \
+		deps=$$(cd $$m && GOWORK=off go list -deps -tags ponix_noenvelope ./... | grep -iE 'envelope' || true); \
+		[[ -z "$$deps" ]] || { echo "$$m links envelope packages with -tags ponix_noenvelope:"; echo "$$deps"; exit 1; }; done
+	@# Importing a library never pulls a server or a test framework into the importer's module graph.
+	@for m in $(LIBRARIES); do \
+		bad=$$(grep -E 'testcontainers|nats-server|testify|chserver|chtest|natstest|ponixnats/embedded' $$m/go.mod || true); \
+		[[ -z "$$bad" ]] || { echo "$$m/go.mod requires test-only modules:"; echo "$$bad"; exit 1; }; done
+
+.PHONY: tidy-check
+tidy-check: ## fail when a module's go.mod or go.sum is not what go mod tidy makes of it
+	@for m in $(MODULES); do echo "go mod tidy -diff $$m"; (cd $$m && GOWORK=off go mod tidy -diff) || \
+		{ echo "$$m: go.mod/go.sum not tidy: run go mod tidy there and commit"; exit 1; }; done
+
+# The proof that another team can import the released modules: scripts/release-check.sh builds a
+# Go module proxy from the release tags (<dir>/vX.Y.Z) and builds and tests examples/readings
+# from it alone, outside the workspace. ARGS=--snapshot checks the work tree instead (tagged in a
+# temporary copy), ARGS=--auto the tags when there are any, else the work tree.
+.PHONY: check-release
+check-release: deps ## prove the tagged modules import from a module proxy: examples/readings tested outside the workspace (ARGS=--snapshot|--auto)
+	cd scripts/releasetool && GOWORK=off go test -count=1 ./...
+	scripts/release-check.sh $(ARGS)
 
 .PHONY: ci
-ci: deps lint check-generate build-modules test test-container image test-compose ## everything .ci/run runs
+ci: deps lint check-generate tidy-check build-modules test test-cluster test-container image test-compose ## everything .ci/run runs
+	$(MAKE) check-release ARGS=--auto
 
 .PHONY: bench
 bench: deps ## Go benchmarks of the hot path: decode, Struct→JSON, row encode, fetch+ack, writer at 1k/10k/100k rows
-	cd ponixclickhouse && go test -run '^$$' -bench 'Decode|EncodeRow|EnvelopeEncode|StructJSON' -benchmem .
-	cd ponixclickhouse && go test -tags integration -run '^$$' -bench EnvelopeWriter -benchmem -benchtime 5x .
-	cd ponixnats && go test -tags integration -run '^$$' -bench FetchAck -benchmem -benchtime 200000x .
+	cd ponixclickhouse && go test -run '^$$' -bench 'Decode|EncodeRow|EnvelopeEncode' -benchmem .
+	cd envelope && go test -run '^$$' -bench 'DataJSON|EncodingJSON' -benchmem .
+	cd ponixclickhouse/integration && go test -tags integration -run '^$$' -bench EnvelopeWriter -benchmem -benchtime 5x .
+	cd ponixnats/integration && go test -tags integration -run '^$$' -bench FetchAck -benchmem -benchtime 200000x .
 
 .PHONY: bench-e2e
 bench-e2e: deps ## ponix-bench: 1M envelopes through reference, ceilings and ponix (add ARGS=-latency for latency)
