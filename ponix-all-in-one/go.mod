@@ -7,7 +7,7 @@ require github.com/caarlos0/env/v11 v11.4.2
 require github.com/rs/xid v1.6.0
 
 require (
-	buf.build/gen/go/ponix/ponix/protocolbuffers/go v0.0.0
+	buf.build/gen/go/ponix/ponix/protocolbuffers/go v0.1.0
 	google.golang.org/protobuf v1.36.12
 )
 
@@ -16,10 +16,10 @@ replace buf.build/gen/go/ponix/ponix/protocolbuffers/go => ../proto
 require (
 	github.com/ClickHouse/clickhouse-go/v2 v2.51.0
 	github.com/nats-io/nats.go v1.55.0
-	github.com/ponix-go/ponix/migrations v0.0.0
-	github.com/ponix-go/ponix/ponixclickhouse v0.0.0
-	github.com/ponix-go/ponix/ponixnats v0.0.0
-	github.com/ponix-go/ponix/runner v0.0.0
+	github.com/ponix-go/ponix/migrations v0.1.0
+	github.com/ponix-go/ponix/ponixclickhouse v0.1.0
+	github.com/ponix-go/ponix/ponixnats v0.1.0
+	github.com/ponix-go/ponix/runner v0.1.0
 	github.com/prometheus/client_golang v1.25.0
 )
 
@@ -74,12 +74,12 @@ require (
 	github.com/opencontainers/image-spec v1.1.1 // indirect
 	github.com/paulmach/orb v0.14.0 // indirect
 	github.com/pierrec/lz4/v4 v4.1.33 // indirect
-	github.com/ponix-go/ponix/envelope v0.0.0 // indirect
-	github.com/ponix-go/ponix/ponixclickhouse/chcluster v0.0.0
-	github.com/ponix-go/ponix/ponixclickhouse/chserver v0.0.0
-	github.com/ponix-go/ponix/ponixclickhouse/chtest v0.0.0
-	github.com/ponix-go/ponix/ponixnats/embedded v0.0.0
-	github.com/ponix-go/ponix/ponixnats/natstest v0.0.0
+	github.com/ponix-go/ponix/envelope v0.1.0 // indirect
+	github.com/ponix-go/ponix/ponixclickhouse/chcluster v0.1.0
+	github.com/ponix-go/ponix/ponixclickhouse/chserver v0.1.0
+	github.com/ponix-go/ponix/ponixclickhouse/chtest v0.1.0
+	github.com/ponix-go/ponix/ponixnats/embedded v0.1.0
+	github.com/ponix-go/ponix/ponixnats/natstest v0.1.0
 	github.com/power-devops/perfstat v0.0.0-20240221224432-82ca36839d55 // indirect
 	github.com/pressly/goose/v3 v3.30.0 // indirect
 	github.com/prometheus/client_model v0.6.3 // indirect

@@ -3,7 +3,7 @@ module github.com/ponix-go/ponix/ponixclickhouse
 go 1.26.0
 
 require (
-	buf.build/gen/go/ponix/ponix/protocolbuffers/go v0.0.0
+	buf.build/gen/go/ponix/ponix/protocolbuffers/go v0.1.0
 	github.com/ClickHouse/clickhouse-go/v2 v2.51.0
 	github.com/pressly/goose/v3 v3.30.0
 	google.golang.org/protobuf v1.36.12
@@ -20,7 +20,7 @@ require (
 	github.com/mfridman/interpolate v0.0.2 // indirect
 	github.com/paulmach/orb v0.14.0 // indirect
 	github.com/pierrec/lz4/v4 v4.1.33 // indirect
-	github.com/ponix-go/ponix/envelope v0.0.0
+	github.com/ponix-go/ponix/envelope v0.1.0
 	github.com/segmentio/asm v1.2.1 // indirect
 	github.com/sethvargo/go-retry v0.5.0 // indirect
 	github.com/shopspring/decimal v1.6.0 // indirect

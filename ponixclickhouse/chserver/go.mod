@@ -2,10 +2,10 @@ module github.com/ponix-go/ponix/ponixclickhouse/chserver
 
 go 1.26.0
 
-require github.com/ponix-go/ponix/ponixclickhouse v0.0.0
+require github.com/ponix-go/ponix/ponixclickhouse v0.1.0
 
 require (
-	buf.build/gen/go/ponix/ponix/protocolbuffers/go v0.0.0 // indirect
+	buf.build/gen/go/ponix/ponix/protocolbuffers/go v0.1.0 // indirect
 	github.com/ClickHouse/ch-go v0.75.0 // indirect
 	github.com/ClickHouse/clickhouse-go/v2 v2.51.0 // indirect
 	github.com/andybalholm/brotli v1.3.0 // indirect
@@ -16,7 +16,7 @@ require (
 	github.com/klauspost/compress v1.20.4 // indirect
 	github.com/paulmach/orb v0.14.0 // indirect
 	github.com/pierrec/lz4/v4 v4.1.33 // indirect
-	github.com/ponix-go/ponix/envelope v0.0.0 // indirect
+	github.com/ponix-go/ponix/envelope v0.1.0 // indirect
 	github.com/segmentio/asm v1.2.1 // indirect
 	github.com/shopspring/decimal v1.6.0 // indirect
 	go.opentelemetry.io/otel v1.47.0 // indirect

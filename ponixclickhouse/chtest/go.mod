@@ -4,13 +4,13 @@ go 1.26.0
 
 require (
 	github.com/ClickHouse/clickhouse-go/v2 v2.51.0
-	github.com/ponix-go/ponix/ponixclickhouse v0.0.0
-	github.com/ponix-go/ponix/ponixclickhouse/chserver v0.0.0
+	github.com/ponix-go/ponix/ponixclickhouse v0.1.0
+	github.com/ponix-go/ponix/ponixclickhouse/chserver v0.1.0
 	github.com/testcontainers/testcontainers-go v0.45.0
 )
 
 require (
-	buf.build/gen/go/ponix/ponix/protocolbuffers/go v0.0.0 // indirect
+	buf.build/gen/go/ponix/ponix/protocolbuffers/go v0.1.0 // indirect
 	dario.cat/mergo v1.0.2 // indirect
 	github.com/Azure/go-ansiterm v0.0.0-20261006220739-8c912ac31dd4 // indirect
 	github.com/ClickHouse/ch-go v0.75.0 // indirect
@@ -50,7 +50,7 @@ require (
 	github.com/opencontainers/image-spec v1.1.1 // indirect
 	github.com/paulmach/orb v0.14.0 // indirect
 	github.com/pierrec/lz4/v4 v4.1.33 // indirect
-	github.com/ponix-go/ponix/envelope v0.0.0 // indirect
+	github.com/ponix-go/ponix/envelope v0.1.0 // indirect
 	github.com/power-devops/perfstat v0.0.0-20240221224432-82ca36839d55 // indirect
 	github.com/segmentio/asm v1.2.1 // indirect
 	github.com/shirou/gopsutil/v4 v4.26.6 // indirect

@@ -4,7 +4,7 @@ go 1.26.0
 
 require (
 	github.com/nats-io/nats.go v1.55.0
-	github.com/ponix-go/ponix/ponixnats/embedded v0.0.0
+	github.com/ponix-go/ponix/ponixnats/embedded v0.1.0
 )
 
 require (
