@@ -115,8 +115,12 @@ sed 's/^/    /' "$work/proxy.log"
 
 # Every go command below runs outside the workspace (GOWORK=off), with no replace directive, and
 # takes Ponix's modules from the proxy; their checksums come from the proxy's zips (GONOSUMDB).
+# GODEBUG=goindex=0: the go command indexes each module of the module cache once, in the build
+# cache, keyed by its directory, trusting that a module version never changes. Here the same
+# version comes back with other contents (a snapshot, a re-tagged release) after the purge, and a
+# stale index makes the compiler miss imports ("could not import slices (open : no such file)").
 gocmd() {
-  env GOWORK=off GOTOOLCHAIN=local GOFLAGS="-mod=mod -modcacherw" \
+  env GODEBUG=goindex=0 GOWORK=off GOTOOLCHAIN=local GOFLAGS="-mod=mod -modcacherw" \
     GONOSUMDB="$nosumdb" GONOPROXY= GOPRIVATE= "$@"
 }
 modcache=$(go env GOMODCACHE)
