@@ -72,7 +72,7 @@ func ZooKeeperBookkeepingPath(database, table string) string {
 func currentDatabase(ctx context.Context, db database.DBTxConn) (string, error) {
 	var name string
 	if err := db.QueryRowContext(ctx, "SELECT currentDatabase()").Scan(&name); err != nil {
-		return "", fmt.Errorf("migrate: current database: %w", err)
+		return "", fmt.Errorf("current database: %w", err)
 	}
 	return name, nil
 }
@@ -129,7 +129,7 @@ func NewClusterStore(table, cluster string) (*ClusterStore, error) {
 func (s *ClusterStore) CreateVersionTable(ctx context.Context, db database.DBTxConn) error {
 	name, err := s.db.get(ctx, db)
 	if err != nil {
-		return err
+		return fmt.Errorf("migrate: cluster version table: %w", err)
 	}
 	q := fmt.Sprintf(`CREATE TABLE IF NOT EXISTS %s.%s ON CLUSTER %s (
 	version_id Int64,
@@ -266,7 +266,7 @@ func (l *ClusterLock) Lock(ctx context.Context, db *sql.DB) error {
 	defer cancel()
 	name, err := l.db.get(ctx, db)
 	if err != nil {
-		return err
+		return fmt.Errorf("migrate: cluster lock: %w", err)
 	}
 	var version string
 	if err := db.QueryRowContext(ctx, "SELECT version()").Scan(&version); err != nil {

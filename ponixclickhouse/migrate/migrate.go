@@ -187,7 +187,8 @@ func New(db *sql.DB, fsys fs.FS, opts ...Option) (*Migrator, error) {
 
 // prepare makes the templates renderable (on a cluster it asks the server for the database
 // once, unless WithDatabase named it) and returns the context to run goose with: on a
-// cluster, with the settings of cluster migrations.
+// cluster, with the settings of cluster migrations. Its errors are wrapped as every
+// Migrator error is (a connection failure names the setting at fault).
 func (m *Migrator) prepare(ctx context.Context) (context.Context, error) {
 	if m.cluster == "" {
 		return ctx, nil
@@ -195,11 +196,11 @@ func (m *Migrator) prepare(ctx context.Context) (context.Context, error) {
 	if d, ok := m.fsys.current(); !ok || !d.versionKnown {
 		name, err := m.dbname.get(ctx, m.db)
 		if err != nil {
-			return ctx, err
+			return ctx, m.wrap(err)
 		}
 		var version string
 		if err := m.db.QueryRowContext(ctx, "SELECT version()").Scan(&version); err != nil {
-			return ctx, fmt.Errorf("migrate: server version: %w", err)
+			return ctx, m.wrap(fmt.Errorf("server version: %w", err))
 		}
 		m.fsys.setData(renderData{Cluster: m.cluster, Database: name, DropSync: ServerDropsSync(version), versionKnown: true})
 	}
@@ -218,27 +219,26 @@ func (m *Migrator) Provider() *goose.Provider { return m.provider }
 // migrations this set does not have (another application's) is refused with
 // [ErrForeignVersions].
 func (m *Migrator) Up(ctx context.Context) ([]*goose.MigrationResult, error) {
-	ctx, err := m.prepare(ctx)
-	if err != nil {
-		return nil, m.wrap(err)
-	}
-	if err := m.checkVersions(ctx); err != nil {
-		return nil, err
-	}
-	res, err := m.provider.Up(ctx)
-	return res, m.wrap(err)
+	return m.up(ctx, m.provider.Up)
 }
 
 // UpTo applies the pending migrations up to and including version, under the lock, as Up.
 func (m *Migrator) UpTo(ctx context.Context, version int64) ([]*goose.MigrationResult, error) {
+	return m.up(ctx, func(ctx context.Context) ([]*goose.MigrationResult, error) {
+		return m.provider.UpTo(ctx, version)
+	})
+}
+
+// up runs apply once the templates are renderable and the version table is this set's.
+func (m *Migrator) up(ctx context.Context, apply func(context.Context) ([]*goose.MigrationResult, error)) ([]*goose.MigrationResult, error) {
 	ctx, err := m.prepare(ctx)
 	if err != nil {
-		return nil, m.wrap(err)
+		return nil, err
 	}
 	if err := m.checkVersions(ctx); err != nil {
 		return nil, err
 	}
-	res, err := m.provider.UpTo(ctx, version)
+	res, err := apply(ctx)
 	return res, m.wrap(err)
 }
 

@@ -55,13 +55,12 @@ func clusterProblem(cluster string, err error) error {
 		"or apply the migrations to a new database; the consumer holds until the table fits", err, cluster)
 }
 
-// clusterPipeline sets what the pipeline needs on a cluster: the cluster writer, and no
-// automatic repair (see clusterProblem).
+// clusterPipeline sets what the pipeline needs on a cluster: the cluster writer. (Its Schema
+// never repairs a table there, see clusterProblem.)
 func (s *service) clusterPipeline(opts *PipelineOptions) {
 	if s.cfg.ClickHouseCluster == "" {
 		return
 	}
-	opts.Repair = nil
 	opts.Cluster = &ClusterOptions{Name: s.cfg.ClickHouseCluster, Conn: s.clickHouseConfig()}
 }
 
