@@ -13,11 +13,11 @@ import (
 
 // applied counts what apply did with one batch, for the stats and one log line per batch.
 type applied struct {
-	acked, naked, termed, unmentioned, ackErrs int
-	deadLettered                               map[Reason]int
-	deadLetterFailed                           int
-	firstNakErr, firstAckErr                   error
-	firstDLQErr                                map[Reason]error
+	acked, naked, released, termed, unmentioned, ackErrs int
+	deadLettered                                         map[Reason]int
+	deadLetterFailed                                     int
+	firstNakErr, firstReleaseErr, firstAckErr            error
+	firstDLQErr                                          map[Reason]error
 }
 
 func (a *applied) deadLetter(reason Reason, cause error) {
@@ -30,20 +30,22 @@ func (a *applied) deadLetter(reason Reason, cause error) {
 	}
 }
 
-// apply carries out the decisions of res (or a whole-batch Nak on perr) and logs one line per
-// batch for what is not a plain ack: dead letters counted by reason, naks, failures.
-func (c *Consumer) apply(ctx context.Context, batch []jetstream.Msg, res Result, perr error, final bool) {
+// apply carries out the decisions of res (or a whole-batch release on perr) and logs one line
+// per batch for what is not a plain ack: dead letters counted by reason, naks, releases,
+// failures. created is the creation time of the stream the batch came from.
+func (c *Consumer) apply(ctx context.Context, batch []jetstream.Msg, created time.Time, res Result, perr error, final bool) {
 	if perr != nil {
 		c.st.processorErrors.Add(1)
-		c.log.Error("processor failed, nak'ing the whole batch", "error", perr, "messages", len(batch))
-		res = NakAll(len(batch), 0)
+		c.log.Error("processor failed: releasing the whole batch for redelivery", "error", perr, "messages", len(batch))
+		res = ReleaseAll(len(batch), 0, perr)
 	}
+	c.verdicts.forStream(created)
 	var a applied
 	for i, m := range batch {
 		d, ok := res.Decision(i)
 		if !ok {
 			a.unmentioned++
-			d = Decision{Action: ActionNak}
+			d = Decision{Action: ActionRelease}
 		}
 		var err error
 		switch d.Action {
@@ -59,11 +61,24 @@ func (c *Consumer) apply(ctx context.Context, batch []jetstream.Msg, res Result,
 			a.termed++
 		case ActionDeadLetter:
 			err = c.deadLetter(ctx, m, d.Reason, d.Err, &a)
-		default: // ActionNak
+		case ActionNak:
 			if d.Err != nil && a.firstNakErr == nil {
 				a.firstNakErr = d.Err
 			}
 			err = c.nak(ctx, m, d, &a)
+		default: // ActionRelease
+			if d.Err != nil && a.firstReleaseErr == nil {
+				a.firstReleaseErr = d.Err
+			}
+			a.released++
+			delay := d.Delay
+			if delay <= 0 {
+				delay = c.cfg.NakDelay
+			}
+			err = m.NakWithDelay(delay)
+		}
+		if d.Action == ActionAck || d.Action == ActionTerm || d.Action == ActionDeadLetter {
+			c.verdicts.forget(m) // done with: its naks no longer matter
 		}
 		if err != nil {
 			a.ackErrs++
@@ -86,6 +101,7 @@ func (c *Consumer) record(a *applied, res Result, n int) {
 	s := &c.st
 	s.acked.Add(uint64(a.acked))
 	s.naked.Add(uint64(a.naked))
+	s.released.Add(uint64(a.released))
 	s.termed.Add(uint64(a.termed))
 	s.unmentioned.Add(uint64(a.unmentioned))
 	s.ackErrors.Add(uint64(a.ackErrs))
@@ -93,7 +109,7 @@ func (c *Consumer) record(a *applied, res Result, n int) {
 	s.outOfRange.Add(uint64(extra))
 	s.conflicts.Add(uint64(res.conflicts))
 	if a.unmentioned > 0 || res.conflicts > 0 || extra > 0 {
-		c.log.Warn("processor result incomplete or inconsistent: unmentioned indices nak'd, duplicates resolved to the most conservative decision, out-of-range ignored",
+		c.log.Warn("processor result incomplete or inconsistent: unmentioned indices released for redelivery, duplicates resolved to the most conservative decision, out-of-range ignored",
 			"batch", n, "unmentioned", a.unmentioned, "duplicates", res.conflicts, "out_of_range", extra)
 	}
 	if len(a.deadLettered) > 0 {
@@ -120,32 +136,75 @@ func (c *Consumer) record(a *applied, res Result, n int) {
 	if a.deadLetterFailed > 0 {
 		c.log.Error("dead-letter publishes failed; those messages were nak'd instead", "count", a.deadLetterFailed)
 	}
-	if a.firstNakErr != nil {
-		c.log.Warn("messages nak'd for redelivery", "naked", a.naked, "error", a.firstNakErr)
+	if a.naked > 0 {
+		c.log.Warn("messages nak'd by the processor for redelivery", "naked", a.naked, "error", a.firstNakErr)
+	}
+	if a.released > 0 && a.firstReleaseErr != nil {
+		c.log.Info("messages released for redelivery without a verdict on them (the sink failed or the consumer stops); this never counts towards MaxDeliver",
+			"released", a.released, "error", a.firstReleaseErr)
 	}
 	if a.ackErrs > 0 {
 		c.log.Warn("sending ack/nak/term failed; the server will redeliver after AckWait", "failed", a.ackErrs, "error", a.firstAckErr)
 	}
 }
 
-// nak naks m with d.Delay or the growing default; at the last delivery it dead-letters
-// instead.
+// nak naks m, a verdict of the processor on the message itself, with d.Delay or the growing
+// default. At the MaxDeliver-th such verdict it dead-letters the message instead (reason
+// [ReasonMaxDeliver]). Only these verdicts count: a release (sink fault, stop, processor
+// failure) or a delivery that ended without any answer (a crash, an expired AckWait) never
+// does.
 func (c *Consumer) nak(ctx context.Context, m jetstream.Msg, d Decision, a *applied) error {
 	md, err := m.Metadata()
 	if err != nil {
 		a.naked++
 		return m.NakWithDelay(c.nakDelay(1, d.Delay))
 	}
-	if c.cfg.MaxDeliver > 0 && md.NumDelivered >= uint64(c.cfg.MaxDeliver) && c.dlq != nil {
-		cause := ErrMaxDeliver
+	n := c.verdicts.count(md.Sequence.Stream)
+	if c.cfg.MaxDeliver > 0 && n >= c.cfg.MaxDeliver && c.dlq != nil {
+		cause := fmt.Errorf("%w: the processor nak'd the message %d times", ErrMaxDeliver, n)
 		if d.Err != nil {
-			cause = fmt.Errorf("%w (%d deliveries); last error: %w", ErrMaxDeliver, md.NumDelivered, d.Err)
+			cause = fmt.Errorf("%w: the processor nak'd the message %d times; last error: %w", ErrMaxDeliver, n, d.Err)
 		}
 		c.st.maxDelivered.Add(1)
+		c.verdicts.forget(m)
 		return c.deadLetterMeta(ctx, m, md, ReasonMaxDeliver, cause, a)
 	}
 	a.naked++
-	return m.NakWithDelay(c.nakDelay(md.NumDelivered, d.Delay))
+	return m.NakWithDelay(c.nakDelay(uint64(n), d.Delay))
+}
+
+// verdicts counts, per stream sequence, the naks a processor gave a message (see
+// [Consumer.nak]) in this process. It is used by Run's goroutine only. The counts are kept
+// in memory: a restart starts them again, which errs on the side of delivering once more.
+type verdicts struct {
+	created time.Time
+	n       map[uint64]int
+}
+
+// forStream forgets the counts of another incarnation of the stream.
+func (v *verdicts) forStream(created time.Time) {
+	if !created.Equal(v.created) {
+		v.created, v.n = created, nil
+	}
+}
+
+// count records one more nak of the message at seq and returns how many it got.
+func (v *verdicts) count(seq uint64) int {
+	if v.n == nil {
+		v.n = map[uint64]int{}
+	}
+	v.n[seq]++
+	return v.n[seq]
+}
+
+// forget drops the count of m (acked, terminated or dead-lettered).
+func (v *verdicts) forget(m jetstream.Msg) {
+	if len(v.n) == 0 {
+		return
+	}
+	if seq, err := StreamSequence(m); err == nil {
+		delete(v.n, seq)
+	}
 }
 
 // nakDelay returns explicit if set, else NakDelay doubled per previous delivery, capped at

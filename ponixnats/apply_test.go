@@ -76,48 +76,99 @@ func ackBatch(n int) ([]jetstream.Msg, []*ackMsg) {
 func TestApplyCarriesOutEachDecision(t *testing.T) {
 	var logs strings.Builder
 	js := &fakeJS{}
-	c := testConsumer(t, js, &logs)
-	msgs, fakes := ackBatch(6)
-	fakes[4].delivered = 3 // its last delivery: a nak becomes a dead letter
-	res := NewResult(6)
-	res.Ack(0)
-	res.Nak(1, 7*time.Second)
-	res.Term(2, "done")
-	res.DeadLetter(3, ReasonInvalid, errors.New("occurred_at is missing"))
-	res.NakErr(4, 0, errors.New("sink down"))
-	// index 5 unmentioned: nak'd with the default delay
-	c.apply(context.Background(), msgs, res, nil, false)
+	c := testConsumer(t, js, &logs) // MaxDeliver 3
+	created := time.Unix(1700000000, 0)
+	var (
+		msgs  []jetstream.Msg
+		fakes []*ackMsg
+	)
+	batchResult := func() Result {
+		res := NewResult(7)
+		res.Ack(0)
+		res.Nak(1, 7*time.Second)
+		res.Term(2, "done")
+		res.DeadLetter(3, ReasonInvalid, errors.New("occurred_at is missing"))
+		res.NakErr(4, 0, errors.New("bad reading"))
+		// index 5 unmentioned: released with the default delay
+		res.Release(6, 0, errors.New("sink down"))
+		return res
+	}
+	// The processor naks index 4 for itself: the first two naks redeliver it, the third (its
+	// MaxDeliver-th verdict) dead-letters it. Index 1 is acked at the third round.
+	for round := 1; round <= 3; round++ {
+		msgs, fakes = ackBatch(7) // the same messages, delivered again
+		fakes[4].delivered = uint64(round)
+		fakes[6].delivered = 50 // many deliveries ended by sink faults and restarts
+		res := batchResult()
+		if round == 3 {
+			res = NewResult(7)
+			res.Ack(0)
+			res.Ack(1)
+			res.Term(2, "done")
+			res.DeadLetter(3, ReasonInvalid, errors.New("occurred_at is missing"))
+			res.NakErr(4, 0, errors.New("bad reading"))
+			res.Release(6, 0, errors.New("sink down"))
+		}
+		c.apply(context.Background(), msgs, created, res, nil, false)
+		if round < 3 && fakes[4].action != "nak" {
+			t.Fatalf("round %d: the processor's nak %d of 3 became %s", round, round, fakes[4].action)
+		}
+	}
 
-	want := []string{"ack", "nak", "term", "term", "term", "nak"}
+	want := []string{"ack", "ack", "term", "term", "term", "nak", "nak"}
 	for i, f := range fakes {
 		if f.action != want[i] {
 			t.Errorf("message %d: %s, want %s", i, f.action, want[i])
 		}
 	}
-	if fakes[1].delay != 7*time.Second || fakes[5].delay != DefaultNakDelay {
-		t.Errorf("nak delays %s and %s, want 7s and the default", fakes[1].delay, fakes[5].delay)
+	if fakes[5].delay != DefaultNakDelay || fakes[6].delay != DefaultNakDelay {
+		t.Errorf("release delays %s and %s, want the default %s (not growing with 50 deliveries)", fakes[5].delay, fakes[6].delay, DefaultNakDelay)
 	}
-	if len(js.published) != 2 {
-		t.Fatalf("%d dead letters published, want 2 (the invalid one, and the nak at the last delivery)", len(js.published))
+	if len(js.published) != 4 {
+		t.Fatalf("%d dead letters published, want 4 (the invalid one three times, and the third nak)", len(js.published))
 	}
-	if r := js.published[0].Header.Get(HeaderDLQReason); r != string(ReasonInvalid) || js.published[0].Subject != "s_dlq.s.dev-d" {
-		t.Errorf("dead letter 0: reason %q subject %q", r, js.published[0].Subject)
+	last := js.published[3]
+	if r := last.Header.Get(HeaderDLQReason); r != string(ReasonMaxDeliver) || !strings.Contains(last.Header.Get(HeaderDLQError), "bad reading") {
+		t.Errorf("dead letter at MaxDeliver: reason %q error %q", r, last.Header.Get(HeaderDLQError))
 	}
-	if r := js.published[1].Header.Get(HeaderDLQReason); r != string(ReasonMaxDeliver) ||
-		!strings.Contains(js.published[1].Header.Get(HeaderDLQError), "sink down") {
-		t.Errorf("dead letter 1: reason %q error %q", r, js.published[1].Header.Get(HeaderDLQError))
+	for _, m := range js.published {
+		if strings.HasSuffix(m.Subject, "dev-g") || strings.HasSuffix(m.Subject, "dev-f") {
+			t.Errorf("a released message was dead-lettered: %s", m.Subject)
+		}
 	}
 	st := c.Stats()
-	if st.Acked != 1 || st.Naked != 2 || st.DeadLettered != 2 || st.Termed != 1 || st.Unmentioned != 1 || st.MaxDelivered != 1 {
+	if st.Acked != 4 || st.Naked != 4 || st.Released != 6 || st.DeadLettered != 4 || st.Termed != 3 || st.Unmentioned != 3 || st.MaxDelivered != 1 {
 		t.Errorf("stats %+v", st)
 	}
 	// One line for the batch's dead letters, counted by reason; none per message.
 	out := logs.String()
-	if n := strings.Count(out, "messages dead-lettered"); n != 1 || !strings.Contains(out, `by_reason="invalid=1 max_deliver=1"`) {
+	if n := strings.Count(out, "messages dead-lettered"); n != 3 || !strings.Contains(out, `by_reason="invalid=1 max_deliver=1"`) {
 		t.Errorf("dead-letter logging:\n%s", out)
 	}
 	if strings.Contains(out, "message dead-lettered") {
 		t.Errorf("a line per dead-lettered message:\n%s", out)
+	}
+}
+
+// A message released over and over (a sink fault across restarts) is never dead-lettered, and
+// its count of naks starts again in another incarnation of the stream.
+func TestApplyReleasesNeverSpendMaxDeliver(t *testing.T) {
+	var logs strings.Builder
+	js := &fakeJS{}
+	c := testConsumer(t, js, &logs)
+	msgs, fakes := ackBatch(1)
+	for i := range 20 {
+		fakes[0].delivered = uint64(i + 1)
+		c.apply(context.Background(), msgs, time.Unix(1, 0), ReleaseAll(1, 0, errors.New("sink down")), nil, false)
+	}
+	c.apply(context.Background(), msgs, time.Unix(1, 0), NakAll(1, 0), nil, false)
+	c.apply(context.Background(), msgs, time.Unix(1, 0), NakAll(1, 0), nil, false)
+	c.apply(context.Background(), msgs, time.Unix(2, 0), NakAll(1, 0), nil, false) // the stream was created anew
+	if len(js.published) != 0 || fakes[0].action != "nak" {
+		t.Fatalf("%d dead letters, last action %s; want none: 20 releases and 2 naks in one incarnation, 1 in another", len(js.published), fakes[0].action)
+	}
+	if st := c.Stats(); st.Released != 20 || st.Naked != 3 {
+		t.Errorf("stats %+v", st)
 	}
 }
 
@@ -129,7 +180,7 @@ func TestApplyNaksWhenTheDeadLetterPublishFails(t *testing.T) {
 	res := NewResult(2)
 	res.DeadLetter(0, ReasonDecode, errors.New("garbage"))
 	res.Ack(1)
-	c.apply(context.Background(), msgs, res, nil, false)
+	c.apply(context.Background(), msgs, time.Time{}, res, nil, false)
 	if fakes[0].action != "nak" || fakes[1].action != "ack" {
 		t.Fatalf("actions %s, %s; want nak (nothing lost) and ack", fakes[0].action, fakes[1].action)
 	}
@@ -138,18 +189,18 @@ func TestApplyNaksWhenTheDeadLetterPublishFails(t *testing.T) {
 	}
 }
 
-func TestApplyNaksTheWholeBatchWhenTheProcessorFails(t *testing.T) {
+func TestApplyReleasesTheWholeBatchWhenTheProcessorFails(t *testing.T) {
 	var logs strings.Builder
 	c := testConsumer(t, &fakeJS{}, &logs)
 	msgs, fakes := ackBatch(3)
-	c.apply(context.Background(), msgs, AckAll(3), errors.New("boom"), false)
+	c.apply(context.Background(), msgs, time.Time{}, AckAll(3), errors.New("boom"), false)
 	for i, f := range fakes {
 		if f.action != "nak" {
-			t.Errorf("message %d: %s, want nak", i, f.action)
+			t.Errorf("message %d: %s, want a nak (a release)", i, f.action)
 		}
 	}
-	if c.Stats().ProcessorErrors != 1 {
-		t.Error("processor error not counted")
+	if st := c.Stats(); st.ProcessorErrors != 1 || st.Released != 3 || st.Naked != 0 {
+		t.Errorf("stats %+v; want the processor error counted and 3 released", st)
 	}
 }
 

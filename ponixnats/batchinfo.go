@@ -16,8 +16,6 @@ type BatchInfo struct {
 	StreamCreated time.Time
 	// Consumer is the durable consumer's name.
 	Consumer string
-	// MaxDeliver is the consumer's MaxDeliver (-1: unlimited).
-	MaxDeliver int
 	// Stopping is closed when the consumer has been asked to stop. A processor that waits
 	// (retries, back-off) should stop waiting then: its messages are nak'd and come back after
 	// a restart. The processor's context itself stays alive a little longer (see

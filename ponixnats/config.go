@@ -62,12 +62,20 @@ type ConsumerConfig struct {
 	// MaxWait plus the slowest processing; slow batches are kept alive with in-progress acks
 	// every AckWait/3. Default [DefaultAckWait].
 	AckWait time.Duration
-	// MaxDeliver is the most deliveries of one message; -1 means unlimited. A Nak at the last
-	// delivery dead-letters the message instead (reason [ReasonMaxDeliver]). Default
-	// [DefaultMaxDeliver].
+	// MaxDeliver is the most times the processor may nak one message (an [ActionNak], its
+	// verdict on that message) before the message is dead-lettered instead (reason
+	// [ReasonMaxDeliver]); -1 means unlimited. Default [DefaultMaxDeliver].
+	//
+	// Only a record can spend a record's deliveries: a release ([ActionRelease]: a sink fault,
+	// a stop during a hold, a processor that failed as a whole) and a delivery that ended
+	// without an answer (a crash, a SIGKILL, an expired AckWait) never count. JetStream's own
+	// max_deliver counts every delivery whatever ended it, so the durable consumer is created
+	// (and an existing one updated) with an unlimited max_deliver, and the consumer counts the
+	// naks itself, in memory: a restart starts the counts again, erring on the side of one more
+	// delivery.
 	MaxDeliver int
 	// BackOff is the server's redelivery schedule for messages whose AckWait expired (it does
-	// not apply to Nak). Optional; needs MaxDeliver larger than its length.
+	// not apply to Nak). Optional.
 	BackOff []time.Duration
 	// NakDelay is the base delay of a Nak without an explicit delay; it doubles with every
 	// delivery of the message up to MaxNakDelay. Default [DefaultNakDelay].
@@ -165,8 +173,8 @@ func (c ConsumerConfig) validate() error {
 	if c.MaxAckPending < c.BatchSize {
 		return fmt.Errorf("%w: MaxAckPending (%d) must be at least BatchSize (%d)", ErrInvalidConfig, c.MaxAckPending, c.BatchSize)
 	}
-	if c.MaxDeliver > 0 && len(c.BackOff) >= c.MaxDeliver {
-		return fmt.Errorf("%w: MaxDeliver (%d) must be larger than the number of BackOff steps (%d)", ErrInvalidConfig, c.MaxDeliver, len(c.BackOff))
+	if c.MaxDeliver < -1 {
+		return fmt.Errorf("%w: MaxDeliver must be -1 (unlimited) or positive, got %d", ErrInvalidConfig, c.MaxDeliver)
 	}
 	if c.AckWait <= c.MaxWait {
 		return fmt.Errorf("%w: AckWait (%s) must be longer than MaxWait (%s)", ErrInvalidConfig, c.AckWait, c.MaxWait)
@@ -180,13 +188,15 @@ func (c ConsumerConfig) validate() error {
 	return nil
 }
 
-// jetStreamConfig is the server-side configuration of the durable consumer.
+// jetStreamConfig is the server-side configuration of the durable consumer. Its max_deliver is
+// unlimited whatever MaxDeliver says: JetStream counts deliveries that ended because the sink
+// failed or the process stopped, which must never make it give up on a message.
 func (c ConsumerConfig) jetStreamConfig() jetstream.ConsumerConfig {
 	cc := jetstream.ConsumerConfig{
 		Durable:       c.Durable,
 		AckPolicy:     jetstream.AckExplicitPolicy,
 		AckWait:       c.AckWait,
-		MaxDeliver:    c.MaxDeliver,
+		MaxDeliver:    -1,
 		BackOff:       c.BackOff,
 		MaxAckPending: c.MaxAckPending,
 	}

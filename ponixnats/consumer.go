@@ -34,6 +34,8 @@ type Consumer struct {
 	lastCSeq      uint64        // the largest consumer sequence delivered by cons
 	ackFloor      uint64        // the stream ack floor last read from cons
 	health        Health
+
+	verdicts verdicts // the processor's naks per message; used by Run's goroutine only
 }
 
 // Health is what a [Consumer] knows about its ability to fetch.
@@ -127,6 +129,10 @@ func (c *Consumer) ensureConsumer(ctx context.Context) error {
 		cons, err = c.js.UpdateConsumer(ctx, c.cfg.Stream, cc)
 		if err != nil {
 			return fmt.Errorf("updating consumer: %w", err)
+		}
+		if old.MaxDeliver > 0 {
+			c.log.Info("durable consumer had a JetStream max_deliver, which counts deliveries ended by sink faults and restarts: set to unlimited; MaxDeliver now counts only the processor's naks",
+				"old_max_deliver", old.MaxDeliver, "max_deliver", c.cfg.MaxDeliver)
 		}
 	case errors.Is(err, jetstream.ErrConsumerNotFound):
 		start, rerr := c.resumeAt(ctx)
@@ -227,17 +233,7 @@ func (c *Consumer) setHealth(err error, immediate bool) {
 // processors to stop waiting), sends their acks and waits for the server to confirm them, then
 // returns nil. A pull request already sent is not abandoned (the server may be delivering into
 // it): Run waits for it to end, at most a second, and processes what it brought too.
-//
-// While it runs, Run also listens to the consumer's MAX_DELIVERIES advisories
-// ($JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.<stream>.<consumer>) and dead-letters messages
-// whose AckWait expired at their last delivery, so that a message JetStream gives up on is
-// never silently lost. Run fails only if it cannot subscribe to them.
 func (c *Consumer) Run(ctx context.Context) error {
-	stopWatch, err := c.watchMaxDeliveries(ctx)
-	if err != nil {
-		return fmt.Errorf("ponixnats: consumer %s on stream %s: %w", c.cfg.Durable, c.cfg.Stream, err)
-	}
-	defer stopWatch()
 	// The processors' context outlives ctx by DrainTimeout: one deadline for every batch
 	// still in hand when ctx ends.
 	pctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
@@ -504,14 +500,36 @@ func (c *Consumer) handOff(ctx context.Context, out chan<- fetched, b fetched) b
 func (c *Consumer) handle(ctx, pctx context.Context, b fetched) {
 	c.st.batches.Add(1)
 	c.st.messages.Add(uint64(len(b.msgs)))
+	c.noteRedeliveries(b.msgs)
 	bctx := WithBatchInfo(pctx, BatchInfo{
 		Stream: c.cfg.Stream, StreamCreated: b.streamCreated, Consumer: c.cfg.Durable,
-		MaxDeliver: c.cfg.MaxDeliver, Stopping: ctx.Done(),
+		Stopping: ctx.Done(),
 	})
 	stopKeep := c.keepAlive(b.msgs)
 	res, err := c.callProcessor(bctx, b.msgs)
 	stopKeep()
-	c.apply(pctx, b.msgs, res, err, ctx.Err() != nil)
+	c.apply(pctx, b.msgs, b.streamCreated, res, err, ctx.Err() != nil)
+}
+
+// noteRedeliveries counts the messages of a batch that were delivered before (after a restart,
+// a crash, an expired AckWait, a nak or a release) and logs one line per such batch: their
+// rows may already be stored, and copies stored again are collapsed only by the table's
+// de-duplication.
+func (c *Consumer) noteRedeliveries(msgs []jetstream.Msg) {
+	n, most := 0, uint64(0)
+	for _, m := range msgs {
+		if d, err := numDelivered(m); err == nil && d > 1 {
+			n++
+			most = max(most, d)
+		}
+	}
+	if n == 0 {
+		return
+	}
+	c.st.redelivered.Add(uint64(n))
+	first, _ := StreamSequence(msgs[0])
+	c.log.Info("batch holds messages delivered before", "redelivered", n, "batch", len(msgs),
+		"most_deliveries", most, "first_stream_seq", first)
 }
 
 // keepAlive sends in-progress acks for batch every AckWait/3 until stopped, so that the server

@@ -92,7 +92,7 @@ func TestEnvelopeProcessorResults(t *testing.T) {
 		t.Fatalf("invalid envelope error = %v", d.Err)
 	}
 
-	// A sink fault never dead-letters: with the consumer stopping, the valid ones are nak'd
+	// A sink fault never dead-letters: with the consumer stopping, the valid ones are released
 	// and the invalid ones still dead-lettered.
 	boom := errors.New("clickhouse down")
 	p = NewEnvelopeProcessor(func(context.Context, []Decoded[*envelopev1.ProcessedEnvelope]) error { return boom },
@@ -101,7 +101,7 @@ func TestEnvelopeProcessorResults(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for i, a := range []Action{ActionNak, ActionDeadLetter, ActionDeadLetter, ActionNak} {
+	for i, a := range []Action{ActionRelease, ActionDeadLetter, ActionDeadLetter, ActionRelease} {
 		if d, _ := res.Decision(i); d.Action != a {
 			t.Fatalf("store failure: index %d = %+v; want %s", i, d, a)
 		}

@@ -51,12 +51,12 @@ func TestEnvelopeWireProcessorResults(t *testing.T) {
 		t.Errorf("invalid envelope error %v does not name the field", d.Err)
 	}
 
-	// A store outage holds the batch; when the consumer stops it is nak'd, never dead-lettered.
+	// A store outage holds the batch; when the consumer stops it is released, never dead-lettered.
 	boom := errors.New("down")
 	p = NewEnvelopeWireProcessor(func(context.Context, []jetstream.Msg) error { return boom },
 		WithHold(NewHold(HoldConfig{MinBackoff: time.Millisecond, Logger: discard})))
 	res, err = p(stoppedContext(), batch[:1])
-	if d, _ := res.Decision(0); err != nil || d.Action != ActionNak || !errors.Is(d.Err, boom) {
+	if d, _ := res.Decision(0); err != nil || d.Action != ActionRelease || !errors.Is(d.Err, boom) {
 		t.Fatalf("outage: %+v, %v", d, err)
 	}
 }

@@ -15,7 +15,8 @@ const (
 )
 
 // ErrHoldGivenUp is wrapped by the error a store processor gives its batch back with when a
-// sink fault outlasted [HoldConfig.MaxDuration]: the messages are nak'd for a later redelivery.
+// sink fault outlasted [HoldConfig.MaxDuration]: the messages are released for a later
+// redelivery.
 var ErrHoldGivenUp = errors.New("sink still failing after the hold's MaxDuration")
 
 // HoldConfig configures a [Hold].
@@ -24,15 +25,14 @@ type HoldConfig struct {
 	// (default [DefaultHoldMinBackoff]) up to MaxBackoff (default [DefaultHoldMaxBackoff]).
 	MinBackoff, MaxBackoff time.Duration
 	// MaxDuration, if positive, gives a held batch back after this long: its messages are
-	// nak'd with the consumer's growing delay (and so use up deliveries). A batch holding a
-	// message at its last delivery is never given back (its nak would make JetStream give up
-	// on it); it stays held. Zero holds until the sink recovers or the consumer stops.
+	// released for a later redelivery ([ActionRelease], which never counts towards
+	// MaxDeliver). Zero holds until the sink recovers or the consumer stops.
 	MaxDuration time.Duration
 	// Classify names the kind of a sink fault for logs, [HoldState] and metrics (for
 	// ClickHouse: string(ponixclickhouse.Classify(err))). Default: "sink".
 	Classify func(error) string
-	// Logger receives one line when a hold starts, at most one per back-off step while it
-	// lasts, and one when it ends. Default slog.Default().
+	// Logger receives one line when a hold starts, one when the class of the fault changes
+	// while it lasts, and one when it ends. Default slog.Default().
 	Logger *slog.Logger
 }
 
@@ -105,10 +105,9 @@ func (h *Hold) stored() {
 
 // do runs attempt until it returns nil, holding on every error: it waits (back-off) and tries
 // again. It returns attempt's last error when ctx ends, when the consumer stops (see
-// [BatchInfo].Stopping), or after MaxDuration (wrapped with [ErrHoldGivenUp]) unless mayGiveUp
-// says no.
+// [BatchInfo].Stopping), or after MaxDuration (wrapped with [ErrHoldGivenUp]).
 // n is the number of messages held, for the logs.
-func (h *Hold) do(ctx context.Context, n int, mayGiveUp func() bool, attempt func(context.Context) error) error {
+func (h *Hold) do(ctx context.Context, n int, attempt func(context.Context) error) error {
 	err := attempt(ctx)
 	if err == nil || ctx.Err() != nil {
 		return err
@@ -117,12 +116,19 @@ func (h *Hold) do(ctx context.Context, n int, mayGiveUp func() bool, attempt fun
 	if bi, ok := BatchInfoFromContext(ctx); ok {
 		stopping = bi.Stopping
 	}
+	select {
+	case <-stopping:
+		// A batch tried once while the consumer stops (the one fetched ahead): it is given
+		// back at once, no hold starts.
+		return err
+	default:
+	}
 	start, wait := time.Now(), h.cfg.MinBackoff
 	h.begin(start, err)
 	h.cfg.Logger.Warn("sink failing: holding the batch in place (nothing is fetched, redelivered or dead-lettered meanwhile)",
 		"class", h.cfg.Classify(err), "error", err, "batch_size", n, "retry_in", wait)
 	for attempts := 1; ; attempts++ {
-		if h.cfg.MaxDuration > 0 && time.Since(start)+wait > h.cfg.MaxDuration && mayGiveUp() {
+		if h.cfg.MaxDuration > 0 && time.Since(start)+wait > h.cfg.MaxDuration {
 			h.end()
 			h.cfg.Logger.Warn("sink still failing: giving the batch back for a delayed redelivery",
 				"class", h.cfg.Classify(err), "error", err, "batch_size", n, "attempts", attempts,
@@ -154,9 +160,12 @@ func (h *Hold) do(ctx context.Context, n int, mayGiveUp func() bool, attempt fun
 			return err
 		}
 		wait = min(2*wait, h.cfg.MaxBackoff)
-		h.failed(err)
-		h.cfg.Logger.Warn("sink still failing: the batch stays held", "class", h.cfg.Classify(err), "error", err,
-			"batch_size", n, "attempts", attempts+1, "held_for", time.Since(start).Round(time.Millisecond), "retry_in", wait)
+		if prev := h.failed(err); prev != h.cfg.Classify(err) {
+			// One line per state change: a new class of fault, not every attempt.
+			h.cfg.Logger.Warn("sink still failing, for another cause: the batch stays held", "class", h.cfg.Classify(err),
+				"previous_class", prev, "error", err, "batch_size", n, "attempts", attempts+1,
+				"held_for", time.Since(start).Round(time.Millisecond), "retry_in", wait)
+		}
 	}
 }
 
@@ -168,11 +177,14 @@ func (h *Hold) begin(start time.Time, err error) {
 	h.st.Holds++
 }
 
-func (h *Hold) failed(err error) {
+// failed records one more failed attempt and returns the class of the previous one.
+func (h *Hold) failed(err error) (prevClass string) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	prevClass = h.st.Class
 	h.st.Attempts++
 	h.st.Err, h.st.Class = err, h.cfg.Classify(err)
+	return prevClass
 }
 
 func (h *Hold) end() {

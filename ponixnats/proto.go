@@ -76,7 +76,7 @@ func ProtoProcessor[T proto.Message](newT func() T, handle ProtoHandler[T], opts
 		}
 		if err != nil {
 			for _, d := range decoded {
-				res.NakErr(d.Index, 0, err)
+				res.Release(d.Index, 0, err)
 			}
 			return res, nil
 		}
@@ -142,7 +142,7 @@ func NewProtoStoreProcessor[T proto.Message](newT func() T, store func(context.C
 		sub, err := decode(ctx, pass)
 		if err != nil {
 			for _, i := range pos {
-				res.NakErr(i, 0, err)
+				res.Release(i, 0, err)
 			}
 			return res, nil
 		}

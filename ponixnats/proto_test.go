@@ -64,12 +64,12 @@ func TestProtoProcessorHandlerErrorWithDecodeFailure(t *testing.T) {
 		func(context.Context, []Decoded[*timestamppb.Timestamp]) (Result, error) { return Result{}, boom })
 	res, err := p(context.Background(), batch)
 	if err != nil {
-		t.Fatalf("error should become per-message naks, got %v", err)
+		t.Fatalf("error should become per-message releases, got %v", err)
 	}
 	if d, _ := res.Decision(0); d.Action != ActionDeadLetter {
 		t.Fatalf("undecodable message: %+v", d)
 	}
-	if d, _ := res.Decision(1); d.Action != ActionNak || !errors.Is(d.Err, boom) {
+	if d, _ := res.Decision(1); d.Action != ActionRelease || !errors.Is(d.Err, boom) {
 		t.Fatalf("decoded message: %+v", d)
 	}
 }

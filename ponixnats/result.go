@@ -32,8 +32,15 @@ const (
 	// reason in headers, then terminates the message. If the dead-letter
 	// publish fails the message is nak'd instead, so nothing is lost.
 	ActionDeadLetter
-	// ActionNak asks for redelivery after a delay.
+	// ActionNak asks for redelivery after a delay: a verdict on the message itself (it
+	// failed for a reason of its own that may pass). It counts towards the consumer's
+	// [ConsumerConfig].MaxDeliver; at the limit the message is dead-lettered instead.
 	ActionNak
+	// ActionRelease gives the message back for redelivery after a delay without any verdict
+	// on it: the sink failed, the consumer stops, the processor failed as a whole. It never
+	// counts towards MaxDeliver and never dead-letters: only a record can spend a record's
+	// deliveries.
+	ActionRelease
 )
 
 // String returns the lower-case name of the action.
@@ -49,6 +56,8 @@ func (a Action) String() string {
 		return "dead_letter"
 	case ActionNak:
 		return "nak"
+	case ActionRelease:
+		return "release"
 	}
 	return "unknown"
 }
@@ -57,12 +66,13 @@ func (a Action) String() string {
 type Decision struct {
 	// Action to apply.
 	Action Action
-	// Delay for ActionNak; zero means the consumer's default delay, which grows
-	// with the number of deliveries (see [ConsumerConfig.NakDelay]).
+	// Delay for ActionNak and ActionRelease; zero means the consumer's default
+	// delay: for a Nak it grows with the number of deliveries (see
+	// [ConsumerConfig.NakDelay]); a Release waits NakDelay.
 	Delay time.Duration
 	// Reason for ActionTerm and ActionDeadLetter (header Ponix-Dlq-Reason).
 	Reason Reason
-	// Err is the cause, if any: logged for ActionNak, sent in the
+	// Err is the cause, if any: logged for ActionNak and ActionRelease, sent in the
 	// Ponix-Dlq-Error header for ActionDeadLetter.
 	Err error
 }
@@ -72,11 +82,13 @@ type Decision struct {
 // index.
 //
 // Rules, applied by the [Consumer]:
-//   - An index below Len that was never set is "unmentioned": it is nak'd with
-//     the default delay, counted in [Stats].Unmentioned and logged at warn
-//     level (once per batch). Nothing is silently dropped.
-//   - An index set twice keeps the most conservative decision: Nak beats
-//     DeadLetter beats Term beats Ack; between two Naks the longer delay wins.
+//   - An index below Len that was never set is "unmentioned": it is released
+//     (redelivered without counting against it), counted in
+//     [Stats].Unmentioned and logged at warn level (once per batch). Nothing is
+//     silently dropped.
+//   - An index set twice keeps the most conservative decision: Release beats
+//     Nak beats DeadLetter beats Term beats Ack; between two Naks (or two
+//     Releases) the longer delay wins.
 //     Every such conflict is counted in [Stats].Conflicts and logged.
 //   - Indices at or beyond the batch length are ignored and logged.
 type Result struct {
@@ -95,6 +107,12 @@ func AckAll(n int) Result { return Result{n: n, fillN: n, fill: Decision{Action:
 // consumer's default, growing delay).
 func NakAll(n int, delay time.Duration) Result {
 	return Result{n: n, fillN: n, fill: Decision{Action: ActionNak, Delay: delay}}
+}
+
+// ReleaseAll returns a Result that releases indices 0..n-1 (see [ActionRelease])
+// after delay (zero: the consumer's NakDelay), with err as the cause.
+func ReleaseAll(n int, delay time.Duration, err error) Result {
+	return Result{n: n, fillN: n, fill: Decision{Action: ActionRelease, Delay: delay, Err: err}}
 }
 
 // NewResult returns an empty Result for a batch of n messages; set the
@@ -158,6 +176,12 @@ func (r *Result) NakErr(i int, delay time.Duration, err error) {
 	r.Set(i, Decision{Action: ActionNak, Delay: delay, Err: err})
 }
 
+// Release gives index i back for redelivery after delay without a verdict on
+// it (see [ActionRelease]); err is the cause, which the consumer logs.
+func (r *Result) Release(i int, delay time.Duration, err error) {
+	r.Set(i, Decision{Action: ActionRelease, Delay: delay, Err: err})
+}
+
 // Term terminates index i: it is never redelivered and not dead-lettered.
 func (r *Result) Term(i int, reason Reason) { r.Set(i, Decision{Action: ActionTerm, Reason: reason}) }
 
@@ -196,7 +220,7 @@ func moreConservative(a, b Decision) Decision {
 	if b.Action > a.Action {
 		return b
 	}
-	if a.Action == ActionNak && b.Action == ActionNak && b.Delay > a.Delay {
+	if a.Action == b.Action && (a.Action == ActionNak || a.Action == ActionRelease) && b.Delay > a.Delay {
 		return b
 	}
 	return a

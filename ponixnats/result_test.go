@@ -126,8 +126,13 @@ func TestConsumerConfigDefaultsAndValidation(t *testing.T) {
 	if err := bad.validate(); err == nil {
 		t.Fatal("AckWait <= MaxWait accepted")
 	}
-	bad = ConsumerConfig{Stream: "s", Durable: "d", MaxDeliver: 2, BackOff: []time.Duration{time.Second, time.Second}}.withDefaults()
+	bad = ConsumerConfig{Stream: "s", Durable: "d", MaxDeliver: -2}.withDefaults()
 	if err := bad.validate(); err == nil {
-		t.Fatal("BackOff longer than MaxDeliver accepted")
+		t.Fatal("MaxDeliver -2 accepted")
+	}
+	// JetStream's max_deliver is unlimited whatever MaxDeliver says: it counts deliveries
+	// that ended because the sink failed.
+	if cc := (ConsumerConfig{Stream: "s", Durable: "d", MaxDeliver: 2}.withDefaults()).jetStreamConfig(); cc.MaxDeliver != -1 {
+		t.Errorf("server-side max_deliver %d, want -1", cc.MaxDeliver)
 	}
 }

@@ -28,7 +28,14 @@ func consumerSequence(m jetstream.Msg) (uint64, error) {
 	return ackToken(m.Reply(), 1, "consumer sequence")
 }
 
-// ackToken parses the number at offset (0: stream sequence, 1: consumer sequence) in a
+// numDelivered returns how many times a delivered message was delivered, this delivery
+// included, from its ack subject, without allocating.
+func numDelivered(m jetstream.Msg) (uint64, error) {
+	return ackToken(m.Reply(), -1, "delivery count")
+}
+
+// ackToken parses the number at offset (-1: delivery count, 0: stream sequence, 1: consumer
+// sequence) in a
 // JetStream ack subject, without allocating.
 func ackToken(reply string, offset int, what string) (uint64, error) {
 	rest, ok := strings.CutPrefix(reply, "$JS.ACK.")

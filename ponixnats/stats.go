@@ -4,32 +4,34 @@ import "sync/atomic"
 
 // Stats are cumulative counters of a [Consumer].
 type Stats struct {
-	Batches          uint64 // batches handed to the processor
-	Messages         uint64 // messages handed to the processor
-	Acked            uint64
-	Naked            uint64
+	Batches  uint64 // batches handed to the processor
+	Messages uint64 // messages handed to the processor
+	Acked    uint64
+	Naked    uint64 // nak'd by the processor's verdict (counts towards MaxDeliver)
+	// Released counts messages given back for redelivery without a verdict on them (the sink
+	// failed, the consumer stopped, the processor failed as a whole).
+	Released         uint64
 	Termed           uint64 // terminated without dead-lettering
 	DeadLettered     uint64 // published to the dead-letter stream, then terminated
 	DeadLetterFailed uint64 // dead-letter publish failed; the message was nak'd
-	MaxDelivered     uint64 // messages dead-lettered at MaxDeliver (a Nak at the last delivery, or an advisory)
-	// MaxDeliverAdvisories counts MAX_DELIVERIES advisories handled: messages
-	// whose AckWait expired at the last delivery (a crashed or stalled
-	// processor), copied from the stream to the dead-letter stream.
-	MaxDeliverAdvisories uint64
-	Unmentioned          uint64 // indices the Result did not mention (nak'd)
-	Conflicts            uint64 // indices the Result set more than once
-	OutOfRange           uint64 // Result indices beyond the batch (ignored)
-	ProcessorErrors      uint64 // batches nak'd because the processor failed or panicked
-	FetchErrors          uint64
-	AckErrors            uint64 // failed ack/nak/term sends
+	MaxDelivered     uint64 // messages dead-lettered at MaxDeliver (the processor's MaxDeliver-th Nak)
+	// Redelivered counts messages handed to the processor that had been delivered before
+	// (a restart, a crash, an expired AckWait, a nak or a release).
+	Redelivered     uint64
+	Unmentioned     uint64 // indices the Result did not mention (released)
+	Conflicts       uint64 // indices the Result set more than once
+	OutOfRange      uint64 // Result indices beyond the batch (ignored)
+	ProcessorErrors uint64 // batches released because the processor failed or panicked
+	FetchErrors     uint64
+	AckErrors       uint64 // failed ack/nak/term sends
 	// Recoveries counts the times the durable consumer (and, with
 	// ConsumerConfig.EnsureStream, the stream) was found missing and created again.
 	Recoveries uint64
 }
 
 type stats struct {
-	batches, messages, acked, naked, termed, deadLettered, deadLetterFailed, maxDelivered,
-	unmentioned, conflicts, outOfRange, processorErrors, fetchErrors, ackErrors, maxDeliverAdvisories,
+	batches, messages, acked, naked, released, termed, deadLettered, deadLetterFailed, maxDelivered,
+	redelivered, unmentioned, conflicts, outOfRange, processorErrors, fetchErrors, ackErrors,
 	recoveries atomic.Uint64
 }
 
@@ -37,11 +39,11 @@ type stats struct {
 func (c *Consumer) Stats() Stats {
 	s := &c.st
 	return Stats{
-		Batches: s.batches.Load(), Messages: s.messages.Load(), Acked: s.acked.Load(), Naked: s.naked.Load(),
+		Batches: s.batches.Load(), Messages: s.messages.Load(), Acked: s.acked.Load(), Naked: s.naked.Load(), Released: s.released.Load(),
 		Termed: s.termed.Load(), DeadLettered: s.deadLettered.Load(), DeadLetterFailed: s.deadLetterFailed.Load(),
-		MaxDelivered: s.maxDelivered.Load(), Unmentioned: s.unmentioned.Load(), Conflicts: s.conflicts.Load(),
+		MaxDelivered: s.maxDelivered.Load(), Redelivered: s.redelivered.Load(), Unmentioned: s.unmentioned.Load(), Conflicts: s.conflicts.Load(),
 		OutOfRange: s.outOfRange.Load(), ProcessorErrors: s.processorErrors.Load(),
 		FetchErrors: s.fetchErrors.Load(), AckErrors: s.ackErrors.Load(),
-		MaxDeliverAdvisories: s.maxDeliverAdvisories.Load(), Recoveries: s.recoveries.Load(),
+		Recoveries: s.recoveries.Load(),
 	}
 }

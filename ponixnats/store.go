@@ -85,7 +85,8 @@ func checkReason(err error) Reason {
 //     dead-lettered with [ReasonRejected], the rest is stored;
 //   - any other error is a sink fault: the batch is held in place and stored again with
 //     back-off (see [Hold]), never dead-lettered. When the consumer stops (or the hold gives
-//     up) the messages not yet stored are nak'd.
+//     up) the messages not yet stored are released ([ActionRelease]): redelivered later,
+//     never counted towards MaxDeliver.
 //
 // store must be all-or-nothing so that a batch can be stored again.
 func NewStoreProcessor(store MsgStore, opts ...StoreOption) Processor {
@@ -208,7 +209,9 @@ func (b *storeBatch[T]) store(ctx context.Context, store func(context.Context, [
 						alone = append(alone, part[0])
 					}
 					if refusals > budget {
-						stack = append(stack, part)
+						if len(part) > 1 {
+							stack = append(stack, part) // a single one is in alone already
+						}
 						return b.refused(&stack, &alone, err)
 					}
 					if len(part) == 1 {
@@ -226,33 +229,16 @@ func (b *storeBatch[T]) store(ctx context.Context, store func(context.Context, [
 		}
 		return nil
 	}
-	mayGiveUp := func() bool { return !b.atLastDelivery(ctx, stack) }
-	if err := hold.do(ctx, len(b.todo), mayGiveUp, attempt); err != nil {
+	if err := hold.do(ctx, len(b.todo), attempt); err != nil {
+		// Stopping, or the hold gave up: the sink failed, the messages did nothing wrong.
+		// They are released, which never counts towards MaxDeliver.
 		for _, part := range stack {
 			for _, j := range part {
-				b.res.NakErr(j, 0, err)
+				b.res.Release(j, 0, err)
 			}
 		}
 	}
 	return b.res
-}
-
-// atLastDelivery reports whether a message still to store was delivered as often as the
-// consumer allows: a nak would make JetStream give up on it.
-func (b *storeBatch[T]) atLastDelivery(ctx context.Context, stack [][]int) bool {
-	bi, ok := BatchInfoFromContext(ctx)
-	if !ok || bi.MaxDeliver <= 0 {
-		return false
-	}
-	for _, part := range stack {
-		for _, j := range part {
-			md, err := b.msgOf(b.all[j]).Metadata()
-			if err != nil || md.NumDelivered >= uint64(bi.MaxDeliver) {
-				return true
-			}
-		}
-	}
-	return false
 }
 
 // causeOf returns what a rejection says about its item, without the store's own framing (such

@@ -118,10 +118,10 @@ func TestSinkFaultIsHeldInPlaceUntilTheSinkRecovers(t *testing.T) {
 	if st.Held || st.LastStored.IsZero() || st.Holds != 1 {
 		t.Errorf("state after recovery = %+v", st)
 	}
-	// One line when the hold starts, one per back-off step, one when it ends.
+	// One line when the hold starts and one when it ends: nothing per attempt.
 	out := logs.String()
-	if n := strings.Count(out, "\n"); n != 6 {
-		t.Errorf("%d log lines for a hold of 5 failures, want 6:\n%s", n, out)
+	if n := strings.Count(out, "\n"); n != 2 {
+		t.Errorf("%d log lines for a hold of 5 failures of one class, want 2:\n%s", n, out)
 	}
 	if !strings.Contains(out, "holding the batch") || !strings.Contains(out, "class=unreachable") || !strings.Contains(out, "sink recovered") {
 		t.Errorf("logs do not say what happened:\n%s", out)
@@ -167,7 +167,7 @@ func TestHoldReportsItsStateWhileHolding(t *testing.T) {
 	}
 }
 
-func TestSinkFaultNaksWhenTheConsumerStopsOrTheHoldGivesUp(t *testing.T) {
+func TestSinkFaultReleasesWhenTheConsumerStopsOrTheHoldGivesUp(t *testing.T) {
 	down := func(context.Context, []jetstream.Msg) error { return errors.New("connection refused") }
 
 	start := time.Now()
@@ -176,27 +176,21 @@ func TestSinkFaultNaksWhenTheConsumerStopsOrTheHoldGivesUp(t *testing.T) {
 		t.Errorf("a stopping consumer waited %s for the back-off", time.Since(start))
 	}
 	for i, a := range decisions(res, 4) {
-		if a != ActionNak {
-			t.Fatalf("stopping: index %d: %s, want nak", i, a)
+		if a != ActionRelease {
+			t.Fatalf("stopping: index %d: %s, want release", i, a)
 		}
 	}
 
+	// Given up after MaxDuration: released, whatever the deliveries so far (a release never
+	// spends them).
 	hold := NewHold(HoldConfig{MinBackoff: time.Millisecond, MaxBackoff: time.Millisecond, MaxDuration: 20 * time.Millisecond, Logger: discard})
-	ctx := WithBatchInfo(context.Background(), BatchInfo{MaxDeliver: 5})
-	res, _ = NewStoreProcessor(down, WithHold(hold))(ctx, seqBatch(2))
-	d, _ := res.Decision(0)
-	if d.Action != ActionNak || !errors.Is(d.Err, ErrHoldGivenUp) {
-		t.Fatalf("after MaxDuration: %+v, want a nak wrapping ErrHoldGivenUp", d)
-	}
-
-	// A message at its last delivery is never given back: its nak would lose it.
 	batch := seqBatch(2)
-	batch[1].(*seqMsg).delivered = 5
-	hctx, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
-	defer cancel()
-	res, _ = NewStoreProcessor(down, WithHold(hold))(hctx, batch)
-	if d, _ := res.Decision(0); d.Action != ActionNak || errors.Is(d.Err, ErrHoldGivenUp) {
-		t.Fatalf("at the last delivery: %+v, want held until the context ended, not given up", d)
+	batch[1].(*seqMsg).delivered = 50
+	res, _ = NewStoreProcessor(down, WithHold(hold))(context.Background(), batch)
+	for i := range 2 {
+		if d, _ := res.Decision(i); d.Action != ActionRelease || !errors.Is(d.Err, ErrHoldGivenUp) {
+			t.Fatalf("after MaxDuration: index %d: %+v, want a release wrapping ErrHoldGivenUp", i, d)
+		}
 	}
 }
 
@@ -245,17 +239,20 @@ func TestRecordFaultOnEveryRecordIsHeldNotDeadLettered(t *testing.T) {
 	}
 	res, _ := NewStoreProcessor(s.store, WithHold(NewHold(HoldConfig{MinBackoff: time.Hour, Logger: discard})))(stoppedContext(), batch)
 	for i, a := range decisions(res, 64) {
-		if a != ActionNak {
-			t.Fatalf("index %d: %s; a batch no part of which the sink takes must be held (nak'd at stop), never dead-lettered", i, a)
+		if a != ActionRelease {
+			t.Fatalf("index %d: %s; a batch no part of which the sink takes must be held (released at stop), never dead-lettered", i, a)
 		}
+	}
+	if c := res.Conflicts(); c != 0 {
+		t.Errorf("the result set %d indices twice; each must be decided once", c)
 	}
 	if s.calls > 10 {
 		t.Errorf("%d store calls before deciding that the sink refuses everything; want about log2(64)+2", s.calls)
 	}
 	// The same for a batch of one: nothing proves the sink works.
 	res, _ = NewStoreProcessor(s.store, WithHold(NewHold(HoldConfig{MinBackoff: time.Hour, Logger: discard})))(stoppedContext(), batch[:1])
-	if d, _ := res.Decision(0); d.Action != ActionNak {
-		t.Fatalf("a single refused record: %+v, want nak (held)", d)
+	if d, _ := res.Decision(0); d.Action != ActionRelease {
+		t.Fatalf("a single refused record: %+v, want release (held)", d)
 	}
 }
 

@@ -4,8 +4,6 @@ package integration
 
 import (
 	"context"
-	"strconv"
-	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -14,11 +12,13 @@ import (
 	"github.com/ponix-go/ponix/ponixnats"
 )
 
-// A message whose AckWait expires at its last delivery (here: fetched twice by
-// a "crashed" instance of the same durable that never acks) is dropped by
-// JetStream without any processor hearing of it. The running Consumer hears
-// the MAX_DELIVERIES advisory and dead-letters it from the stream.
-func TestIntegrationMaxDeliverAfterAckWaitExpiryDeadLetters(t *testing.T) {
+// Deliveries that end without an answer (an instance that crashed, was killed or stalled
+// while holding them, as during a sink fault and a crash loop) never spend a message's
+// deliveries. A durable consumer left by an older release with a JetStream max_deliver of 2,
+// whose messages were each delivered twice to such an instance, is taken over: its
+// max_deliver becomes unlimited and the running Consumer processes every message; nothing is
+// dead-lettered.
+func TestIntegrationDeliveriesWithoutAnswerNeverExhaustAMessage(t *testing.T) {
 	ctx := context.Background()
 	_, js := connectJS(t, testURL)
 	stream := testStream(t, js)
@@ -26,23 +26,18 @@ func TestIntegrationMaxDeliverAfterAckWaitExpiryDeadLetters(t *testing.T) {
 	cfg := baseConfig(stream)
 	cfg.MaxDeliver = 2
 	cfg.AckWait = time.Second
-	var seen atomic.Int64
-	c, err := ponixnats.NewConsumer(ctx, js, cfg, func(_ context.Context, b []jetstream.Msg) (ponixnats.Result, error) {
-		seen.Add(int64(len(b)))
-		return ponixnats.AckAll(len(b)), nil
+	const n = 5
+	publishN(t, js, stream+".dev", n, 0)
+
+	// The older release's durable, and the crashed instance: two deliveries of every
+	// message, never acked.
+	raw, err := js.CreateConsumer(ctx, stream, jetstream.ConsumerConfig{
+		Durable: cfg.Durable, AckPolicy: jetstream.AckExplicitPolicy, AckWait: cfg.AckWait, MaxDeliver: 2,
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	const n = 5
-	publishN(t, js, stream+".dev", n, 0)
-
-	// The crashed instance: two deliveries of every message, never acked.
-	raw, err := js.Consumer(ctx, stream, cfg.Durable)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for delivery := 1; delivery <= cfg.MaxDeliver; delivery++ {
+	for delivery := 1; delivery <= 2; delivery++ {
 		if delivery > 1 {
 			time.Sleep(cfg.AckWait + 200*time.Millisecond)
 		}
@@ -58,56 +53,37 @@ func TestIntegrationMaxDeliverAfterAckWaitExpiryDeadLetters(t *testing.T) {
 			t.Fatalf("delivery %d: fetched %d of %d messages", delivery, got, n)
 		}
 	}
+	time.Sleep(cfg.AckWait + 200*time.Millisecond) // the second deliveries expire too
 
-	stop := runConsumer(t, c)
-	eventually(t, 10*time.Second, "every expired message dead-lettered", func() bool {
-		return c.Stats().MaxDeliverAdvisories == n
+	var seen atomic.Int64
+	c, err := ponixnats.NewConsumer(ctx, js, cfg, func(_ context.Context, b []jetstream.Msg) (ponixnats.Result, error) {
+		seen.Add(int64(len(b)))
+		return ponixnats.AckAll(len(b)), nil
 	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := c.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.Config.MaxDeliver != -1 {
+		t.Fatalf("the durable's max_deliver is %d after the take-over, want -1 (unlimited)", info.Config.MaxDeliver)
+	}
+	stop := runConsumer(t, c)
+	eventually(t, 10*time.Second, "every message processed and acked", func() bool { return c.Stats().Acked == n })
 	stop()
-	if s := seen.Load(); s != 0 {
-		t.Errorf("processor saw %d messages; JetStream must not deliver past MaxDeliver", s)
-	}
 	st := c.Stats()
-	if st.DeadLettered != n || st.MaxDelivered != n || st.DeadLetterFailed != 0 {
-		t.Errorf("stats %+v; want %d dead-lettered at MaxDeliver", st, n)
+	if st.DeadLettered != 0 || st.MaxDelivered != 0 || st.Redelivered != n {
+		t.Errorf("stats %+v; want none dead-lettered and %d redelivered", st, n)
 	}
-	dlq, err := js.Stream(ctx, stream+"_dlq")
-	if err != nil {
-		t.Fatal(err)
-	}
-	info, err := dlq.Info(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if info.State.Msgs != n {
-		t.Fatalf("dead-letter stream holds %d messages, want %d", info.State.Msgs, n)
-	}
-	seqs := map[string]bool{}
-	for seq := info.State.FirstSeq; seq <= info.State.LastSeq; seq++ {
-		m, err := dlq.GetMsg(ctx, seq)
-		if err != nil {
-			t.Fatal(err)
-		}
-		h := m.Header
-		if h.Get(ponixnats.HeaderDLQReason) != string(ponixnats.ReasonMaxDeliver) || h.Get(ponixnats.HeaderNumDelivered) != strconv.Itoa(cfg.MaxDeliver) ||
-			!strings.Contains(h.Get(ponixnats.HeaderDLQError), "AckWait expired") || h.Get(ponixnats.HeaderOriginalSubject) != stream+".dev" {
-			t.Errorf("dead letter %d headers %v", seq, h)
-		}
-		seqs[h.Get(ponixnats.HeaderOriginalSequence)] = true
-		if want := string(m.Data); want != strconv.Itoa(int(mustAtoi(t, h.Get(ponixnats.HeaderOriginalSequence))-1)) {
-			t.Errorf("dead letter %d carries %q, not the original payload of sequence %s", seq, m.Data, h.Get(ponixnats.HeaderOriginalSequence))
+	if _, err := js.Stream(ctx, stream+"_dlq"); err == nil {
+		dlq, _ := js.Stream(ctx, stream+"_dlq")
+		if di, err := dlq.Info(ctx); err == nil && di.State.Msgs != 0 {
+			t.Errorf("dead-letter stream holds %d messages, want 0", di.State.Msgs)
 		}
 	}
-	if len(seqs) != n {
-		t.Errorf("dead letters of %d distinct sequences, want %d", len(seqs), n)
+	if s := seen.Load(); s != n {
+		t.Errorf("processor saw %d messages, want %d", s, n)
 	}
-}
-
-func mustAtoi(t *testing.T, s string) int64 {
-	t.Helper()
-	n, err := strconv.ParseInt(s, 10, 64)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return n
 }
