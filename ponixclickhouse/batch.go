@@ -2,10 +2,12 @@ package ponixclickhouse
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
@@ -33,7 +35,8 @@ type Encoder[T any] interface {
 type WriterOption func(*writerOptions)
 
 type writerOptions struct {
-	logger *slog.Logger
+	logger        *slog.Logger
+	insertTimeout time.Duration
 }
 
 // WithLogger sets the logger (default: slog.Default(), as every Ponix module).
@@ -45,6 +48,17 @@ func WithLogger(l *slog.Logger) WriterOption {
 	}
 }
 
+// WithInsertTimeout bounds one insert (preparing it, sending the rows and the server's answer)
+// to d. An insert that has not finished by then is cancelled and fails with a [*WriteError]
+// wrapping [ErrUnresponsive] (class [ClassUnresponsive]): a server that stopped (SIGSTOP, a
+// hung disk) keeps its TCP connections open, and without a bound the insert would wait for the
+// driver's read timeout (minutes). Choose d well above the slowest insert of a healthy server
+// (a 10,000-row insert takes well under a second): a bound too tight makes healthy but slow
+// inserts fail and be retried. Zero (the default) sets no bound of the writer's own.
+func WithInsertTimeout(d time.Duration) WriterOption {
+	return func(o *writerOptions) { o.insertTimeout = d }
+}
+
 // BatchWriter writes slices of rows of type T with one native batch INSERT per call. It is
 // safe for concurrent use; concurrent Writes run as concurrent INSERTs on the connection pool.
 type BatchWriter[T any] struct {
@@ -53,7 +67,11 @@ type BatchWriter[T any] struct {
 	columns []string
 	query   string
 	logger  *slog.Logger
+	timeout time.Duration
 	pool    sync.Pool
+	// renew: the last Write met a credential or permission fault; the next one renews the
+	// connection pool first (see renewAfter).
+	renew atomic.Bool
 }
 
 // NewBatchWriter returns a writer that inserts into table through encoders made by newEncoder.
@@ -100,7 +118,10 @@ func newBatchWriter[T any](conn driver.Conn, table Table, newEncoder func() Enco
 		q.WriteString(qc)
 	}
 	q.WriteString(")")
-	w := &BatchWriter[T]{conn: conn, table: table, columns: cols, query: q.String(), logger: o.logger}
+	if o.insertTimeout < 0 {
+		return nil, fmt.Errorf("clickhouse writer for %s: negative insert timeout %s", table, o.insertTimeout)
+	}
+	w := &BatchWriter[T]{conn: conn, table: table, columns: cols, query: q.String(), logger: o.logger, timeout: o.insertTimeout}
 	w.pool.New = func() any { return newEncoder() }
 	w.pool.Put(enc)
 	return w, nil
@@ -117,12 +138,17 @@ func (w *BatchWriter[T]) Query() string { return w.query }
 // failure is a [*WriteError]; see the package documentation for what ClickHouse guarantees about
 // it, and [Classify] for what it says about the rows and the sink. A retry must call Write again
 // with the rows; Write never reuses a failed batch. Writing zero rows does nothing.
-func (w *BatchWriter[T]) Write(ctx context.Context, rows []T) error {
+func (w *BatchWriter[T]) Write(ctx context.Context, rows []T) (err error) {
 	if len(rows) == 0 {
 		return nil
 	}
 	enc := w.pool.Get().(Encoder[T])
 	defer w.pool.Put(enc)
+	if w.renew.Swap(false) {
+		if c, ok := w.conn.(*Conn); ok {
+			c.Renew()
+		}
+	}
 	enc.Reset(len(rows))
 	for i, r := range rows {
 		if err := enc.Encode(r); err != nil {
@@ -130,8 +156,24 @@ func (w *BatchWriter[T]) Write(ctx context.Context, rows []T) error {
 		}
 	}
 	start := time.Now()
+	if w.timeout > 0 {
+		var cancel context.CancelFunc
+		parent := ctx
+		ctx, cancel = context.WithTimeout(ctx, w.timeout)
+		defer cancel()
+		defer func() {
+			// Our bound ran out, not the caller's context: the server made no progress.
+			if err != nil && parent.Err() == nil && ctx.Err() != nil {
+				var we *WriteError
+				if errors.As(err, &we) {
+					we.Err = fmt.Errorf("%w: no answer within %s: %w", ErrUnresponsive, w.timeout, we.Err)
+				}
+			}
+		}()
+	}
 	batch, err := w.conn.PrepareBatch(ctx, w.query)
 	if err != nil {
+		w.renewAfter(err)
 		return &WriteError{Table: w.table, Rows: len(rows), Op: "prepare", Err: err}
 	}
 	defer func() {
@@ -143,10 +185,23 @@ func (w *BatchWriter[T]) Write(ctx context.Context, rows []T) error {
 		return &WriteError{Table: w.table, Rows: len(rows), Op: "append", Err: err}
 	}
 	if err := batch.Send(); err != nil {
+		w.renewAfter(err)
 		return &WriteError{Table: w.table, Rows: len(rows), Op: "send", Err: err}
 	}
 	w.logger.DebugContext(ctx, "clickhouse batch inserted", "table", w.table.String(), "rows", len(rows), "duration", time.Since(start))
 	return nil
+}
+
+// renewAfter makes the next Write renew the writer's connections after a credential or
+// permission fault, when its connection is a [*Conn]: connections opened before a fix keep
+// the user's old rights (a user made read-only stays read-only on its pooled connections, and
+// readiness probes keep opening such connections while the fault lasts), so the first Write
+// after the fix must log in anew.
+func (w *BatchWriter[T]) renewAfter(err error) {
+	switch Classify(err) {
+	case ClassAuthentication, ClassPermission:
+		w.renew.Store(true)
+	}
 }
 
 // CheckSchema compares the table with what the writer needs: the table exists, has every column

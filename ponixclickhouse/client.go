@@ -9,8 +9,11 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
+	"os"
 	"slices"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -107,14 +110,19 @@ func (cfg Config) Options() *clickhouse.Options {
 
 // Open connects to ClickHouse and pings it. A wrong address, database or user/password gives a
 // [*ConfigError] that names the setting (see [ErrUnreachable], [ErrUnknownDatabase],
-// [ErrAuthentication]). The caller must Close the connection.
+// [ErrAuthentication]). When the native handshake times out or gets an answer that is not the
+// native protocol, Open asks the address over HTTP (bounded by DialTimeout, at most
+// 2s) and says so when an HTTP server answers: the usual mistake is ClickHouse's HTTP port (8123)
+// where the native port (9000) belongs. The caller must Close the connection. The connection is
+// a [*Conn] (its pool can be renewed after a credential or permission fault, and a
+// [BatchWriter] does so by itself).
 func Open(ctx context.Context, cfg Config) (driver.Conn, error) {
 	if len(cfg.Addresses()) == 0 {
 		return nil, &ConfigError{Setting: "Addr", Err: errors.New("address is empty")}
 	}
-	conn, err := clickhouse.Open(cfg.Options())
+	conn, err := newConn(cfg)
 	if err != nil {
-		return nil, classifyOpenError(cfg, err)
+		return nil, explainOpenError(ctx, cfg, err)
 	}
 	timeout := cfg.PingTimeout
 	if timeout <= 0 {
@@ -125,7 +133,7 @@ func Open(ctx context.Context, cfg Config) (driver.Conn, error) {
 		if ctx.Err() != nil {
 			return nil, fmt.Errorf("clickhouse: open %s: %w", cfg.addrLabel(), err)
 		}
-		return nil, classifyOpenError(cfg, err)
+		return nil, explainOpenError(ctx, cfg, err)
 	}
 	return conn, nil
 }
@@ -136,7 +144,8 @@ func OpenDB(cfg Config) *sql.DB {
 	return clickhouse.OpenDB(cfg.Options())
 }
 
-// PingDB pings a database/sql handle opened with [OpenDB] and classifies a failure like [Open].
+// PingDB pings a database/sql handle opened with [OpenDB] and classifies a failure like [Open]
+// (including the look for an HTTP server where the native protocol was expected).
 func PingDB(ctx context.Context, db *sql.DB, cfg Config) error {
 	pctx, cancel := context.WithTimeout(ctx, pingTimeout(cfg))
 	defer cancel()
@@ -144,7 +153,7 @@ func PingDB(ctx context.Context, db *sql.DB, cfg Config) error {
 		if ctx.Err() != nil {
 			return fmt.Errorf("clickhouse: ping %s: %w", cfg.addrLabel(), err)
 		}
-		return classifyOpenError(cfg, err)
+		return explainOpenError(ctx, cfg, err)
 	}
 	return nil
 }
@@ -227,13 +236,34 @@ func ExplainConnectError(err error) error {
 		return &ConfigError{Setting: "Database", Err: fmt.Errorf("%w: %w", ErrUnknownDatabase, err)}
 	case errors.As(err, &ex) && (ex.Code == 192 || ex.Code == 193 || ex.Code == 194 || ex.Code == 516):
 		return &ConfigError{Setting: "Username/Password", Err: fmt.Errorf("%w: %w", ErrAuthentication, err)}
-	case !errors.As(err, &ex) && IsNetworkError(err) && !errors.Is(err, context.DeadlineExceeded):
+	case !errors.As(err, &ex) && (IsNetworkError(err) || handshakeFailure(err) == handshakeReply) &&
+		!errors.Is(err, context.DeadlineExceeded):
+		if hint := handshakeHint(handshakeFailure(err), 0); hint != "" {
+			return &ConfigError{Setting: "Addr", Err: fmt.Errorf("%w (%s): %w", ErrUnreachable, hint, err)}
+		}
 		return &ConfigError{Setting: "Addr", Err: fmt.Errorf("%w: %w", ErrUnreachable, err)}
 	}
 	return err
 }
 
-func classifyOpenError(cfg Config, err error) error {
+// explainOpenError is classifyOpenError for a failure of [Open] or [PingDB]: when the native
+// handshake failed the way it does with an HTTP server at the address (no answer, or an answer
+// that is not the native protocol), it first asks the addresses over HTTP, so that the error can
+// say which of them is an HTTP port.
+func explainOpenError(ctx context.Context, cfg Config, err error) error {
+	var httpAddrs []string
+	if handshakeFailure(err) != "" {
+		httpAddrs = httpServers(ctx, cfg)
+	}
+	return classifyError(cfg, err, httpAddrs)
+}
+
+// classifyOpenError turns a failure to open a connection with cfg into a [*ConfigError] naming
+// the setting at fault, when one does; it asks no server anything (see explainOpenError).
+func classifyOpenError(cfg Config, err error) error { return classifyError(cfg, err, nil) }
+
+// classifyError is classifyOpenError knowing which addresses of cfg answered HTTP.
+func classifyError(cfg Config, err error, httpAddrs []string) error {
 	var ex *clickhouse.Exception
 	if errors.As(err, &ex) {
 		switch ex.Code {
@@ -251,6 +281,14 @@ func classifyOpenError(cfg Config, err error) error {
 			return &ConfigError{Setting: "Username/Password", Value: user, Err: fmt.Errorf("%w: %w", ErrAuthentication, err)}
 		}
 		return fmt.Errorf("clickhouse: connect to %s: %w", cfg.addrLabel(), err)
+	}
+	if len(httpAddrs) > 0 {
+		return &ConfigError{Setting: "Addr", Value: cfg.addrLabel(), Err: fmt.Errorf("%w (%s): %w", ErrUnreachable, httpHint(httpAddrs), err)}
+	}
+	var record tls.RecordHeaderError
+	if cfg.TLS != nil && errors.As(err, &record) && string(record.RecordHeader[:]) == "HTTP/" {
+		return &ConfigError{Setting: "Addr", Value: cfg.addrLabel(), Err: fmt.Errorf(
+			"%w (the server answered the TLS handshake in plain HTTP: is this the HTTP port? %s): %w", ErrUnreachable, nativePorts, err)}
 	}
 	if cfg.TLS != nil {
 		// With TLS 1.3 the client finishes its side of the handshake before the server checks
@@ -276,7 +314,143 @@ func classifyOpenError(cfg Config, err error) error {
 			return &ConfigError{Setting: "TLS", Value: cfg.addrLabel(), Err: fmt.Errorf("%w: %w", ErrTLS, err)}
 		}
 	}
+	if hint := handshakeHint(handshakeFailure(err), cfg.Options().DialTimeout); hint != "" {
+		return &ConfigError{Setting: "Addr", Value: cfg.addrLabel(), Err: fmt.Errorf("%w (%s): %w", ErrUnreachable, hint, err)}
+	}
+	if port := httpPort(cfg.Addresses()); port != "" {
+		return &ConfigError{Setting: "Addr", Value: cfg.addrLabel(), Err: fmt.Errorf(
+			"%w (port %s is ClickHouse's usual HTTP port: is this the HTTP port? %s): %w", ErrUnreachable, port, nativePorts, err)}
+	}
 	return &ConfigError{Setting: "Addr", Value: cfg.addrLabel(), Err: fmt.Errorf("%w: %w", ErrUnreachable, err)}
+}
+
+// nativePorts says where the native protocol is, for hints about an HTTP port given as Addr.
+const nativePorts = "ClickHouse's native protocol listens on tcp_port (9000 by default, 9440 with TLS); 8123 is the HTTP port (8443 with TLS)"
+
+// httpProbeTimeout bounds the HTTP request explainOpenError sends to each address (DialTimeout
+// bounds it too).
+const httpProbeTimeout = 2 * time.Second
+
+// How the native handshake failed, as handshakeFailure reports it.
+const (
+	handshakeTimeout = "timeout" // connected, but no answer to the hello
+	handshakeReply   = "reply"   // an answer that is not the native protocol
+	handshakeClosed  = "closed"  // the server hung up on the hello
+)
+
+// handshakeFailure reports how the native handshake failed when that is how it fails with an
+// HTTP server (or any server of another protocol) at the address: handshakeTimeout,
+// handshakeReply or handshakeClosed; "" for any other error (refused, unknown host, TLS, a
+// ClickHouse exception). It reads the driver's error text, which names the handshake.
+func handshakeFailure(err error) string {
+	msg := err.Error()
+	var ex *clickhouse.Exception
+	var ne net.Error
+	switch {
+	case errors.As(err, &ex), !strings.Contains(msg, "handshake"):
+		return ""
+	case strings.Contains(msg, "unexpected packet"):
+		return handshakeReply
+	case isTLSError(err):
+		return ""
+	case errors.As(err, &ne) && ne.Timeout(), errors.Is(err, os.ErrDeadlineExceeded):
+		return handshakeTimeout
+	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, syscall.ECONNRESET):
+		return handshakeClosed
+	}
+	return ""
+}
+
+// handshakeHint is the hint for a handshake that failed the way kind says (see
+// handshakeFailure), when no HTTP server was found at the address: it may still be one (the
+// HTTP request may have timed out too). dialTimeout, if known, bounded the handshake.
+func handshakeHint(kind string, dialTimeout time.Duration) string {
+	switch kind {
+	case handshakeTimeout:
+		within := ""
+		if dialTimeout > 0 {
+			within = " within DialTimeout (" + dialTimeout.String() + ")"
+		}
+		return "the server accepted the connection but did not answer the native protocol handshake" + within + ": is this the HTTP port? " + nativePorts
+	case handshakeReply:
+		return "the server's answer is not ClickHouse's native protocol: is this the HTTP port? " + nativePorts
+	}
+	return ""
+}
+
+// httpHint says that addrs, addresses given for the native protocol, answer HTTP.
+func httpHint(addrs []string) string {
+	who := "the server at " + addrs[0] + " answers"
+	if len(addrs) > 1 {
+		who = "the servers at " + strings.Join(addrs, ", ") + " answer"
+	}
+	return who + " HTTP, not ClickHouse's native protocol: is this the HTTP port? " + nativePorts
+}
+
+// httpPort returns the port of the first address in addrs that is ClickHouse's default HTTP
+// port (8123) or HTTPS port (8443), or "".
+func httpPort(addrs []string) string {
+	for _, addr := range addrs {
+		if _, port, err := net.SplitHostPort(addr); err == nil && (port == "8123" || port == "8443") {
+			return port
+		}
+	}
+	return ""
+}
+
+// httpServers returns the addresses of cfg that answer an HTTP request (over TLS when cfg.TLS is
+// set), in cfg's order. The addresses are asked concurrently, each within DialTimeout and at most
+// httpProbeTimeout.
+func httpServers(ctx context.Context, cfg Config) []string {
+	timeout := min(cfg.Options().DialTimeout, httpProbeTimeout)
+	addrs := cfg.Addresses()
+	answers := make([]bool, len(addrs))
+	var wg sync.WaitGroup
+	for i, addr := range addrs {
+		wg.Go(func() { answers[i] = answersHTTP(ctx, addr, cfg.TLS, timeout) })
+	}
+	wg.Wait()
+	var out []string
+	for i, addr := range addrs {
+		if answers[i] {
+			out = append(out, addr)
+		}
+	}
+	return out
+}
+
+// answersHTTP reports whether the server at addr answers "GET /ping" (ClickHouse's HTTP health
+// check, harmless to any web server) with an HTTP response within timeout; with tlsConfig it
+// asks over TLS.
+func answersHTTP(ctx context.Context, addr string, tlsConfig *tls.Config, timeout time.Duration) bool {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	var (
+		conn net.Conn
+		err  error
+	)
+	if tlsConfig != nil {
+		d := tls.Dialer{Config: tlsConfig}
+		conn, err = d.DialContext(ctx, "tcp", addr)
+	} else {
+		var d net.Dialer
+		conn, err = d.DialContext(ctx, "tcp", addr)
+	}
+	if err != nil {
+		return false
+	}
+	defer conn.Close()
+	if deadline, ok := ctx.Deadline(); ok {
+		_ = conn.SetDeadline(deadline)
+	}
+	stop := context.AfterFunc(ctx, func() { _ = conn.SetDeadline(time.Now()) }) // a cancel too
+	defer stop()
+	if _, err := io.WriteString(conn, "GET /ping HTTP/1.0\r\nHost: "+addr+"\r\nUser-Agent: ponixclickhouse\r\n\r\n"); err != nil {
+		return false
+	}
+	head := make([]byte, len("HTTP/"))
+	_, err = io.ReadFull(conn, head)
+	return err == nil && string(head) == "HTTP/"
 }
 
 // isTLSError reports whether err comes from a failed TLS handshake.

@@ -33,6 +33,10 @@ const (
 	ClassData Class = "data"
 	// ClassUnreachable: no answer from the server: refused, reset, timed out, TLS failure.
 	ClassUnreachable Class = "unreachable"
+	// ClassUnresponsive: the server accepted the connection but made no progress within the
+	// bound set for it ([WithInsertTimeout], a ping's timeout): stopped, hung, or overloaded
+	// past the point of answering. The attempt was cancelled ([ErrUnresponsive]).
+	ClassUnresponsive Class = "unresponsive"
 	// ClassAuthentication: the server refused the user name or password.
 	ClassAuthentication Class = "authentication"
 	// ClassPermission: the user may not insert (readonly user, missing grant).
@@ -56,7 +60,7 @@ const (
 
 // SinkClasses lists the classes that are sink faults, for metrics that report each.
 func SinkClasses() []Class {
-	return []Class{ClassUnreachable, ClassAuthentication, ClassPermission, ClassSchema, ClassStorage,
+	return []Class{ClassUnreachable, ClassUnresponsive, ClassAuthentication, ClassPermission, ClassSchema, ClassStorage,
 		ClassOverload, ClassReadOnly, ClassUnknown}
 }
 
@@ -119,6 +123,8 @@ func Classify(err error) Class {
 	switch {
 	case errors.As(err, &rowErr):
 		return ClassRow
+	case errors.Is(err, ErrUnresponsive):
+		return ClassUnresponsive
 	case errors.Is(err, context.Canceled):
 		return ClassCanceled
 	case errors.As(err, &schemaErr):
@@ -140,10 +146,24 @@ func Classify(err error) Class {
 		return ClassSchema
 	case errors.As(err, &colErr):
 		return ClassData
+	case stalled(err):
+		return ClassUnresponsive
 	case IsNetworkError(err), isTLSError(err):
 		return ClassUnreachable
 	}
 	return ClassUnknown
+}
+
+// ErrUnresponsive is wrapped by the error of an insert (or ping) that made no progress within
+// its bound and was cancelled: the server is stopped or hung. Its class is
+// [ClassUnresponsive], a sink fault.
+var ErrUnresponsive = errors.New("ClickHouse did not answer in time (server stopped, hung or overloaded)")
+
+// stalled reports whether err is a read or write on an open connection that timed out: the
+// server accepted the connection (its kernel did) but does not answer.
+func stalled(err error) bool {
+	var op *net.OpError
+	return errors.As(err, &op) && op.Timeout() && (op.Op == "read" || op.Op == "write")
 }
 
 // IsNetworkError reports whether err comes from the network (refused, reset, timeout, EOF)

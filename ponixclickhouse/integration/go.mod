@@ -7,6 +7,7 @@ require (
 	github.com/ClickHouse/clickhouse-go/v2 v2.51.0
 	github.com/ponix-go/ponix/envelope v0.1.0
 	github.com/ponix-go/ponix/ponixclickhouse v0.1.0
+	github.com/ponix-go/ponix/ponixclickhouse/chserver v0.1.0
 	github.com/ponix-go/ponix/ponixclickhouse/chtest v0.1.0
 	github.com/pressly/goose/v3 v3.30.0
 	google.golang.org/protobuf v1.36.12
@@ -53,7 +54,6 @@ require (
 	github.com/opencontainers/image-spec v1.1.1 // indirect
 	github.com/paulmach/orb v0.14.0 // indirect
 	github.com/pierrec/lz4/v4 v4.1.33 // indirect
-	github.com/ponix-go/ponix/ponixclickhouse/chserver v0.1.0 // indirect
 	github.com/power-devops/perfstat v0.0.0-20240221224432-82ca36839d55 // indirect
 	github.com/segmentio/asm v1.2.1 // indirect
 	github.com/sethvargo/go-retry v0.5.0 // indirect
