@@ -406,7 +406,7 @@ func TestDLQExitStatusesAndHelp(t *testing.T) {
 		{[]string{"bogus"}, env, 2, "unknown command"},
 		{[]string{"list", "--nope"}, env, 2, "flag provided but not defined"},
 		{[]string{"replay", "--since", "last tuesday"}, env, 2, "--since"},
-		{[]string{"list"}, map[string]string{"PONIX_NATS_URL": srv.URL(), "PONIX_NATS_BATCH_SIZE": "lots"}, 2, "PONIX_NATS_BATCH_SIZE"},
+		{[]string{"list"}, map[string]string{"PONIX_NATS_URL": srv.URL(), "PONIX_LOG_LEVEL": "loud"}, 2, "PONIX_LOG_LEVEL"},
 		{[]string{"list"}, dlqEnvFor("nats://127.0.0.1:1"), 1, "cannot reach NATS server"},
 		{[]string{"show", "1"}, env, 1, "no dead letter 1"}, // no dead-letter stream on this server
 	} {

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nkeys"
 )
 
@@ -344,6 +345,55 @@ func closedAfterHandshake(err error) bool {
 	return errors.Is(err, syscall.EPIPE) || errors.Is(err, syscall.ECONNRESET) || errors.Is(err, io.EOF) ||
 		strings.Contains(err.Error(), "certificate required") ||
 		strings.Contains(err.Error(), "unknown certificate authority") || strings.Contains(err.Error(), "bad certificate")
+}
+
+// JetStreamNotEnabledError says that the NATS server a connection is on does not answer the
+// JetStream API: nothing responds to a JetStream API request (nats.ErrNoResponders), because
+// JetStream is not enabled on that server (or, for a client of a JetStream domain or API
+// prefix, not under that one). It matches (errors.Is) jetstream.ErrJetStreamNotEnabled and
+// wraps the error of the request.
+type JetStreamNotEnabledError struct {
+	// URL is the URL of the server, without user information; empty when the connection was
+	// no longer connected.
+	URL string
+	// Err is the error of the JetStream API request.
+	Err error
+}
+
+// Error says that JetStream is not enabled on the server at URL and how to enable it.
+func (e *JetStreamNotEnabledError) Error() string {
+	where := "the NATS server"
+	if e.URL != "" {
+		where += " at " + e.URL
+	}
+	return fmt.Sprintf("ponixnats: JetStream is not enabled on %s: nothing answers the JetStream API there "+
+		"(start nats-server with -js, or with a jetstream block in its configuration, or connect to a server that has JetStream): %v", where, e.Err)
+}
+
+// Unwrap returns jetstream.ErrJetStreamNotEnabled and the error of the request.
+func (e *JetStreamNotEnabledError) Unwrap() []error {
+	return []error{jetstream.ErrJetStreamNotEnabled, e.Err}
+}
+
+// jetStreamNotEnabled returns err, the error of a JetStream API request over nc, as a
+// [*JetStreamNotEnabledError] when it says that the server does not answer the JetStream API
+// (no responders, or the server's own "JetStream not enabled"), and nil otherwise.
+func jetStreamNotEnabled(nc *nats.Conn, err error) error {
+	if !errors.Is(err, nats.ErrNoResponders) && !errors.Is(err, jetstream.ErrJetStreamNotEnabled) {
+		return nil
+	}
+	return &JetStreamNotEnabledError{URL: serverURL(nc), Err: err}
+}
+
+// serverURL returns the URL of the server nc is connected to without its user information
+// (a password, or a token), or "" when nc is not connected.
+func serverURL(nc *nats.Conn) string {
+	u, err := url.Parse(nc.ConnectedUrl())
+	if err != nil || u.Host == "" {
+		return ""
+	}
+	u.User = nil
+	return u.String()
 }
 
 // redactURL removes passwords and tokens from a (comma-separated) URL list.

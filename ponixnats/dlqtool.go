@@ -263,13 +263,18 @@ type DeadLetters struct {
 
 // OpenDeadLetters opens the existing dead-letter stream named stream (e.g.
 // "processed_envelopes_dlq"). It fails, matching jetstream.ErrStreamNotFound,
-// when there is no such stream.
+// when there is no such stream, and with a [*JetStreamNotEnabledError]
+// (matching jetstream.ErrJetStreamNotEnabled) when the server does not have
+// JetStream.
 func OpenDeadLetters(ctx context.Context, js jetstream.JetStream, stream string) (*DeadLetters, error) {
 	if !ValidName(stream) {
 		return nil, fmt.Errorf("ponixnats: dead letters: %w: stream name %q is not a valid name", ErrInvalidConfig, stream)
 	}
 	st, err := js.Stream(ctx, stream)
 	if err != nil {
+		if jsErr := jetStreamNotEnabled(js.Conn(), err); jsErr != nil {
+			return nil, jsErr
+		}
 		return nil, fmt.Errorf("ponixnats: dead letters: opening stream %s: %w", stream, err)
 	}
 	info := st.CachedInfo()

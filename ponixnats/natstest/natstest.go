@@ -13,7 +13,11 @@ package natstest
 
 import (
 	"context"
+	"net"
 	"testing"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
 
 	"github.com/ponix-go/ponix/ponixnats/embedded"
 )
@@ -81,6 +85,24 @@ func New(tb testing.TB, opts ...Option) *Server {
 	}
 	tb.Cleanup(s.Shutdown)
 	return s
+}
+
+// NewWithoutJetStream starts a plain NATS server, without JetStream, on a free
+// loopback port for the test tb, shuts it down when the test ends, and returns its
+// host:port: for testing what a client does against a server that cannot serve
+// streams.
+func NewWithoutJetStream(tb testing.TB) string {
+	tb.Helper()
+	s, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: server.RANDOM_PORT, NoLog: true, NoSigs: true})
+	if err != nil {
+		tb.Fatalf("natstest: %v", err)
+	}
+	s.Start()
+	tb.Cleanup(func() { s.Shutdown(); s.WaitForShutdown() })
+	if !s.ReadyForConnections(10 * time.Second) {
+		tb.Fatal("natstest: NATS server without JetStream not ready within 10 s")
+	}
+	return s.Addr().(*net.TCPAddr).AddrPort().String()
 }
 
 // Cluster is a running JetStream cluster of embedded servers; see

@@ -2,9 +2,10 @@
 // and replays the dead letters of the service's stream (the messages that
 // could never be stored, kept in the stream <PONIX_NATS_STREAM>_dlq).
 //
-// It is configured by the service's PONIX_* variables (NATS URL, stream,
-// authentication and TLS) and exits like the service: 0 when done, 1 on a
-// runtime failure, 2 for bad usage or configuration.
+// It is configured by the service's PONIX_* variables it needs (NATS URL,
+// stream, authentication and TLS, connect timeout, logging; the others are
+// ignored) and exits like the service: 0 when done, 1 on a runtime failure, 2
+// for bad usage or configuration.
 package dlqcmd
 
 import (
@@ -55,8 +56,11 @@ NATS is configured by the service's variables: PONIX_NATS_URL (empty: the
 embedded server of a service running on this machine, at
 PONIX_NATS_EMBEDDED_ADDR), PONIX_NATS_STREAM, PONIX_NATS_USER/_PASSWORD,
 PONIX_NATS_TOKEN, PONIX_NATS_NKEY_SEED_FILE, PONIX_NATS_CREDS_FILE and
-PONIX_NATS_TLS_*_FILE. Exit status: 0 done, 1 runtime failure (NATS, or dead
-letters that could not be replayed), 2 bad usage or configuration.
+PONIX_NATS_TLS_*_FILE; PONIX_STARTUP_TIMEOUT_SECS bounds the connect, and
+PONIX_LOG_LEVEL and PONIX_LOG_FORMAT set the logging. The service's other
+variables (consumer and ClickHouse settings) are not read, not even checked.
+Exit status: 0 done, 1 runtime failure (NATS, or dead letters that could not be
+replayed), 2 bad usage or configuration (of a variable listed here).
 `
 
 // usageError is a command-line mistake (exit status 2).
@@ -141,9 +145,33 @@ func (e *configError) Error() string        { return e.err.Error() }
 func (e *configError) Unwrap() error        { return e.err }
 func (e *configError) Is(target error) bool { return target == errBadConfig }
 
-// load reads the configuration and sets up the logger.
+// usedVariables are the variables the dlq commands read: logging, the
+// connect timeout, the stream, and the NATS connection as app.NATSOptions
+// builds it (keep them in step). The service's other variables (consumer and
+// ClickHouse tuning, HTTP listener...) are ignored, even when their value is
+// bad: a dead-letter tool must not refuse to run because of a setting it
+// never uses.
+var usedVariables = []string{
+	config.Prefix + "LOG_LEVEL",
+	config.Prefix + "LOG_FORMAT",
+	config.Prefix + "STARTUP_TIMEOUT_SECS",
+	config.Prefix + "NATS_URL",
+	config.Prefix + "NATS_EMBEDDED_ADDR",
+	config.Prefix + "NATS_STREAM",
+	config.Prefix + "NATS_USER",
+	config.Prefix + "NATS_PASSWORD",
+	config.Prefix + "NATS_TOKEN",
+	config.Prefix + "NATS_NKEY_SEED_FILE",
+	config.Prefix + "NATS_CREDS_FILE",
+	config.Prefix + "NATS_TLS_CA_FILE",
+	config.Prefix + "NATS_TLS_CERT_FILE",
+	config.Prefix + "NATS_TLS_KEY_FILE",
+}
+
+// load reads the configuration (the variables in usedVariables only) and
+// sets up the logger.
 func (e *env) load() error {
-	cfg, err := config.Load(e.environ)
+	cfg, err := config.LoadOnly(e.environ, usedVariables...)
 	if err != nil {
 		return &configError{err}
 	}
@@ -153,7 +181,7 @@ func (e *env) load() error {
 			e.logger.Warn(u.String(), "variable", u.Var)
 		}
 	}()
-	level, _ := cfg.SlogLevel() // validated by config.Load
+	level, _ := cfg.SlogLevel() // validated by config.LoadOnly
 	e.logger = newLogger(cfg.LogFormat, level, e.stderr)
 	// The connection's routine lines (e.g. "NATS disconnected" when the
 	// command closes it) only at debug level.
@@ -208,6 +236,9 @@ func (e *env) connect(ctx context.Context) (nc *nats.Conn, d *ponixnats.DeadLett
 	}
 	if err != nil {
 		nc.Close()
+		if errors.Is(err, jetstream.ErrJetStreamNotEnabled) && e.cfg.NATSURL == "" {
+			err = fmt.Errorf("%w (PONIX_NATS_URL is empty: the server at PONIX_NATS_EMBEDDED_ADDR=%s is not the embedded server of a running service, which has JetStream; set PONIX_NATS_URL to the service's NATS server)", err, e.cfg.NATSEmbeddedAddr)
+		}
 		return nil, nil, false, err
 	}
 	return nc, d, true, nil
