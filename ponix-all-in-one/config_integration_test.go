@@ -159,12 +159,12 @@ func TestConfigTypoWarns(t *testing.T) {
 // explain them; exit status 2.
 func TestConfigAllProblemsInOneRun(t *testing.T) {
 	s := startService(t, map[string]string{
-		"PONIX_NATS_BATCH_SIZE":       "abc",
-		"PONIX_NATS_MAX_DELIVER":      "0",
-		"PONIX_LOG_FORMAT":            "xml",
-		"PONIX_DATA_DIR":              "",
-		"PONIX_CLICKHOUSE_NATIVE_URL": "clickhouse://u:S3cret@ch:9000?secure=true",
-		"PONIX_NATS_BACTH_SIZE":       "100",
+		"PONIX_NATS_BATCH_SIZE":                "abc",
+		"PONIX_CLICKHOUSE_INSERT_TIMEOUT_SECS": "0",
+		"PONIX_LOG_FORMAT":                     "xml",
+		"PONIX_DATA_DIR":                       "",
+		"PONIX_CLICKHOUSE_NATIVE_URL":          "clickhouse://u:S3cret@ch:9000?secure=true",
+		"PONIX_NATS_BACTH_SIZE":                "100",
 	})
 	if code := s.wait(10 * time.Second); code != 2 {
 		t.Fatalf("exit code %d, want 2", code)
@@ -172,7 +172,7 @@ func TestConfigAllProblemsInOneRun(t *testing.T) {
 	out := s.logs.String()
 	for _, want := range []string{
 		`PONIX_NATS_BATCH_SIZE="abc": not a valid whole number`,
-		`PONIX_NATS_MAX_DELIVER="0": must be -1`,
+		`PONIX_CLICKHOUSE_INSERT_TIMEOUT_SECS="0": must be at least 1`,
 		`PONIX_LOG_FORMAT="xml"`,
 		"PONIX_DATA_DIR: is set but empty",
 		"PONIX_CLICKHOUSE_NATIVE_URL", "query parameters (secure)",

@@ -34,14 +34,15 @@ type writerRef struct{ w envelopeWriter }
 // newWriter builds the writer, which checks the table (on a cluster: each shard's local table
 // and the Distributed table).
 func (s *Schema) newWriter(ctx context.Context) (envelopeWriter, error) {
+	opts := []ponixclickhouse.WriterOption{ponixclickhouse.WithLogger(s.log), ponixclickhouse.WithInsertTimeout(s.insertTimeout)}
 	if s.cluster == nil {
-		return ponixclickhouse.NewEnvelopeWriter(ctx, s.conn, s.table, ponixclickhouse.WithLogger(s.log))
+		return ponixclickhouse.NewEnvelopeWriter(ctx, s.conn, s.table, opts...)
 	}
 	return ponixclickhouse.NewShardedEnvelopeWriter(ctx, s.conn, ponixclickhouse.ClusterConfig{
 		Cluster:  s.cluster.Name,
 		Conn:     s.cluster.Conn,
 		NodeAddr: s.cluster.NodeAddr,
-	}, s.table, ponixclickhouse.WithLogger(s.log))
+	}, s.table, opts...)
 }
 
 // clusterProblem is what a table that does not fit the writer means on a cluster. Ponix holds

@@ -11,6 +11,7 @@ import (
 
 	"github.com/ponix-go/ponix/ponix-all-in-one/internal/config"
 	"github.com/ponix-go/ponix/ponix-all-in-one/internal/httpserver"
+	"github.com/ponix-go/ponix/ponixclickhouse"
 	"github.com/ponix-go/ponix/ponixnats"
 )
 
@@ -103,7 +104,11 @@ func (s *service) readinessChecks() []httpserver.Check {
 			if ref == nil {
 				return ErrNotConnected
 			}
-			return ref.conn.Ping(ctx)
+			err := ref.conn.Ping(ctx)
+			if err != nil && errors.Is(err, context.DeadlineExceeded) {
+				return fmt.Errorf("%w: the ping got no answer: %w", ponixclickhouse.ErrUnresponsive, err)
+			}
+			return err
 		}},
 		{Name: CheckMigrations, Func: func(context.Context) error {
 			if !s.migrated.Load() {

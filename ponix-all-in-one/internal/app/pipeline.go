@@ -71,6 +71,7 @@ func NewPipeline(ctx context.Context, cfg config.Config, js jetstream.JetStream,
 	p := &Pipeline{log: logger}
 	p.Schema = newSchema(conn, ponixclickhouse.Table{Name: ponixclickhouse.DefaultEnvelopeTable}, opts.Repair, logger)
 	p.Schema.cluster = opts.Cluster
+	p.Schema.insertTimeout = cfg.ClickHouseInsertTimeout()
 	p.Hold = ponixnats.NewHold(ponixnats.HoldConfig{
 		MaxDuration: cfg.ClickHouseRetry(),
 		Classify:    func(err error) string { return string(ponixclickhouse.Classify(err)) },
@@ -87,10 +88,11 @@ func NewPipeline(ctx context.Context, cfg config.Config, js jetstream.JetStream,
 		Durable:   cfg.NATSConsumer,
 		BatchSize: cfg.NATSBatchSize,
 		MaxWait:   cfg.BatchWait(),
-		// Fault tolerance knobs (PONIX_NATS_ACK_WAIT_SECS, _MAX_DELIVER, _MAX_ACK_PENDING,
-		// _REPLICAS).
+		// Fault tolerance knobs (PONIX_NATS_ACK_WAIT_SECS, _MAX_ACK_PENDING, _REPLICAS). The
+		// store processor never naks a message for itself (a record it cannot store is
+		// dead-lettered at once), so MaxDeliver has nothing to count: unlimited.
 		AckWait:       cfg.AckWait(),
-		MaxDeliver:    cfg.NATSMaxDeliver,
+		MaxDeliver:    -1,
 		MaxAckPending: cfg.NATSMaxAckPending,
 		DrainTimeout:  drainTimeout(cfg),
 		DeadLetter:    ponixnats.DeadLetterConfig{Replicas: cfg.NATSReplicas},

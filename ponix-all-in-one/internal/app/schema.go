@@ -33,6 +33,8 @@ type Schema struct {
 	log    *slog.Logger
 	// cluster, if set: the tables are on a cluster, where a problem is named, never repaired.
 	cluster *ClusterOptions
+	// insertTimeout bounds each insert (ponixclickhouse.WithInsertTimeout); 0: none.
+	insertTimeout time.Duration
 
 	mu      sync.Mutex
 	problem error

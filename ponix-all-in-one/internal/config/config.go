@@ -47,18 +47,18 @@ type Config struct {
 	ShutdownTimeoutSecs int    `env:"SHUTDOWN_TIMEOUT_SECS" envDefault:"10" usage:"bound of each closer at shutdown, in seconds"`
 	DataDir             string `env:"DATA_DIR" envDefault:"./.ponix" usage:"local state: the embedded NATS store and the managed ClickHouse"`
 
-	NATSURL             string `env:"NATS_URL" usage:"NATS server URL(s), comma-separated; empty starts an embedded JetStream server"`
-	NATSEmbeddedAddr    string `env:"NATS_EMBEDDED_ADDR" envDefault:"127.0.0.1:4222" usage:"listen address of the embedded NATS server (when PONIX_NATS_URL is empty)"`
-	NATSStream          string `env:"NATS_STREAM" envDefault:"processed_envelopes" usage:"JetStream stream name"`
-	NATSSubject         string `env:"NATS_SUBJECT" envDefault:"processed_envelopes.>" usage:"stream subjects: <base>.> ; envelopes go to <base>.<end_device_id>"`
-	NATSConsumer        string `env:"NATS_CONSUMER" envDefault:"ponix-all-in-one" usage:"durable consumer name (shared by instances that split the work)"`
-	NATSBatchSize       int    `env:"NATS_BATCH_SIZE" envDefault:"10000" usage:"most messages fetched (and inserted) per batch; upstream used 30, which is accepted but about 20x slower (see the README)"`
-	NATSBatchWaitSecs   int    `env:"NATS_BATCH_WAIT_SECS" envDefault:"5" usage:"longest wait to fill a batch, in seconds"`
-	ClickHouseRetrySecs int    `env:"CLICKHOUSE_RETRY_SECS" envDefault:"0" usage:"how long a failing insert (ClickHouse down) is retried in place before the batch is nak'd for redelivery; 0 = as long as the service runs"`
-	NATSAckWaitSecs     int    `env:"NATS_ACK_WAIT_SECS" envDefault:"30" usage:"seconds JetStream waits for an ack before redelivering; must exceed PONIX_NATS_BATCH_WAIT_SECS (slow inserts send in-progress acks every third of it)"`
-	NATSMaxDeliver      int    `env:"NATS_MAX_DELIVER" envDefault:"10" usage:"deliveries of one message before it is dead-lettered with reason max_deliver; -1 = unlimited"`
-	NATSMaxAckPending   int    `env:"NATS_MAX_ACK_PENDING" envDefault:"0" usage:"messages delivered but not yet acked, over all instances; 0 = the larger of 1000 and 2*PONIX_NATS_BATCH_SIZE"`
-	NATSReplicas        int    `env:"NATS_REPLICAS" envDefault:"0" usage:"replicas of the stream and dead-letter stream (3 on a 3-node JetStream cluster); 0 = 1 for a new stream, an existing one is left as it is"`
+	NATSURL                     string `env:"NATS_URL" usage:"NATS server URL(s), comma-separated; empty starts an embedded JetStream server"`
+	NATSEmbeddedAddr            string `env:"NATS_EMBEDDED_ADDR" envDefault:"127.0.0.1:4222" usage:"listen address of the embedded NATS server (when PONIX_NATS_URL is empty)"`
+	NATSStream                  string `env:"NATS_STREAM" envDefault:"processed_envelopes" usage:"JetStream stream name"`
+	NATSSubject                 string `env:"NATS_SUBJECT" envDefault:"processed_envelopes.>" usage:"stream subjects: <base>.> ; envelopes go to <base>.<end_device_id>"`
+	NATSConsumer                string `env:"NATS_CONSUMER" envDefault:"ponix-all-in-one" usage:"durable consumer name (shared by instances that split the work)"`
+	NATSBatchSize               int    `env:"NATS_BATCH_SIZE" envDefault:"10000" usage:"most messages fetched (and inserted) per batch; upstream used 30, which is accepted but about 20x slower (see the README)"`
+	NATSBatchWaitSecs           int    `env:"NATS_BATCH_WAIT_SECS" envDefault:"5" usage:"longest wait to fill a batch, in seconds"`
+	ClickHouseRetrySecs         int    `env:"CLICKHOUSE_RETRY_SECS" envDefault:"0" usage:"how long a failing insert (ClickHouse down) is retried in place before the batch is released for redelivery (never counted against its messages); 0 = as long as the service runs"`
+	ClickHouseInsertTimeoutSecs int    `env:"CLICKHOUSE_INSERT_TIMEOUT_SECS" envDefault:"15" usage:"bound of one insert, in seconds: an insert (or readiness ping) that has not finished by then is cancelled and the batch held as class unresponsive (a stopped or hung ClickHouse keeps its connections open); set it well above the slowest healthy insert"`
+	NATSAckWaitSecs             int    `env:"NATS_ACK_WAIT_SECS" envDefault:"30" usage:"seconds JetStream waits for an ack before redelivering; must exceed PONIX_NATS_BATCH_WAIT_SECS (slow inserts send in-progress acks every third of it)"`
+	NATSMaxAckPending           int    `env:"NATS_MAX_ACK_PENDING" envDefault:"0" usage:"messages delivered but not yet acked, over all instances; 0 = the larger of 1000 and 2*PONIX_NATS_BATCH_SIZE"`
+	NATSReplicas                int    `env:"NATS_REPLICAS" envDefault:"0" usage:"replicas of the stream and dead-letter stream (3 on a 3-node JetStream cluster); 0 = 1 for a new stream, an existing one is left as it is"`
 
 	ClickHouseURL           string `env:"CLICKHOUSE_URL" usage:"upstream's HTTP URL; accepted but unused (Ponix speaks the native protocol)"`
 	ClickHouseNativeURL     string `env:"CLICKHOUSE_NATIVE_URL" envDefault:"localhost:9000" usage:"ClickHouse native protocol address host:port, or several comma-separated to fail over between replicas (ch1:9000,ch2:9000); also as clickhouse://[user[:password]@]host:port[,host:port...][/database] (tcp:// too; percent-encode special characters of user and password). The URL's user, password and database are used and must not contradict PONIX_CLICKHOUSE_USERNAME, _PASSWORD, _DATABASE; query parameters are refused (each setting has its variable)"`
@@ -97,6 +97,7 @@ var Ignored = map[string]string{
 	Prefix + "CLICKHOUSE_GOOSE_BINARY_PATH": "migrations run in-process; no goose binary is needed",
 	Prefix + "GOOSE_BINARY_PATH":            "migrations run in-process; no goose binary is needed",
 	"BSR_TOKEN":                             "the envelope types ship with Ponix; no registry token is needed",
+	Prefix + "NATS_MAX_DELIVER":             "a message is dead-lettered only for what is proven about it, at once (undecodable, invalid, refused alone by ClickHouse); deliveries ended by sink faults, stops and crashes never count, so the durable consumer's max_deliver is unlimited",
 }
 
 // Error is a configuration error naming the variable at fault.
@@ -356,8 +357,8 @@ func (c Config) validate(isSet func(key string) bool) []error {
 	if c.NATSAckWaitSecs > 0 && c.NATSBatchWaitSecs > 0 && c.NATSAckWaitSecs <= c.NATSBatchWaitSecs {
 		bad("NATS_ACK_WAIT_SECS", strconv.Itoa(c.NATSAckWaitSecs), "must be longer than PONIX_NATS_BATCH_WAIT_SECS ("+strconv.Itoa(c.NATSBatchWaitSecs)+")")
 	}
-	if c.NATSMaxDeliver == 0 || c.NATSMaxDeliver < -1 {
-		bad("NATS_MAX_DELIVER", strconv.Itoa(c.NATSMaxDeliver), "must be -1 (unlimited) or at least 1")
+	if c.ClickHouseInsertTimeoutSecs < 1 {
+		bad("CLICKHOUSE_INSERT_TIMEOUT_SECS", strconv.Itoa(c.ClickHouseInsertTimeoutSecs), "must be at least 1 (seconds)")
 	}
 	if c.NATSMaxAckPending < 0 || (c.NATSMaxAckPending > 0 && c.NATSMaxAckPending < c.NATSBatchSize) {
 		bad("NATS_MAX_ACK_PENDING", strconv.Itoa(c.NATSMaxAckPending), "must be 0 (default) or at least PONIX_NATS_BATCH_SIZE ("+strconv.Itoa(c.NATSBatchSize)+")")
@@ -483,6 +484,11 @@ func (c Config) StartupTimeout() time.Duration {
 // ShutdownTimeout is ShutdownTimeoutSecs as a duration.
 func (c Config) ShutdownTimeout() time.Duration {
 	return time.Duration(c.ShutdownTimeoutSecs) * time.Second
+}
+
+// ClickHouseInsertTimeout is ClickHouseInsertTimeoutSecs as a duration.
+func (c Config) ClickHouseInsertTimeout() time.Duration {
+	return time.Duration(c.ClickHouseInsertTimeoutSecs) * time.Second
 }
 
 // ClickHouseRetry is ClickHouseRetrySecs as a duration (0: no limit).

@@ -23,7 +23,7 @@ func TestDefaultsMatchUpstream(t *testing.T) {
 		"batch":      {cfg.NATSBatchSize, 10000},
 		"wait":       {cfg.NATSBatchWaitSecs, 5},
 		"ack wait":   {cfg.NATSAckWaitSecs, 30},
-		"deliver":    {cfg.NATSMaxDeliver, 10},
+		"insert":     {cfg.ClickHouseInsertTimeoutSecs, 15},
 		"pending":    {cfg.NATSMaxAckPending, 0},
 		"replicas":   {cfg.NATSReplicas, 0},
 		"native":     {cfg.ClickHouseNativeURL, "localhost:9000"},
@@ -55,8 +55,8 @@ func TestBadValuesNameTheVariable(t *testing.T) {
 		{"PONIX_NATS_BATCH_WAIT_SECS=-1", "PONIX_NATS_BATCH_WAIT_SECS"},
 		{"PONIX_NATS_ACK_WAIT_SECS=5", "PONIX_NATS_ACK_WAIT_SECS"}, // not longer than the batch wait (5)
 		{"PONIX_NATS_ACK_WAIT_SECS=0", "PONIX_NATS_ACK_WAIT_SECS"},
-		{"PONIX_NATS_MAX_DELIVER=0", "PONIX_NATS_MAX_DELIVER"},
-		{"PONIX_NATS_MAX_DELIVER=-2", "PONIX_NATS_MAX_DELIVER"},
+		{"PONIX_CLICKHOUSE_INSERT_TIMEOUT_SECS=0", "PONIX_CLICKHOUSE_INSERT_TIMEOUT_SECS"},
+		{"PONIX_CLICKHOUSE_INSERT_TIMEOUT_SECS=-2", "PONIX_CLICKHOUSE_INSERT_TIMEOUT_SECS"},
 		{"PONIX_NATS_MAX_ACK_PENDING=10", "PONIX_NATS_MAX_ACK_PENDING"}, // below the batch size (30)
 		{"PONIX_NATS_REPLICAS=-1", "PONIX_NATS_REPLICAS"},
 		{"PONIX_INTERVAL_SECS=1.5", "PONIX_INTERVAL_SECS"},

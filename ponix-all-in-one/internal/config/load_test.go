@@ -122,7 +122,7 @@ func TestParseAndRangeErrorsReportedTogether(t *testing.T) {
 		"PONIX_NATS_BATCH_SIZE=abc",      // not a number
 		"PONIX_PRODUCER_ENABLED=maybe",   // not a boolean
 		"PONIX_LOG_FORMAT=xml",           // range
-		"PONIX_NATS_MAX_DELIVER=0",       // range
+		"PONIX_NATS_ACK_WAIT_SECS=0",     // range
 		"PONIX_DATA_DIR=",                // empty
 		"PONIX_NATS_BATCH_WAIT_SECS=x",   // not a number; the ack wait check sees the default
 		"PONIX_CLICKHOUSE_CLUSTER=a b",   // not an identifier
@@ -131,7 +131,7 @@ func TestParseAndRangeErrorsReportedTogether(t *testing.T) {
 	})
 	want := []string{
 		"PONIX_LOG_FORMAT", "PONIX_PRODUCER_ENABLED", "PONIX_DATA_DIR", "PONIX_NATS_BATCH_SIZE",
-		"PONIX_NATS_BATCH_WAIT_SECS", "PONIX_NATS_MAX_DELIVER", "PONIX_CLICKHOUSE_NATIVE_URL",
+		"PONIX_NATS_BATCH_WAIT_SECS", "PONIX_NATS_ACK_WAIT_SECS", "PONIX_CLICKHOUSE_NATIVE_URL",
 		"PONIX_CLICKHOUSE_CLUSTER", "PONIX_HTTP_ADDR",
 	}
 	errs := configErrors(t, err)

@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/ponix-go/ponix/ponixclickhouse"
 	"github.com/ponix-go/ponix/ponixnats"
 )
 
@@ -44,6 +45,7 @@ type Metrics struct {
 	publishErrors  prometheus.Counter
 	stored         prometheus.Counter
 	insertErrors   prometheus.Counter
+	refusedParts   prometheus.Counter
 	batchSize      prometheus.Histogram
 	insertDuration prometheus.Histogram
 }
@@ -68,7 +70,11 @@ func New(version string) *Metrics {
 		}),
 		insertErrors: prometheus.NewCounter(prometheus.CounterOpts{
 			Namespace: Namespace, Name: "insert_errors_total",
-			Help: "Failed ClickHouse batch insert attempts (a failing sink holds the batch and tries again; see ponix_sink_blocked).",
+			Help: "ClickHouse batch insert attempts that failed for a fault of the sink (a failing sink holds the batch and tries again; see ponix_sink_blocked). Parts of a batch refused as data while its bad records are isolated count in ponix_insert_refused_parts_total instead.",
+		}),
+		refusedParts: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: Namespace, Name: "insert_refused_parts_total",
+			Help: "Insert attempts that ClickHouse refused as data (a parse, type or value error) while the batch is split to find the records it refuses alone; those records are dead-lettered (ponix_envelopes_dead_lettered_total).",
 		}),
 		batchSize: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Namespace: Namespace, Name: "insert_batch_size",
@@ -91,7 +97,7 @@ func New(version string) *Metrics {
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		buildInfo,
-		m.published, m.publishErrors, m.stored, m.insertErrors, m.batchSize, m.insertDuration,
+		m.published, m.publishErrors, m.stored, m.insertErrors, m.refusedParts, m.batchSize, m.insertDuration,
 	)
 	return m
 }
@@ -126,7 +132,11 @@ func (m *Metrics) ObserveInsert(n int, d time.Duration, err error) {
 	m.batchSize.Observe(float64(n))
 	m.insertDuration.Observe(d.Seconds())
 	if err != nil {
-		m.insertErrors.Inc()
+		if c := ponixclickhouse.Classify(err); c == ponixclickhouse.ClassData || c == ponixclickhouse.ClassRow {
+			m.refusedParts.Inc()
+		} else {
+			m.insertErrors.Inc()
+		}
 		return
 	}
 	m.stored.Add(float64(n))
@@ -185,13 +195,15 @@ func newConsumerCollector(src ConsumerSource, stream, consumer string, timeout t
 		counters: []counterDesc{
 			{desc("envelopes_consumed_total", "Messages fetched from the JetStream consumer and handed to the processor (redeliveries included)."), func(s ponixnats.Stats) uint64 { return s.Messages }},
 			{desc("envelopes_acked_total", "Messages acknowledged after their rows were committed."), func(s ponixnats.Stats) uint64 { return s.Acked }},
-			{desc("envelopes_nakd_total", "Messages nak'd for redelivery after a delay (a hold given back after PONIX_CLICKHOUSE_RETRY_SECS, shutdown while held, incomplete results)."), func(s ponixnats.Stats) uint64 { return s.Naked }},
+			{desc("envelopes_nakd_total", "Messages nak'd by the processor's verdict on them (counted towards MaxDeliver)."), func(s ponixnats.Stats) uint64 { return s.Naked }},
+			{desc("envelopes_released_total", "Messages given back for redelivery without a verdict on them (a hold given back after PONIX_CLICKHOUSE_RETRY_SECS, a stop while held, a processor failure); never counted towards MaxDeliver."), func(s ponixnats.Stats) uint64 { return s.Released }},
+			{desc("envelopes_redelivered_total", "Messages handed to the processor that had been delivered before (a restart, a crash, an expired AckWait, a release): their rows may already be stored."), func(s ponixnats.Stats) uint64 { return s.Redelivered }},
 			{desc("envelopes_dead_lettered_total", "Messages published to the dead-letter stream, then terminated (undecodable, invalid, refused alone by ClickHouse, max deliveries)."), func(s ponixnats.Stats) uint64 { return s.DeadLettered }},
 			{desc("envelopes_terminated_total", "Messages terminated without dead-lettering."), func(s ponixnats.Stats) uint64 { return s.Termed }},
 			{desc("consumer_batches_total", "Batches fetched and handed to the processor."), func(s ponixnats.Stats) uint64 { return s.Batches }},
 			{desc("consumer_fetch_errors_total", "Failed fetches from JetStream (retried)."), func(s ponixnats.Stats) uint64 { return s.FetchErrors }},
 			{desc("consumer_ack_errors_total", "Failed ack/nak/term sends (the server redelivers after AckWait)."), func(s ponixnats.Stats) uint64 { return s.AckErrors }},
-			{desc("consumer_processor_errors_total", "Batches nak'd whole because the processor failed."), func(s ponixnats.Stats) uint64 { return s.ProcessorErrors }},
+			{desc("consumer_processor_errors_total", "Batches released whole because the processor failed."), func(s ponixnats.Stats) uint64 { return s.ProcessorErrors }},
 			{desc("consumer_dead_letter_failures_total", "Dead-letter publishes that failed (the message was nak'd instead)."), func(s ponixnats.Stats) uint64 { return s.DeadLetterFailed }},
 			{desc("consumer_recoveries_total", "Times the durable consumer (or its stream) was found deleted and created again."), func(s ponixnats.Stats) uint64 { return s.Recoveries }},
 		},

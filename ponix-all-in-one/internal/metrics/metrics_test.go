@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ClickHouse/clickhouse-go/v2"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
@@ -35,6 +36,10 @@ func TestCountersAndHistograms(t *testing.T) {
 	m.ObserveInsert(30, 20*time.Millisecond, nil)
 	m.ObserveInsert(5, 3*time.Second, nil)
 	m.ObserveInsert(7, time.Second, errors.New("timeout"))
+	// Parts refused as data while a batch is bisected are not sink faults: no insert error.
+	refused := &ponixclickhouse.WriteError{Rows: 4, Op: "send", Err: &clickhouse.Exception{Code: 27, Message: "cannot parse"}}
+	m.ObserveInsert(4, time.Millisecond, refused)
+	m.ObserveInsert(2, time.Millisecond, refused)
 
 	want := `
 # HELP ponix_envelopes_published_total Envelopes published to JetStream by the sample producer (acknowledged by the stream).
@@ -46,14 +51,17 @@ ponix_publish_errors_total 1
 # HELP ponix_envelopes_stored_total Envelopes committed to ClickHouse (before their messages are acked).
 # TYPE ponix_envelopes_stored_total counter
 ponix_envelopes_stored_total 35
-# HELP ponix_insert_errors_total Failed ClickHouse batch insert attempts (a failing sink holds the batch and tries again; see ponix_sink_blocked).
+# HELP ponix_insert_errors_total ClickHouse batch insert attempts that failed for a fault of the sink (a failing sink holds the batch and tries again; see ponix_sink_blocked). Parts of a batch refused as data while its bad records are isolated count in ponix_insert_refused_parts_total instead.
 # TYPE ponix_insert_errors_total counter
 ponix_insert_errors_total 1
+# HELP ponix_insert_refused_parts_total Insert attempts that ClickHouse refused as data (a parse, type or value error) while the batch is split to find the records it refuses alone; those records are dead-lettered (ponix_envelopes_dead_lettered_total).
+# TYPE ponix_insert_refused_parts_total counter
+ponix_insert_refused_parts_total 2
 # HELP ponix_build_info Build information of ponix-all-in-one; the value is always 1.
 # TYPE ponix_build_info gauge
 `
 	err := testutil.GatherAndCompare(m.Registry(), strings.NewReader(want+buildInfoLine()),
-		"ponix_envelopes_published_total", "ponix_publish_errors_total", "ponix_envelopes_stored_total", "ponix_insert_errors_total", "ponix_build_info")
+		"ponix_envelopes_published_total", "ponix_publish_errors_total", "ponix_envelopes_stored_total", "ponix_insert_errors_total", "ponix_insert_refused_parts_total", "ponix_build_info")
 	if err != nil {
 		t.Error(err)
 	}
@@ -66,13 +74,13 @@ ponix_insert_errors_total 1
 		switch mf.GetName() {
 		case "ponix_insert_batch_size":
 			h := mf.GetMetric()[0].GetHistogram()
-			if h.GetSampleCount() != 3 || h.GetSampleSum() != 42 {
-				t.Errorf("batch size histogram count %d sum %v, want 3 and 42", h.GetSampleCount(), h.GetSampleSum())
+			if h.GetSampleCount() != 5 || h.GetSampleSum() != 48 {
+				t.Errorf("batch size histogram count %d sum %v, want 5 and 48 (every attempt)", h.GetSampleCount(), h.GetSampleSum())
 			}
 		case "ponix_insert_duration_seconds":
 			h := mf.GetMetric()[0].GetHistogram()
-			if h.GetSampleCount() != 3 || h.GetSampleSum() < 4.01 || h.GetSampleSum() > 4.03 {
-				t.Errorf("duration histogram count %d sum %v, want 3 and 4.02", h.GetSampleCount(), h.GetSampleSum())
+			if h.GetSampleCount() != 5 || h.GetSampleSum() < 4.01 || h.GetSampleSum() > 4.03 {
+				t.Errorf("duration histogram count %d sum %v, want 5 and 4.022", h.GetSampleCount(), h.GetSampleSum())
 			}
 		case "go_goroutines":
 			sawGo = true
@@ -129,19 +137,22 @@ func TestConsumerCollector(t *testing.T) {
 
 	// Counters move with the consumer; a failed info drops the gauges and
 	// flags it.
-	f.stats.Messages, f.stats.Naked = 15, 4
+	f.stats.Messages, f.stats.Released, f.stats.Redelivered = 15, 4, 3
 	f.err = errors.New("timeout")
 	if n, err := testutil.GatherAndCount(m.Registry(), "ponix_consumer_pending_messages"); err != nil || n != 0 {
 		t.Errorf("pending gauge series with info failing = %d (%v), want 0", n, err)
 	}
 	want = "" +
-		"# HELP ponix_envelopes_nakd_total Messages nak'd for redelivery after a delay (a hold given back after PONIX_CLICKHOUSE_RETRY_SECS, shutdown while held, incomplete results).\n" +
-		"# TYPE ponix_envelopes_nakd_total counter\n" +
-		"ponix_envelopes_nakd_total" + labels + " 4\n" +
+		"# HELP ponix_envelopes_released_total Messages given back for redelivery without a verdict on them (a hold given back after PONIX_CLICKHOUSE_RETRY_SECS, a stop while held, a processor failure); never counted towards MaxDeliver.\n" +
+		"# TYPE ponix_envelopes_released_total counter\n" +
+		"ponix_envelopes_released_total" + labels + " 4\n" +
+		"# HELP ponix_envelopes_redelivered_total Messages handed to the processor that had been delivered before (a restart, a crash, an expired AckWait, a release): their rows may already be stored.\n" +
+		"# TYPE ponix_envelopes_redelivered_total counter\n" +
+		"ponix_envelopes_redelivered_total" + labels + " 3\n" +
 		"# HELP ponix_consumer_info_ok 1 when the last consumer info request succeeded, 0 when it failed.\n" +
 		"# TYPE ponix_consumer_info_ok gauge\n" +
 		"ponix_consumer_info_ok" + labels + " 0\n"
-	if err := testutil.GatherAndCompare(m.Registry(), strings.NewReader(want), "ponix_envelopes_nakd_total", "ponix_consumer_info_ok"); err != nil {
+	if err := testutil.GatherAndCompare(m.Registry(), strings.NewReader(want), "ponix_envelopes_released_total", "ponix_envelopes_redelivered_total", "ponix_consumer_info_ok"); err != nil {
 		t.Error(err)
 	}
 	if err := m.WatchConsumer(f, "s1", "c1", 0, nil); err == nil {
