@@ -197,10 +197,12 @@ func (s *Store) ListMigrations(ctx context.Context, db database.DBTxConn) ([]*da
 }
 
 // TableExists implements [database.StoreExtender].
+// It asks EXISTS TABLE rather than system.tables: on ClickHouse 18.16 reading system.tables
+// while another migrator renames a table fails with code 60 (the renamed table "doesn't
+// exist"), which stopped a second instance starting beside the first.
 func (s *Store) TableExists(ctx context.Context, db database.DBTxConn) (bool, error) {
-	var n uint64
-	err := db.QueryRowContext(ctx,
-		`SELECT count() FROM system.tables WHERE database = currentDatabase() AND name = ?`, s.table).Scan(&n)
+	var n uint8
+	err := db.QueryRowContext(ctx, `EXISTS TABLE `+s.quoted).Scan(&n)
 	if err != nil {
 		return false, fmt.Errorf("check version table %s: %w", s.table, err)
 	}
