@@ -188,9 +188,14 @@ func (v *verdicts) forStream(created time.Time) {
 	}
 }
 
+// maxVerdicts bounds the messages whose naks are counted: a nak'd message that another
+// instance then acks is never forgotten here, so past the bound the counts start again (one
+// more delivery, never one less).
+const maxVerdicts = 1 << 16
+
 // count records one more nak of the message at seq and returns how many it got.
 func (v *verdicts) count(seq uint64) int {
-	if v.n == nil {
+	if v.n == nil || len(v.n) >= maxVerdicts {
 		v.n = map[uint64]int{}
 	}
 	v.n[seq]++

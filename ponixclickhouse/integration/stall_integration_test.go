@@ -78,9 +78,17 @@ func TestInsertTimeoutMakesAStoppedServerUnresponsive(t *testing.T) {
 			t.Fatalf("Write still failing 30 s after the server continued: %v", err)
 		}
 	}
-	if got := readAll(t, conn); len(got) != 2 {
-		t.Fatalf("%d rows stored, want 2", len(got))
+	// A cancelled insert whose rows had reached the server may still commit once it continues
+	// (nothing is known of it): the copies share their key and collapse under FINAL.
+	got := readAll(t, conn)
+	devices := map[string]bool{}
+	for _, r := range got {
+		devices[r.Device] = true
 	}
+	if len(devices) != 2 {
+		t.Fatalf("rows of %d envelopes stored, want 2 (%d rows)", len(devices), len(got))
+	}
+	t.Logf("%d rows for 2 envelopes", len(got))
 	// The caller's own deadline is not the server's fault: no ErrUnresponsive then.
 	ctx, cancel := context.WithCancel(t.Context())
 	cancel()
