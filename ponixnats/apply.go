@@ -18,6 +18,8 @@ type applied struct {
 	deadLetterFailed                                     int
 	firstNakErr, firstReleaseErr, firstAckErr            error
 	firstDLQErr                                          map[Reason]error
+	termedNoDLQ                                          int   // terminated: dead-lettering is disabled
+	firstNoDLQ                                           error // the first of those, named
 }
 
 func (a *applied) deadLetter(reason Reason, cause error) {
@@ -132,6 +134,10 @@ func (c *Consumer) record(a *applied, res Result, n int) {
 		}
 		c.log.Warn("messages dead-lettered", "count", total, "by_reason", counts.String(), "batch", n,
 			"first_error_by_reason", examples.String(), "dlq_stream", c.cfg.DeadLetter.Stream)
+	}
+	if a.termedNoDLQ > 0 {
+		c.log.Error("dead-lettering disabled: messages that can never be stored were terminated", "count", a.termedNoDLQ,
+			"batch", n, "first", a.firstNoDLQ)
 	}
 	if a.deadLetterFailed > 0 {
 		c.log.Error("dead-letter publishes failed; those messages were nak'd instead", "count", a.deadLetterFailed)
@@ -248,8 +254,10 @@ func (c *Consumer) deadLetter(ctx context.Context, m jetstream.Msg, reason Reaso
 // naks m with the default delay instead.
 func (c *Consumer) deadLetterMeta(ctx context.Context, m jetstream.Msg, md *jetstream.MsgMetadata, reason Reason, cause error, a *applied) error {
 	if c.dlq == nil {
-		c.log.Error("dead-lettering disabled: terminating message", "reason", reason, "error", cause,
-			"subject", m.Subject(), "stream_seq", md.Sequence.Stream)
+		a.termedNoDLQ++
+		if a.firstNoDLQ == nil {
+			a.firstNoDLQ = fmt.Errorf("%s (stream sequence %d): %s: %w", m.Subject(), md.Sequence.Stream, reason, cause)
+		}
 		c.st.termed.Add(1)
 		return m.TermWithReason(string(reason))
 	}

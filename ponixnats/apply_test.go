@@ -172,6 +172,30 @@ func TestApplyReleasesNeverSpendMaxDeliver(t *testing.T) {
 	}
 }
 
+// With dead-lettering disabled, records that can never be stored are terminated, and the batch
+// logs one line for them all, never one per message.
+func TestApplyWithoutDeadLetterStreamLogsOncePerBatch(t *testing.T) {
+	var logs strings.Builder
+	c := testConsumer(t, &fakeJS{}, &logs)
+	c.dlq = nil
+	msgs, fakes := ackBatch(5)
+	res := NewResult(5)
+	for i := range 4 {
+		res.DeadLetter(i, ReasonInvalid, errors.New("occurred_at is missing"))
+	}
+	res.Ack(4)
+	c.apply(context.Background(), msgs, time.Time{}, res, nil, false)
+	for i, f := range fakes[:4] {
+		if f.action != "term" {
+			t.Errorf("message %d: %s, want term", i, f.action)
+		}
+	}
+	out := logs.String()
+	if n := strings.Count(out, "\n"); n != 1 || !strings.Contains(out, "count=4") || !strings.Contains(out, "dev-a") {
+		t.Errorf("want one line counting 4 and naming the first message:\n%s", out)
+	}
+}
+
 func TestApplyNaksWhenTheDeadLetterPublishFails(t *testing.T) {
 	var logs strings.Builder
 	js := &fakeJS{failing: true}

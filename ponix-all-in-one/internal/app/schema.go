@@ -57,7 +57,7 @@ func (s *Schema) set(err error) {
 	changed := s.problem == nil || s.problem.Error() != err.Error()
 	s.problem = err
 	s.mu.Unlock()
-	if changed {
+	if changed && !errors.Is(err, errRecreated) {
 		s.log.Error("the ClickHouse table does not fit: holding until it does", "table", s.table.String(), "error", err)
 	}
 }
@@ -144,8 +144,12 @@ func (s *Schema) heal(ctx context.Context, err error, se *ponixclickhouse.Schema
 		return fmt.Errorf("%w; applying the migrations again failed: %w", se, err)
 	}
 	s.log.Info("the ClickHouse table was created again by the migrations", "table", s.table.String())
-	return fmt.Errorf("%w: created again by the migrations", se)
+	return fmt.Errorf("%w: %w", se, errRecreated)
 }
+
+// errRecreated is wrapped by the problem heal reports when it created the table again: the
+// table fits at the next check, so no error is logged for it.
+var errRecreated = errors.New("created again by the migrations")
 
 // lookalike returns another table of the database that has every column the writer needs: the
 // table renamed, or a copy of it.
