@@ -6,6 +6,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -42,7 +43,10 @@ func (c *Consumer) apply(ctx context.Context, batch []jetstream.Msg, created tim
 		res = ReleaseAll(len(batch), 0, perr)
 	}
 	c.verdicts.forStream(created)
-	var a applied
+	var (
+		a         applied
+		confirmed []jetstream.Msg // acks confirmed by the server, at shutdown
+	)
 	for i, m := range batch {
 		d, ok := res.Decision(i)
 		if !ok {
@@ -53,7 +57,7 @@ func (c *Consumer) apply(ctx context.Context, batch []jetstream.Msg, created tim
 		switch d.Action {
 		case ActionAck:
 			if final {
-				err = m.DoubleAck(ctx)
+				confirmed = append(confirmed, m)
 			} else {
 				err = m.Ack()
 			}
@@ -89,6 +93,9 @@ func (c *Consumer) apply(ctx context.Context, batch []jetstream.Msg, created tim
 			}
 		}
 	}
+	if len(confirmed) > 0 {
+		c.doubleAck(ctx, confirmed, &a)
+	}
 	if final && c.flush != nil {
 		// Make sure everything sent reached the server before Run returns.
 		if err := c.flush(c.cfg.DrainTimeout); err != nil {
@@ -96,6 +103,40 @@ func (c *Consumer) apply(ctx context.Context, batch []jetstream.Msg, created tim
 		}
 	}
 	c.record(&a, res, len(batch))
+}
+
+// ackConfirmers is how many confirmed acks are in flight at once at shutdown: one at a time,
+// a batch of thousands took longer than the drain deadline on a loaded machine, and its
+// messages were redelivered after the restart.
+const ackConfirmers = 64
+
+// doubleAck acknowledges msgs and waits for the server to confirm each, ackConfirmers at a
+// time, until ctx ends.
+func (c *Consumer) doubleAck(ctx context.Context, msgs []jetstream.Msg, a *applied) {
+	var (
+		mu   sync.Mutex
+		wg   sync.WaitGroup
+		next = make(chan jetstream.Msg)
+	)
+	for range min(ackConfirmers, len(msgs)) {
+		wg.Go(func() {
+			for m := range next {
+				if err := m.DoubleAck(ctx); err != nil {
+					mu.Lock()
+					a.ackErrs++
+					if a.firstAckErr == nil {
+						a.firstAckErr = err
+					}
+					mu.Unlock()
+				}
+			}
+		})
+	}
+	for _, m := range msgs {
+		next <- m
+	}
+	close(next)
+	wg.Wait()
 }
 
 // record adds a batch's counts to the stats and logs what needs a person's attention.

@@ -32,7 +32,7 @@ func (m *ackMsg) set(action string) error {
 	return nil
 }
 func (m *ackMsg) Ack() error                         { return m.set("ack") }
-func (m *ackMsg) DoubleAck(context.Context) error    { return m.set("ack") }
+func (m *ackMsg) DoubleAck(context.Context) error    { return m.set("confirmed ack") }
 func (m *ackMsg) Headers() nats.Header               { return nil }
 func (m *ackMsg) InProgress() error                  { return nil }
 func (m *ackMsg) TermWithReason(reason string) error { m.reason = reason; return m.set("term") }
@@ -168,6 +168,24 @@ func TestApplyReleasesNeverSpendMaxDeliver(t *testing.T) {
 		t.Fatalf("%d dead letters, last action %s; want none: 20 releases and 2 naks in one incarnation, 1 in another", len(js.published), fakes[0].action)
 	}
 	if st := c.Stats(); st.Released != 20 || st.Naked != 3 {
+		t.Errorf("stats %+v", st)
+	}
+}
+
+// At shutdown every ack of the batches in hand is confirmed by the server, many at a time.
+func TestApplyConfirmsEveryAckAtShutdown(t *testing.T) {
+	var logs strings.Builder
+	c := testConsumer(t, &fakeJS{}, &logs)
+	msgs, fakes := ackBatch(500)
+	res := AckAll(500)
+	res.DeadLetter(7, ReasonInvalid, errors.New("bad"))
+	c.apply(context.Background(), msgs, time.Time{}, res, nil, true)
+	for i, f := range fakes {
+		if want := "confirmed ack"; i != 7 && f.action != want {
+			t.Fatalf("message %d: %q, want %q", i, f.action, want)
+		}
+	}
+	if st := c.Stats(); st.Acked != 499 || st.AckErrors != 0 {
 		t.Errorf("stats %+v", st)
 	}
 }
