@@ -31,6 +31,9 @@ ifeq ($(DOCKER_HOST),)
 export TESTCONTAINERS_HOST_OVERRIDE ?= 127.0.0.1
 endif
 TEST_TIMEOUT ?= 15m
+# Fault tests that call t.Parallel() each have servers of their own and spend most of their time
+# waiting out a fault window: more of them at once than the 2 cores (go test's default).
+TEST_PARALLEL ?= 8
 CLICKHOUSE_TEST_IMAGE ?= ponix-test/clickhouse:18.16
 
 .PHONY: help
@@ -51,7 +54,7 @@ run: deps ## run ponix-all-in-one locally (embedded NATS, local ClickHouse under
 # libraries' suites run again with ponix_noenvelope, the generic build.
 .PHONY: test
 test: deps ## all unit and integration tests against real NATS and ClickHouse, with -race
-	go test -race -tags integration -count=1 -timeout $(TEST_TIMEOUT) $$(go list work | grep -vx '$(CLUSTER_PACKAGE)')
+	go test -race -tags integration -count=1 -parallel $(TEST_PARALLEL) -timeout $(TEST_TIMEOUT) $$(go list work | grep -vx '$(CLUSTER_PACKAGE)')
 	for m in ponixnats ponixnats/integration ponixclickhouse ponixclickhouse/integration; do \
 		(cd $$m && go test -race -tags 'integration ponix_noenvelope' -count=1 -timeout $(TEST_TIMEOUT) ./...) || exit 1; done
 

@@ -565,6 +565,7 @@ func (p *chProxy) setDelay(d time.Duration) {
 // place with a growing back-off (bounded log volume, no tight loop, nothing
 // redelivered), the service resumes by itself and the table ends exact.
 func TestFaultClickHouseOutage(t *testing.T) {
+	t.Parallel()
 	const seed = 101
 	db, nsrv, want, at := faultSetup(t, seed)
 	proxy := startProxy(t, db.Config.Addr)
@@ -617,6 +618,7 @@ func TestFaultClickHouseOutage(t *testing.T) {
 // Sink restart: a dedicated clickhouse-server stopped and started again on
 // the same directory and port mid-stream.
 func TestFaultClickHouseRestart(t *testing.T) {
+	t.Parallel()
 	const seed = 102
 	ctx := context.Background()
 	dir := t.TempDir()
@@ -663,6 +665,7 @@ func TestFaultClickHouseRestart(t *testing.T) {
 // no message is redelivered (consumer deliveries = stream messages) and no
 // copy is stored.
 func TestFaultSlowInsertLongerThanAckWait(t *testing.T) {
+	t.Parallel()
 	const seed = 103
 	db, nsrv, want, at := faultSetup(t, seed)
 	proxy := startProxy(t, db.Config.Addr)
@@ -722,6 +725,7 @@ func TestFaultSlowInsertLongerThanAckWait(t *testing.T) {
 // Broker restart: the NATS server (same store, same port) stopped for a few
 // seconds mid-stream. The service reconnects by itself and loses nothing.
 func TestFaultNATSRestart(t *testing.T) {
+	t.Parallel()
 	const seed = 104
 	db, nsrv, want, at := faultSetup(t, seed)
 
@@ -754,6 +758,7 @@ func TestFaultNATSRestart(t *testing.T) {
 // batch that may have been stored without its ack comes again and collapses
 // with FINAL.
 func TestFaultSIGKILLMidBatchThenRestart(t *testing.T) {
+	t.Parallel()
 	const seed = 105
 	db, nsrv, want, at := faultSetup(t, seed)
 	proxy := startProxy(t, db.Config.Addr)
@@ -877,6 +882,7 @@ type poison struct {
 // messages behind it; valid extremes (100-deep data, ~900 KiB data) are
 // stored; an envelope over NATS's max_payload is refused at publish time.
 func TestFaultPoisonAndBadInput(t *testing.T) {
+	t.Parallel()
 	const seed = 107
 	db := chSrv.NewDatabase(t)
 	nsrv := natstest.New(t)
@@ -1037,6 +1043,7 @@ func metricSum(samples map[string]float64, name string) float64 {
 // sink fault says nothing about the messages. Once ClickHouse is back, every envelope is
 // stored exactly once.
 func TestFaultBoundedHoldNeverDeadLettersASinkFault(t *testing.T) {
+	t.Parallel()
 	const n = 1000
 	db := chSrv.NewDatabase(t)
 	nsrv := natstest.New(t)
@@ -1048,7 +1055,7 @@ func TestFaultBoundedHoldNeverDeadLettersASinkFault(t *testing.T) {
 	env["PONIX_CLICKHOUSE_RETRY_SECS"] = "1"
 	s := startService(t, env) // migrations run through the proxy while it is up
 	deadline := time.Now().Add(60 * time.Second)
-	for !strings.Contains(s.logs.String(), "durable consumer created") {
+	for !strings.Contains(s.logs.String(), "fits the writer: consuming") { // the table was checked through the proxy
 		if time.Now().After(deadline) {
 			t.Fatalf("service not started:\n%s", s.logs.String())
 		}
@@ -1086,6 +1093,7 @@ func TestFaultBoundedHoldNeverDeadLettersASinkFault(t *testing.T) {
 // stores batches) and the table ends exact; with three, one is SIGKILLed
 // mid-stream and the others take over its unacked messages.
 func TestFaultScaleOut(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		instances int
 		kill      bool
@@ -1149,6 +1157,7 @@ func TestFaultScaleOut(t *testing.T) {
 // (given all three URLs) carries on through the new leader and the table ends
 // exact.
 func TestFaultClusterConsumerLeaderKilled(t *testing.T) {
+	t.Parallel()
 	const seed = 111
 	db := chSrv.NewDatabase(t)
 	cluster := natstest.NewCluster(t, 3)

@@ -66,6 +66,7 @@ func migrationsWithTemperature(t *testing.T) string {
 // (NaN). Bisecting a refused batch dead-letters exactly the bad records, each with an error
 // naming its message, and stores every good one exactly once.
 func TestFaultBadRecordsAmongGoodOnesAreBisected(t *testing.T) {
+	t.Parallel()
 	const seed = 209
 	db := chSrv.NewDatabase(t)
 	nsrv := natstest.New(t)

@@ -24,6 +24,7 @@ import (
 // a restart, resumes after the stored rows (at most one batch stored twice), and stores
 // everything exactly once.
 func TestRecoveryDurableConsumerDeleted(t *testing.T) {
+	t.Parallel()
 	db := chSrv.NewDatabase(t)
 	r := startSinkRun(t, 301, "consumer-deleted", db, db.Conn, nil)
 	js := dlqJS(t, r.natsURL)
@@ -45,6 +46,7 @@ func TestRecoveryDurableConsumerDeleted(t *testing.T) {
 // again at once (where to resume is unknown): /readyz says so within 10 s, and once ClickHouse
 // is back the service recovers and stores everything exactly once.
 func TestRecoveryConsumerDeletedWhileClickHouseDown(t *testing.T) {
+	t.Parallel()
 	db := chSrv.NewDatabase(t)
 	proxy := startProxy(t, db.Config.Addr)
 	r := startSinkRun(t, 302, "consumer-deleted+clickhouse-down", db, db.Conn, func(env map[string]string) {
@@ -71,6 +73,7 @@ func TestRecoveryConsumerDeletedWhileClickHouseDown(t *testing.T) {
 // new stream's sequences start at 1 again: under a key of the stream sequence alone they would
 // collapse into the old rows; with the stream's creation time they are rows of their own.
 func TestRecoveryStreamDeleted(t *testing.T) {
+	t.Parallel()
 	const n = 10_000
 	db := chSrv.NewDatabase(t)
 	nsrv := natstest.New(t)

@@ -124,6 +124,7 @@ func (p *Pipeline) Run(ctx context.Context) error {
 		return err
 	}
 	p.writer.Store(&writerRef{w})
+	p.log.Info("the ClickHouse table fits the writer: consuming", "table", p.Schema.table.String())
 	if c, ok := w.(io.Closer); ok {
 		defer c.Close() // a cluster writer's connections to the nodes
 	}
