@@ -159,8 +159,8 @@ func (d *deadLetterer) publishSource(ctx context.Context, src deadLetterSource, 
 	h.Set(HeaderNumDelivered, strconv.FormatUint(src.numDelivered, 10))
 	h.Set(HeaderOriginalTimestamp, src.timestamp.UTC().Format(time.RFC3339Nano))
 	// A repeated dead-letter of the same stream message (e.g. the Term got
-	// lost, or several instances heard the same advisory) is dropped by the
-	// dead-letter stream's duplicate window.
+	// lost and the message came back) is dropped by the dead-letter stream's
+	// duplicate window.
 	h.Set(jetstream.MsgIDHeader, "dlq:"+src.stream+":"+strconv.FormatUint(src.seq, 10))
 
 	pctx, cancel := context.WithTimeout(ctx, d.cfg.PublishTimeout)

@@ -36,12 +36,14 @@
 // # Delivery rules
 //
 // A message is acknowledged only when the processor says so. A processor error
-// or panic naks the whole batch with a delay. An index the processor's Result
-// does not mention is nak'd with the default (growing) delay and counted and
-// logged at warn level; an index mentioned twice keeps the most conservative
-// decision (see [Result]). A Nak of a message that reached the consumer's
-// MaxDeliver is turned into a DeadLetter with reason [ReasonMaxDeliver] instead
-// of letting JetStream drop it silently.
+// or panic releases the whole batch ([ActionRelease]: redelivered later, with no
+// verdict on its messages). An index the processor's Result does not mention is
+// released too, counted and logged at warn level; an index mentioned twice keeps
+// the most conservative decision (see [Result]). Only a record can spend a
+// record's deliveries: the MaxDeliver-th Nak of a message (the processor's
+// verdict on it) turns into a DeadLetter with reason [ReasonMaxDeliver], while
+// releases, stops and crashes never count, and the durable's JetStream
+// max_deliver is unlimited so that JetStream never gives up on a message.
 //
 // Test helpers are modules of their own, so that this module depends on no server:
 // github.com/ponix-go/ponix/ponixnats/natstest (an embedded JetStream server per test) and
