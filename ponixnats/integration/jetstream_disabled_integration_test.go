@@ -20,16 +20,8 @@ import (
 // server's URL without the credentials the client connected with.
 func TestOpenDeadLettersWithoutJetStream(t *testing.T) {
 	addr := natstest.NewWithoutJetStream(t)
-	nc, err := ponixnats.Connect(t.Context(), "nats://ponix:s3cret@"+addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, err = ponixnats.OpenDeadLetters(t.Context(), js, "processed_envelopes_dlq")
+	_, js := connectJS(t, "nats://ponix:s3cret@"+addr)
+	_, err := ponixnats.OpenDeadLetters(t.Context(), js, "processed_envelopes_dlq")
 	var jsErr *ponixnats.JetStreamNotEnabledError
 	if !errors.As(err, &jsErr) || !errors.Is(err, jetstream.ErrJetStreamNotEnabled) || !errors.Is(err, nats.ErrNoResponders) {
 		t.Fatalf("err = %v; want a *JetStreamNotEnabledError matching ErrJetStreamNotEnabled and ErrNoResponders", err)
