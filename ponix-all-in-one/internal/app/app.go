@@ -105,16 +105,23 @@ func Run(ctx context.Context, cfg config.Config, opts Options) error {
 		return &PhaseError{Phase: PhaseHTTP, Err: err}
 	}
 
-	// A signal during startup stops it cleanly too; the runner takes over
-	// signal handling once the processes run.
-	startCtx, stopSignals := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
-	err := s.start(startCtx)
-	stopSignals()
-	if err != nil {
+	// A signal at any time stops the service cleanly: the handler is installed
+	// before the first phase and stays until Run returns, so no signal can
+	// arrive while none is installed (and kill the process by default) between
+	// startup and the runner, which installs its own for a second signal.
+	sigCtx, stopSignals := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+	defer stopSignals()
+	interrupted := func(err error) bool {
+		return sigCtx.Err() != nil && ctx.Err() == nil && errors.Is(err, context.Canceled)
+	}
+	closeAll := func() error {
 		closeCtx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout())
 		defer cancel()
-		closeErr := errors.Join(s.closeHTTP(closeCtx), s.closeNATS(closeCtx), s.closeClickHouse(closeCtx))
-		if startCtx.Err() != nil && ctx.Err() == nil && errors.Is(err, context.Canceled) {
+		return errors.Join(s.closeHTTP(closeCtx), s.closeNATS(closeCtx), s.closeClickHouse(closeCtx))
+	}
+	if err := s.start(sigCtx); err != nil {
+		closeErr := closeAll()
+		if interrupted(err) {
 			logger.Info("startup interrupted by a signal")
 			return closeErr
 		}
@@ -124,17 +131,22 @@ func Run(ctx context.Context, cfg config.Config, opts Options) error {
 	// A stop takes at most PONIX_SHUTDOWN_TIMEOUT_SECS: two thirds for the batches in hand
 	// (see drainTimeout), the rest for the closers, which run concurrently.
 	r := runner.New(runner.WithLogger(logger), runner.WithCloserTimeout(max(time.Second, cfg.ShutdownTimeout()-drainTimeout(cfg))))
-	if err := s.addProcesses(ctx, r); err != nil {
-		closeCtx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout())
-		defer cancel()
-		return errors.Join(&PhaseError{Phase: PhaseProcesses, Err: err}, s.closeHTTP(closeCtx), s.closeNATS(closeCtx), s.closeClickHouse(closeCtx))
+	if err := s.addProcesses(sigCtx, r); err != nil {
+		closeErr := closeAll()
+		if interrupted(err) {
+			logger.Info("startup interrupted by a signal")
+			return closeErr
+		}
+		return errors.Join(&PhaseError{Phase: PhaseProcesses, Err: err}, closeErr)
 	}
 	if s.http != nil {
 		r.AddProcess("http", s.http.Run)
 	}
 	r.AddCloser("nats", s.closeNATS)
 	r.AddCloser("clickhouse", s.closeClickHouse)
-	return r.Run(ctx)
+	// A signal that came after the last phase ended sigCtx: the runner sees
+	// its parent done and stops at once, cleanly.
+	return r.Run(sigCtx)
 }
 
 // phase runs one startup phase bounded by the startup timeout.
