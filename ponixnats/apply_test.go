@@ -247,8 +247,8 @@ func TestApplyReleasesTheWholeBatchWhenTheProcessorFails(t *testing.T) {
 }
 
 func TestCallProcessorTurnsAPanicIntoAnError(t *testing.T) {
-	c := &Consumer{proc: func(context.Context, []jetstream.Msg) (Result, error) { panic("bad processor") }}
-	_, err := c.callProcessor(context.Background(), nil)
+	c := &Consumer{proc: func(context.Context, Batch[jetstream.Msg]) (Result, error) { panic("bad processor") }}
+	_, err := c.callProcessor(context.Background(), msgBatch(nil))
 	if err == nil || !strings.Contains(err.Error(), "bad processor") {
 		t.Fatalf("err = %v", err)
 	}

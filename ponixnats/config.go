@@ -90,7 +90,7 @@ type ConsumerConfig struct {
 	DeadLetter DeadLetterConfig
 	// EnsureStream, if not nil, is the configuration the stream is created with when the
 	// consumer finds it missing — at start or while running (an operator's `nats stream rm`).
-	// The new stream starts its sequences again at 1; [BatchInfo].StreamCreated tells the two
+	// The new stream starts its sequences again at 1; [Batch].Stream (its creation time) tells the two
 	// apart. Nil: a missing stream is reported ([Consumer.Health]) and waited for.
 	EnsureStream *StreamConfig
 	// ResumeAt, if not nil, says where a durable consumer that has to be created (it does not

@@ -229,7 +229,7 @@ func (c *Consumer) setHealth(err error, immediate bool) {
 // in hand were processed, where [ConsumerConfig].ResumeAt says.
 //
 // When ctx ends, Run stops fetching, lets the processor finish the batches in hand (with a
-// context that is cancelled only DrainTimeout later; [BatchInfo].Stopping tells waiting
+// context that is cancelled only DrainTimeout later; [Batch].Stopping tells waiting
 // processors to stop waiting), sends their acks and waits for the server to confirm them, then
 // returns nil. A pull request already sent is not abandoned (the server may be delivering into
 // it): Run waits for it to end, at most a second, and processes what it brought too.
@@ -501,12 +501,14 @@ func (c *Consumer) handle(ctx, pctx context.Context, b fetched) {
 	c.st.batches.Add(1)
 	c.st.messages.Add(uint64(len(b.msgs)))
 	c.noteRedeliveries(b.msgs)
-	bctx := WithBatchInfo(pctx, BatchInfo{
-		Stream: c.cfg.Stream, StreamCreated: b.streamCreated, Consumer: c.cfg.Durable,
+	batch := Batch[jetstream.Msg]{
+		Stream:   StreamID{Name: c.cfg.Stream, Created: b.streamCreated},
+		Consumer: c.cfg.Durable,
+		Items:    b.msgs,
 		Stopping: ctx.Done(),
-	})
+	}
 	stopKeep := c.keepAlive(b.msgs)
-	res, err := c.callProcessor(bctx, b.msgs)
+	res, err := c.callProcessor(pctx, batch)
 	stopKeep()
 	c.apply(pctx, b.msgs, b.streamCreated, res, err, ctx.Err() != nil)
 }
@@ -560,7 +562,7 @@ func (c *Consumer) keepAlive(batch []jetstream.Msg) (stop func()) {
 	return func() { close(done); wg.Wait() }
 }
 
-func (c *Consumer) callProcessor(ctx context.Context, batch []jetstream.Msg) (res Result, err error) {
+func (c *Consumer) callProcessor(ctx context.Context, batch Batch[jetstream.Msg]) (res Result, err error) {
 	defer func() {
 		if r := recover(); r != nil {
 			err = fmt.Errorf("processor panicked: %v\n%s", r, debug.Stack())

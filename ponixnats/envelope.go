@@ -159,9 +159,9 @@ func (p *EnvelopeProducer) PublishBatch(ctx context.Context, envs []*envelopev1.
 }
 
 // EnvelopeStore stores a batch of decoded envelopes; each carries its original message
-// (stream sequence, subject, headers). It must store all or nothing: an error means none of
-// the batch was stored.
-type EnvelopeStore func(ctx context.Context, batch []Decoded[*envelopev1.ProcessedEnvelope]) error
+// (stream sequence, subject, headers), the batch its stream incarnation. It must store all or
+// nothing: an error means none of the batch was stored.
+type EnvelopeStore func(ctx context.Context, batch Batch[Decoded[*envelopev1.ProcessedEnvelope]]) error
 
 // NewEnvelopeProcessor returns a [Processor] for ProcessedEnvelope messages: it decodes them
 // (failures are dead-lettered with [ReasonDecode]), validates them with envelope.Validate

@@ -65,13 +65,14 @@ func TestEnvelopeProcessorResults(t *testing.T) {
 	batch := []jetstream.Msg{envMsg(t, testEnvelope("dev-1")), envMsg(t, invalid), &fakeMsg{subject: "x", data: []byte{0xff}}, envMsg(t, testEnvelope("dev-3"))}
 
 	var stored []string
-	p := NewEnvelopeProcessor(func(_ context.Context, envs []Decoded[*envelopev1.ProcessedEnvelope]) error {
+	p := NewEnvelopeProcessor(func(_ context.Context, in Batch[Decoded[*envelopev1.ProcessedEnvelope]]) error {
+		envs := in.Items
 		for _, e := range envs {
 			stored = append(stored, e.Value.GetEndDeviceId())
 		}
 		return nil
 	})
-	res, err := p(context.Background(), batch)
+	res, err := p(context.Background(), msgBatch(batch))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -95,9 +96,9 @@ func TestEnvelopeProcessorResults(t *testing.T) {
 	// A sink fault never dead-letters: with the consumer stopping, the valid ones are released
 	// and the invalid ones still dead-lettered.
 	boom := errors.New("clickhouse down")
-	p = NewEnvelopeProcessor(func(context.Context, []Decoded[*envelopev1.ProcessedEnvelope]) error { return boom },
+	p = NewEnvelopeProcessor(func(context.Context, Batch[Decoded[*envelopev1.ProcessedEnvelope]]) error { return boom },
 		WithHold(NewHold(HoldConfig{MinBackoff: time.Millisecond, Logger: discard})))
-	res, err = p(stoppedContext(), batch)
+	res, err = p(context.Background(), stoppedBatch(batch))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -122,7 +123,8 @@ func TestEnvelopeProcessorDeadLettersRejectedEnvelopesAndStoresTheRest(t *testin
 	}
 	var calls int
 	var stored []string
-	p := NewEnvelopeProcessor(func(_ context.Context, envs []Decoded[*envelopev1.ProcessedEnvelope]) error {
+	p := NewEnvelopeProcessor(func(_ context.Context, in Batch[Decoded[*envelopev1.ProcessedEnvelope]]) error {
+		envs := in.Items
 		calls++
 		for i, e := range envs {
 			if strings.HasPrefix(e.Value.GetEndDeviceId(), "bad") {
@@ -134,7 +136,7 @@ func TestEnvelopeProcessorDeadLettersRejectedEnvelopesAndStoresTheRest(t *testin
 		}
 		return nil
 	})
-	res, err := p(context.Background(), batch)
+	res, err := p(context.Background(), msgBatch(batch))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -20,7 +20,8 @@ func TestEnvelopeWireProcessorResults(t *testing.T) {
 		envMsg(t, testEnvelope("bad-3")), envMsg(t, testEnvelope("dev-4")),
 	}
 	var stored []string
-	p := NewEnvelopeWireProcessor(func(_ context.Context, msgs []jetstream.Msg) error {
+	p := NewEnvelopeWireProcessor(func(_ context.Context, in Batch[jetstream.Msg]) error {
+		msgs := in.Items
 		for i, m := range msgs {
 			if strings.HasSuffix(m.Subject(), "bad-3") {
 				return rejectErr{i}
@@ -31,7 +32,7 @@ func TestEnvelopeWireProcessorResults(t *testing.T) {
 		}
 		return nil
 	})
-	res, err := p(context.Background(), batch)
+	res, err := p(context.Background(), msgBatch(batch))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -53,9 +54,9 @@ func TestEnvelopeWireProcessorResults(t *testing.T) {
 
 	// A store outage holds the batch; when the consumer stops it is released, never dead-lettered.
 	boom := errors.New("down")
-	p = NewEnvelopeWireProcessor(func(context.Context, []jetstream.Msg) error { return boom },
+	p = NewEnvelopeWireProcessor(func(context.Context, Batch[jetstream.Msg]) error { return boom },
 		WithHold(NewHold(HoldConfig{MinBackoff: time.Millisecond, Logger: discard})))
-	res, err = p(stoppedContext(), batch[:1])
+	res, err = p(context.Background(), stoppedBatch(batch[:1]))
 	if d, _ := res.Decision(0); err != nil || d.Action != ActionRelease || !errors.Is(d.Err, boom) {
 		t.Fatalf("outage: %+v, %v", d, err)
 	}

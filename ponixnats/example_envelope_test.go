@@ -42,8 +42,8 @@ func ExampleNewEnvelopeProcessor() {
 		log.Fatal(err) // an end_device_id that is not a subject token is refused here
 	}
 
-	store := func(_ context.Context, batch []ponixnats.Decoded[*envelopev1.ProcessedEnvelope]) error {
-		for _, d := range batch { // d.Value is the envelope, d.Msg the JetStream message
+	store := func(_ context.Context, batch ponixnats.Batch[ponixnats.Decoded[*envelopev1.ProcessedEnvelope]]) error {
+		for _, d := range batch.Items { // d.Value is the envelope, d.Msg the JetStream message
 			fmt.Println("stored", d.Value.GetEndDeviceId())
 		}
 		return nil

@@ -104,17 +104,13 @@ func (h *Hold) stored() {
 }
 
 // do runs attempt until it returns nil, holding on every error: it waits (back-off) and tries
-// again. It returns attempt's last error when ctx ends, when the consumer stops (see
-// [BatchInfo].Stopping), or after MaxDuration (wrapped with [ErrHoldGivenUp]).
-// n is the number of messages held, for the logs.
-func (h *Hold) do(ctx context.Context, n int, attempt func(context.Context) error) error {
+// again. It returns attempt's last error when ctx ends, when stopping is closed (the
+// consumer stops, see [Batch].Stopping), or after MaxDuration (wrapped with
+// [ErrHoldGivenUp]). n is the number of messages held, for the logs.
+func (h *Hold) do(ctx context.Context, stopping <-chan struct{}, n int, attempt func(context.Context) error) error {
 	err := attempt(ctx)
 	if err == nil || ctx.Err() != nil {
 		return err
-	}
-	var stopping <-chan struct{}
-	if bi, ok := BatchInfoFromContext(ctx); ok {
-		stopping = bi.Stopping
 	}
 	select {
 	case <-stopping:

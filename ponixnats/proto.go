@@ -23,7 +23,7 @@ type Decoded[T proto.Message] struct {
 // Result — so decide with res.Ack(d.Index), never with the position in the decoded slice
 // (the two differ once a message failed to decode). Decisions for indices of messages that
 // did not decode are ignored: those are dead-lettered.
-type ProtoHandler[T proto.Message] func(ctx context.Context, batch []Decoded[T]) (Result, error)
+type ProtoHandler[T proto.Message] func(ctx context.Context, batch Batch[Decoded[T]]) (Result, error)
 
 // ProtoOption configures [ProtoProcessor].
 type ProtoOption func(*protoOptions)
@@ -51,7 +51,8 @@ func ProtoProcessor[T proto.Message](newT func() T, handle ProtoHandler[T], opts
 	for _, opt := range opts {
 		opt(&o)
 	}
-	return func(ctx context.Context, batch []jetstream.Msg) (Result, error) {
+	return func(ctx context.Context, msgs Batch[jetstream.Msg]) (Result, error) {
+		batch := msgs.Items
 		decoded := make([]Decoded[T], 0, len(batch))
 		var res Result
 		for i, m := range batch {
@@ -69,7 +70,7 @@ func ProtoProcessor[T proto.Message](newT func() T, handle ProtoHandler[T], opts
 		if len(decoded) == 0 {
 			return res, nil
 		}
-		hres, err := handle(ctx, decoded)
+		hres, err := handle(ctx, withItems(msgs, decoded))
 		if len(decoded) == len(batch) {
 			// Nothing failed to decode: the handler's Result is the batch's.
 			return hres, err
@@ -96,13 +97,14 @@ func ProtoProcessor[T proto.Message](newT func() T, handle ProtoHandler[T], opts
 // before), checks it with validate, if not nil
 // (failures are dead-lettered with [ReasonInvalid]), and hands the valid ones to store in one
 // call, acking them on success. Store errors are handled as [NewStoreProcessor] says: a
-// [Rejection] (whose index is the position in the slice given to store) or a [RecordFault]
+// [Rejection] (whose index is the position in the batch given to store) or a [RecordFault]
 // dead-letters only the messages that fail alone, and a sink fault holds the batch in place
 // (see [Hold]). store must be all-or-nothing.
-func NewProtoStoreProcessor[T proto.Message](newT func() T, store func(context.Context, []Decoded[T]) error, validate func(T) error, opts ...StoreOption) Processor {
+func NewProtoStoreProcessor[T proto.Message](newT func() T, store func(context.Context, Batch[Decoded[T]]) error, validate func(T) error, opts ...StoreOption) Processor {
 	o := buildStoreOptions(opts)
-	handle := func(ctx context.Context, decoded []Decoded[T]) (Result, error) {
-		b := newStoreBatch(decoded, func(d Decoded[T]) jetstream.Msg { return d.Msg })
+	handle := func(ctx context.Context, batch Batch[Decoded[T]]) (Result, error) {
+		decoded := batch.Items
+		b := newStoreBatch(batch, func(d Decoded[T]) jetstream.Msg { return d.Msg })
 		if validate != nil {
 			for j, d := range decoded {
 				if err := validate(d.Value); err != nil {
@@ -125,7 +127,8 @@ func NewProtoStoreProcessor[T proto.Message](newT func() T, store func(context.C
 		return decode
 	}
 	// The check runs on the raw messages first; the others are decoded and stored.
-	return func(ctx context.Context, batch []jetstream.Msg) (Result, error) {
+	return func(ctx context.Context, msgs Batch[jetstream.Msg]) (Result, error) {
+		batch := msgs.Items
 		res := NewResult(len(batch))
 		var pass []jetstream.Msg
 		var pos []int
@@ -139,7 +142,7 @@ func NewProtoStoreProcessor[T proto.Message](newT func() T, store func(context.C
 		if len(pass) == 0 {
 			return res, nil
 		}
-		sub, err := decode(ctx, pass)
+		sub, err := decode(ctx, withItems(msgs, pass))
 		if err != nil {
 			for _, i := range pos {
 				res.Release(i, 0, err)

@@ -25,7 +25,8 @@ func TestProtoProcessorMapsIndicesAroundDecodeFailures(t *testing.T) {
 	batch := []jetstream.Msg{tsMsg(t, 1), garbage, tsMsg(t, 3), tsMsg(t, 4)}
 	var seen []int64
 	p := ProtoProcessor(func() *timestamppb.Timestamp { return new(timestamppb.Timestamp) },
-		func(_ context.Context, ds []Decoded[*timestamppb.Timestamp]) (Result, error) {
+		func(_ context.Context, in Batch[Decoded[*timestamppb.Timestamp]]) (Result, error) {
+			ds := in.Items
 			r := NewResult(0)
 			for _, d := range ds {
 				seen = append(seen, d.Value.GetSeconds())
@@ -37,7 +38,7 @@ func TestProtoProcessorMapsIndicesAroundDecodeFailures(t *testing.T) {
 			}
 			return r, nil
 		})
-	res, err := p(context.Background(), batch)
+	res, err := p(context.Background(), msgBatch(batch))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -61,8 +62,8 @@ func TestProtoProcessorHandlerErrorWithDecodeFailure(t *testing.T) {
 	batch := []jetstream.Msg{&fakeMsg{subject: "s.bad", data: []byte{0xff}}, tsMsg(t, 2)}
 	boom := errors.New("sink down")
 	p := ProtoProcessor(func() *timestamppb.Timestamp { return new(timestamppb.Timestamp) },
-		func(context.Context, []Decoded[*timestamppb.Timestamp]) (Result, error) { return Result{}, boom })
-	res, err := p(context.Background(), batch)
+		func(context.Context, Batch[Decoded[*timestamppb.Timestamp]]) (Result, error) { return Result{}, boom })
+	res, err := p(context.Background(), msgBatch(batch))
 	if err != nil {
 		t.Fatalf("error should become per-message releases, got %v", err)
 	}
@@ -77,8 +78,8 @@ func TestProtoProcessorHandlerErrorWithDecodeFailure(t *testing.T) {
 func TestProtoProcessorHandlerErrorAllDecoded(t *testing.T) {
 	boom := errors.New("sink down")
 	p := ProtoProcessor(func() *timestamppb.Timestamp { return new(timestamppb.Timestamp) },
-		func(context.Context, []Decoded[*timestamppb.Timestamp]) (Result, error) { return Result{}, boom })
-	if _, err := p(context.Background(), []jetstream.Msg{tsMsg(t, 1)}); !errors.Is(err, boom) {
+		func(context.Context, Batch[Decoded[*timestamppb.Timestamp]]) (Result, error) { return Result{}, boom })
+	if _, err := p(context.Background(), msgBatch([]jetstream.Msg{tsMsg(t, 1)})); !errors.Is(err, boom) {
 		t.Fatalf("err = %v; want the handler error (whole batch nak)", err)
 	}
 }
@@ -86,7 +87,8 @@ func TestProtoProcessorHandlerErrorAllDecoded(t *testing.T) {
 func TestProtoProcessorHandlerUnmentionedStaysUnmentioned(t *testing.T) {
 	batch := []jetstream.Msg{&fakeMsg{subject: "s.bad", data: []byte{0xff}}, tsMsg(t, 2), tsMsg(t, 3)}
 	p := ProtoProcessor(func() *timestamppb.Timestamp { return new(timestamppb.Timestamp) },
-		func(_ context.Context, ds []Decoded[*timestamppb.Timestamp]) (Result, error) {
+		func(_ context.Context, in Batch[Decoded[*timestamppb.Timestamp]]) (Result, error) {
+			ds := in.Items
 			r := NewResult(0)
 			r.Ack(ds[0].Index)
 			r.Ack(ds[0].Index) // duplicate
@@ -94,7 +96,7 @@ func TestProtoProcessorHandlerUnmentionedStaysUnmentioned(t *testing.T) {
 			r.Ack(0)           // the undecodable message: ignored, it is dead-lettered
 			return r, nil
 		})
-	res, _ := p(context.Background(), batch)
+	res, _ := p(context.Background(), msgBatch(batch))
 	if _, ok := res.Decision(2); ok {
 		t.Fatal("index 2 was not mentioned by the handler but is mentioned after mapping")
 	}

@@ -12,9 +12,10 @@ import (
 // it. A non-nil error naks the whole batch with the default delay (the Result
 // is then ignored); so does a panic.
 //
-// The batch slice and the messages are valid until the Processor returns; a
+// The batch carries where its messages come from (see [Batch]); ctx carries cancellation
+// only. The batch's items and the messages are valid until the Processor returns; a
 // Processor must not ack, nak or term the messages itself.
-type Processor func(ctx context.Context, batch []jetstream.Msg) (Result, error)
+type Processor func(ctx context.Context, batch Batch[jetstream.Msg]) (Result, error)
 
 // Action is what the consumer does with one message.
 type Action uint8

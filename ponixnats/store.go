@@ -11,11 +11,12 @@ import (
 )
 
 // MsgStore stores a batch of messages (typically from their bytes, m.Data()) all or nothing:
-// an error means none of them was stored.
-type MsgStore func(ctx context.Context, msgs []jetstream.Msg) error
+// an error means none of them was stored. The batch is the fetched one or a part of it, with
+// its stream incarnation (for de-duplication keys) and its Stopping channel.
+type MsgStore func(ctx context.Context, batch Batch[jetstream.Msg]) error
 
 // Rejection is implemented by store errors that name one item of the batch that can never be
-// stored (e.g. a value the sink cannot represent), by its index in the slice given to the
+// stored (e.g. a value the sink cannot represent), by its index in the batch given to the
 // store. A store processor dead-letters that message alone (reason [ReasonRejected]) and
 // stores the others again. ponixclickhouse.RowError is one.
 type Rejection interface {
@@ -91,10 +92,10 @@ func checkReason(err error) Reason {
 // store must be all-or-nothing so that a batch can be stored again.
 func NewStoreProcessor(store MsgStore, opts ...StoreOption) Processor {
 	o := buildStoreOptions(opts)
-	return func(ctx context.Context, batch []jetstream.Msg) (Result, error) {
+	return func(ctx context.Context, batch Batch[jetstream.Msg]) (Result, error) {
 		b := newStoreBatch(batch, func(m jetstream.Msg) jetstream.Msg { return m })
 		if o.check != nil {
-			for j, m := range batch {
+			for j, m := range batch.Items {
 				if err := o.check(m); err != nil {
 					b.setAside(j, checkReason(err), fmt.Errorf("%s: %w", msgLabel(m), err))
 				}
@@ -113,21 +114,22 @@ func msgLabel(m jetstream.Msg) string {
 	return "message on " + m.Subject()
 }
 
-// storeBatch is a batch on its way to a store: the decisions taken so far, by index into all,
-// and the indices still to store.
+// storeBatch is a batch on its way to a store: the decisions taken so far, by index into
+// its items, and the indices still to store.
 type storeBatch[T any] struct {
-	all   []T
+	batch Batch[T]
+	all   []T // batch.Items
 	msgOf func(T) jetstream.Msg
 	res   Result
 	todo  []int // indices into all still to store, ascending
 }
 
-func newStoreBatch[T any](all []T, msgOf func(T) jetstream.Msg) *storeBatch[T] {
-	todo := make([]int, len(all))
+func newStoreBatch[T any](batch Batch[T], msgOf func(T) jetstream.Msg) *storeBatch[T] {
+	todo := make([]int, len(batch.Items))
 	for i := range todo {
 		todo[i] = i
 	}
-	return &storeBatch[T]{all: all, msgOf: msgOf, res: NewResult(len(all)), todo: todo}
+	return &storeBatch[T]{batch: batch, all: batch.Items, msgOf: msgOf, res: NewResult(len(batch.Items)), todo: todo}
 }
 
 // setAside dead-letters item j (not yet stored) before anything is stored.
@@ -144,7 +146,7 @@ func (b *storeBatch[T]) setAside(j int, reason Reason, err error) {
 // stores (proof that the sink works) after about log2(n) failures. Until that proof, the
 // number of refused parts is bounded by log2(n)+2: beyond it the whole batch counts as refused
 // by the sink, and is held like any sink fault.
-func (b *storeBatch[T]) store(ctx context.Context, store func(context.Context, []T) error, hold *Hold) Result {
+func (b *storeBatch[T]) store(ctx context.Context, store func(context.Context, Batch[T]) error, hold *Hold) Result {
 	if len(b.todo) == 0 {
 		return b.res
 	}
@@ -167,7 +169,7 @@ func (b *storeBatch[T]) store(ctx context.Context, store func(context.Context, [
 			for _, j := range part {
 				buf = append(buf, b.all[j])
 			}
-			err := store(ctx, buf)
+			err := store(ctx, withItems(b.batch, buf))
 			var (
 				rej Rejection
 				rf  RecordFault
@@ -229,7 +231,7 @@ func (b *storeBatch[T]) store(ctx context.Context, store func(context.Context, [
 		}
 		return nil
 	}
-	if err := hold.do(ctx, len(b.todo), attempt); err != nil {
+	if err := hold.do(ctx, b.batch.Stopping, len(b.todo), attempt); err != nil {
 		// Stopping, or the hold gave up: the sink failed, the messages did nothing wrong.
 		// They are released, which never counts towards MaxDeliver.
 		for _, part := range stack {

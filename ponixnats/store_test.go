@@ -19,11 +19,18 @@ import (
 
 var discard = slog.New(slog.DiscardHandler)
 
-// stoppedContext is a processor context whose consumer has been asked to stop.
-func stoppedContext() context.Context {
+// msgBatch is a batch of msgs as a consumer hands it to a processor.
+func msgBatch(msgs []jetstream.Msg) Batch[jetstream.Msg] {
+	return Batch[jetstream.Msg]{Stream: StreamID{Name: "s"}, Consumer: "c", Items: msgs}
+}
+
+// stoppedBatch is a batch of msgs whose consumer has been asked to stop.
+func stoppedBatch(msgs []jetstream.Msg) Batch[jetstream.Msg] {
 	stop := make(chan struct{})
 	close(stop)
-	return WithBatchInfo(context.Background(), BatchInfo{Stopping: stop})
+	b := msgBatch(msgs)
+	b.Stopping = stop
+	return b
 }
 
 // seqMsg is a fake delivered message with a subject, a stream sequence and a delivery count.
@@ -67,7 +74,8 @@ type recordingStore struct {
 	stored []string
 }
 
-func (s *recordingStore) store(_ context.Context, msgs []jetstream.Msg) error {
+func (s *recordingStore) store(_ context.Context, in Batch[jetstream.Msg]) error {
+	msgs := in.Items
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.calls++
@@ -102,7 +110,7 @@ func TestSinkFaultIsHeldInPlaceUntilTheSinkRecovers(t *testing.T) {
 	s := &recordingStore{down: 5}
 	p := NewStoreProcessor(s.store, WithHold(hold))
 	batch := seqBatch(10)
-	res, err := p(context.Background(), batch)
+	res, err := p(context.Background(), msgBatch(batch))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -133,7 +141,7 @@ func TestHoldReportsItsStateWhileHolding(t *testing.T) {
 		Classify: func(err error) string { return "storage" }})
 	release := make(chan struct{})
 	var once sync.Once
-	store := func(context.Context, []jetstream.Msg) error {
+	store := func(context.Context, Batch[jetstream.Msg]) error {
 		select {
 		case <-release:
 			return nil
@@ -143,7 +151,7 @@ func TestHoldReportsItsStateWhileHolding(t *testing.T) {
 	}
 	done := make(chan Result)
 	go func() {
-		res, _ := NewStoreProcessor(store, WithHold(hold))(context.Background(), seqBatch(3))
+		res, _ := NewStoreProcessor(store, WithHold(hold))(context.Background(), msgBatch(seqBatch(3)))
 		done <- res
 	}()
 	deadline := time.Now().Add(5 * time.Second)
@@ -168,10 +176,10 @@ func TestHoldReportsItsStateWhileHolding(t *testing.T) {
 }
 
 func TestSinkFaultReleasesWhenTheConsumerStopsOrTheHoldGivesUp(t *testing.T) {
-	down := func(context.Context, []jetstream.Msg) error { return errors.New("connection refused") }
+	down := func(context.Context, Batch[jetstream.Msg]) error { return errors.New("connection refused") }
 
 	start := time.Now()
-	res, _ := NewStoreProcessor(down, WithHold(NewHold(HoldConfig{MinBackoff: time.Hour, Logger: discard})))(stoppedContext(), seqBatch(4))
+	res, _ := NewStoreProcessor(down, WithHold(NewHold(HoldConfig{MinBackoff: time.Hour, Logger: discard})))(context.Background(), stoppedBatch(seqBatch(4)))
 	if time.Since(start) > time.Second {
 		t.Errorf("a stopping consumer waited %s for the back-off", time.Since(start))
 	}
@@ -186,7 +194,7 @@ func TestSinkFaultReleasesWhenTheConsumerStopsOrTheHoldGivesUp(t *testing.T) {
 	hold := NewHold(HoldConfig{MinBackoff: time.Millisecond, MaxBackoff: time.Millisecond, MaxDuration: 20 * time.Millisecond, Logger: discard})
 	batch := seqBatch(2)
 	batch[1].(*seqMsg).delivered = 50
-	res, _ = NewStoreProcessor(down, WithHold(hold))(context.Background(), batch)
+	res, _ = NewStoreProcessor(down, WithHold(hold))(context.Background(), msgBatch(batch))
 	for i := range 2 {
 		if d, _ := res.Decision(i); d.Action != ActionRelease || !errors.Is(d.Err, ErrHoldGivenUp) {
 			t.Fatalf("after MaxDuration: index %d: %+v, want a release wrapping ErrHoldGivenUp", i, d)
@@ -202,7 +210,7 @@ func TestRecordFaultBisectsToTheRecordsThatFailAlone(t *testing.T) {
 			for _, i := range bad {
 				s.bad[batch[i].Subject()] = true
 			}
-			res, err := NewStoreProcessor(s.store, WithHold(NewHold(HoldConfig{Logger: discard})))(context.Background(), batch)
+			res, err := NewStoreProcessor(s.store, WithHold(NewHold(HoldConfig{Logger: discard})))(context.Background(), msgBatch(batch))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -237,7 +245,7 @@ func TestRecordFaultOnEveryRecordIsHeldNotDeadLettered(t *testing.T) {
 	for _, m := range batch {
 		s.bad[m.Subject()] = true
 	}
-	res, _ := NewStoreProcessor(s.store, WithHold(NewHold(HoldConfig{MinBackoff: time.Hour, Logger: discard})))(stoppedContext(), batch)
+	res, _ := NewStoreProcessor(s.store, WithHold(NewHold(HoldConfig{MinBackoff: time.Hour, Logger: discard})))(context.Background(), stoppedBatch(batch))
 	for i, a := range decisions(res, 64) {
 		if a != ActionRelease {
 			t.Fatalf("index %d: %s; a batch no part of which the sink takes must be held (released at stop), never dead-lettered", i, a)
@@ -250,7 +258,7 @@ func TestRecordFaultOnEveryRecordIsHeldNotDeadLettered(t *testing.T) {
 		t.Errorf("%d store calls before deciding that the sink refuses everything; want about log2(64)+2", s.calls)
 	}
 	// The same for a batch of one: nothing proves the sink works.
-	res, _ = NewStoreProcessor(s.store, WithHold(NewHold(HoldConfig{MinBackoff: time.Hour, Logger: discard})))(stoppedContext(), batch[:1])
+	res, _ = NewStoreProcessor(s.store, WithHold(NewHold(HoldConfig{MinBackoff: time.Hour, Logger: discard})))(context.Background(), stoppedBatch(batch[:1]))
 	if d, _ := res.Decision(0); d.Action != ActionRelease {
 		t.Fatalf("a single refused record: %+v, want release (held)", d)
 	}
@@ -260,14 +268,14 @@ func TestSinkFaultDuringBisectIsHeldAndBisectingGoesOn(t *testing.T) {
 	batch := seqBatch(8)
 	s := &recordingStore{bad: map[string]bool{batch[5].Subject(): true}}
 	calls := 0
-	store := func(ctx context.Context, msgs []jetstream.Msg) error {
+	store := func(ctx context.Context, in Batch[jetstream.Msg]) error {
 		calls++
 		if calls == 3 { // the server goes away in the middle of the search
 			return errors.New("connection reset")
 		}
-		return s.store(ctx, msgs)
+		return s.store(ctx, in)
 	}
-	res, _ := NewStoreProcessor(store, WithHold(NewHold(HoldConfig{MinBackoff: time.Millisecond, Logger: discard})))(context.Background(), batch)
+	res, _ := NewStoreProcessor(store, WithHold(NewHold(HoldConfig{MinBackoff: time.Millisecond, Logger: discard})))(context.Background(), msgBatch(batch))
 	for i, a := range decisions(res, 8) {
 		want := ActionAck
 		if i == 5 {
@@ -285,7 +293,8 @@ func TestSinkFaultDuringBisectIsHeldAndBisectingGoesOn(t *testing.T) {
 
 func TestRejectionNamesTheMessageNotTheRowOfTheBatch(t *testing.T) {
 	batch := seqBatch(3)
-	store := func(_ context.Context, msgs []jetstream.Msg) error {
+	store := func(_ context.Context, in Batch[jetstream.Msg]) error {
+		msgs := in.Items
 		for i, m := range msgs {
 			if m.Subject() == "s.dev-1" {
 				return fmt.Errorf("write: %w", &rowLikeErr{index: i, err: errors.New("data.x: number is NaN")})
@@ -293,7 +302,7 @@ func TestRejectionNamesTheMessageNotTheRowOfTheBatch(t *testing.T) {
 		}
 		return nil
 	}
-	res, _ := NewStoreProcessor(store, WithHold(NewHold(HoldConfig{Logger: discard})))(context.Background(), batch)
+	res, _ := NewStoreProcessor(store, WithHold(NewHold(HoldConfig{Logger: discard})))(context.Background(), msgBatch(batch))
 	d, _ := res.Decision(1)
 	if d.Action != ActionDeadLetter || d.Reason != ReasonRejected {
 		t.Fatalf("decision %+v", d)
@@ -329,13 +338,14 @@ func TestProtoProcessorDecisionsUseBatchIndices(t *testing.T) {
 	batch := []jetstream.Msg{&fakeMsg{subject: "s.x", data: []byte{0xff, 0xff}}, stringMsg(t, "s.a", "a"), stringMsg(t, "s.b", "b")}
 	newT := func() *wrapperspb.StringValue { return new(wrapperspb.StringValue) }
 	var seen []int
-	p := NewProtoStoreProcessor(newT, func(_ context.Context, ds []Decoded[*wrapperspb.StringValue]) error {
+	p := NewProtoStoreProcessor(newT, func(_ context.Context, in Batch[Decoded[*wrapperspb.StringValue]]) error {
+		ds := in.Items
 		for _, d := range ds {
 			seen = append(seen, d.Index)
 		}
 		return nil
 	}, nil, WithHold(NewHold(HoldConfig{Logger: discard})))
-	res, err := p(context.Background(), batch)
+	res, err := p(context.Background(), msgBatch(batch))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -346,26 +356,27 @@ func TestProtoProcessorDecisionsUseBatchIndices(t *testing.T) {
 		t.Fatalf("decisions %v, want [dead_letter ack ack]", d)
 	}
 	// A hand-written handler acks by d.Index.
-	h := ProtoProcessor(newT, func(_ context.Context, ds []Decoded[*wrapperspb.StringValue]) (Result, error) {
+	h := ProtoProcessor(newT, func(_ context.Context, in Batch[Decoded[*wrapperspb.StringValue]]) (Result, error) {
+		ds := in.Items
 		res := NewResult(0)
 		for _, d := range ds {
 			res.Ack(d.Index)
 		}
 		return res, nil
 	})
-	res, _ = h(context.Background(), batch)
+	res, _ = h(context.Background(), msgBatch(batch))
 	if d := decisions(res, 3); !slices.Equal(d, []Action{ActionDeadLetter, ActionAck, ActionAck}) {
 		t.Fatalf("handler decisions %v, want [dead_letter ack ack]", d)
 	}
 	// A validation failure of the second message: only it is dead-lettered.
-	p = NewProtoStoreProcessor(newT, func(context.Context, []Decoded[*wrapperspb.StringValue]) error { return nil },
+	p = NewProtoStoreProcessor(newT, func(context.Context, Batch[Decoded[*wrapperspb.StringValue]]) error { return nil },
 		func(v *wrapperspb.StringValue) error {
 			if v.GetValue() == "a" {
 				return errors.New("a is not allowed")
 			}
 			return nil
 		}, WithHold(NewHold(HoldConfig{Logger: discard})))
-	res, _ = p(context.Background(), batch)
+	res, _ = p(context.Background(), msgBatch(batch))
 	if d := decisions(res, 3); !slices.Equal(d, []Action{ActionDeadLetter, ActionDeadLetter, ActionAck}) {
 		t.Fatalf("validated decisions %v, want [dead_letter dead_letter ack]", d)
 	}
@@ -376,7 +387,8 @@ func TestProtoStoreProcessorHonoursWithCheck(t *testing.T) {
 	batch := []jetstream.Msg{stringMsg(t, "s.a", "a"), stringMsg(t, "s.blocked", "b"), stringMsg(t, "s.c", "c")}
 	newT := func() *wrapperspb.StringValue { return new(wrapperspb.StringValue) }
 	var stored []string
-	p := NewProtoStoreProcessor(newT, func(_ context.Context, ds []Decoded[*wrapperspb.StringValue]) error {
+	p := NewProtoStoreProcessor(newT, func(_ context.Context, in Batch[Decoded[*wrapperspb.StringValue]]) error {
+		ds := in.Items
 		for _, d := range ds {
 			stored = append(stored, d.Value.GetValue())
 		}
@@ -387,7 +399,7 @@ func TestProtoStoreProcessorHonoursWithCheck(t *testing.T) {
 		}
 		return nil
 	}))
-	res, err := p(context.Background(), batch)
+	res, err := p(context.Background(), msgBatch(batch))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -399,5 +411,34 @@ func TestProtoStoreProcessorHonoursWithCheck(t *testing.T) {
 	}
 	if d, _ := res.Decision(1); d.Reason != ReasonInvalid || !strings.Contains(d.Err.Error(), "blocked subject") {
 		t.Errorf("decision %+v", d)
+	}
+}
+
+// Every call of the store, for the whole batch or a part of it while bisecting, carries the
+// batch's identity: its stream incarnation, consumer and Stopping channel.
+func TestEveryPartCarriesTheBatchIdentity(t *testing.T) {
+	s := &recordingStore{bad: map[string]bool{"s.dev-5": true}}
+	created := time.Date(2026, 12, 3, 0, 0, 0, 0, time.UTC)
+	stop := make(chan struct{})
+	batch := Batch[jetstream.Msg]{Stream: StreamID{Name: "events", Created: created}, Consumer: "sink", Items: seqBatch(8), Stopping: stop}
+	var seen []Batch[jetstream.Msg]
+	store := func(ctx context.Context, b Batch[jetstream.Msg]) error {
+		seen = append(seen, b)
+		return s.store(ctx, b)
+	}
+	res, err := NewStoreProcessor(store, WithHold(NewHold(HoldConfig{Logger: discard})))(context.Background(), batch)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d, _ := res.Decision(5); d.Action != ActionDeadLetter {
+		t.Fatalf("index 5: %s, want dead_letter", d.Action)
+	}
+	if len(seen) < 3 {
+		t.Fatalf("%d store calls, want the bisect's parts", len(seen))
+	}
+	for i, b := range seen {
+		if b.Stream != batch.Stream || b.Consumer != "sink" || b.Stopping != batch.Stopping {
+			t.Errorf("call %d: stream %+v consumer %q stopping %v; want the batch's identity", i, b.Stream, b.Consumer, b.Stopping)
+		}
 	}
 }

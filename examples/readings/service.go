@@ -168,16 +168,16 @@ func start(ctx context.Context, cfg config, logger *slog.Logger) (svc *service, 
 // store returns the store function of the processor: one INSERT per batch, all or nothing.
 // A row the encoder refuses comes back as a *ponixclickhouse.RowError, which the processor
 // dead-letters alone; any other error holds the batch.
-func store(w *ponixclickhouse.BatchWriter[row]) func(context.Context, []ponixnats.Decoded[*metricsv1.Reading]) error {
-	return func(ctx context.Context, batch []ponixnats.Decoded[*metricsv1.Reading]) error {
-		bi, _ := ponixnats.BatchInfoFromContext(ctx)
-		rows := make([]row, len(batch))
-		for i, d := range batch {
+func store(w *ponixclickhouse.BatchWriter[row]) func(context.Context, ponixnats.Batch[ponixnats.Decoded[*metricsv1.Reading]]) error {
+	return func(ctx context.Context, batch ponixnats.Batch[ponixnats.Decoded[*metricsv1.Reading]]) error {
+		rows := make([]row, batch.Len())
+		for i, d := range batch.Items {
 			seq, err := ponixnats.StreamSequence(d.Msg)
 			if err != nil {
 				return err
 			}
-			rows[i] = row{Reading: d.Value, StreamCreated: bi.StreamCreated, StreamSeq: seq}
+			// The stream incarnation and the sequence: the row's de-duplication key.
+			rows[i] = row{Reading: d.Value, StreamCreated: batch.Stream.Created, StreamSeq: seq}
 		}
 		return w.Write(ctx, rows)
 	}

@@ -101,7 +101,8 @@ func TestIntegrationEnvelopeProcessorStoresAndDeadLetters(t *testing.T) {
 		stored []*envelopev1.ProcessedEnvelope
 		fail   = true
 	)
-	store := func(_ context.Context, batch []ponixnats.Decoded[*envelopev1.ProcessedEnvelope]) error {
+	store := func(_ context.Context, in ponixnats.Batch[ponixnats.Decoded[*envelopev1.ProcessedEnvelope]]) error {
+		batch := in.Items
 		mu.Lock()
 		defer mu.Unlock()
 		if fail { // the first insert fails: everything valid must come back

@@ -258,7 +258,8 @@ func TestIntegrationBatchByCountAndByMaxWait(t *testing.T) {
 	got := make(chan batchInfo, 10)
 	cfg := baseConfig(stream)
 	cfg.MaxWait = 500 * time.Millisecond
-	c, err := ponixnats.NewConsumer(context.Background(), js, cfg, func(_ context.Context, b []jetstream.Msg) (ponixnats.Result, error) {
+	c, err := ponixnats.NewConsumer(context.Background(), js, cfg, func(_ context.Context, in ponixnats.Batch[jetstream.Msg]) (ponixnats.Result, error) {
+		b := in.Items
 		got <- batchInfo{len(b), time.Now()}
 		return ponixnats.AckAll(len(b)), nil
 	})
@@ -304,7 +305,8 @@ func TestIntegrationPartialAckNakRedeliversExactlyTheNakd(t *testing.T) {
 	publishN(t, js, stream+".a", 6, 0)
 
 	var d deliveries
-	c, err := ponixnats.NewConsumer(context.Background(), js, baseConfig(stream), func(_ context.Context, b []jetstream.Msg) (ponixnats.Result, error) {
+	c, err := ponixnats.NewConsumer(context.Background(), js, baseConfig(stream), func(_ context.Context, in ponixnats.Batch[jetstream.Msg]) (ponixnats.Result, error) {
+		b := in.Items
 		d.add(b)
 		r := ponixnats.NewResult(len(b))
 		for i, m := range b {
@@ -345,7 +347,8 @@ func TestIntegrationUnmentionedAndDuplicateIndices(t *testing.T) {
 	publishN(t, js, stream+".a", 3, 0)
 
 	var d deliveries
-	c, err := ponixnats.NewConsumer(context.Background(), js, baseConfig(stream), func(_ context.Context, b []jetstream.Msg) (ponixnats.Result, error) {
+	c, err := ponixnats.NewConsumer(context.Background(), js, baseConfig(stream), func(_ context.Context, in ponixnats.Batch[jetstream.Msg]) (ponixnats.Result, error) {
+		b := in.Items
 		d.add(b)
 		r := ponixnats.NewResult(len(b))
 		for i, m := range b {
@@ -388,7 +391,8 @@ func TestIntegrationTermIsNotRedelivered(t *testing.T) {
 	var d deliveries
 	cfg := baseConfig(stream)
 	cfg.AckWait = time.Second
-	c, err := ponixnats.NewConsumer(context.Background(), js, cfg, func(_ context.Context, b []jetstream.Msg) (ponixnats.Result, error) {
+	c, err := ponixnats.NewConsumer(context.Background(), js, cfg, func(_ context.Context, in ponixnats.Batch[jetstream.Msg]) (ponixnats.Result, error) {
+		b := in.Items
 		d.add(b)
 		r := ponixnats.NewResult(len(b))
 		for i, m := range b {
@@ -422,7 +426,8 @@ func TestIntegrationProcessorErrorAndPanicNakWholeBatch(t *testing.T) {
 
 	var calls atomic.Int32
 	var d deliveries
-	c, err := ponixnats.NewConsumer(context.Background(), js, baseConfig(stream), func(_ context.Context, b []jetstream.Msg) (ponixnats.Result, error) {
+	c, err := ponixnats.NewConsumer(context.Background(), js, baseConfig(stream), func(_ context.Context, in ponixnats.Batch[jetstream.Msg]) (ponixnats.Result, error) {
+		b := in.Items
 		d.add(b)
 		switch calls.Add(1) {
 		case 1:
@@ -473,15 +478,16 @@ func TestIntegrationDecodeFailureGoesToDLQWithHeaders(t *testing.T) {
 	var got atomic.Int64
 	var d deliveries
 	p := ponixnats.ProtoProcessor(func() *timestamppb.Timestamp { return new(timestamppb.Timestamp) },
-		func(_ context.Context, ds []ponixnats.Decoded[*timestamppb.Timestamp]) (ponixnats.Result, error) {
+		func(_ context.Context, in ponixnats.Batch[ponixnats.Decoded[*timestamppb.Timestamp]]) (ponixnats.Result, error) {
+			ds := in.Items
 			for _, x := range ds {
 				got.Add(x.Value.GetSeconds())
 			}
 			return ponixnats.AckAll(len(ds)), nil
 		})
-	c, err := ponixnats.NewConsumer(ctx, js, baseConfig(stream), func(ctx context.Context, b []jetstream.Msg) (ponixnats.Result, error) {
-		d.add(b)
-		return p(ctx, b)
+	c, err := ponixnats.NewConsumer(ctx, js, baseConfig(stream), func(ctx context.Context, in ponixnats.Batch[jetstream.Msg]) (ponixnats.Result, error) {
+		d.add(in.Items)
+		return p(ctx, in)
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -538,7 +544,8 @@ func TestIntegrationMaxDeliverDeadLetters(t *testing.T) {
 	var d deliveries
 	cfg := baseConfig(stream)
 	cfg.MaxDeliver = 3
-	c, err := ponixnats.NewConsumer(ctx, js, cfg, func(_ context.Context, b []jetstream.Msg) (ponixnats.Result, error) {
+	c, err := ponixnats.NewConsumer(ctx, js, cfg, func(_ context.Context, in ponixnats.Batch[jetstream.Msg]) (ponixnats.Result, error) {
+		b := in.Items
 		d.add(b)
 		r := ponixnats.NewResult(len(b))
 		for i := range b {
@@ -575,7 +582,9 @@ func TestIntegrationDeadLetterSubjectsMustNotLoop(t *testing.T) {
 	stream := testStream(t, js)
 	cfg := baseConfig(stream)
 	cfg.DeadLetter.SubjectPrefix = stream + ".dlq"
-	_, err := ponixnats.NewConsumer(context.Background(), js, cfg, func(context.Context, []jetstream.Msg) (ponixnats.Result, error) { return ponixnats.Result{}, nil })
+	_, err := ponixnats.NewConsumer(context.Background(), js, cfg, func(context.Context, ponixnats.Batch[jetstream.Msg]) (ponixnats.Result, error) {
+		return ponixnats.Result{}, nil
+	})
 	if !errors.Is(err, ponixnats.ErrInvalidConfig) || !strings.Contains(err.Error(), "overlap") {
 		t.Fatalf("err = %v; want overlap error", err)
 	}
@@ -591,7 +600,8 @@ func TestIntegrationCleanShutdownLeavesNothingUnacked(t *testing.T) {
 	var processed, ctxErrs atomic.Int32
 	cfg := baseConfig(stream)
 	cfg.BatchSize = 50
-	c, err := ponixnats.NewConsumer(context.Background(), js, cfg, func(ctx context.Context, b []jetstream.Msg) (ponixnats.Result, error) {
+	c, err := ponixnats.NewConsumer(context.Background(), js, cfg, func(ctx context.Context, in ponixnats.Batch[jetstream.Msg]) (ponixnats.Result, error) {
+		b := in.Items
 		once.Do(func() { close(started) })
 		time.Sleep(500 * time.Millisecond) // the shutdown arrives while we work
 		if ctx.Err() != nil {
@@ -623,7 +633,8 @@ func TestIntegrationInProgressKeepsSlowBatchAlive(t *testing.T) {
 	var d deliveries
 	cfg := baseConfig(stream)
 	cfg.AckWait = time.Second
-	c, err := ponixnats.NewConsumer(context.Background(), js, cfg, func(_ context.Context, b []jetstream.Msg) (ponixnats.Result, error) {
+	c, err := ponixnats.NewConsumer(context.Background(), js, cfg, func(_ context.Context, in ponixnats.Batch[jetstream.Msg]) (ponixnats.Result, error) {
+		b := in.Items
 		d.add(b)
 		time.Sleep(2500 * time.Millisecond) // 2.5x AckWait
 		return ponixnats.AckAll(len(b)), nil
@@ -651,7 +662,8 @@ func TestIntegrationReconnectAfterServerRestart(t *testing.T) {
 
 	var d deliveries
 	cfg := baseConfig(stream)
-	c, err := ponixnats.NewConsumer(ctx, js, cfg, func(_ context.Context, b []jetstream.Msg) (ponixnats.Result, error) {
+	c, err := ponixnats.NewConsumer(ctx, js, cfg, func(_ context.Context, in ponixnats.Batch[jetstream.Msg]) (ponixnats.Result, error) {
+		b := in.Items
 		d.add(b)
 		return ponixnats.AckAll(len(b)), nil
 	})

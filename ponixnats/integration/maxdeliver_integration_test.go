@@ -56,7 +56,8 @@ func TestIntegrationDeliveriesWithoutAnswerNeverExhaustAMessage(t *testing.T) {
 	time.Sleep(cfg.AckWait + 200*time.Millisecond) // the second deliveries expire too
 
 	var seen atomic.Int64
-	c, err := ponixnats.NewConsumer(ctx, js, cfg, func(_ context.Context, b []jetstream.Msg) (ponixnats.Result, error) {
+	c, err := ponixnats.NewConsumer(ctx, js, cfg, func(_ context.Context, in ponixnats.Batch[jetstream.Msg]) (ponixnats.Result, error) {
+		b := in.Items
 		seen.Add(int64(len(b)))
 		return ponixnats.AckAll(len(b)), nil
 	})

@@ -59,14 +59,14 @@ func runLatency(ctx context.Context, o *options, logger *slog.Logger) error {
 	cons, err := app.NewPipeline(ctx, cfg, e.js, conn, app.PipelineOptions{
 		Logger: slog.New(slog.DiscardHandler),
 		WrapStore: func(store ponixnats.MsgStore) ponixnats.MsgStore {
-			return func(ctx context.Context, batch []jetstream.Msg) error {
+			return func(ctx context.Context, batch ponixnats.Batch[jetstream.Msg]) error {
 				if err := store(ctx, batch); err != nil {
 					return err
 				}
 				now := time.Now()
 				mu.Lock()
 				defer mu.Unlock()
-				for _, m := range batch {
+				for _, m := range batch.Items {
 					seq, err := ponixnats.StreamSequence(m)
 					if err != nil {
 						continue

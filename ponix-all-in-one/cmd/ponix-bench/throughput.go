@@ -378,11 +378,11 @@ func (e *env) ponix(ctx context.Context, cfg config.Config) (result, error) {
 		Logger:  quiet,
 		Cluster: e.clusterOptions("bench_ponix"),
 		WrapStore: func(store ponixnats.MsgStore) ponixnats.MsgStore {
-			return func(ctx context.Context, batch []jetstream.Msg) error {
+			return func(ctx context.Context, batch ponixnats.Batch[jetstream.Msg]) error {
 				if err := store(ctx, batch); err != nil {
 					return err
 				}
-				if stored.Add(int64(len(batch))) >= int64(e.o.n) {
+				if stored.Add(int64(batch.Len())) >= int64(e.o.n) {
 					select {
 					case <-done:
 					default:

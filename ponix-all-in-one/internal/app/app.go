@@ -429,10 +429,10 @@ func (s *service) closeClickHouse(ctx context.Context) error {
 // instrumentStore records each insert attempt in the metrics: batch size,
 // duration and, on success, the envelopes stored.
 func (s *service) instrumentStore(store ponixnats.MsgStore) ponixnats.MsgStore {
-	return func(ctx context.Context, batch []jetstream.Msg) error {
+	return func(ctx context.Context, batch ponixnats.Batch[jetstream.Msg]) error {
 		start := time.Now()
 		err := store(ctx, batch)
-		s.metrics.ObserveInsert(len(batch), time.Since(start), err)
+		s.metrics.ObserveInsert(batch.Len(), time.Since(start), err)
 		return err
 	}
 }

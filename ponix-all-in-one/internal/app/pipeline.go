@@ -138,21 +138,21 @@ func (p *Pipeline) Run(ctx context.Context) error {
 // report the difference instead.
 func (p *Pipeline) store(logger *slog.Logger) ponixnats.MsgStore {
 	var rows []ponixclickhouse.EnvelopeRow // reused: the consumer stores one batch at a time
-	return func(ctx context.Context, msgs []jetstream.Msg) error {
+	return func(ctx context.Context, batch ponixnats.Batch[jetstream.Msg]) error {
 		ref := p.writer.Load()
 		if ref == nil {
 			return errors.New("the ClickHouse writer is not ready")
 		}
 		w := ref.w
-		// The stream's creation time tells its incarnations apart (see migration 4).
-		bi, _ := ponixnats.BatchInfoFromContext(ctx)
+		msgs := batch.Items
 		rows = rows[:0]
 		for _, m := range msgs {
 			seq, err := ponixnats.StreamSequence(m)
 			if err != nil {
 				return err
 			}
-			rows = append(rows, ponixclickhouse.EnvelopeRow{Wire: m.Data(), StreamSeq: seq, StreamCreated: bi.StreamCreated})
+			// The stream's creation time tells its incarnations apart (see migration 4).
+			rows = append(rows, ponixclickhouse.EnvelopeRow{Wire: m.Data(), StreamSeq: seq, StreamCreated: batch.Stream.Created})
 		}
 		start := time.Now()
 		if err := w.Write(ctx, rows); err != nil {
