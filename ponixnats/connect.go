@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"math/rand/v2"
 	"net"
 	"net/url"
 	"os"
@@ -19,6 +18,8 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nkeys"
+
+	"github.com/ponix-go/ponix/runner/backoff"
 )
 
 // Default connection settings.
@@ -229,13 +230,14 @@ func Connect(ctx context.Context, serverURL string, opts ...ConnectOption) (*nat
 		return nil, fmt.Errorf("ponixnats: connecting to %s: %w", redactURL(serverURL), err)
 	}
 	log := o.logger.With("nats_url", redactURL(serverURL))
-	min, max := o.reconnectMin, o.reconnectMax
+	reconnect := reconnectPolicy(o.reconnectMin, o.reconnectMax)
 	nopts := []nats.Option{
 		nats.Timeout(timeout),
 		nats.MaxReconnects(-1),
 		nats.RetryOnFailedConnect(false),
 		nats.CustomReconnectDelay(func(attempts int) time.Duration {
-			d := backoff(attempts, min, max)
+			// nats.go counts the failed rounds over the server list from 1.
+			d := reconnect.Delay(attempts - 1)
 			if attempts > 0 && attempts&(attempts-1) == 0 { // log at 1, 2, 4, 8, ... attempts
 				log.Warn("NATS reconnect failed, retrying", "attempts", attempts, "next_delay", d)
 			}
@@ -297,15 +299,10 @@ func Connect(ctx context.Context, serverURL string, opts ...ConnectOption) (*nat
 	}
 }
 
-func backoff(attempts int, min, max time.Duration) time.Duration {
-	d := min
-	for i := 1; i < attempts && d < max; i++ {
-		d *= 2
-	}
-	if d > max {
-		d = max
-	}
-	return d + time.Duration(rand.Int64N(int64(d)/5+1))
+// reconnectPolicy is the back-off between reconnect attempts (see [WithReconnectBackoff]):
+// min, doubling per failed attempt up to max, plus up to 20% random jitter.
+func reconnectPolicy(min, max time.Duration) backoff.Policy {
+	return backoff.Policy{Initial: min, Max: max, Factor: 2, Jitter: 0.2}
 }
 
 func classifyConnectError(err error) error {

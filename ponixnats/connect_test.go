@@ -7,6 +7,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/nats-io/nats.go"
 )
@@ -52,14 +53,13 @@ func TestRedactURL(t *testing.T) {
 	}
 }
 
-func TestBackoffGrowsAndCaps(t *testing.T) {
-	for a := 1; a < 20; a++ {
-		d := backoff(a, 100, 1000)
-		if d < 100 || d > 1200 {
-			t.Fatalf("backoff(%d) = %d out of [100, 1200]", a, d)
+func TestReconnectBackoffGrowsAndCaps(t *testing.T) {
+	p := reconnectPolicy(100, 1000)
+	for a := 1; a < 20; a++ { // nats.go's attempts count from 1
+		base := min(100<<(a-1), 1000)
+		d := p.Delay(a - 1)
+		if d < time.Duration(base) || d > time.Duration(base)*12/10 {
+			t.Fatalf("reconnect delay after %d attempts = %d out of [%d, %d]", a, d, base, base*12/10)
 		}
-	}
-	if d := backoff(10, 100, 1000); d < 1000 {
-		t.Fatalf("backoff(10) = %d; want capped at ~1000", d)
 	}
 }

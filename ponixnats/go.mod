@@ -13,6 +13,7 @@ require (
 	github.com/klauspost/compress v1.20.4 // indirect
 	github.com/nats-io/nuid v1.0.1 // indirect
 	github.com/ponix-go/ponix/envelope v0.1.0
+	github.com/ponix-go/ponix/runner v0.1.0
 	golang.org/x/crypto v0.58.0 // indirect
 	golang.org/x/sys v0.50.0 // indirect
 )
@@ -20,3 +21,5 @@ require (
 replace buf.build/gen/go/ponix/ponix/protocolbuffers/go => ../proto
 
 replace github.com/ponix-go/ponix/envelope => ../envelope
+
+replace github.com/ponix-go/ponix/runner => ../runner

@@ -21,6 +21,7 @@ require (
 	github.com/nats-io/nuid v1.0.1 // indirect
 	github.com/ponix-go/ponix/envelope v0.1.0 // indirect
 	github.com/ponix-go/ponix/ponixnats/embedded v0.1.0 // indirect
+	github.com/ponix-go/ponix/runner v0.1.0 // indirect
 	golang.org/x/crypto v0.58.0 // indirect
 	golang.org/x/sys v0.50.0 // indirect
 	golang.org/x/time v0.16.0 // indirect
@@ -35,3 +36,5 @@ replace buf.build/gen/go/ponix/ponix/protocolbuffers/go => ../../proto
 replace github.com/ponix-go/ponix/ponixnats/natstest => ../natstest
 
 replace github.com/ponix-go/ponix/ponixnats/embedded => ../embedded
+
+replace github.com/ponix-go/ponix/runner => ../../runner
