@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/ponix-go/ponix/runner/backoff"
 )
 
 // applied counts what apply did with one batch, for the stats and one log line per batch.
@@ -269,16 +271,10 @@ func (c *Consumer) nakDelay(numDelivered uint64, explicit time.Duration) time.Du
 }
 
 // nakBackoff is the default Nak delay for a message delivered numDelivered times: base,
-// 2*base, 4*base, ... capped at max.
-func nakBackoff(numDelivered uint64, base, max time.Duration) time.Duration {
-	d := base
-	for i := uint64(1); i < numDelivered && d < max; i++ {
-		d *= 2
-	}
-	if d > max {
-		d = max
-	}
-	return d
+// 2*base, 4*base, ... capped at limit.
+func nakBackoff(numDelivered uint64, base, limit time.Duration) time.Duration {
+	retry := int(min(max(numDelivered, 1)-1, 62))
+	return min(backoff.Policy{Initial: base, Max: limit}.Delay(retry), limit)
 }
 
 func (c *Consumer) deadLetter(ctx context.Context, m jetstream.Msg, reason Reason, cause error, a *applied) error {

@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/ponix-go/ponix/runner/backoff"
 )
 
 // Consumer defaults.
@@ -27,14 +29,17 @@ const (
 	// pullExpiry bounds one pull request; a batch is filled by re-issuing requests until
 	// MaxWait is used up, so that a stop never waits more than this for a request in flight.
 	pullExpiry           = time.Second
-	minFetchRetryBackoff = 100 * time.Millisecond
-	maxFetchRetryBackoff = 5 * time.Second
 	logEvery             = 10 * time.Second
 	// infoEvery is how often the consumer reads its own info (ack floor) while fetching works.
 	infoEvery = 5 * time.Second
 	// unhealthyAfter: fetching that has failed this long makes [Consumer.Health] report it.
 	unhealthyAfter = 3 * time.Second
 )
+
+// fetchRetry starts the back-off of a failed fetch or of creating a deleted consumer again.
+func fetchRetry() *backoff.Backoff {
+	return backoff.Policy{Initial: 100 * time.Millisecond, Max: 5 * time.Second}.Start()
+}
 
 // ConsumerConfig configures a [Consumer]. Stream and Durable are required; other zero values
 // take the defaults noted per field.

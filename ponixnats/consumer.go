@@ -266,7 +266,7 @@ func (c *Consumer) Run(ctx context.Context) error {
 // fetchLoop fetches batches and hands them to Run until ctx ends.
 func (c *Consumer) fetchLoop(ctx context.Context, out chan<- fetched) {
 	var (
-		retry    = minFetchRetryBackoff
+		retry    = fetchRetry()
 		errLog   = rateLimit{every: logEvery}
 		nextInfo = time.Now().Add(infoEvery)
 	)
@@ -284,7 +284,7 @@ func (c *Consumer) fetchLoop(ctx context.Context, out chan<- fetched) {
 		}
 		if err == nil {
 			c.setHealth(nil, false)
-			retry = minFetchRetryBackoff
+			retry.Reset()
 			if time.Now().After(nextInfo) {
 				c.readAckFloor(ctx, cons)
 				nextInfo = time.Now().Add(infoEvery)
@@ -298,12 +298,11 @@ func (c *Consumer) fetchLoop(ctx context.Context, out chan<- fetched) {
 		}
 		c.setHealth(fmt.Errorf("fetching from consumer %s on stream %s: %w", c.cfg.Durable, c.cfg.Stream, err), false)
 		if n, ok := errLog.allow(); ok {
-			c.log.Warn("fetch failed, retrying", "error", err, "retry_in", retry, "suppressed_since_last_log", n)
+			c.log.Warn("fetch failed, retrying", "error", err, "retry_in", retry.Delay(), "suppressed_since_last_log", n)
 		}
-		if !sleepCtx(ctx, retry) {
+		if retry.Wait(ctx) != nil {
 			return
 		}
-		retry = min(retry*2, maxFetchRetryBackoff)
 	}
 }
 
@@ -428,7 +427,7 @@ func (c *Consumer) recover(ctx context.Context, out chan<- fetched) {
 	case <-ctx.Done():
 		return
 	}
-	retry, errLog := minFetchRetryBackoff, rateLimit{every: logEvery}
+	retry, errLog := fetchRetry(), rateLimit{every: logEvery}
 	for ctx.Err() == nil {
 		err := c.recoverOnce(ctx)
 		if err == nil {
@@ -441,10 +440,9 @@ func (c *Consumer) recover(ctx context.Context, out chan<- fetched) {
 		if n, ok := errLog.allow(); ok {
 			c.log.Warn("creating the durable consumer again failed, retrying", "error", err, "suppressed_since_last_log", n)
 		}
-		if !sleepCtx(ctx, retry) {
+		if retry.Wait(ctx) != nil {
 			return
 		}
-		retry = min(retry*2, maxFetchRetryBackoff)
 	}
 }
 
@@ -587,15 +585,4 @@ func (r *rateLimit) allow() (suppressed int, ok bool) {
 	}
 	r.suppressed++
 	return 0, false
-}
-
-func sleepCtx(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
-	}
 }

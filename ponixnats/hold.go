@@ -6,6 +6,8 @@ import (
 	"log/slog"
 	"sync"
 	"time"
+
+	"github.com/ponix-go/ponix/runner/backoff"
 )
 
 // Hold defaults.
@@ -119,31 +121,35 @@ func (h *Hold) do(ctx context.Context, stopping <-chan struct{}, n int, attempt 
 		return err
 	default:
 	}
-	start, wait := time.Now(), h.cfg.MinBackoff
+	// The waits end at ctx's end or when the consumer stops, whichever comes first.
+	wctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() {
+		select {
+		case <-stopping:
+			cancel()
+		case <-wctx.Done():
+		}
+	}()
+	start, retry := time.Now(), backoff.Policy{Initial: h.cfg.MinBackoff, Max: h.cfg.MaxBackoff}.Start()
 	h.begin(start, err)
 	h.cfg.Logger.Warn("sink failing: holding the batch in place (nothing is fetched, redelivered or dead-lettered meanwhile)",
-		"class", h.cfg.Classify(err), "error", err, "batch_size", n, "retry_in", wait)
+		"class", h.cfg.Classify(err), "error", err, "batch_size", n, "retry_in", retry.Delay())
 	for attempts := 1; ; attempts++ {
-		if h.cfg.MaxDuration > 0 && time.Since(start)+wait > h.cfg.MaxDuration {
+		if h.cfg.MaxDuration > 0 && time.Since(start)+retry.Delay() > h.cfg.MaxDuration {
 			h.end()
 			h.cfg.Logger.Warn("sink still failing: giving the batch back for a delayed redelivery",
 				"class", h.cfg.Classify(err), "error", err, "batch_size", n, "attempts", attempts,
 				"duration", time.Since(start).Round(time.Millisecond), "max_duration", h.cfg.MaxDuration)
 			return errors.Join(ErrHoldGivenUp, err)
 		}
-		t := time.NewTimer(wait)
-		select {
-		case <-ctx.Done():
-			t.Stop()
+		if retry.Wait(wctx) != nil {
 			h.end()
+			if ctx.Err() == nil {
+				h.cfg.Logger.Info("stopping while the sink fails: the held batch is released and will be stored after a restart",
+					"class", h.cfg.Classify(err), "batch_size", n, "attempts", attempts)
+			}
 			return err
-		case <-stopping:
-			t.Stop()
-			h.end()
-			h.cfg.Logger.Info("stopping while the sink fails: the held batch is nak'd and will be stored after a restart",
-				"class", h.cfg.Classify(err), "batch_size", n, "attempts", attempts)
-			return err
-		case <-t.C:
 		}
 		if err = attempt(ctx); err == nil {
 			h.end()
@@ -155,12 +161,11 @@ func (h *Hold) do(ctx context.Context, stopping <-chan struct{}, n int, attempt 
 			h.end()
 			return err
 		}
-		wait = min(2*wait, h.cfg.MaxBackoff)
 		if prev := h.failed(err); prev != h.cfg.Classify(err) {
 			// One line per state change: a new class of fault, not every attempt.
 			h.cfg.Logger.Warn("sink still failing, for another cause: the batch stays held", "class", h.cfg.Classify(err),
 				"previous_class", prev, "error", err, "batch_size", n, "attempts", attempts+1,
-				"held_for", time.Since(start).Round(time.Millisecond), "retry_in", wait)
+				"held_for", time.Since(start).Round(time.Millisecond), "retry_in", retry.Delay())
 		}
 	}
 }
