@@ -28,8 +28,8 @@ const (
 const (
 	// pullExpiry bounds one pull request; a batch is filled by re-issuing requests until
 	// MaxWait is used up, so that a stop never waits more than this for a request in flight.
-	pullExpiry           = time.Second
-	logEvery             = 10 * time.Second
+	pullExpiry = time.Second
+	logEvery   = 10 * time.Second
 	// infoEvery is how often the consumer reads its own info (ack floor) while fetching works.
 	infoEvery = 5 * time.Second
 	// unhealthyAfter: fetching that has failed this long makes [Consumer.Health] report it.

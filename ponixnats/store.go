@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math/bits"
 	"slices"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -140,105 +139,18 @@ func (b *storeBatch[T]) setAside(j int, reason Reason, err error) {
 	}
 }
 
-// store stores the items still to store and decides for each (see [NewStoreProcessor]). The
-// parts still to store are a stack of index lists: a part that the sink refuses as data is
-// split in two, left half on top, so that the search goes depth-first and reaches a part that
-// stores (proof that the sink works) after about log2(n) failures. Until that proof, the
-// number of refused parts is bounded by log2(n)+2: beyond it the whole batch counts as refused
-// by the sink, and is held like any sink fault.
+// store stores the items still to store and decides for each (see [NewStoreProcessor]): the
+// hold (see [Hold]) runs the isolation's attempts until every item is decided, and releases
+// what is left when it stops or gives up.
 func (b *storeBatch[T]) store(ctx context.Context, store func(context.Context, Batch[T]) error, hold *Hold) Result {
 	if len(b.todo) == 0 {
 		return b.res
 	}
-	stack := [][]int{b.todo}
-	buf := make([]T, 0, len(b.todo))
-	storedAny := false
-	// Records refused alone before anything stored: dead-lettered once a store succeeds (the
-	// sink works), stored again if nothing does.
-	var alone []int
-	refuseAlone := func(j int, err error) {
-		b.res.DeadLetter(j, ReasonRejected, fmt.Errorf("%s: the sink refused this message alone: %w", msgLabel(b.msgOf(b.all[j])), err))
-	}
-	var lastRefusal error
-	attempt := func(ctx context.Context) error {
-		refusals, budget := 0, bits.Len(uint(len(b.todo)))+2
-		for len(stack) > 0 {
-			top := len(stack) - 1
-			part := stack[top]
-			buf = buf[:0]
-			for _, j := range part {
-				buf = append(buf, b.all[j])
-			}
-			err := store(ctx, withItems(b.batch, buf))
-			var (
-				rej Rejection
-				rf  RecordFault
-			)
-			switch {
-			case err == nil:
-				for _, j := range part {
-					b.res.Ack(j)
-				}
-				stack = stack[:top]
-				if !storedAny {
-					storedAny = true
-					for _, j := range alone {
-						refuseAlone(j, lastRefusal)
-					}
-					alone = nil
-				}
-				hold.stored()
-			case errors.As(err, &rej) && rej.RejectedIndex() >= 0 && rej.RejectedIndex() < len(part):
-				k := rej.RejectedIndex()
-				j := part[k]
-				b.res.DeadLetter(j, ReasonRejected, fmt.Errorf("%s: %w", msgLabel(b.msgOf(b.all[j])), causeOf(rej)))
-				if rest := slices.Delete(slices.Clone(part), k, k+1); len(rest) > 0 {
-					stack[top] = rest
-				} else {
-					stack = stack[:top]
-				}
-			case errors.As(err, &rf) && rf.RecordFault():
-				stack = stack[:top]
-				if storedAny {
-					if len(part) == 1 {
-						refuseAlone(part[0], err)
-						continue
-					}
-				} else {
-					lastRefusal = err
-					refusals++
-					if len(part) == 1 {
-						alone = append(alone, part[0])
-					}
-					if refusals > budget {
-						if len(part) > 1 {
-							stack = append(stack, part) // a single one is in alone already
-						}
-						return b.refused(&stack, &alone, err)
-					}
-					if len(part) == 1 {
-						continue
-					}
-				}
-				half := len(part) / 2
-				stack = append(stack, part[half:], part[:half])
-			default:
-				return err
-			}
-		}
-		if len(alone) > 0 {
-			return b.refused(&stack, &alone, lastRefusal)
-		}
-		return nil
-	}
-	if err := hold.do(ctx, b.batch.Stopping, len(b.todo), attempt); err != nil {
+	iso := newIsolation(b, store, hold.stored)
+	if err := hold.do(ctx, b.batch.Stopping, len(b.todo), iso.attempt); err != nil {
 		// Stopping, or the hold gave up: the sink failed, the messages did nothing wrong.
 		// They are released, which never counts towards MaxDeliver.
-		for _, part := range stack {
-			for _, j := range part {
-				b.res.Release(j, 0, err)
-			}
-		}
+		iso.release(err)
 	}
 	return b.res
 }
@@ -250,16 +162,6 @@ func causeOf(rej Rejection) error {
 		return u.Unwrap()
 	}
 	return rej
-}
-
-// refused puts the records refused alone back on the stack, to be stored again after the
-// hold's back-off: no store succeeded, so the sink rather than these records may be at fault.
-func (b *storeBatch[T]) refused(stack *[][]int, alone *[]int, err error) error {
-	for _, j := range *alone {
-		*stack = append(*stack, []int{j})
-	}
-	*alone = nil
-	return &refusedError{n: len(b.todo), err: err}
 }
 
 // refusedError: every part of a batch tried was refused as data, and none stored, so there is
