@@ -54,6 +54,7 @@ require (
 	github.com/pierrec/lz4/v4 v4.1.33 // indirect
 	github.com/ponix-go/ponix/envelope v0.1.0 // indirect
 	github.com/ponix-go/ponix/ponixclickhouse/chserver v0.1.0 // indirect
+	github.com/ponix-go/ponix/runner v0.1.0 // indirect
 	github.com/power-devops/perfstat v0.0.0-20240221224432-82ca36839d55 // indirect
 	github.com/pressly/goose/v3 v3.30.0 // indirect
 	github.com/segmentio/asm v1.2.1 // indirect
@@ -90,3 +91,5 @@ replace github.com/ponix-go/ponix/ponixclickhouse/chserver => ../../ponixclickho
 replace buf.build/gen/go/ponix/ponix/protocolbuffers/go => ../../proto
 
 replace github.com/ponix-go/ponix/envelope => ../../envelope
+
+replace github.com/ponix-go/ponix/runner => ../../runner

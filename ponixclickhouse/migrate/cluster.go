@@ -6,13 +6,13 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2"
 	"github.com/ponix-go/ponix/ponixclickhouse"
+	"github.com/ponix-go/ponix/runner/backoff"
 	"github.com/pressly/goose/v3/database"
 	"github.com/pressly/goose/v3/lock"
 )
@@ -230,7 +230,8 @@ type ClusterLock struct {
 	staleAfter time.Duration
 	logger     *slog.Logger
 	db         dbName
-	dropSuffix string // " SYNC" on servers whose drops are delayed (see ServerDropsSync)
+	dropSuffix string         // " SYNC" on servers whose drops are delayed (see ServerDropsSync)
+	retry      backoff.Policy // the waits between attempts (lockBackoff)
 }
 
 var _ lock.Locker = (*ClusterLock)(nil)
@@ -252,7 +253,7 @@ func NewClusterLock(cluster, table, owner string, timeout, staleAfter time.Durat
 		logger = slog.Default()
 	}
 	return &ClusterLock{cluster: cluster, table: table, quoted: q, held: table + "_held", owner: owner, timeout: timeout,
-		staleAfter: staleAfter, logger: logger}, nil
+		staleAfter: staleAfter, logger: logger, retry: lockBackoff()}, nil
 }
 
 // Owner is the name this lock writes into the lock table.
@@ -280,7 +281,7 @@ func (l *ClusterLock) Lock(ctx context.Context, db *sql.DB) error {
 	if err := l.ensureAnchor(ctx, db, name); err != nil {
 		return err
 	}
-	pause := 20 * time.Millisecond
+	wait := l.retry.Start()
 	var last error
 	for attempt := 0; ; attempt++ {
 		err := l.tryCreate(ctx, db, name)
@@ -308,12 +309,9 @@ func (l *ClusterLock) Lock(ctx context.Context, db *sql.DB) error {
 			}
 			return fmt.Errorf("migrate: take cluster lock %s: %w", l.held, err)
 		}
-		select {
-		case <-ctx.Done():
+		if err := wait.Wait(ctx); err != nil {
 			return l.timeoutError(ctx, db, name, last)
-		case <-time.After(pause):
 		}
-		pause = time.Duration(math.Min(float64(pause)*1.5, float64(time.Second)))
 	}
 }
 

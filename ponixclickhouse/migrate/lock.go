@@ -8,12 +8,12 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math"
 	"os"
 	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2"
 	"github.com/ponix-go/ponix/ponixclickhouse"
+	"github.com/ponix-go/ponix/runner/backoff"
 	"github.com/pressly/goose/v3/lock"
 )
 
@@ -24,6 +24,12 @@ const codeTableAlreadyExists = 57
 
 // ErrLockTimeout is returned when the migration lock stays taken longer than the lock timeout.
 var ErrLockTimeout = errors.New("migration lock not acquired in time")
+
+// lockBackoff is the wait between two attempts to take a migration lock (a [TableLock] or a
+// [ClusterLock]) that another migrator holds: 20ms, growing by half per attempt up to 1s.
+func lockBackoff() backoff.Policy {
+	return backoff.Policy{Initial: 20 * time.Millisecond, Max: time.Second, Factor: 1.5}
+}
 
 // TableLock is a mutex for migrators of one ClickHouse server, implementing goose's
 // [lock.Locker]. ClickHouse has no advisory locks, but creating a table without IF NOT EXISTS
@@ -42,6 +48,7 @@ type TableLock struct {
 	timeout    time.Duration
 	staleAfter time.Duration
 	logger     *slog.Logger
+	retry      backoff.Policy // the waits between attempts (lockBackoff)
 }
 
 var _ lock.Locker = (*TableLock)(nil)
@@ -59,7 +66,8 @@ func NewTableLock(table, owner string, timeout, staleAfter time.Duration, logger
 	if logger == nil {
 		logger = slog.Default()
 	}
-	return &TableLock{table: table, quoted: q, owner: owner, timeout: timeout, staleAfter: staleAfter, logger: logger}, nil
+	return &TableLock{table: table, quoted: q, owner: owner, timeout: timeout, staleAfter: staleAfter, logger: logger,
+		retry: lockBackoff()}, nil
 }
 
 func defaultOwner() string {
@@ -77,7 +85,7 @@ func (l *TableLock) Owner() string { return l.owner }
 func (l *TableLock) Lock(ctx context.Context, db *sql.DB) error {
 	ctx, cancel := context.WithTimeout(ctx, l.timeout)
 	defer cancel()
-	pause := 20 * time.Millisecond
+	wait := l.retry.Start()
 	for attempt := 0; ; attempt++ {
 		err := l.tryCreate(ctx, db)
 		if err == nil {
@@ -99,12 +107,9 @@ func (l *TableLock) Lock(ctx context.Context, db *sql.DB) error {
 		if attempt == 0 {
 			l.logger.InfoContext(ctx, "waiting for migration lock", "table", l.table)
 		}
-		select {
-		case <-ctx.Done():
+		if err := wait.Wait(ctx); err != nil {
 			return l.timeoutError(ctx, db)
-		case <-time.After(pause):
 		}
-		pause = time.Duration(math.Min(float64(pause)*1.5, float64(time.Second)))
 	}
 }
 
