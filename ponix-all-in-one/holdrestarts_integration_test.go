@@ -160,8 +160,10 @@ func TestSinkFaultClickHouseStopped(t *testing.T) {
 	t.Cleanup(func() { _ = srv.Resume() })
 	// The counts are read before the fault: conn cannot ask a stopped server.
 	r.expectHold("sink", "unresponsive", "unresponsive", 0)
-	if ev, _ := r.watch.firstNotReady(r.start, "sink", "unresponsive"); ev.at.Sub(r.start) > 5*time.Second+3*time.Second {
-		t.Errorf("the hold was named %s after the fault, want within the 5 s bound (and a second or two)", ev.at.Sub(r.start).Round(time.Millisecond))
+	// The configured 5 s bound, not the default 15 s, ends the insert (with room for a loaded
+	// machine: the readiness poll, the classification, the race detector).
+	if ev, _ := r.watch.firstNotReady(r.start, "sink", "unresponsive"); ev.at.Sub(r.start) > 5*time.Second+7*time.Second {
+		t.Errorf("the hold was named %s after the fault, want within the 5 s bound (and a few seconds), before the default 15 s", ev.at.Sub(r.start).Round(time.Millisecond))
 	}
 	if code, body := httpGet(t, r.base+"/metrics"); code != http.StatusOK || !strings.Contains(body, `ponix_sink_blocked{class="unresponsive"} 1`) {
 		t.Errorf("metrics during the hold lack ponix_sink_blocked{class=\"unresponsive\"} 1")

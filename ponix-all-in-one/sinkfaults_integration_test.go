@@ -484,32 +484,45 @@ func TestSinkFaultColumnRenamedByTableSwap(t *testing.T) {
 func dropTable(t *testing.T, conn driver.Conn, want []*envelopev1.ProcessedEnvelope) []*envelopev1.ProcessedEnvelope {
 	t.Helper()
 	ctx := context.Background()
-	if err := conn.Exec(ctx, "RENAME TABLE processed_envelopes TO processed_envelopes_dropped"); err != nil {
+	// The table is moved (atomically, so that the rows it held are known exactly) into another
+	// database, where the service does not look for a renamed copy, and dropped there: in its own
+	// database the service would see a rename while the rows are read, and rightly say so.
+	var name string
+	if err := conn.QueryRow(ctx, "SELECT currentDatabase()").Scan(&name); err != nil {
 		t.Fatal(err)
 	}
-	rows, err := conn.Query(ctx, "SELECT DISTINCT end_device_id FROM processed_envelopes_dropped")
+	graveyard := name + "_graveyard"
+	if err := conn.Exec(ctx, "CREATE DATABASE IF NOT EXISTS "+graveyard); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = conn.Exec(ctx, "DROP DATABASE IF EXISTS "+graveyard) }()
+	dropped := graveyard + ".processed_envelopes_dropped"
+	if err := conn.Exec(ctx, "RENAME TABLE processed_envelopes TO "+dropped); err != nil {
+		t.Fatal(err)
+	}
+	rows, err := conn.Query(ctx, "SELECT DISTINCT end_device_id FROM "+dropped)
 	if err != nil {
 		t.Fatal(err)
 	}
-	dropped := map[string]bool{}
+	gone := map[string]bool{}
 	for rows.Next() {
 		var id string
 		if err := rows.Scan(&id); err != nil {
 			t.Fatal(err)
 		}
-		dropped[id] = true
+		gone[id] = true
 	}
 	rows.Close()
-	if err := conn.Exec(ctx, "DROP TABLE processed_envelopes_dropped"); err != nil {
+	if err := conn.Exec(ctx, "DROP TABLE "+dropped); err != nil {
 		t.Fatal(err)
 	}
 	var keep []*envelopev1.ProcessedEnvelope
 	for _, e := range want {
-		if !dropped[e.GetEndDeviceId()] {
+		if !gone[e.GetEndDeviceId()] {
 			keep = append(keep, e)
 		}
 	}
-	t.Logf("dropped the table with %d rows; %d envelopes are still to be stored", len(dropped), len(keep))
+	t.Logf("dropped the table with %d rows; %d envelopes are still to be stored", len(gone), len(keep))
 	return keep
 }
 
