@@ -13,6 +13,7 @@ import (
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 
 	"github.com/ponix-go/ponix/ponixclickhouse"
+	"github.com/ponix-go/ponix/runner/backoff"
 )
 
 // schemaRecheck is how often a table that does not fit the writer is looked at again before
@@ -35,13 +36,16 @@ type Schema struct {
 	cluster *ClusterOptions
 	// insertTimeout bounds each insert (ponixclickhouse.WithInsertTimeout); 0: none.
 	insertTimeout time.Duration
+	// recheck is the wait between two checks of a table that does not fit yet (every
+	// schemaRecheck).
+	recheck backoff.Policy
 
 	mu      sync.Mutex
 	problem error
 }
 
 func newSchema(conn driver.Conn, table ponixclickhouse.Table, repair func(context.Context) error, logger *slog.Logger) *Schema {
-	return &Schema{conn: conn, table: table, repair: repair, log: logger}
+	return &Schema{conn: conn, table: table, repair: repair, log: logger, recheck: backoff.Constant(schemaRecheck)}
 }
 
 // Problem returns what is wrong with the table, nil when it fits the writer.
@@ -76,6 +80,7 @@ func (s *Schema) fits() {
 // wait builds the writer, which checks the table; until the table fits it reports the
 // problem, repairs a dropped table, and tries again, until ctx ends.
 func (s *Schema) wait(ctx context.Context) (envelopeWriter, error) {
+	retry := s.recheck.Start()
 	for {
 		w, err := s.newWriter(ctx)
 		if err == nil {
@@ -95,10 +100,8 @@ func (s *Schema) wait(ctx context.Context) (envelopeWriter, error) {
 		} else {
 			s.set(s.heal(ctx, err, se))
 		}
-		select {
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		case <-time.After(schemaRecheck):
+		if err := retry.Wait(ctx); err != nil {
+			return nil, err
 		}
 	}
 }
