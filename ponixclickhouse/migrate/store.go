@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/ponix-go/ponix/ponixclickhouse"
+	"github.com/ponix-go/ponix/runner/backoff"
 	"github.com/pressly/goose/v3/database"
 )
 
@@ -21,10 +22,10 @@ const DefaultVersionTable = "goose_db_version"
 // DELETE, then waits until the mutation is done. The version table lives in the connection's
 // database.
 type Store struct {
-	table         string
-	quoted        string
-	mutationWait  time.Duration
-	mutationPause time.Duration
+	table        string
+	quoted       string
+	mutationWait time.Duration
+	mutationPoll backoff.Policy // the wait between two looks at a pending mutation
 }
 
 var _ database.StoreExtender = (*Store)(nil)
@@ -35,7 +36,8 @@ func NewStore(table string) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("migrate: version table: %w", err)
 	}
-	return &Store{table: table, quoted: q, mutationWait: 2 * time.Minute, mutationPause: 20 * time.Millisecond}, nil
+	return &Store{table: table, quoted: q, mutationWait: 2 * time.Minute,
+		mutationPoll: backoff.Constant(20 * time.Millisecond)}, nil
 }
 
 // Tablename implements [database.Store].
@@ -109,15 +111,17 @@ func (s *Store) Delete(ctx context.Context, db database.DBTxConn, version int64)
 	if _, err := db.ExecContext(ctx, q); err != nil {
 		return fmt.Errorf("delete version %d: %w", version, err)
 	}
-	if err := waitMutations(ctx, db, s.table, s.mutationWait, s.mutationPause); err != nil {
+	if err := waitMutations(ctx, db, s.table, s.mutationWait, s.mutationPoll); err != nil {
 		return fmt.Errorf("delete version %d: %w", version, err)
 	}
 	return nil
 }
 
-// waitMutations polls system.mutations until no mutation of table is pending.
-func waitMutations(ctx context.Context, db database.DBTxConn, table string, limit, pause time.Duration) error {
+// waitMutations polls system.mutations, waiting poll's waits in between, until no mutation of
+// table is pending; it gives up after limit.
+func waitMutations(ctx context.Context, db database.DBTxConn, table string, limit time.Duration, poll backoff.Policy) error {
 	deadline := time.Now().Add(limit)
+	wait := poll.Start()
 	for {
 		var pending uint64
 		err := db.QueryRowContext(ctx,
@@ -132,10 +136,8 @@ func waitMutations(ctx context.Context, db database.DBTxConn, table string, limi
 		if time.Now().After(deadline) {
 			return fmt.Errorf("mutation on %s not done after %s", table, limit)
 		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(pause):
+		if err := wait.Wait(ctx); err != nil {
+			return err
 		}
 	}
 }
