@@ -12,7 +12,12 @@ import (
 
 	"github.com/ClickHouse/clickhouse-go/v2"
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+
+	"github.com/ponix-go/ponix/runner/backoff"
 )
+
+// probeEvery is the wait between two probes of a node or of ZooKeeper that is not ready yet.
+const probeEvery = 250 * time.Millisecond
 
 // Options returns clickhouse-go options for the native protocol to node n as the cluster's user,
 // database "default": a 5 s dial timeout, a 2 min read timeout, the driver's logging discarded
@@ -98,20 +103,19 @@ func (c *Cluster) WaitReady(ctx context.Context, n *Node) error {
 // waitNode polls n until it answers, shows the cluster and (with zk) reads ZooKeeper.
 func (c *Cluster) waitNode(ctx context.Context, n *Node, zk bool) error {
 	want := uint64(c.cfg.Shards * c.cfg.Replicas)
+	retry := backoff.Constant(probeEvery).Start()
 	var last error
 	for {
 		last = c.probeNode(ctx, n, want, zk)
 		if last == nil {
 			return nil
 		}
-		select {
-		case <-ctx.Done():
+		if retry.Wait(ctx) != nil {
 			if unreachable(last) {
 				return fmt.Errorf("%s: %w (%w); on Docker Desktop or a remote engine the containers' "+
 					"network is not routed to this process", n, ErrUnreachable, last)
 			}
 			return fmt.Errorf("%s not ready: %w (last: %w)", n, ctx.Err(), last)
-		case <-time.After(250 * time.Millisecond):
 		}
 	}
 }
@@ -144,19 +148,18 @@ func (c *Cluster) probeNode(ctx context.Context, n *Node, want uint64, zk bool) 
 // waitZooKeeper polls ZooKeeper with the four-letter word "ruok" until it answers (any answer:
 // a server that does not whitelist ruok still says so).
 func (c *Cluster) waitZooKeeper(ctx context.Context) error {
+	retry := backoff.Constant(probeEvery).Start()
 	var last error
 	for {
 		last = probeZooKeeper(ctx, c.zk.Addr())
 		if last == nil {
 			return nil
 		}
-		select {
-		case <-ctx.Done():
+		if retry.Wait(ctx) != nil {
 			if unreachable(last) {
 				return fmt.Errorf("%s: %w (%w)", c.zk, ErrUnreachable, last)
 			}
 			return fmt.Errorf("%s not ready: %w (last: %w)", c.zk, ctx.Err(), last)
-		case <-time.After(250 * time.Millisecond):
 		}
 	}
 }

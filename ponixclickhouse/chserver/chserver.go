@@ -27,6 +27,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/ponix-go/ponix/runner/backoff"
 )
 
 var validUser = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_.-]*$`)
@@ -276,13 +278,14 @@ func claimPorts(cfg Config, dir string) error {
 	}
 	cfg.Logger.Warn("stopping a clickhouse-server left running on this directory", "pid", pid, "dir", dir)
 	_ = syscall.Kill(pid, syscall.SIGTERM)
-	deadline := time.Now().Add(30 * time.Second)
-	for time.Now().Before(deadline) {
-		if syscall.Kill(pid, 0) != nil {
-			break
+	stopped, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	poll := backoff.Constant(100 * time.Millisecond).Start()
+	for syscall.Kill(pid, 0) == nil {
+		if poll.Wait(stopped) != nil {
+			break // still running after 30s: killed below
 		}
-		time.Sleep(100 * time.Millisecond)
 	}
+	cancel()
 	if syscall.Kill(pid, 0) == nil {
 		_ = syscall.Kill(pid, syscall.SIGKILL)
 		time.Sleep(500 * time.Millisecond)
@@ -462,8 +465,7 @@ func (s *Server) Resume() error {
 func (s *Server) waitReady(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.StartTimeout)
 	defer cancel()
-	tick := time.NewTicker(50 * time.Millisecond)
-	defer tick.Stop()
+	retry := backoff.Constant(50 * time.Millisecond).Start()
 	for {
 		if err := handshake(ctx, s.Addr()); err == nil {
 			return nil
@@ -476,9 +478,10 @@ func (s *Server) waitReady(ctx context.Context) error {
 				err = fmt.Errorf("%w (%w)", err, errPortTaken)
 			}
 			return err
-		case <-ctx.Done():
+		default:
+		}
+		if retry.Wait(ctx) != nil {
 			return fmt.Errorf("chserver: clickhouse-server not ready on %s after %s: %w; last log lines:\n%s", s.Addr(), s.cfg.StartTimeout, ctx.Err(), s.tail())
-		case <-tick.C:
 		}
 	}
 }

@@ -17,6 +17,7 @@ require (
 	github.com/paulmach/orb v0.14.0 // indirect
 	github.com/pierrec/lz4/v4 v4.1.33 // indirect
 	github.com/ponix-go/ponix/envelope v0.1.0 // indirect
+	github.com/ponix-go/ponix/runner v0.1.0
 	github.com/segmentio/asm v1.2.1 // indirect
 	github.com/shopspring/decimal v1.6.0 // indirect
 	go.opentelemetry.io/otel v1.47.0 // indirect
@@ -30,3 +31,5 @@ replace buf.build/gen/go/ponix/ponix/protocolbuffers/go => ../../proto
 replace github.com/ponix-go/ponix/envelope => ../../envelope
 
 replace github.com/ponix-go/ponix/ponixclickhouse => ..
+
+replace github.com/ponix-go/ponix/runner => ../../runner

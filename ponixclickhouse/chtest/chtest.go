@@ -55,6 +55,7 @@ import (
 
 	"github.com/ponix-go/ponix/ponixclickhouse"
 	"github.com/ponix-go/ponix/ponixclickhouse/chserver"
+	"github.com/ponix-go/ponix/runner/backoff"
 )
 
 // Environment variables read by Start.
@@ -248,6 +249,7 @@ func (s *Server) DropDatabase(ctx context.Context, d *Database) error {
 func (s *Server) waitReady(ctx context.Context, limit time.Duration) error {
 	ctx, cancel := context.WithTimeout(ctx, limit)
 	defer cancel()
+	retry := backoff.Constant(200 * time.Millisecond).Start()
 	for {
 		conn, err := ponixclickhouse.Open(ctx, s.Config(""))
 		if err == nil {
@@ -258,10 +260,8 @@ func (s *Server) waitReady(ctx context.Context, limit time.Duration) error {
 		if errors.As(err, &cfgErr) && !errors.Is(err, ponixclickhouse.ErrUnreachable) {
 			return err // wrong user/password: waiting will not help
 		}
-		select {
-		case <-ctx.Done():
+		if retry.Wait(ctx) != nil {
 			return fmt.Errorf("not ready after %s: %w", limit, err)
-		case <-time.After(200 * time.Millisecond):
 		}
 	}
 }

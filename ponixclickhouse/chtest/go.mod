@@ -51,6 +51,7 @@ require (
 	github.com/paulmach/orb v0.14.0 // indirect
 	github.com/pierrec/lz4/v4 v4.1.33 // indirect
 	github.com/ponix-go/ponix/envelope v0.1.0 // indirect
+	github.com/ponix-go/ponix/runner v0.1.0
 	github.com/power-devops/perfstat v0.0.0-20240221224432-82ca36839d55 // indirect
 	github.com/segmentio/asm v1.2.1 // indirect
 	github.com/shirou/gopsutil/v4 v4.26.6 // indirect
@@ -79,3 +80,5 @@ replace buf.build/gen/go/ponix/ponix/protocolbuffers/go => ../../proto
 replace github.com/ponix-go/ponix/envelope => ../../envelope
 
 replace github.com/ponix-go/ponix/ponixclickhouse => ..
+
+replace github.com/ponix-go/ponix/runner => ../../runner
