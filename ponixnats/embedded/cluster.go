@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/ponix-go/ponix/runner/backoff"
 )
 
 // Cluster is a JetStream cluster of embedded servers, all in this process, for
@@ -88,16 +90,15 @@ func (c *Cluster) Node(name string) *Server {
 func (c *Cluster) WaitJetStream(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
+	poll := backoff.Constant(100 * time.Millisecond).Start()
 	for {
 		for _, s := range c.Nodes {
 			if ns := s.NATSServer(); ns != nil && ns.JetStreamIsLeader() {
 				return nil
 			}
 		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("embedded: no JetStream meta leader in the cluster: %w", ctx.Err())
-		case <-time.After(100 * time.Millisecond):
+		if err := poll.Wait(ctx); err != nil {
+			return fmt.Errorf("embedded: no JetStream meta leader in the cluster: %w", err)
 		}
 	}
 }
