@@ -17,6 +17,7 @@ import (
 	"github.com/ponix-go/ponix/ponixclickhouse"
 	"github.com/ponix-go/ponix/ponixclickhouse/chcluster"
 	"github.com/ponix-go/ponix/ponixclickhouse/migrate"
+	"github.com/ponix-go/ponix/runner/backoff"
 )
 
 // With -cluster the benchmark runs against a ClickHouse cluster that ponixclickhouse/chcluster
@@ -183,18 +184,18 @@ func settleNode(ctx context.Context, conn driver.Conn) error {
 	for _, t := range tables {
 		// A replica whose ZooKeeper session expired (a partition, ZooKeeper restarted) answers
 		// "Session expired" until it has opened a new one, some seconds later.
+		retry := backoff.Constant(500 * time.Millisecond).Start()
 		for {
 			err := conn.Exec(ctx, "SYSTEM SYNC REPLICA "+t)
 			if err == nil {
 				break
 			}
-			select {
-			case <-ctx.Done():
+			if retry.Wait(ctx) != nil {
 				return fmt.Errorf("SYSTEM SYNC REPLICA %s: %w", t, err)
-			case <-time.After(500 * time.Millisecond):
 			}
 		}
 	}
+	poll := backoff.Constant(200 * time.Millisecond).Start()
 	for {
 		var merges uint64
 		if err := conn.QueryRow(ctx, "SELECT count() FROM system.merges").Scan(&merges); err != nil {
@@ -203,10 +204,8 @@ func settleNode(ctx context.Context, conn driver.Conn) error {
 		if merges == 0 {
 			return nil
 		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(200 * time.Millisecond):
+		if err := poll.Wait(ctx); err != nil {
+			return err
 		}
 	}
 }

@@ -12,6 +12,7 @@ import (
 
 	"github.com/ponix-go/ponix/ponixclickhouse"
 	"github.com/ponix-go/ponix/ponixclickhouse/chcluster"
+	"github.com/ponix-go/ponix/runner/backoff"
 )
 
 // With -cluster-faults the benchmark compares the two ways to write to a cluster under faults,
@@ -122,6 +123,7 @@ func runClusterFaults(ctx context.Context, o *options, logger *slog.Logger) erro
 				ok, failed int
 				first      string
 				begin      = time.Now()
+				pause      = backoff.Constant(time.Second).Start()
 			)
 			for time.Since(begin) < 30*time.Second {
 				t0 := time.Now()
@@ -135,7 +137,9 @@ func runClusterFaults(ctx context.Context, o *options, logger *slog.Logger) erro
 				if first == "" {
 					first = fmt.Sprintf("%s: %.120s", ponixclickhouse.Classify(err), err.Error())
 				}
-				time.Sleep(time.Second)
+				if pause.Wait(ctx) != nil {
+					break // stopping: end the fault below
+				}
 			}
 			if err := f.end(ctx); err != nil {
 				return err

@@ -15,6 +15,7 @@ import (
 
 	"github.com/ponix-go/ponix/ponixclickhouse/chserver"
 	"github.com/ponix-go/ponix/ponixnats/embedded"
+	"github.com/ponix-go/ponix/runner/backoff"
 )
 
 // serveNATS is the body of the "serve-nats" subcommand: the benchmark runs its
@@ -64,18 +65,19 @@ func startNATS(ctx context.Context, dir string) (*natsProcess, error) {
 		return nil, fmt.Errorf("start NATS child: %w", err)
 	}
 	p := &natsProcess{cmd: cmd, url: fmt.Sprintf("nats://127.0.0.1:%d", port)}
-	deadline := time.Now().Add(30 * time.Second)
+	listening, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	poll := backoff.Constant(50 * time.Millisecond).Start()
 	for {
 		c, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", port), time.Second)
 		if err == nil {
 			c.Close()
 			return p, nil
 		}
-		if time.Now().After(deadline) || ctx.Err() != nil {
+		if poll.Wait(listening) != nil {
 			p.stop()
 			return nil, errors.New("NATS child did not start listening")
 		}
-		time.Sleep(50 * time.Millisecond)
 	}
 }
 
