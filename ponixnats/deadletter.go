@@ -27,6 +27,26 @@ const (
 	HeaderOriginalMsgID     = "Ponix-Original-Msg-Id"
 )
 
+// HeaderReplayCount is set on every message a replay of dead letters (see
+// package github.com/ponix-go/ponix/ponixnats/dlqadmin) returns to its
+// original subject: the dead letter's own count plus one. Dead-lettering
+// keeps the headers of a message (except Nats-*), so a replayed message that
+// fails again lands in the dead-letter stream with its replay history.
+const HeaderReplayCount = "Ponix-Replay-Count"
+
+// IsDeadLetterHeader reports whether key (in any letter case) names a header
+// dead-lettering adds to a message: Ponix-Dlq-*, Ponix-Original-* or
+// Ponix-Num-Delivered. A message returned from the dead-letter stream to its
+// original subject drops these.
+func IsDeadLetterHeader(key string) bool {
+	return hasPrefixFold(key, "Ponix-Dlq-") || hasPrefixFold(key, "Ponix-Original-") ||
+		strings.EqualFold(key, HeaderNumDelivered)
+}
+
+func hasPrefixFold(s, prefix string) bool {
+	return len(s) >= len(prefix) && strings.EqualFold(s[:len(prefix)], prefix)
+}
+
 // DeadLetterConfig configures the dead-letter stream of a [Consumer]. A
 // message is dead-lettered to "<SubjectPrefix>.<original subject>" in a
 // stream of its own; that subject must not be captured by the source stream,
@@ -62,9 +82,11 @@ func (d DeadLetterConfig) withDefaults(source string) DeadLetterConfig {
 	return d
 }
 
-// deadLetterSubject returns the dead-letter subject for a message of
-// originalSubject under prefix.
-func deadLetterSubject(prefix, originalSubject string) string {
+// DeadLetterSubject returns the subject a message of originalSubject is
+// dead-lettered to under prefix ([DeadLetterConfig].SubjectPrefix):
+// "<prefix>.<originalSubject>". originalSubject may be a wildcard filter; the
+// result then filters the dead letters of the subjects it matches.
+func DeadLetterSubject(prefix, originalSubject string) string {
 	return prefix + "." + originalSubject
 }
 
@@ -165,7 +187,7 @@ func (d *deadLetterer) publishSource(ctx context.Context, src deadLetterSource, 
 
 	pctx, cancel := context.WithTimeout(ctx, d.cfg.PublishTimeout)
 	defer cancel()
-	msg := &nats.Msg{Subject: deadLetterSubject(d.cfg.SubjectPrefix, src.subject), Data: src.data, Header: h}
+	msg := &nats.Msg{Subject: DeadLetterSubject(d.cfg.SubjectPrefix, src.subject), Data: src.data, Header: h}
 	if d.missing.Load() {
 		if err := d.ensure(pctx); err != nil {
 			return fmt.Errorf("%w: %w", ErrDeadLetter, err)

@@ -22,7 +22,9 @@
 //     ([Rejection], [RecordFault], bisecting), a failing sink holds the batch ([Hold]).
 //   - [ProtoProcessor]: decode every message into a protobuf type and decide yourself; the
 //     ones that do not decode are dead-lettered.
-//   - [DeadLetters]: inspect a dead-letter stream and replay its messages.
+//   - Inspecting a dead-letter stream and replaying its messages is package
+//     github.com/ponix-go/ponix/ponixnats/dlqadmin; the headers it reads are defined here
+//     ([HeaderDLQReason] and the others).
 //   - Envelope code for ponix's envelope.v1.ProcessedEnvelope: [NewEnvelopeProducer],
 //     [NewEnvelopeProcessor] and [NewEnvelopeWireProcessor]; the envelope rules themselves are
 //     in github.com/ponix-go/ponix/envelope.

@@ -93,37 +93,3 @@ func ExampleNewResult() {
 	// 2 dead_letter true
 	// 3 none false
 }
-
-// Dead letters have a way back: count them, look at them, and replay them to their original
-// subjects (after fixing what made them fail). Replay republishes the original bytes with a
-// Ponix-Replay-Count header and a Nats-Msg-Id derived from the dead letter, then deletes the
-// dead letter; running it again is harmless. Needs a NATS server at 127.0.0.1:4222.
-func ExampleDeadLetters_Replay() {
-	ctx := context.Background()
-	nc, err := ponixnats.Connect(ctx, "nats://127.0.0.1:4222")
-	if err != nil {
-		log.Fatal(err)
-	}
-	defer nc.Close()
-	js, _ := jetstream.New(nc)
-	dls, err := ponixnats.OpenDeadLetters(ctx, js, "events_dlq")
-	if err != nil {
-		log.Fatal(err)
-	}
-	sum, err := dls.Summary(ctx, ponixnats.Filter{})
-	if err != nil {
-		log.Fatal(err)
-	}
-	fmt.Println("dead letters:", sum.Total, "invalid:", sum.ByReason[ponixnats.ReasonInvalid])
-	for dl, err := range dls.All(ctx, ponixnats.Filter{Subjects: []string{"events.*"}, Limit: 10}) {
-		if err != nil {
-			log.Fatal(err)
-		}
-		fmt.Println(dl.Sequence, dl.OriginalSubject(), dl.Reason(), dl.Cause())
-	}
-	st, err := dls.Replay(ctx, ponixnats.Filter{Reasons: []ponixnats.Reason{ponixnats.ReasonInvalid}}, ponixnats.ReplayOptions{})
-	if err != nil {
-		log.Fatal(err)
-	}
-	fmt.Printf("replayed %d, duplicates %d, deleted %d, failed %d\n", st.Replayed, st.Duplicates, st.Deleted, st.Failed)
-}

@@ -24,6 +24,7 @@ import (
 	"github.com/ponix-go/ponix/ponixclickhouse/chtest"
 	"github.com/ponix-go/ponix/ponixclickhouse/migrate"
 	"github.com/ponix-go/ponix/ponixnats"
+	"github.com/ponix-go/ponix/ponixnats/dlqadmin"
 	"github.com/ponix-go/ponix/ponixnats/natstest"
 )
 
@@ -150,7 +151,7 @@ func TestReadingsEndToEnd(t *testing.T) {
 	const total = backlog + live
 
 	var stored uint64
-	var dead ponixnats.Summary
+	var dead dlqadmin.Summary
 	for deadline := time.Now().Add(2 * time.Minute); ; {
 		select {
 		case err := <-done:
@@ -160,8 +161,8 @@ func TestReadingsEndToEnd(t *testing.T) {
 		if err := db.Conn.QueryRow(ctx, "SELECT count() FROM readings FINAL").Scan(&stored); err != nil {
 			t.Logf("count: %v", err) // the table appears when the service has migrated
 		}
-		if dls, err := ponixnats.OpenDeadLetters(ctx, js, streamName+"_dlq"); err == nil {
-			if dead, err = dls.Summary(ctx, ponixnats.Filter{}); err != nil {
+		if dls, err := dlqadmin.Open(ctx, js, streamName+"_dlq"); err == nil {
+			if dead, err = dls.Summary(ctx, dlqadmin.Filter{}); err != nil {
 				t.Fatal(err)
 			}
 		}

@@ -11,17 +11,18 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/ponix-go/ponix/ponixnats"
+	"github.com/ponix-go/ponix/ponixnats/dlqadmin"
 	"github.com/ponix-go/ponix/ponixnats/natstest"
 )
 
 // TestOpenDeadLettersWithoutJetStream: on a NATS server without JetStream,
-// OpenDeadLetters fails with a *JetStreamNotEnabledError that matches
+// dlqadmin.Open fails with a *JetStreamNotEnabledError that matches
 // jetstream.ErrJetStreamNotEnabled and nats.ErrNoResponders and names the
 // server's URL without the credentials the client connected with.
 func TestOpenDeadLettersWithoutJetStream(t *testing.T) {
 	addr := natstest.NewWithoutJetStream(t)
 	_, js := connectJS(t, "nats://ponix:s3cret@"+addr)
-	_, err := ponixnats.OpenDeadLetters(t.Context(), js, "processed_envelopes_dlq")
+	_, err := dlqadmin.Open(t.Context(), js, "processed_envelopes_dlq")
 	var jsErr *ponixnats.JetStreamNotEnabledError
 	if !errors.As(err, &jsErr) || !errors.Is(err, jetstream.ErrJetStreamNotEnabled) || !errors.Is(err, nats.ErrNoResponders) {
 		t.Fatalf("err = %v; want a *JetStreamNotEnabledError matching ErrJetStreamNotEnabled and ErrNoResponders", err)

@@ -23,6 +23,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/ponix-go/ponix/ponixnats"
+	"github.com/ponix-go/ponix/ponixnats/dlqadmin"
 )
 
 const listHelp = `Usage: ` + program + ` list [flags]
@@ -91,7 +92,7 @@ func runList(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	defer nc.Close()
-	sum := ponixnats.Summary{ByReason: map[ponixnats.Reason]int{}, BySubject: map[string]int{}}
+	sum := dlqadmin.Summary{ByReason: map[ponixnats.Reason]int{}, BySubject: map[string]int{}}
 	if found {
 		if sum, err = d.Summary(ctx, flt); err != nil {
 			return err
@@ -231,7 +232,7 @@ func runShow(ctx context.Context, e *env, args []string) error {
 
 // printDeadLetter prints one dead letter: sequence, subject, time, headers
 // (sorted), and the payload as envelope JSON or hex.
-func printDeadLetter(w io.Writer, dl ponixnats.DeadLetter) {
+func printDeadLetter(w io.Writer, dl dlqadmin.DeadLetter) {
 	fmt.Fprintf(w, "=== dead letter %d: subject %s, dead-lettered %s\n", dl.Sequence, dl.Subject, ts(dl.Time))
 	for _, k := range slices.Sorted(maps.Keys(dl.Header)) {
 		for _, v := range dl.Header[k] {
@@ -259,7 +260,7 @@ func runReplay(ctx context.Context, e *env, args []string) error {
 	ff.register(fs, 0)
 	dryRun := fs.Bool("dry-run", false, "list what would be replayed (one line each) and change nothing")
 	rate := fs.Float64("rate", 0, "replay at most `n` dead letters per second (0: as fast as NATS answers)")
-	maxFailures := fs.Int("max-failures", ponixnats.DefaultReplayMaxFailures, "stop after `n` dead letters that could not be replayed (-1: never stop)")
+	maxFailures := fs.Int("max-failures", dlqadmin.DefaultReplayMaxFailures, "stop after `n` dead letters that could not be replayed (-1: never stop)")
 	pos, err := parse(fs, args, e.stdout, replayHelp+filterHelp)
 	if err != nil {
 		return err
@@ -301,7 +302,7 @@ func runReplay(ctx context.Context, e *env, args []string) error {
 
 	var last time.Time
 	lastN := 0
-	progress := func(p ponixnats.ReplayProgress) {
+	progress := func(p dlqadmin.ReplayProgress) {
 		if *dryRun {
 			dl := p.DeadLetter
 			fmt.Fprintf(e.stdout, "would replay %d\treason=%s\tsubject=%s\tdead-lettered=%s\treplay-count=%d\n",
@@ -321,7 +322,7 @@ func runReplay(ctx context.Context, e *env, args []string) error {
 			st.Matched, sum.Total, st.Replayed, st.Duplicates, st.Failed, float64(st.Matched-lastN)/now.Sub(last).Seconds())
 		last, lastN = now, st.Matched
 	}
-	st, err := d.Replay(ctx, flt, ponixnats.ReplayOptions{
+	st, err := d.Replay(ctx, flt, dlqadmin.ReplayOptions{
 		DryRun:      *dryRun,
 		Rate:        *rate,
 		MaxFailures: *maxFailures,
@@ -361,14 +362,14 @@ func byCount[K cmp.Ordered](m map[K]int) []K {
 
 func ts(t time.Time) string { return t.UTC().Format(time.RFC3339Nano) }
 
-func isZeroFilter(f ponixnats.Filter) bool {
+func isZeroFilter(f dlqadmin.Filter) bool {
 	return len(f.Reasons) == 0 && len(f.Subjects) == 0 && f.Since.IsZero() && f.Until.IsZero() &&
 		f.OriginalSince.IsZero() && f.OriginalUntil.IsZero() && f.FromSeq == 0 && f.ToSeq == 0 && f.Limit == 0
 }
 
 // open builds the filter from the flags, loads the configuration and connects: what every
 // command does first.
-func (e *env) open(ctx context.Context, ff *filterFlags) (ponixnats.Filter, *nats.Conn, *ponixnats.DeadLetters, bool, error) {
+func (e *env) open(ctx context.Context, ff *filterFlags) (dlqadmin.Filter, *nats.Conn, *dlqadmin.Stream, bool, error) {
 	flt, err := ff.filter(time.Now())
 	if err != nil {
 		return flt, nil, nil, false, err

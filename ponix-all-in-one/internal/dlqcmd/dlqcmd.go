@@ -26,6 +26,7 @@ import (
 	"github.com/ponix-go/ponix/ponix-all-in-one/internal/app"
 	"github.com/ponix-go/ponix/ponix-all-in-one/internal/config"
 	"github.com/ponix-go/ponix/ponixnats"
+	"github.com/ponix-go/ponix/ponixnats/dlqadmin"
 )
 
 // Exit statuses, as the service's.
@@ -213,7 +214,7 @@ func (e *env) dlqStream() string { return e.cfg.NATSStream + "_dlq" }
 // connect opens the NATS connection as the service does and the dead-letter
 // stream. found is false when the stream does not exist (nothing was ever
 // dead-lettered, or PONIX_NATS_STREAM names another stream).
-func (e *env) connect(ctx context.Context) (nc *nats.Conn, d *ponixnats.DeadLetters, found bool, err error) {
+func (e *env) connect(ctx context.Context) (nc *nats.Conn, d *dlqadmin.Stream, found bool, err error) {
 	url := e.cfg.NATSURL
 	if url == "" {
 		url = "nats://" + e.cfg.NATSEmbeddedAddr
@@ -230,7 +231,7 @@ func (e *env) connect(ctx context.Context) (nc *nats.Conn, d *ponixnats.DeadLett
 		nc.Close()
 		return nil, nil, false, fmt.Errorf("jetstream: %w", err)
 	}
-	d, err = ponixnats.OpenDeadLetters(ctx, js, e.dlqStream())
+	d, err = dlqadmin.Open(ctx, js, e.dlqStream())
 	if errors.Is(err, jetstream.ErrStreamNotFound) {
 		return nc, nil, false, nil
 	}

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/ponix-go/ponix/ponixnats"
+	"github.com/ponix-go/ponix/ponixnats/dlqadmin"
 )
 
 func TestParseTime(t *testing.T) {
@@ -48,7 +49,7 @@ func TestFilterFlags(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := ponixnats.Filter{
+	want := dlqadmin.Filter{
 		Reasons:       []ponixnats.Reason{"invalid", "decode", "rejected"},
 		Subjects:      []string{"s.*"},
 		Since:         now.Add(-2 * time.Hour),

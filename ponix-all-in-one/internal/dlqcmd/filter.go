@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/ponix-go/ponix/ponixnats"
+	"github.com/ponix-go/ponix/ponixnats/dlqadmin"
 )
 
 // filterFlags are the flags every command shares to select dead letters.
@@ -45,10 +46,10 @@ func isFilterFlag(name string) bool {
 	return false
 }
 
-// filter builds and validates the ponixnats filter; times that are
+// filter builds and validates the dlqadmin filter; times that are
 // durations count back from now.
-func (f *filterFlags) filter(now time.Time) (ponixnats.Filter, error) {
-	var flt ponixnats.Filter
+func (f *filterFlags) filter(now time.Time) (dlqadmin.Filter, error) {
+	var flt dlqadmin.Filter
 	for _, r := range f.reasons {
 		flt.Reasons = append(flt.Reasons, ponixnats.Reason(r))
 	}

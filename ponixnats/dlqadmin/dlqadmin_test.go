@@ -1,4 +1,4 @@
-package ponixnats
+package dlqadmin
 
 import (
 	"context"
@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+
+	"github.com/ponix-go/ponix/ponixnats"
 )
 
 func TestSubjectMatches(t *testing.T) {
@@ -48,10 +50,10 @@ func TestFilterValidate(t *testing.T) {
 		ok   bool
 	}{
 		{"zero", Filter{}, true},
-		{"full", Filter{Reasons: []Reason{ReasonInvalid}, Subjects: []string{"a.*", "b.>"}, Since: now.Add(-time.Hour), Until: now, FromSeq: 3, ToSeq: 3, Limit: 1}, true},
+		{"full", Filter{Reasons: []ponixnats.Reason{ponixnats.ReasonInvalid}, Subjects: []string{"a.*", "b.>"}, Since: now.Add(-time.Hour), Until: now, FromSeq: 3, ToSeq: 3, Limit: 1}, true},
 		{"bad pattern", Filter{Subjects: []string{"a.>.b"}}, false},
 		{"empty pattern", Filter{Subjects: []string{""}}, false},
-		{"empty reason", Filter{Reasons: []Reason{""}}, false},
+		{"empty reason", Filter{Reasons: []ponixnats.Reason{""}}, false},
 		{"since after until", Filter{Since: now, Until: now.Add(-time.Second)}, false},
 		{"since equals until", Filter{Since: now, Until: now}, false},
 		{"original since after until", Filter{OriginalSince: now, OriginalUntil: now.Add(-time.Second)}, false},
@@ -63,26 +65,26 @@ func TestFilterValidate(t *testing.T) {
 		if (err == nil) != c.ok {
 			t.Errorf("%s: Validate() = %v; want ok=%v", c.name, err, c.ok)
 		}
-		if err != nil && !errors.Is(err, ErrInvalidConfig) {
-			t.Errorf("%s: %v does not match ErrInvalidConfig", c.name, err)
+		if err != nil && !errors.Is(err, ponixnats.ErrInvalidConfig) {
+			t.Errorf("%s: %v does not match ponixnats.ErrInvalidConfig", c.name, err)
 		}
 	}
 }
 
-func deadLetterFixture(seq uint64, at time.Time, reason Reason, subject string, original time.Time) DeadLetter {
+func deadLetterFixture(seq uint64, at time.Time, reason ponixnats.Reason, subject string, original time.Time) DeadLetter {
 	h := nats.Header{}
-	h.Set(HeaderDLQReason, string(reason))
-	h.Set(HeaderOriginalSubject, subject)
+	h.Set(ponixnats.HeaderDLQReason, string(reason))
+	h.Set(ponixnats.HeaderOriginalSubject, subject)
 	if !original.IsZero() {
-		h.Set(HeaderOriginalTimestamp, original.UTC().Format(time.RFC3339Nano))
+		h.Set(ponixnats.HeaderOriginalTimestamp, original.UTC().Format(time.RFC3339Nano))
 	}
 	return DeadLetter{Sequence: seq, Subject: "s_dlq." + subject, Time: at, Header: h}
 }
 
 func TestFilterMatch(t *testing.T) {
 	t0 := time.Date(2026, 11, 1, 12, 0, 0, 0, time.UTC)
-	dl := deadLetterFixture(10, t0, ReasonDecode, "s.dev-1", t0.Add(-time.Minute))
-	noOrig := deadLetterFixture(11, t0, ReasonDecode, "s.dev-1", time.Time{})
+	dl := deadLetterFixture(10, t0, ponixnats.ReasonDecode, "s.dev-1", t0.Add(-time.Minute))
+	noOrig := deadLetterFixture(11, t0, ponixnats.ReasonDecode, "s.dev-1", time.Time{})
 	for _, c := range []struct {
 		name string
 		f    Filter
@@ -90,8 +92,8 @@ func TestFilterMatch(t *testing.T) {
 		want bool
 	}{
 		{"zero filter", Filter{}, dl, true},
-		{"reason in", Filter{Reasons: []Reason{ReasonInvalid, ReasonDecode}}, dl, true},
-		{"reason out", Filter{Reasons: []Reason{ReasonInvalid}}, dl, false},
+		{"reason in", Filter{Reasons: []ponixnats.Reason{ponixnats.ReasonInvalid, ponixnats.ReasonDecode}}, dl, true},
+		{"reason out", Filter{Reasons: []ponixnats.Reason{ponixnats.ReasonInvalid}}, dl, false},
 		{"subject exact", Filter{Subjects: []string{"s.dev-1"}}, dl, true},
 		{"subject wildcard", Filter{Subjects: []string{"s.*"}}, dl, true},
 		{"subject tail", Filter{Subjects: []string{"s.>"}}, dl, true},
@@ -119,15 +121,15 @@ func TestFilterMatch(t *testing.T) {
 func TestDeadLetterAccessors(t *testing.T) {
 	orig := time.Date(2026, 11, 1, 12, 0, 0, 123, time.UTC)
 	h := nats.Header{}
-	h.Set(HeaderDLQReason, "invalid")
-	h.Set(HeaderDLQError, "missing occurred_at")
-	h.Set(HeaderOriginalSubject, "s.dev-1")
-	h.Set(HeaderOriginalStream, "s")
-	h.Set(HeaderOriginalSequence, "42")
-	h.Set(HeaderOriginalTimestamp, orig.Format(time.RFC3339Nano))
-	h.Set(HeaderReplayCount, "3")
+	h.Set(ponixnats.HeaderDLQReason, "invalid")
+	h.Set(ponixnats.HeaderDLQError, "missing occurred_at")
+	h.Set(ponixnats.HeaderOriginalSubject, "s.dev-1")
+	h.Set(ponixnats.HeaderOriginalStream, "s")
+	h.Set(ponixnats.HeaderOriginalSequence, "42")
+	h.Set(ponixnats.HeaderOriginalTimestamp, orig.Format(time.RFC3339Nano))
+	h.Set(ponixnats.HeaderReplayCount, "3")
 	d := DeadLetter{Header: h}
-	if d.Reason() != ReasonInvalid || d.Cause() != "missing occurred_at" || d.OriginalSubject() != "s.dev-1" ||
+	if d.Reason() != ponixnats.ReasonInvalid || d.Cause() != "missing occurred_at" || d.OriginalSubject() != "s.dev-1" ||
 		d.OriginalStream() != "s" || d.OriginalSequence() != 42 || !d.OriginalTime().Equal(orig) || d.ReplayCount() != 3 {
 		t.Fatalf("accessors: %q %q %q %q %d %v %d", d.Reason(), d.Cause(), d.OriginalSubject(), d.OriginalStream(),
 			d.OriginalSequence(), d.OriginalTime(), d.ReplayCount())
@@ -136,7 +138,7 @@ func TestDeadLetterAccessors(t *testing.T) {
 	if empty.Reason() != "" || empty.OriginalSequence() != 0 || !empty.OriginalTime().IsZero() || empty.ReplayCount() != 0 {
 		t.Fatal("accessors of a dead letter without headers must be zero")
 	}
-	h.Set(HeaderReplayCount, "-1")
+	h.Set(ponixnats.HeaderReplayCount, "-1")
 	if d.ReplayCount() != 0 {
 		t.Fatalf("negative replay count read as %d", d.ReplayCount())
 	}
@@ -144,24 +146,24 @@ func TestDeadLetterAccessors(t *testing.T) {
 
 func TestReplayHeaderStripsDeadLetterHeaders(t *testing.T) {
 	h := nats.Header{
-		HeaderDLQReason:         {"invalid"},
-		HeaderDLQError:          {"boom"},
-		HeaderOriginalSubject:   {"s.a"},
-		HeaderOriginalStream:    {"s"},
-		HeaderOriginalSequence:  {"7"},
-		HeaderOriginalConsumer:  {"c"},
-		HeaderOriginalTimestamp: {"2026-11-01T12:00:00Z"},
-		HeaderOriginalMsgID:     {"orig-id"},
-		HeaderNumDelivered:      {"1"},
-		HeaderReplayCount:       {"1"},
-		"Nats-Msg-Id":           {"dlq:s:7"},
-		"nats-expected-stream":  {"x"},
-		"PONIX-DLQ-FUTURE":      {"y"},
-		"X-Custom":              {"keep", "both"},
-		"Ponix-Tenant":          {"t1"},
+		ponixnats.HeaderDLQReason:         {"invalid"},
+		ponixnats.HeaderDLQError:          {"boom"},
+		ponixnats.HeaderOriginalSubject:   {"s.a"},
+		ponixnats.HeaderOriginalStream:    {"s"},
+		ponixnats.HeaderOriginalSequence:  {"7"},
+		ponixnats.HeaderOriginalConsumer:  {"c"},
+		ponixnats.HeaderOriginalTimestamp: {"2026-11-01T12:00:00Z"},
+		ponixnats.HeaderOriginalMsgID:     {"orig-id"},
+		ponixnats.HeaderNumDelivered:      {"1"},
+		ponixnats.HeaderReplayCount:       {"1"},
+		"Nats-Msg-Id":                     {"dlq:s:7"},
+		"nats-expected-stream":            {"x"},
+		"PONIX-DLQ-FUTURE":                {"y"},
+		"X-Custom":                        {"keep", "both"},
+		"Ponix-Tenant":                    {"t1"},
 	}
 	got := replayHeader(h, 2)
-	want := nats.Header{"X-Custom": {"keep", "both"}, "Ponix-Tenant": {"t1"}, HeaderReplayCount: {"2"}}
+	want := nats.Header{"X-Custom": {"keep", "both"}, "Ponix-Tenant": {"t1"}, ponixnats.HeaderReplayCount: {"2"}}
 	if len(got) != len(want) {
 		t.Fatalf("replay header %v; want %v", got, want)
 	}
@@ -170,17 +172,17 @@ func TestReplayHeaderStripsDeadLetterHeaders(t *testing.T) {
 			t.Errorf("header %s = %v; want %v", k, g, v)
 		}
 	}
-	if h.Get(HeaderDLQReason) != "invalid" {
+	if h.Get(ponixnats.HeaderDLQReason) != "invalid" {
 		t.Fatal("replayHeader modified its input")
 	}
 }
 
 func TestReplayMsgIDIsDeterministicAndDistinct(t *testing.T) {
 	created := time.Date(2026, 11, 1, 12, 0, 0, 0, time.UTC)
-	a := &DeadLetters{name: "s_dlq", created: created}
-	b := &DeadLetters{name: "s_dlq", created: created}
-	recreated := &DeadLetters{name: "s_dlq", created: created.Add(time.Hour)}
-	other := &DeadLetters{name: "t_dlq", created: created}
+	a := &Stream{name: "s_dlq", created: created}
+	b := &Stream{name: "s_dlq", created: created}
+	recreated := &Stream{name: "s_dlq", created: created.Add(time.Hour)}
+	other := &Stream{name: "t_dlq", created: created}
 	if a.ReplayMsgID(5) != b.ReplayMsgID(5) {
 		t.Fatal("same dead letter, different ids")
 	}

@@ -14,7 +14,9 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
 	"github.com/ponix-go/ponix/ponixnats"
+	"github.com/ponix-go/ponix/ponixnats/dlqadmin"
 )
 
 // dlqFixture is a source stream with a real Consumer whose processor
@@ -40,9 +42,9 @@ func newDLQFixture(t *testing.T) *dlqFixture {
 
 // reasonProcessor acks "ok|…" payloads and dead-letters the others with the
 // reason before '|'.
-func reasonProcessor(_ context.Context, batch []jetstream.Msg) (ponixnats.Result, error) {
-	r := ponixnats.NewResult(len(batch))
-	for i, m := range batch {
+func reasonProcessor(_ context.Context, batch ponixnats.Batch[jetstream.Msg]) (ponixnats.Result, error) {
+	r := ponixnats.NewResult(batch.Len())
+	for i, m := range batch.Items {
 		reason, id, _ := strings.Cut(string(m.Data()), "|")
 		if reason == "ok" {
 			r.Ack(i)
@@ -77,9 +79,9 @@ func (f *dlqFixture) waitDeadLettered(n uint64) {
 	})
 }
 
-func (f *dlqFixture) open() *ponixnats.DeadLetters {
+func (f *dlqFixture) open() *dlqadmin.Stream {
 	f.t.Helper()
-	d, err := ponixnats.OpenDeadLetters(context.Background(), f.js, f.dlq)
+	d, err := dlqadmin.Open(context.Background(), f.js, f.dlq)
 	if err != nil {
 		f.t.Fatal(err)
 	}
@@ -146,9 +148,9 @@ func (f *dlqFixture) noConsumersLeft() {
 	})
 }
 
-func collect(t *testing.T, d *ponixnats.DeadLetters, flt ponixnats.Filter) []ponixnats.DeadLetter {
+func collect(t *testing.T, d *dlqadmin.Stream, flt dlqadmin.Filter) []dlqadmin.DeadLetter {
 	t.Helper()
-	var out []ponixnats.DeadLetter
+	var out []dlqadmin.DeadLetter
 	for dl, err := range d.All(context.Background(), flt) {
 		if err != nil {
 			t.Fatal(err)
@@ -158,7 +160,7 @@ func collect(t *testing.T, d *ponixnats.DeadLetters, flt ponixnats.Filter) []pon
 	return out
 }
 
-func seqs(dls []ponixnats.DeadLetter) []uint64 {
+func seqs(dls []dlqadmin.DeadLetter) []uint64 {
 	out := make([]uint64, len(dls))
 	for i, d := range dls {
 		out[i] = d.Sequence
@@ -192,7 +194,7 @@ func TestIntegrationDeadLettersSummaryAndFilters(t *testing.T) {
 	f.stop()
 
 	d := f.open()
-	sum, err := d.Summary(ctx, ponixnats.Filter{})
+	sum, err := d.Summary(ctx, dlqadmin.Filter{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -213,7 +215,7 @@ func TestIntegrationDeadLettersSummaryAndFilters(t *testing.T) {
 		t.Fatalf("span %+v (boundary %s)", sum, boundary)
 	}
 
-	all := collect(t, d, ponixnats.Filter{})
+	all := collect(t, d, dlqadmin.Filter{})
 	if !slices.Equal(seqs(all), []uint64{1, 2, 3, 4, 5, 6, 7, 8, 9, 10}) {
 		t.Fatalf("all: %v", seqs(all))
 	}
@@ -231,7 +233,7 @@ func TestIntegrationDeadLettersSummaryAndFilters(t *testing.T) {
 		t.Fatalf("Get(99) error %v; want ErrMsgNotFound", err)
 	}
 
-	payloads := func(flt ponixnats.Filter) []string {
+	payloads := func(flt dlqadmin.Filter) []string {
 		var out []string
 		for _, dl := range collect(t, d, flt) {
 			_, id, _ := strings.Cut(string(dl.Data), "|")
@@ -241,28 +243,28 @@ func TestIntegrationDeadLettersSummaryAndFilters(t *testing.T) {
 	}
 	for _, c := range []struct {
 		name string
-		flt  ponixnats.Filter
+		flt  dlqadmin.Filter
 		want []string
 	}{
-		{"reason", ponixnats.Filter{Reasons: []ponixnats.Reason{ponixnats.ReasonDecode}}, []string{"p1-3", "p1-5"}},
-		{"two reasons", ponixnats.Filter{Reasons: []ponixnats.Reason{ponixnats.ReasonDecode, ponixnats.ReasonRejected}}, []string{"p1-3", "p1-5", "p2-0", "p2-1", "p2-2", "p2-3"}},
-		{"subject exact", ponixnats.Filter{Subjects: []string{s + "a.1"}}, []string{"p1-0", "p1-3", "p2-1"}},
-		{"subject star", ponixnats.Filter{Subjects: []string{s + "a.*"}}, []string{"p1-0", "p1-1", "p1-3", "p1-5", "p2-1"}},
-		{"subject star middle", ponixnats.Filter{Subjects: []string{s + "*.1"}}, []string{"p1-0", "p1-2", "p1-3", "p1-4", "p2-1"}},
-		{"subject tail", ponixnats.Filter{Subjects: []string{s + "c.>"}}, []string{"p2-0", "p2-2", "p2-3"}},
-		{"overlapping subjects", ponixnats.Filter{Subjects: []string{s + "c.>", s + "c.x.z", s + "b.1"}}, []string{"p1-2", "p1-4", "p2-0", "p2-2", "p2-3"}},
-		{"subject and reason", ponixnats.Filter{Subjects: []string{s + "a.*"}, Reasons: []ponixnats.Reason{ponixnats.ReasonInvalid}}, []string{"p1-0", "p1-1"}},
-		{"seq range", ponixnats.Filter{FromSeq: 3, ToSeq: 5}, []string{"p1-2", "p1-3", "p1-4"}},
-		{"from seq", ponixnats.Filter{FromSeq: 9}, []string{"p2-2", "p2-3"}},
-		{"since (dead-lettered)", ponixnats.Filter{Since: boundary}, []string{"p2-0", "p2-1", "p2-2", "p2-3"}},
-		{"until (dead-lettered)", ponixnats.Filter{Until: boundary}, []string{"p1-0", "p1-1", "p1-2", "p1-3", "p1-4", "p1-5"}},
-		{"original since", ponixnats.Filter{OriginalSince: boundary}, []string{"p2-0", "p2-1", "p2-2", "p2-3"}},
-		{"original until", ponixnats.Filter{OriginalUntil: boundary, Reasons: []ponixnats.Reason{ponixnats.ReasonDecode}}, []string{"p1-3", "p1-5"}},
-		{"since and from seq", ponixnats.Filter{Since: boundary, FromSeq: 8}, []string{"p2-1", "p2-2", "p2-3"}},
-		{"limit", ponixnats.Filter{Limit: 3}, []string{"p1-0", "p1-1", "p1-2"}},
-		{"limit with filter", ponixnats.Filter{Reasons: []ponixnats.Reason{ponixnats.ReasonRejected}, Limit: 2}, []string{"p2-0", "p2-1"}},
-		{"nothing", ponixnats.Filter{Subjects: []string{s + "zzz"}}, nil},
-		{"beyond the end", ponixnats.Filter{FromSeq: 11}, nil},
+		{"reason", dlqadmin.Filter{Reasons: []ponixnats.Reason{ponixnats.ReasonDecode}}, []string{"p1-3", "p1-5"}},
+		{"two reasons", dlqadmin.Filter{Reasons: []ponixnats.Reason{ponixnats.ReasonDecode, ponixnats.ReasonRejected}}, []string{"p1-3", "p1-5", "p2-0", "p2-1", "p2-2", "p2-3"}},
+		{"subject exact", dlqadmin.Filter{Subjects: []string{s + "a.1"}}, []string{"p1-0", "p1-3", "p2-1"}},
+		{"subject star", dlqadmin.Filter{Subjects: []string{s + "a.*"}}, []string{"p1-0", "p1-1", "p1-3", "p1-5", "p2-1"}},
+		{"subject star middle", dlqadmin.Filter{Subjects: []string{s + "*.1"}}, []string{"p1-0", "p1-2", "p1-3", "p1-4", "p2-1"}},
+		{"subject tail", dlqadmin.Filter{Subjects: []string{s + "c.>"}}, []string{"p2-0", "p2-2", "p2-3"}},
+		{"overlapping subjects", dlqadmin.Filter{Subjects: []string{s + "c.>", s + "c.x.z", s + "b.1"}}, []string{"p1-2", "p1-4", "p2-0", "p2-2", "p2-3"}},
+		{"subject and reason", dlqadmin.Filter{Subjects: []string{s + "a.*"}, Reasons: []ponixnats.Reason{ponixnats.ReasonInvalid}}, []string{"p1-0", "p1-1"}},
+		{"seq range", dlqadmin.Filter{FromSeq: 3, ToSeq: 5}, []string{"p1-2", "p1-3", "p1-4"}},
+		{"from seq", dlqadmin.Filter{FromSeq: 9}, []string{"p2-2", "p2-3"}},
+		{"since (dead-lettered)", dlqadmin.Filter{Since: boundary}, []string{"p2-0", "p2-1", "p2-2", "p2-3"}},
+		{"until (dead-lettered)", dlqadmin.Filter{Until: boundary}, []string{"p1-0", "p1-1", "p1-2", "p1-3", "p1-4", "p1-5"}},
+		{"original since", dlqadmin.Filter{OriginalSince: boundary}, []string{"p2-0", "p2-1", "p2-2", "p2-3"}},
+		{"original until", dlqadmin.Filter{OriginalUntil: boundary, Reasons: []ponixnats.Reason{ponixnats.ReasonDecode}}, []string{"p1-3", "p1-5"}},
+		{"since and from seq", dlqadmin.Filter{Since: boundary, FromSeq: 8}, []string{"p2-1", "p2-2", "p2-3"}},
+		{"limit", dlqadmin.Filter{Limit: 3}, []string{"p1-0", "p1-1", "p1-2"}},
+		{"limit with filter", dlqadmin.Filter{Reasons: []ponixnats.Reason{ponixnats.ReasonRejected}, Limit: 2}, []string{"p2-0", "p2-1"}},
+		{"nothing", dlqadmin.Filter{Subjects: []string{s + "zzz"}}, nil},
+		{"beyond the end", dlqadmin.Filter{FromSeq: 11}, nil},
 	} {
 		if got := payloads(c.flt); !slices.Equal(got, c.want) {
 			t.Errorf("%s: %v; want %v", c.name, got, c.want)
@@ -272,13 +274,13 @@ func TestIntegrationDeadLettersSummaryAndFilters(t *testing.T) {
 			t.Errorf("%s: summary total %d (%v); want %d", c.name, sum.Total, err, len(c.want))
 		}
 	}
-	if _, err := d.Summary(ctx, ponixnats.Filter{Subjects: []string{"a.>.b"}}); !errors.Is(err, ponixnats.ErrInvalidConfig) {
+	if _, err := d.Summary(ctx, dlqadmin.Filter{Subjects: []string{"a.>.b"}}); !errors.Is(err, ponixnats.ErrInvalidConfig) {
 		t.Fatalf("bad filter: %v", err)
 	}
 
 	// Breaking out of All stops the scan.
 	n := 0
-	for _, err := range d.All(ctx, ponixnats.Filter{}) {
+	for _, err := range d.All(ctx, dlqadmin.Filter{}) {
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -291,7 +293,7 @@ func TestIntegrationDeadLettersSummaryAndFilters(t *testing.T) {
 		t.Fatalf("dead-letter stream holds %d messages after reading; want 10", f.dlqMsgs())
 	}
 	f.noConsumersLeft()
-	if _, err := ponixnats.OpenDeadLetters(ctx, f.js, "no_such_dlq"); !errors.Is(err, jetstream.ErrStreamNotFound) {
+	if _, err := dlqadmin.Open(ctx, f.js, "no_such_dlq"); !errors.Is(err, jetstream.ErrStreamNotFound) {
 		t.Fatalf("opening a missing stream: %v", err)
 	}
 }
@@ -342,9 +344,9 @@ func TestIntegrationReplayDryRunChangesNothing(t *testing.T) {
 	f := produceDeadLetters(t, 12)
 	d := f.open()
 	var listed []uint64
-	st, err := d.Replay(context.Background(), ponixnats.Filter{Subjects: []string{f.stream + ".dev-1"}}, ponixnats.ReplayOptions{
+	st, err := d.Replay(context.Background(), dlqadmin.Filter{Subjects: []string{f.stream + ".dev-1"}}, dlqadmin.ReplayOptions{
 		DryRun:   true,
-		Progress: func(p ponixnats.ReplayProgress) { listed = append(listed, p.DeadLetter.Sequence) },
+		Progress: func(p dlqadmin.ReplayProgress) { listed = append(listed, p.DeadLetter.Sequence) },
 		Logger:   quietLogger(),
 	})
 	if err != nil {
@@ -363,8 +365,8 @@ func TestIntegrationReplayReturnsEachOnceAndDeletes(t *testing.T) {
 	ctx := context.Background()
 	f := produceDeadLetters(t, 20)
 	d := f.open()
-	var progress []ponixnats.Outcome
-	st, err := d.Replay(ctx, ponixnats.Filter{}, ponixnats.ReplayOptions{Logger: quietLogger(), Progress: func(p ponixnats.ReplayProgress) { progress = append(progress, p.Outcome) }})
+	var progress []dlqadmin.Outcome
+	st, err := d.Replay(ctx, dlqadmin.Filter{}, dlqadmin.ReplayOptions{Logger: quietLogger(), Progress: func(p dlqadmin.ReplayProgress) { progress = append(progress, p.Outcome) }})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -380,7 +382,7 @@ func TestIntegrationReplayReturnsEachOnceAndDeletes(t *testing.T) {
 	checkReplayedOnce(t, f, 20, "1")
 
 	// A second run finds nothing to do.
-	st, err = d.Replay(ctx, ponixnats.Filter{}, ponixnats.ReplayOptions{Logger: quietLogger()})
+	st, err = d.Replay(ctx, dlqadmin.Filter{}, dlqadmin.ReplayOptions{Logger: quietLogger()})
 	if err != nil || st.Matched != 0 {
 		t.Fatalf("second run: %+v, %v", st, err)
 	}
@@ -392,7 +394,7 @@ func TestIntegrationReplayFilteredAndLimited(t *testing.T) {
 	ctx := context.Background()
 	f := produceDeadLetters(t, 20)
 	d := f.open()
-	st, err := d.Replay(ctx, ponixnats.Filter{Subjects: []string{f.stream + ".dev-3"}}, ponixnats.ReplayOptions{Logger: quietLogger(), Limit: 3})
+	st, err := d.Replay(ctx, dlqadmin.Filter{Subjects: []string{f.stream + ".dev-3"}}, dlqadmin.ReplayOptions{Logger: quietLogger(), Limit: 3})
 	if err != nil || st.Replayed != 3 || st.Deleted != 3 {
 		t.Fatalf("limited replay: %+v, %v", st, err)
 	}
@@ -420,7 +422,7 @@ func TestIntegrationReplayInterruptedAndRunAgain(t *testing.T) {
 
 	cctx, cancel := context.WithCancel(ctx)
 	var handled atomic.Int64
-	st, err := d.Replay(cctx, ponixnats.Filter{}, ponixnats.ReplayOptions{Logger: quietLogger(), Progress: func(ponixnats.ReplayProgress) {
+	st, err := d.Replay(cctx, dlqadmin.Filter{}, dlqadmin.ReplayOptions{Logger: quietLogger(), Progress: func(dlqadmin.ReplayProgress) {
 		if handled.Add(1) == 10 {
 			cancel()
 		}
@@ -450,7 +452,7 @@ func TestIntegrationReplayInterruptedAndRunAgain(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	st, err = d.Replay(ctx, ponixnats.Filter{}, ponixnats.ReplayOptions{Logger: quietLogger()})
+	st, err = d.Replay(ctx, dlqadmin.Filter{}, dlqadmin.ReplayOptions{Logger: quietLogger()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -458,7 +460,7 @@ func TestIntegrationReplayInterruptedAndRunAgain(t *testing.T) {
 		t.Fatalf("second run: %+v", st)
 	}
 	// And a third run, as if the second had been run twice.
-	if st, err := d.Replay(ctx, ponixnats.Filter{}, ponixnats.ReplayOptions{Logger: quietLogger()}); err != nil || st.Matched != 0 {
+	if st, err := d.Replay(ctx, dlqadmin.Filter{}, dlqadmin.ReplayOptions{Logger: quietLogger()}); err != nil || st.Matched != 0 {
 		t.Fatalf("third run: %+v, %v", st, err)
 	}
 	if f.dlqMsgs() != 0 {
@@ -478,14 +480,14 @@ func TestIntegrationReplayedDeadLetteredAgainCarriesReplayCount(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if st, err := d.Replay(ctx, ponixnats.Filter{}, ponixnats.ReplayOptions{Logger: quietLogger()}); err != nil || st.Replayed != 5 {
+	if st, err := d.Replay(ctx, dlqadmin.Filter{}, dlqadmin.ReplayOptions{Logger: quietLogger()}); err != nil || st.Replayed != 5 {
 		t.Fatalf("replay: %+v, %v", st, err)
 	}
 	f.startConsumer() // fails them again
 	f.waitDeadLettered(5)
 	f.stop()
 
-	again := collect(t, d, ponixnats.Filter{})
+	again := collect(t, d, dlqadmin.Filter{})
 	if len(again) != 5 {
 		t.Fatalf("%d dead letters after the second failure; want 5", len(again))
 	}
@@ -495,7 +497,7 @@ func TestIntegrationReplayedDeadLetteredAgainCarriesReplayCount(t *testing.T) {
 		dl.OriginalSequence() == first.OriginalSequence() || dl.Header.Get("X-Custom") != "0" {
 		t.Fatalf("dead letter after a failed replay: seq %d headers %v", dl.Sequence, dl.Header)
 	}
-	if st, err := d.Replay(ctx, ponixnats.Filter{}, ponixnats.ReplayOptions{Logger: quietLogger()}); err != nil || st.Replayed != 5 {
+	if st, err := d.Replay(ctx, dlqadmin.Filter{}, dlqadmin.ReplayOptions{Logger: quietLogger()}); err != nil || st.Replayed != 5 {
 		t.Fatalf("second replay: %+v, %v", st, err)
 	}
 	// Each message was replayed twice in all, once with each count.
@@ -522,8 +524,8 @@ func TestIntegrationReplayFailuresLeaveDeadLetters(t *testing.T) {
 		ponixnats.HeaderDLQReason: {"invalid"}, ponixnats.HeaderOriginalSubject: {f.dlq + ".y"}}}); err != nil {
 		t.Fatal(err)
 	}
-	st, err := d.Replay(ctx, ponixnats.Filter{FromSeq: 7}, ponixnats.ReplayOptions{Logger: quietLogger()})
-	if !errors.Is(err, ponixnats.ErrReplayIncomplete) || st.Failed != 2 || st.Deleted != 0 || len(st.Failures) != 2 || st.Failures[0].Sequence != 7 {
+	st, err := d.Replay(ctx, dlqadmin.Filter{FromSeq: 7}, dlqadmin.ReplayOptions{Logger: quietLogger()})
+	if !errors.Is(err, dlqadmin.ErrReplayIncomplete) || st.Failed != 2 || st.Deleted != 0 || len(st.Failures) != 2 || st.Failures[0].Sequence != 7 {
 		t.Fatalf("malformed dead letters: %+v, %v", st, err)
 	}
 
@@ -537,8 +539,8 @@ func TestIntegrationReplayFailuresLeaveDeadLetters(t *testing.T) {
 	if _, err := f.js.UpdateStream(ctx, cfg); err != nil {
 		t.Fatal(err)
 	}
-	st, err = d.Replay(ctx, ponixnats.Filter{ToSeq: 6}, ponixnats.ReplayOptions{Logger: quietLogger(), MaxFailures: 4})
-	if !errors.Is(err, ponixnats.ErrReplayIncomplete) || st.Matched != 4 || st.Failed != 4 || st.Replayed != 0 || st.Deleted != 0 {
+	st, err = d.Replay(ctx, dlqadmin.Filter{ToSeq: 6}, dlqadmin.ReplayOptions{Logger: quietLogger(), MaxFailures: 4})
+	if !errors.Is(err, dlqadmin.ErrReplayIncomplete) || st.Matched != 4 || st.Failed != 4 || st.Replayed != 0 || st.Deleted != 0 {
 		t.Fatalf("refused publishes: %+v, %v", st, err)
 	}
 	if f.dlqMsgs() != 8 || len(f.replayedInSource()) != 0 {
@@ -550,7 +552,7 @@ func TestIntegrationReplayFailuresLeaveDeadLetters(t *testing.T) {
 	if _, err := f.js.UpdateStream(ctx, cfg); err != nil {
 		t.Fatal(err)
 	}
-	st, err = d.Replay(ctx, ponixnats.Filter{ToSeq: 6}, ponixnats.ReplayOptions{Logger: quietLogger()})
+	st, err = d.Replay(ctx, dlqadmin.Filter{ToSeq: 6}, dlqadmin.ReplayOptions{Logger: quietLogger()})
 	if err != nil || st.Replayed != 6 || st.Deleted != 6 {
 		t.Fatalf("replay after the fix: %+v, %v", st, err)
 	}
@@ -573,7 +575,7 @@ func TestIntegrationReplayWhileServiceRuns(t *testing.T) {
 	before := consumerInfo(t, f.c).Config
 
 	d := f.open()
-	st, err := d.Replay(ctx, ponixnats.Filter{}, ponixnats.ReplayOptions{Logger: quietLogger()})
+	st, err := d.Replay(ctx, dlqadmin.Filter{}, dlqadmin.ReplayOptions{Logger: quietLogger()})
 	if err != nil || st.Matched != 40 || st.Replayed != 40 {
 		t.Fatalf("replay: %+v, %v", st, err)
 	}
@@ -582,11 +584,11 @@ func TestIntegrationReplayWhileServiceRuns(t *testing.T) {
 	if after.Config.Durable != before.Durable || after.Config.AckPolicy != before.AckPolicy || after.NumAckPending != 0 {
 		t.Fatalf("consumer changed: before %+v after %+v", before, after.Config)
 	}
-	sum, err := d.Summary(ctx, ponixnats.Filter{})
+	sum, err := d.Summary(ctx, dlqadmin.Filter{})
 	if err != nil || sum.Total != 40 || sum.FirstSeq != 41 {
 		t.Fatalf("dead letters after the second failure: %+v, %v", sum, err)
 	}
-	for dl, err := range d.All(ctx, ponixnats.Filter{Limit: 1}) {
+	for dl, err := range d.All(ctx, dlqadmin.Filter{Limit: 1}) {
 		if err != nil || dl.ReplayCount() != 1 {
 			t.Fatalf("second-generation dead letter: count %d, %v", dl.ReplayCount(), err)
 		}
@@ -608,14 +610,14 @@ func TestIntegrationReplayRefusesUndeletableDeadLetterStream(t *testing.T) {
 		ponixnats.HeaderDLQReason: {"invalid"}, ponixnats.HeaderOriginalSubject: {f.stream + ".a"}, ponixnats.HeaderOriginalStream: {f.stream}}}); err != nil {
 		t.Fatal(err)
 	}
-	d, err := ponixnats.OpenDeadLetters(ctx, f.js, name)
+	d, err := dlqadmin.Open(ctx, f.js, name)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if st, err := d.Replay(ctx, ponixnats.Filter{}, ponixnats.ReplayOptions{Logger: quietLogger()}); err == nil || st.Matched != 0 {
+	if st, err := d.Replay(ctx, dlqadmin.Filter{}, dlqadmin.ReplayOptions{Logger: quietLogger()}); err == nil || st.Matched != 0 {
 		t.Fatalf("replay from a deny-delete stream: %+v, %v", st, err)
 	}
-	if st, err := d.Replay(ctx, ponixnats.Filter{}, ponixnats.ReplayOptions{Logger: quietLogger(), DryRun: true}); err != nil || st.Matched != 1 {
+	if st, err := d.Replay(ctx, dlqadmin.Filter{}, dlqadmin.ReplayOptions{Logger: quietLogger(), DryRun: true}); err != nil || st.Matched != 1 {
 		t.Fatalf("dry run on a deny-delete stream: %+v, %v", st, err)
 	}
 	if len(f.replayedInSource()) != 0 {
