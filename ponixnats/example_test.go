@@ -38,12 +38,12 @@ func ExampleNewProtoStoreProcessor() {
 		log.Fatal(err)
 	}
 
-	store := func(ctx context.Context, batch []ponixnats.Decoded[*timestamppb.Timestamp]) error {
-		for _, d := range batch {
-			fmt.Println("stored", d.Value.AsTime().Format(time.RFC3339), "stream sequence", func() uint64 {
-				seq, _ := ponixnats.StreamSequence(d.Msg) // a de-duplication key for the sink
-				return seq
-			}())
+	store := func(ctx context.Context, batch ponixnats.Batch[ponixnats.Decoded[*timestamppb.Timestamp]]) error {
+		for _, d := range batch.Items {
+			// batch.Stream (name and creation time) with the stream sequence identify the
+			// message: a de-duplication key for the sink.
+			seq, _ := ponixnats.StreamSequence(d.Msg)
+			fmt.Println("stored", d.Value.AsTime().Format(time.RFC3339), "from", batch.Stream.Name, "stream sequence", seq)
 		}
 		return nil // all or nothing: an error holds the batch and stores it again later
 	}
@@ -59,9 +59,9 @@ func ExampleNewProtoStoreProcessor() {
 
 // A processor that decides per message: indices are positions in the fetched batch.
 func ExampleProtoProcessor() {
-	handle := func(_ context.Context, batch []ponixnats.Decoded[*timestamppb.Timestamp]) (ponixnats.Result, error) {
+	handle := func(_ context.Context, batch ponixnats.Batch[ponixnats.Decoded[*timestamppb.Timestamp]]) (ponixnats.Result, error) {
 		res := ponixnats.NewResult(0)
-		for _, d := range batch {
+		for _, d := range batch.Items {
 			if d.Value.GetSeconds() < 0 {
 				res.DeadLetter(d.Index, ponixnats.ReasonInvalid, errors.New("before 1970"))
 				continue
