@@ -13,7 +13,9 @@ import (
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 )
 
-// Encoder turns rows of type T into column data for one INSERT. A [BatchWriter] takes an
+// Encoder turns rows of type T into column data for one INSERT. Most row types need not
+// implement it: declare the columns once with [Columns] and pass the set's Encoder method,
+// which keeps each column's name with its value. A [BatchWriter] takes an
 // Encoder from its pool for each Write, calls Reset, Encode for every row, then AppendTo once,
 // so an Encoder can keep per-column slices and reuse them from batch to batch. An Encoder is
 // used by one goroutine at a time.
@@ -150,9 +152,15 @@ func (w *BatchWriter[T]) Write(ctx context.Context, rows []T) (err error) {
 		}
 	}
 	enc.Reset(len(rows))
-	for i, r := range rows {
-		if err := enc.Encode(r); err != nil {
-			return &RowError{Index: i, Err: err}
+	if be, ok := enc.(batchEncoder[T]); ok {
+		if err := be.encodeRows(rows); err != nil {
+			return err
+		}
+	} else {
+		for i, r := range rows {
+			if err := enc.Encode(r); err != nil {
+				return &RowError{Index: i, Err: err}
+			}
 		}
 	}
 	start := time.Now()
@@ -182,6 +190,7 @@ func (w *BatchWriter[T]) Write(ctx context.Context, rows []T) (err error) {
 		}
 	}()
 	if err := enc.AppendTo(batch); err != nil {
+		setTable(err, w.table)
 		return &WriteError{Table: w.table, Rows: len(rows), Op: "append", Err: err}
 	}
 	if err := batch.Send(); err != nil {
@@ -239,6 +248,7 @@ func (w *BatchWriter[T]) CheckSchema(ctx context.Context) error {
 	defer w.pool.Put(enc)
 	enc.Reset(0)
 	if err := enc.AppendTo(batch); err != nil {
+		setTable(err, w.table)
 		se.Err = err
 		return se
 	}
