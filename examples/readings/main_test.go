@@ -1,15 +1,20 @@
 package main
 
 import (
+	"errors"
 	"log/slog"
 	"math"
+	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	metricsv1 "github.com/ponix-go/ponix/examples/readings/proto/metrics/v1"
+	"github.com/ponix-go/ponix/ponixclickhouse"
 )
 
 func TestLoadConfig(t *testing.T) {
@@ -63,19 +68,62 @@ func TestValidate(t *testing.T) {
 }
 
 func TestEncoderRefusesARowAlone(t *testing.T) {
-	e := new(encoder)
-	e.Reset(2)
-	ok := row{Reading: &metricsv1.Reading{SensorId: "s1", At: timestamppb.New(time.Unix(60, 0)), Value: 1, Unit: "celsius"}, StreamSeq: 7}
-	if err := e.Encode(ok); err != nil {
-		t.Fatal(err)
-	}
-	if err := e.Encode(row{Reading: &metricsv1.Reading{SensorId: "s2"}}); err == nil {
-		t.Error("a reading without a time encoded; want an error")
-	}
-	if len(e.sensors) != 1 || e.sensors[0] != "s1" || !e.at[0].Equal(time.Unix(60, 0)) || e.seqs[0] != 7 {
-		t.Errorf("encoder holds %v %v %v; want the valid row only", e.sensors, e.at, e.seqs)
-	}
-	if got := len(e.Columns()); got != 6 {
-		t.Errorf("%d columns; want 6", got)
+	for name, e := range map[string]ponixclickhouse.Encoder[row]{"new(encoder)": new(encoder), "rowColumns": rowColumns.Encoder()} {
+		t.Run(name, func(t *testing.T) {
+			if got, want := e.Columns(), []string{"sensor_id", "at", "value", "unit", "stream_created_ns", "stream_seq"}; !slices.Equal(got, want) {
+				t.Errorf("columns %v; want %v", got, want)
+			}
+			e.Reset(2)
+			created := time.Unix(5, 0)
+			ok := row{Reading: &metricsv1.Reading{SensorId: "s1", At: timestamppb.New(time.Unix(60, 0)), Value: 1.5, Unit: "celsius"},
+				StreamCreated: created, StreamSeq: 7}
+			if err := e.Encode(ok); err != nil {
+				t.Fatal(err)
+			}
+			err := e.Encode(row{Reading: &metricsv1.Reading{SensorId: "s2"}})
+			var ce *ponixclickhouse.ColumnError
+			if !errors.As(err, &ce) || ce.Column != "at" {
+				t.Errorf("a reading without a time: %v; want an error naming column at", err)
+			}
+			if err := e.Encode(row{}); err == nil || !strings.Contains(err.Error(), "no reading") {
+				t.Errorf("a row without a reading: %v; want an error", err)
+			}
+			b := &capture{}
+			if err := e.AppendTo(b); err != nil {
+				t.Fatal(err)
+			}
+			want := [][]any{{"s1"}, {time.Unix(60, 0).UTC()}, {1.5}, {"celsius"}, {uint64(created.UnixNano())}, {uint64(7)}}
+			if !reflect.DeepEqual(b.cols, want) {
+				t.Errorf("columns hold %v; want the valid row only: %v", b.cols, want)
+			}
+		})
 	}
 }
+
+// capture is a driver.Batch that keeps what each column is given.
+type capture struct {
+	driver.Batch
+	cols [][]any
+}
+
+func (c *capture) Column(i int) driver.BatchColumn {
+	for len(c.cols) <= i {
+		c.cols = append(c.cols, nil)
+	}
+	return captureColumn{c, i}
+}
+
+type captureColumn struct {
+	c *capture
+	i int
+}
+
+func (cc captureColumn) Append(v any) error {
+	rv := reflect.ValueOf(v)
+	for j := range rv.Len() {
+		cc.c.cols[cc.i] = append(cc.c.cols[cc.i], rv.Index(j).Interface())
+	}
+	return nil
+}
+
+func (cc captureColumn) AppendRow(v any) error { return cc.Append([]any{v}) }

@@ -8,10 +8,10 @@ import (
 	"time"
 	"unicode"
 
-	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	metricsv1 "github.com/ponix-go/ponix/examples/readings/proto/metrics/v1"
+	"github.com/ponix-go/ponix/ponixclickhouse"
 )
 
 // maxDateTime is the last second a ClickHouse DateTime holds (2106-02-07).
@@ -25,7 +25,7 @@ func validate(r *metricsv1.Reading) error {
 		return fmt.Errorf("sensor_id %q: want a NATS subject token (not empty, no '.', '*', '>' or spaces)", id)
 	}
 	if _, err := dateTime(r.GetAt()); err != nil {
-		return err
+		return fmt.Errorf("at: %w", err)
 	}
 	if v := r.GetValue(); math.IsNaN(v) || math.IsInf(v, 0) {
 		return fmt.Errorf("value %v: not a finite number", v)
@@ -36,10 +36,10 @@ func validate(r *metricsv1.Reading) error {
 // dateTime turns a reading's timestamp into the second a ClickHouse DateTime stores.
 func dateTime(ts *timestamppb.Timestamp) (time.Time, error) {
 	if err := ts.CheckValid(); err != nil {
-		return time.Time{}, fmt.Errorf("at: %w", err)
+		return time.Time{}, err
 	}
 	if s := ts.GetSeconds(); s < 0 || s > maxDateTime {
-		return time.Time{}, fmt.Errorf("at %s: outside ClickHouse DateTime (1970 to 2106)", ts.AsTime().Format(time.RFC3339))
+		return time.Time{}, fmt.Errorf("%s: outside ClickHouse DateTime (1970 to 2106)", ts.AsTime().Format(time.RFC3339))
 	}
 	return time.Unix(ts.GetSeconds(), 0).UTC(), nil
 }
@@ -52,72 +52,46 @@ type row struct {
 	StreamSeq     uint64
 }
 
-// encoder is the ponixclickhouse.Encoder of rows: one slice per column, reused from batch to
-// batch by the writer's pool.
-type encoder struct {
-	sensors []string
-	at      []time.Time
-	values  []float64
-	units   []string
-	created []uint64
-	seqs    []uint64
-}
-
-// Columns implements ponixclickhouse.Encoder, in the order AppendTo fills them.
-func (e *encoder) Columns() []string {
-	return []string{"sensor_id", "at", "value", "unit", "stream_created_ns", "stream_seq"}
-}
-
-// Reset implements ponixclickhouse.Encoder.
-func (e *encoder) Reset(n int) {
-	e.sensors = reuse(e.sensors, n)
-	e.at = reuse(e.at, n)
-	e.values = reuse(e.values, n)
-	e.units = reuse(e.units, n)
-	e.created = reuse(e.created, n)
-	e.seqs = reuse(e.seqs, n)
-}
-
-// reuse empties s, with room for n elements.
-func reuse[S ~[]E, E any](s S, n int) S {
-	if cap(s) < n {
-		return make(S, 0, n)
-	}
-	clear(s[:cap(s)]) // let the previous batch's strings go
-	return s[:0]
-}
-
-// Encode implements ponixclickhouse.Encoder. Its error rejects the row alone: the writer
-// wraps it in a *ponixclickhouse.RowError naming the row, and the processor dead-letters that
-// message and stores the others.
-func (e *encoder) Encode(r row) error {
-	if r.Reading == nil {
-		return errors.New("no reading")
-	}
-	at, err := dateTime(r.Reading.GetAt())
-	if err != nil {
-		return err
-	}
-	var created uint64
-	if !r.StreamCreated.IsZero() {
-		created = uint64(r.StreamCreated.UnixNano())
-	}
-	e.sensors = append(e.sensors, r.Reading.GetSensorId())
-	e.at = append(e.at, at)
-	e.values = append(e.values, r.Reading.GetValue())
-	e.units = append(e.units, r.Reading.GetUnit())
-	e.created = append(e.created, created)
-	e.seqs = append(e.seqs, r.StreamSeq)
-	return nil
-}
-
-// AppendTo implements ponixclickhouse.Encoder: one Append per column.
-func (e *encoder) AppendTo(b driver.Batch) error {
-	cols := e.Columns()
-	for i, data := range []any{e.sensors, e.at, e.values, e.units, e.created, e.seqs} {
-		if err := b.Column(i).Append(data); err != nil {
-			return fmt.Errorf("column %s: %w", cols[i], err)
+// rowColumns are the columns the service inserts into the readings table, each declared once:
+// its name next to its value, so that names and values cannot drift apart. The writer sends
+// them in this order, with one Append of a reused slice per column.
+var rowColumns = ponixclickhouse.Columns(
+	ponixclickhouse.Column("sensor_id", func(r row) string { return r.Reading.GetSensorId() }),
+	// A reading without a valid time is refused alone: the writer's *ponixclickhouse.RowError
+	// names the row (and a *ponixclickhouse.ColumnError the column), and the processor
+	// dead-letters that message and stores the others.
+	ponixclickhouse.ColumnFunc("at", func(r row) (time.Time, error) {
+		if r.Reading == nil {
+			return time.Time{}, errors.New("no reading")
 		}
+		return dateTime(r.Reading.GetAt())
+	}),
+	ponixclickhouse.Column("value", func(r row) float64 { return r.Reading.GetValue() }),
+	ponixclickhouse.Column("unit", func(r row) string { return r.Reading.GetUnit() }),
+	ponixclickhouse.Column("stream_created_ns", func(r row) uint64 {
+		if r.StreamCreated.IsZero() {
+			return 0
+		}
+		return uint64(r.StreamCreated.UnixNano())
+	}),
+	ponixclickhouse.Column("stream_seq", func(r row) uint64 { return r.StreamSeq }),
+)
+
+// encoder is rowColumns' encoder behind a zero value that works, for writers made with
+// func() ponixclickhouse.Encoder[row] { return new(encoder) }; rowColumns.Encoder, passed to
+// ponixclickhouse.NewBatchWriter as it is, does the same and lets the writer encode a batch
+// column by column.
+type encoder struct{ ponixclickhouse.Encoder[row] }
+
+// Columns implements ponixclickhouse.Encoder.
+func (e *encoder) Columns() []string { return e.columns().Columns() }
+
+// Reset implements ponixclickhouse.Encoder; the writer calls it before Encode and AppendTo.
+func (e *encoder) Reset(n int) { e.columns().Reset(n) }
+
+func (e *encoder) columns() ponixclickhouse.Encoder[row] {
+	if e.Encoder == nil {
+		e.Encoder = rowColumns.Encoder()
 	}
-	return nil
+	return e.Encoder
 }
