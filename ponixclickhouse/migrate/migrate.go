@@ -14,6 +14,10 @@
 // [WithCluster], shard-local Replicated tables ON CLUSTER with a Distributed table over them,
 // its history and lock kept cluster-wide ([ClusterStore], [ClusterLock]). A file without
 // template actions is used as it is.
+//
+// A version table belongs to the migration set that first ran on it: any other set is refused
+// with a [*CollisionError] naming both (see [WithApplication]). [EnsureDatabase] creates the
+// database the migrations run in when the server lacks it.
 package migrate
 
 import (
@@ -24,8 +28,6 @@ import (
 	"io/fs"
 	"log/slog"
 	"path"
-	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -53,8 +55,10 @@ type options struct {
 
 // WithApplication gives a migration set tables of its own: goose's version table
 // "<name>_goose_db_version" and the lock table "<name>_goose_lock". Two applications whose
-// migrations share a database need distinct names, or their records collide (Up then refuses
-// with [ErrForeignVersions]). Ponix's own migrations use the default tables.
+// migrations share a database need distinct names: a version table belongs to the migration
+// set that first ran on it (the Migrator marks it with the application's name and the set's
+// first file), and any other set is refused with a [*CollisionError] naming both. Ponix's own
+// migrations use the default tables.
 func WithApplication(name string) Option {
 	return func(o *options) {
 		o.application = name
@@ -115,14 +119,17 @@ func buildOptions(opts []Option) options {
 // Migrator is a goose provider for ClickHouse together with the statement tracking behind
 // [MigrationError]. It is safe for concurrent use.
 type Migrator struct {
-	provider *goose.Provider
-	tracker  *statementTracker
-	db       *sql.DB
-	store    *Store
-	locker   lock.Locker
-	cluster  string
-	fsys     *templateFS
-	dbname   *dbName // the cluster store's and lock's cache of the database name
+	provider    *goose.Provider
+	tracker     *statementTracker
+	db          *sql.DB
+	store       *Store
+	vstore      database.StoreExtender // store, or the cluster store around it
+	locker      lock.Locker            // the lock, then the ownership check (claimingLocker)
+	application string
+	logger      *slog.Logger
+	cluster     string
+	fsys        *templateFS
+	dbname      *dbName // the cluster store's and lock's cache of the database name
 }
 
 // New prepares a Migrator for the migrations in fsys (at its root; use fs.Sub for a
@@ -135,7 +142,7 @@ func New(db *sql.DB, fsys fs.FS, opts ...Option) (*Migrator, error) {
 			return nil, fmt.Errorf("migrate: application name: %w", err)
 		}
 	}
-	m := &Migrator{db: db, cluster: o.cluster, fsys: &templateFS{base: fsys}}
+	m := &Migrator{db: db, cluster: o.cluster, fsys: &templateFS{base: fsys}, application: o.application, logger: o.logger}
 	var (
 		gooseStore database.Store
 		err        error
@@ -147,7 +154,7 @@ func New(db *sql.DB, fsys fs.FS, opts ...Option) (*Migrator, error) {
 		if m.locker, err = NewTableLock(o.lockTable, o.owner, o.lockTimeout, o.staleAfter, o.logger); err != nil {
 			return nil, err
 		}
-		gooseStore = m.store
+		gooseStore, m.vstore = m.store, m.store
 		m.fsys.setData(renderData{})
 	} else {
 		cs, err := NewClusterStore(o.versionTable, o.cluster)
@@ -158,7 +165,7 @@ func New(db *sql.DB, fsys fs.FS, opts ...Option) (*Migrator, error) {
 		if err != nil {
 			return nil, err
 		}
-		m.store, m.locker, gooseStore = cs.Store, cl, cs
+		m.store, m.locker, gooseStore, m.vstore = cs.Store, cl, cs, cs
 		if o.database != "" {
 			if err := ponixclickhouse.ValidateIdentifier(o.database); err != nil {
 				return nil, fmt.Errorf("migrate: database name: %w", err)
@@ -169,6 +176,7 @@ func New(db *sql.DB, fsys fs.FS, opts ...Option) (*Migrator, error) {
 		}
 		m.dbname = &cs.db
 	}
+	m.locker = &claimingLocker{Locker: m.locker, claim: m.claim}
 	m.tracker = &statementTracker{next: o.logger.Handler(), mu: &sync.Mutex{}, last: map[string]string{}}
 	p, err := goose.NewProvider("", db, m.fsys,
 		goose.WithStore(gooseStore),
@@ -215,9 +223,10 @@ func (m *Migrator) Cluster() string { return m.cluster }
 // need) and pass goose a context with the cluster settings.
 func (m *Migrator) Provider() *goose.Provider { return m.provider }
 
-// Up applies every pending migration, under the lock. A version table that records
-// migrations this set does not have (another application's) is refused with
-// [ErrForeignVersions].
+// Up applies every pending migration, under the lock. A version table of another migration
+// set (another application's) is refused with a [*CollisionError]; one without an owner's
+// mark (new, or written by an older Ponix) is marked as this set's if every version it
+// records is one of the set's.
 func (m *Migrator) Up(ctx context.Context) ([]*goose.MigrationResult, error) {
 	return m.up(ctx, m.provider.Up)
 }
@@ -229,58 +238,22 @@ func (m *Migrator) UpTo(ctx context.Context, version int64) ([]*goose.MigrationR
 	})
 }
 
-// up runs apply once the templates are renderable and the version table is this set's.
+// up runs apply once the templates are renderable and the version table is this set's (or
+// no set's yet: the lock checks again, and marks it).
 func (m *Migrator) up(ctx context.Context, apply func(context.Context) ([]*goose.MigrationResult, error)) ([]*goose.MigrationResult, error) {
 	ctx, err := m.prepare(ctx)
 	if err != nil {
 		return nil, err
 	}
-	if err := m.checkVersions(ctx); err != nil {
-		return nil, err
+	if err := m.check(ctx); err != nil {
+		return nil, m.wrap(err)
 	}
 	res, err := apply(ctx)
 	return res, m.wrap(err)
 }
 
-// ErrForeignVersions: the version table records migrations that the migration set does not
-// have — usually another application's migrations sharing the database and the default tables.
-var ErrForeignVersions = errors.New("the version table records migrations this migration set does not have")
-
-// checkVersions refuses a version table that records versions the source lacks: goose would
-// otherwise take them for missing (out-of-order) migrations of this set, or silently mix the
-// two sets' records.
-func (m *Migrator) checkVersions(ctx context.Context) error {
-	exists, err := m.store.TableExists(ctx, m.db)
-	if err != nil || !exists {
-		return m.wrap(err)
-	}
-	recorded, err := m.store.ListMigrations(ctx, m.db)
-	if err != nil {
-		return m.wrap(err)
-	}
-	have := map[int64]bool{0: true}
-	for _, src := range m.provider.ListSources() {
-		have[src.Version] = true
-	}
-	var foreign []string
-	for _, r := range recorded {
-		if !have[r.Version] {
-			foreign = append(foreign, strconv.FormatInt(r.Version, 10))
-		}
-	}
-	if len(foreign) == 0 {
-		return nil
-	}
-	slices.Sort(foreign)
-	foreign = slices.Compact(foreign)
-	if len(foreign) > 5 {
-		foreign = append(foreign[:5], "…")
-	}
-	return fmt.Errorf("migrate: %w: %s records versions %s: they belong to another migration set sharing this database; give each application tables of its own with migrate.WithApplication(name)",
-		ErrForeignVersions, m.store.Tablename(), strings.Join(foreign, ", "))
-}
-
-// DownTo rolls back, newest first, every applied migration above version (0 rolls back all).
+// DownTo rolls back, newest first, every applied migration above version (0 rolls back all),
+// under the lock, on a version table of this set only (see Up).
 func (m *Migrator) DownTo(ctx context.Context, version int64) ([]*goose.MigrationResult, error) {
 	ctx, err := m.prepare(ctx)
 	if err != nil {
@@ -297,15 +270,24 @@ func (m *Migrator) DownTo(ctx context.Context, version int64) ([]*goose.Migratio
 // what is left (each creating what it needs and dropping its own leftovers first), as the
 // migrations module's are. On a cluster it returns [ErrReapplyOnCluster]: there a table is
 // usually lost on one node while its replicas and the other shards keep theirs, and running
-// the history again would rebuild tables that hold data.
+// the history again would rebuild tables that hold data. A version table of another
+// migration set is left alone ([*CollisionError]).
 func (m *Migrator) Reapply(ctx context.Context) ([]*goose.MigrationResult, error) {
 	if m.cluster != "" {
 		return nil, ErrReapplyOnCluster
 	}
 	if err := m.locker.Lock(ctx, m.db); err != nil {
+		if ce := (*CollisionError)(nil); errors.As(err, &ce) {
+			return nil, ce
+		}
 		return nil, fmt.Errorf("migrate: reapply: %w", err)
 	}
 	_, err := m.db.ExecContext(ctx, "DROP TABLE IF EXISTS "+m.store.quoted)
+	if err == nil {
+		// An empty version table again, marked as this set's (goose creates its table once
+		// per Migrator: one that ran before would not notice the drop).
+		err = m.claim(ctx, m.db)
+	}
 	if uerr := m.locker.Unlock(context.WithoutCancel(ctx), m.db); uerr != nil && err == nil {
 		err = uerr
 	}
@@ -408,6 +390,9 @@ func shorten(s string, n int) string {
 func (m *Migrator) wrap(err error) error {
 	if err == nil {
 		return nil
+	}
+	if ce := (*CollisionError)(nil); errors.As(err, &ce) {
+		return ce
 	}
 	if ce := ponixclickhouse.ExplainConnectError(err); ce != err {
 		return fmt.Errorf("migrate: %w", ce)
