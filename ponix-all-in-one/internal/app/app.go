@@ -249,6 +249,10 @@ func (s *service) migrationsFS() fs.FS {
 
 func (s *service) migrate(ctx context.Context) error {
 	fsys := s.migrationsFS()
+	// A stock ClickHouse has no database "ponix": create it (logged once) rather than stop.
+	if _, err := migrate.EnsureDatabase(ctx, s.clickHouseConfig(), s.migrateOptions()...); err != nil {
+		return err
+	}
 	db := ponixclickhouse.OpenDB(s.clickHouseConfig())
 	defer db.Close()
 	if err := ponixclickhouse.PingDB(ctx, db, s.clickHouseConfig()); err != nil {
