@@ -147,7 +147,9 @@ func makeDeadLetters(t *testing.T, js jetstream.JetStream, n int) [][]byte {
 	case <-time.After(time.Minute):
 		t.Fatal("publishing did not complete")
 	}
-	store := func(context.Context, ponixnats.Batch[ponixnats.Decoded[*envelopev1.ProcessedEnvelope]]) error { return nil }
+	store := func(context.Context, ponixnats.Batch[ponixnats.Decoded[*envelopev1.ProcessedEnvelope]]) error {
+		return nil
+	}
 	c, err := ponixnats.NewConsumer(ctx, js, ponixnats.ConsumerConfig{
 		Stream: "processed_envelopes", Durable: "ponix-all-in-one", BatchSize: 1000, MaxWait: 300 * time.Millisecond,
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),

@@ -372,10 +372,12 @@ func (e *JetStreamNotEnabledError) Unwrap() []error {
 	return []error{jetstream.ErrJetStreamNotEnabled, e.Err}
 }
 
-// jetStreamNotEnabled returns err, the error of a JetStream API request over nc, as a
-// [*JetStreamNotEnabledError] when it says that the server does not answer the JetStream API
-// (no responders, or the server's own "JetStream not enabled"), and nil otherwise.
-func jetStreamNotEnabled(nc *nats.Conn, err error) error {
+// JetStreamNotEnabled returns err, the error of a JetStream API request over nc, as a
+// [*JetStreamNotEnabledError] (naming the server, without its user information) when it says
+// that the server does not answer the JetStream API (no responders, or the server's own
+// "JetStream not enabled"), and nil otherwise. Tools built on this package use it to report a
+// server without JetStream the same way.
+func JetStreamNotEnabled(nc *nats.Conn, err error) error {
 	if !errors.Is(err, nats.ErrNoResponders) && !errors.Is(err, jetstream.ErrJetStreamNotEnabled) {
 		return nil
 	}

@@ -1,10 +1,6 @@
 package ponixnats
 
-import (
-	"errors"
-
-	"github.com/nats-io/nats.go"
-)
+import "errors"
 
 // Reason classifies why a message was terminated or dead-lettered. It is sent
 // in the Ponix-Dlq-Reason header; count on it.
@@ -46,11 +42,3 @@ var (
 	// messages dead-lettered with ReasonMaxDeliver wraps it).
 	ErrMaxDeliver = errors.New("maximum deliveries reached")
 )
-
-// JetStreamNotEnabled returns err, the error of a JetStream API request over
-// nc, as a [*JetStreamNotEnabledError] (naming the server, without its user
-// information) when it says that the server does not answer the JetStream API
-// (nats.ErrNoResponders, or jetstream.ErrJetStreamNotEnabled), and nil
-// otherwise. Tools built on this package use it to report a server without
-// JetStream the same way.
-func JetStreamNotEnabled(nc *nats.Conn, err error) error { return jetStreamNotEnabled(nc, err) }
