@@ -108,6 +108,8 @@ type columnBuf[T any] interface {
 // values is the typed slice of one column.
 type values[V any] []V
 
+// The elements between len and cap of a values are always zero: reset and truncate clear what
+// they drop, and addRows writes only below the length it sets.
 func (v *values[V]) reset(n int) {
 	clear(*v) // let the previous batch's strings and pointers go
 	if cap(*v) < n {
@@ -133,11 +135,13 @@ type valueBuf[T, V any] struct {
 }
 
 func (b *valueBuf[T, V]) addRows(rows []T) (int, error) {
-	vals, get := b.values, b.get
+	n := len(b.values)
+	b.values = slices.Grow(b.values, len(rows))[:n+len(rows)]
+	vals, get := b.values[n:], b.get
+	vals = vals[:len(rows)]
 	for i := range rows {
-		vals = append(vals, get(rows[i]))
+		vals[i] = get(rows[i])
 	}
-	b.values = vals
 	return 0, nil
 }
 
@@ -148,14 +152,17 @@ type checkedBuf[T, V any] struct {
 }
 
 func (b *checkedBuf[T, V]) addRows(rows []T) (int, error) {
-	vals, get := b.values, b.get
-	defer func() { b.values = vals }()
+	n := len(b.values)
+	b.values = slices.Grow(b.values, len(rows))[:n+len(rows)]
+	vals, get := b.values[n:], b.get
+	vals = vals[:len(rows)]
 	for i := range rows {
 		v, err := get(rows[i])
 		if err != nil {
+			b.values = b.values[:n+i] // the values past it are still zero
 			return i, err
 		}
-		vals = append(vals, v)
+		vals[i] = v
 	}
 	return 0, nil
 }
