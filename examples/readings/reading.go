@@ -52,46 +52,29 @@ type row struct {
 	StreamSeq     uint64
 }
 
-// rowColumns are the columns the service inserts into the readings table, each declared once:
-// its name next to its value, so that names and values cannot drift apart. The writer sends
-// them in this order, with one Append of a reused slice per column.
-var rowColumns = ponixclickhouse.Columns(
-	ponixclickhouse.Column("sensor_id", func(r row) string { return r.Reading.GetSensorId() }),
-	// A reading without a valid time is refused alone: the writer's *ponixclickhouse.RowError
-	// names the row (and a *ponixclickhouse.ColumnError the column), and the processor
-	// dead-letters that message and stores the others.
-	ponixclickhouse.ColumnFunc("at", func(r row) (time.Time, error) {
-		if r.Reading == nil {
-			return time.Time{}, errors.New("no reading")
-		}
-		return dateTime(r.Reading.GetAt())
-	}),
-	ponixclickhouse.Column("value", func(r row) float64 { return r.Reading.GetValue() }),
-	ponixclickhouse.Column("unit", func(r row) string { return r.Reading.GetUnit() }),
-	ponixclickhouse.Column("stream_created_ns", func(r row) uint64 {
-		if r.StreamCreated.IsZero() {
-			return 0
-		}
-		return uint64(r.StreamCreated.UnixNano())
-	}),
-	ponixclickhouse.Column("stream_seq", func(r row) uint64 { return r.StreamSeq }),
-)
-
-// encoder is rowColumns' encoder behind a zero value that works, for writers made with
-// func() ponixclickhouse.Encoder[row] { return new(encoder) }; rowColumns.Encoder, passed to
-// ponixclickhouse.NewBatchWriter as it is, does the same and lets the writer encode a batch
-// column by column.
-type encoder struct{ ponixclickhouse.Encoder[row] }
-
-// Columns implements ponixclickhouse.Encoder.
-func (e *encoder) Columns() []string { return e.columns().Columns() }
-
-// Reset implements ponixclickhouse.Encoder; the writer calls it before Encode and AppendTo.
-func (e *encoder) Reset(n int) { e.columns().Reset(n) }
-
-func (e *encoder) columns() ponixclickhouse.Encoder[row] {
-	if e.Encoder == nil {
-		e.Encoder = rowColumns.Encoder()
-	}
-	return e.Encoder
+// rowColumns returns the columns the service inserts into the readings table, each declared
+// once: its name next to its value, so that names and values cannot drift apart. The writer
+// sends them in this order, with one Append of a reused slice per column.
+func rowColumns() *ponixclickhouse.ColumnSet[row] {
+	return ponixclickhouse.Columns(
+		ponixclickhouse.Column("sensor_id", func(r row) string { return r.Reading.GetSensorId() }),
+		// A reading without a valid time is refused alone: the writer's *ponixclickhouse.RowError
+		// names the row (and a *ponixclickhouse.ColumnError the column), and the processor
+		// dead-letters that message and stores the others.
+		ponixclickhouse.ColumnFunc("at", func(r row) (time.Time, error) {
+			if r.Reading == nil {
+				return time.Time{}, errors.New("no reading")
+			}
+			return dateTime(r.Reading.GetAt())
+		}),
+		ponixclickhouse.Column("value", func(r row) float64 { return r.Reading.GetValue() }),
+		ponixclickhouse.Column("unit", func(r row) string { return r.Reading.GetUnit() }),
+		ponixclickhouse.Column("stream_created_ns", func(r row) uint64 {
+			if r.StreamCreated.IsZero() {
+				return 0
+			}
+			return uint64(r.StreamCreated.UnixNano())
+		}),
+		ponixclickhouse.Column("stream_seq", func(r row) uint64 { return r.StreamSeq }),
+	)
 }

@@ -123,7 +123,7 @@ func start(ctx context.Context, cfg config, logger *slog.Logger) (svc *service, 
 	}
 	// NewBatchWriter checks the table against the encoder's columns now, not at the first batch.
 	w, err := ponixclickhouse.NewBatchWriter(ctx, svc.conn, ponixclickhouse.Table{Name: tableName},
-		func() ponixclickhouse.Encoder[row] { return new(encoder) }, ponixclickhouse.WithLogger(logger))
+		rowColumns().Encoder, ponixclickhouse.WithLogger(logger))
 	if err != nil {
 		return nil, err
 	}
