@@ -2,7 +2,9 @@
 // ([Open], [Ping], [ServerVersion]) whose configuration errors say which setting is wrong, a
 // generic batching core ([BatchWriter] with an [Encoder] per row type) that sends one native
 // batch INSERT with an explicit column list per Write call, and the writer for
-// envelope.v1.ProcessedEnvelope ([NewEnvelopeWriter]) built on that core.
+// envelope.v1.ProcessedEnvelope ([NewEnvelopeWriter]) built on that core. [Columns] declares a
+// row type's columns once — each name next to the function that gives its value — and makes the
+// Encoder; a value a column cannot hold is a [*ColumnError] naming the column.
 //
 // The package works with ClickHouse 18.16 (Debian bookworm) and 25.x. On 18.16 an INSERT with
 // inline VALUES hangs and the HTTP protocol is refused, so every insert here goes through

@@ -13,7 +13,8 @@
 //     wanted configuration; immutable differences are reported as a
 //     [*StreamMismatchError] naming the field.
 //   - [Consumer]: a durable pull consumer (Stream and Durable required) that fetches up to
-//     BatchSize messages or waits at most MaxWait, hands the batch to a [Processor] and applies
+//     BatchSize messages or waits at most MaxWait, hands the batch (a [Batch], which says which
+//     stream incarnation it comes from; the context carries cancellation only) to a [Processor] and applies
 //     the [Result]: Ack, Nak (with a growing delay), Term, or DeadLetter (publish a copy with
 //     the reason in headers to a dead-letter stream, then Term). A durable consumer (or stream)
 //     deleted under it is created again.
