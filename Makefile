@@ -64,6 +64,16 @@ test: deps ## all unit and integration tests against real NATS and ClickHouse, w
 test-unit: ## unit tests only (no servers)
 	go test work
 
+# Watch mode (upstream's mise run test:watch): scripts/watch-tests.sh reruns the tests of the module
+# of each saved file, with entr (installed on demand by scripts/ensure-deps.sh --watch, not by deps).
+.PHONY: test-watch
+test-watch: ## rerun the changed module's unit tests on every save (entr; Ctrl-C stops)
+	scripts/watch-tests.sh
+
+.PHONY: test-integration-watch
+test-integration-watch: deps ## rerun the changed module's unit + integration tests (module and its integration/) on every save
+	TEST_TIMEOUT=$(TEST_TIMEOUT) scripts/watch-tests.sh --integration
+
 .PHONY: test-container
 test-container: ## ClickHouse suites again through testcontainers with the locally built image
 	docker/clickhouse-test-image/build.sh $(CLICKHOUSE_TEST_IMAGE)

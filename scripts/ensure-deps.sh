@@ -2,21 +2,27 @@
 # Installs what the build, the tests and `make run` need on a Debian machine, only where missing:
 #   clickhouse-server / clickhouse-client (the local ClickHouse the tests and `make run` start),
 #   protoc (make generate), debootstrap (to build the local ClickHouse test image).
+# --watch installs only entr, for make test-watch / test-integration-watch (scripts/watch-tests.sh),
+# so that make deps and CI never fetch it.
 # Go tools (protoc-gen-go, staticcheck) come from the Go module proxy, pinned in the Makefile.
 set -euo pipefail
 
 need=()
-command -v clickhouse-server >/dev/null 2>&1 || need+=(clickhouse-server)
-command -v clickhouse-client >/dev/null 2>&1 || need+=(clickhouse-client)
-command -v protoc >/dev/null 2>&1 || need+=(protobuf-compiler)
-if [[ "${PONIX_NEED_DEBOOTSTRAP:-0}" == 1 ]]; then
-  command -v debootstrap >/dev/null 2>&1 || need+=(debootstrap)
+if [[ "${1:-}" == --watch ]]; then
+  command -v entr >/dev/null 2>&1 || need+=(entr)
+else
+  command -v clickhouse-server >/dev/null 2>&1 || need+=(clickhouse-server)
+  command -v clickhouse-client >/dev/null 2>&1 || need+=(clickhouse-client)
+  command -v protoc >/dev/null 2>&1 || need+=(protobuf-compiler)
+  if [[ "${PONIX_NEED_DEBOOTSTRAP:-0}" == 1 ]]; then
+    command -v debootstrap >/dev/null 2>&1 || need+=(debootstrap)
+  fi
 fi
 [[ ${#need[@]} -eq 0 ]] && exit 0
 
 if ! command -v apt-get >/dev/null 2>&1; then
   echo "ensure-deps: missing ${need[*]} and this is not a Debian/Ubuntu machine (no apt-get)." >&2
-  echo "ensure-deps: install ClickHouse and protoc yourself, or point the tests at a server with PONIX_TEST_CLICKHOUSE_ADDR." >&2
+  echo "ensure-deps: install them yourself (ClickHouse, protoc, entr), or point the tests at a server with PONIX_TEST_CLICKHOUSE_ADDR." >&2
   exit 1
 fi
 sudo=""
