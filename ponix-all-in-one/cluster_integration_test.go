@@ -216,6 +216,7 @@ func startClusterRun(t *testing.T, cl *chcluster.Cluster, seed uint64, scenario 
 			f: figures{scenario: "cluster-" + scenario, published: faultN}},
 		cl: cl, db: db, reads: reads,
 	}
+	r.stored = shardCounter(t, cl, db)
 	at := faultPoint(t, seed)
 	for _, s := range seeds {
 		r.startService(clusterEnv(t, cl, db, nsrv.URL(), s...))
@@ -225,6 +226,37 @@ func startClusterRun(t *testing.T, cl *chcluster.Cluster, seed uint64, scenario 
 	r.pub = startPublisher(t, nsrv.URL(), r.want, 500, 250*time.Millisecond)
 	waitRaw(t, conn, at, 2*time.Minute, r.svcs...)
 	return r
+}
+
+// shardCounter returns a count of the rows the shards hold: for each shard the most any of its
+// replicas holds (its own rows: processed_envelopes_local, without FINAL), summed. A replica
+// that lags behind the other one of its shard, or one that is down, does not change it; only an
+// insert does. The connections are opened now, before any fault.
+func shardCounter(t *testing.T, cl *chcluster.Cluster, db string) func() uint64 {
+	t.Helper()
+	nodes := cl.Nodes()
+	conns := make([]driver.Conn, len(nodes))
+	for i, n := range nodes {
+		conns[i] = clusterConn(t, cl, n, db)
+	}
+	return func() uint64 {
+		perShard := make([]uint64, cl.Shards())
+		for i, n := range nodes {
+			ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+			var rows uint64
+			err := conns[i].QueryRow(ctx, "SELECT count() FROM processed_envelopes_local").Scan(&rows)
+			cancel()
+			if err != nil {
+				continue // down or unreachable: its shard's other replica counts
+			}
+			perShard[n.Shard-1] = max(perShard[n.Shard-1], rows)
+		}
+		var total uint64
+		for _, c := range perShard {
+			total += c
+		}
+		return total
+	}
 }
 
 // finishCluster waits for every envelope, lets every replica catch up, checks the placement by
