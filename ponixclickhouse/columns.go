@@ -138,7 +138,6 @@ func (b *valueBuf[T, V]) addRows(rows []T) (int, error) {
 	n := len(b.values)
 	b.values = slices.Grow(b.values, len(rows))[:n+len(rows)]
 	vals, get := b.values[n:], b.get
-	vals = vals[:len(rows)]
 	for i := range rows {
 		vals[i] = get(rows[i])
 	}
@@ -155,7 +154,6 @@ func (b *checkedBuf[T, V]) addRows(rows []T) (int, error) {
 	n := len(b.values)
 	b.values = slices.Grow(b.values, len(rows))[:n+len(rows)]
 	vals, get := b.values[n:], b.get
-	vals = vals[:len(rows)]
 	for i := range rows {
 		v, err := get(rows[i])
 		if err != nil {

@@ -107,7 +107,7 @@ func newDeadLetterer(ctx context.Context, js jetstream.JetStream, cfg DeadLetter
 	}
 	dlqSubjects := cfg.SubjectPrefix + ".>"
 	for _, s := range sourceSubjects {
-		if subjectsOverlap(s, dlqSubjects) {
+		if SubjectsOverlap(s, dlqSubjects) {
 			return nil, fmt.Errorf("%w: dead-letter subjects %s overlap the source stream subject %s: dead letters would be consumed again; choose another DeadLetter.SubjectPrefix",
 				ErrInvalidConfig, dlqSubjects, s)
 		}

@@ -67,11 +67,7 @@ func validSubject(s string) error {
 // SubjectsOverlap reports whether some concrete subject matches both subject filters a and b
 // (each may contain '*' and '>' wildcards). JetStream refuses overlapping filter subjects on
 // one consumer, and a stream must not capture the subjects of its own dead letters.
-func SubjectsOverlap(a, b string) bool { return subjectsOverlap(a, b) }
-
-// subjectsOverlap reports whether some concrete subject matches both filters
-// a and b (each may contain '*' and '>' wildcards).
-func subjectsOverlap(a, b string) bool {
+func SubjectsOverlap(a, b string) bool {
 	at, bt := strings.Split(a, "."), strings.Split(b, ".")
 	for i := 0; ; i++ {
 		switch {

@@ -32,8 +32,8 @@ func TestSubjectsOverlap(t *testing.T) {
 		{">", "x.>", true},
 		{"a.b", "a.b", true},
 	} {
-		if got := subjectsOverlap(c.a, c.b); got != c.want {
-			t.Errorf("subjectsOverlap(%q, %q) = %v; want %v", c.a, c.b, got, c.want)
+		if got := SubjectsOverlap(c.a, c.b); got != c.want {
+			t.Errorf("SubjectsOverlap(%q, %q) = %v; want %v", c.a, c.b, got, c.want)
 		}
 	}
 }

@@ -55,12 +55,17 @@ func EnsureDatabase(ctx context.Context, cfg ponixclickhouse.Config, opts ...Opt
 		if errors.As(err, &ex) && ex.Code == codeDatabaseAlreadyExists {
 			return false, nil // another instance created it meanwhile
 		}
-		return false, fmt.Errorf("migrate: create the missing database %s: %w", name, ponixclickhouse.ExplainConnectError(err))
+		user := cfg.Username
+		if user == "" {
+			user = "default"
+		}
+		return false, fmt.Errorf("migrate: database %s does not exist and user %q could not create it (create it, or grant the user CREATE DATABASE): %w",
+			name, user, ponixclickhouse.ExplainConnectError(err))
 	}
+	attrs := []any{"database", name}
 	if o.cluster != "" {
-		o.logger.InfoContext(ctx, "created the missing database", "database", name, "cluster", o.cluster)
-	} else {
-		o.logger.InfoContext(ctx, "created the missing database", "database", name)
+		attrs = append(attrs, "cluster", o.cluster)
 	}
+	o.logger.InfoContext(ctx, "created the missing database", attrs...)
 	return true, nil
 }

@@ -111,33 +111,26 @@ func Run(ctx context.Context, cfg config.Config, opts Options) error {
 	// startup and the runner, which installs its own for a second signal.
 	sigCtx, stopSignals := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stopSignals()
-	interrupted := func(err error) bool {
-		return sigCtx.Err() != nil && ctx.Err() == nil && errors.Is(err, context.Canceled)
-	}
-	closeAll := func() error {
+	// stopEarly closes what startup opened; a startup a signal cut short is no failure.
+	stopEarly := func(err error) error {
 		closeCtx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout())
 		defer cancel()
-		return errors.Join(s.closeHTTP(closeCtx), s.closeNATS(closeCtx), s.closeClickHouse(closeCtx))
-	}
-	if err := s.start(sigCtx); err != nil {
-		closeErr := closeAll()
-		if interrupted(err) {
+		closeErr := errors.Join(s.closeHTTP(closeCtx), s.closeNATS(closeCtx), s.closeClickHouse(closeCtx))
+		if sigCtx.Err() != nil && ctx.Err() == nil && errors.Is(err, context.Canceled) {
 			logger.Info("startup interrupted by a signal")
 			return closeErr
 		}
 		return errors.Join(err, closeErr)
+	}
+	if err := s.start(sigCtx); err != nil {
+		return stopEarly(err)
 	}
 
 	// A stop takes at most PONIX_SHUTDOWN_TIMEOUT_SECS: two thirds for the batches in hand
 	// (see drainTimeout), the rest for the closers, which run concurrently.
 	r := runner.New(runner.WithLogger(logger), runner.WithCloserTimeout(max(time.Second, cfg.ShutdownTimeout()-drainTimeout(cfg))))
 	if err := s.addProcesses(sigCtx, r); err != nil {
-		closeErr := closeAll()
-		if interrupted(err) {
-			logger.Info("startup interrupted by a signal")
-			return closeErr
-		}
-		return errors.Join(&PhaseError{Phase: PhaseProcesses, Err: err}, closeErr)
+		return stopEarly(&PhaseError{Phase: PhaseProcesses, Err: err})
 	}
 	if s.http != nil {
 		r.AddProcess("http", s.http.Run)
