@@ -9,6 +9,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/ponix-go/ponix/ponix-all-in-one/internal/config"
+
 	"github.com/ClickHouse/clickhouse-go/v2"
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 
@@ -94,15 +96,16 @@ func (e *env) freshClusterDatabase(ctx context.Context, name string) (driver.Con
 	return ponixclickhouse.Open(ctx, cfg)
 }
 
-// clusterOptions make the ponix phase write to the cluster, as the service does with
-// PONIX_CLICKHOUSE_CLUSTER.
-func (e *env) clusterOptions(database string) *app.ClusterOptions {
-	if e.cluster == nil {
-		return nil
+// pipelineOptions point the ponix phase at database, and at the cluster when there is one, as
+// the service does with PONIX_CLICKHOUSE_DATABASE and PONIX_CLICKHOUSE_CLUSTER.
+func (e *env) pipelineOptions(cfg *config.Config, database string, conn driver.Conn, logger *slog.Logger) app.PipelineOptions {
+	ch := e.chCfg
+	ch.Database = database
+	cfg.ClickHouseDatabase = database
+	if e.cluster != nil {
+		cfg.ClickHouseCluster = clusterName
 	}
-	cfg := e.chCfg
-	cfg.Database = database
-	return &app.ClusterOptions{Name: clusterName, Conn: cfg}
+	return app.PipelineOptions{Logger: logger, ClickHouse: ch, Conn: conn}
 }
 
 // insertDistributed is the alternative to client-side sharding: the same rows as the insert

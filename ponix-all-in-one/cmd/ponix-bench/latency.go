@@ -9,12 +9,12 @@ import (
 	"sync"
 	"time"
 
+	"github.com/ponix-go/ponix/pipeline"
+
 	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/ponix-go/ponix/ponix-all-in-one/internal/app"
-	"github.com/ponix-go/ponix/ponixnats"
 )
 
 type latencyReport struct {
@@ -56,33 +56,25 @@ func runLatency(ctx context.Context, o *options, logger *slog.Logger) error {
 		latencies = make([]time.Duration, 0, total)
 		allStored = make(chan struct{})
 	)
-	cons, err := app.NewPipeline(ctx, cfg, e.js, conn, app.PipelineOptions{
-		Logger: slog.New(slog.DiscardHandler),
-		WrapStore: func(store ponixnats.MsgStore) ponixnats.MsgStore {
-			return func(ctx context.Context, batch ponixnats.Batch[jetstream.Msg]) error {
-				if err := store(ctx, batch); err != nil {
-					return err
-				}
-				now := time.Now()
-				mu.Lock()
-				defer mu.Unlock()
-				for _, m := range batch.Items {
-					seq, err := ponixnats.StreamSequence(m)
-					if err != nil {
-						continue
-					}
-					if t, ok := published[seq]; ok {
-						latencies = append(latencies, now.Sub(t))
-						delete(published, seq)
-					}
-				}
-				if len(latencies) == total {
-					close(allStored)
-				}
-				return nil
+	opts := e.pipelineOptions(&cfg, "bench_latency", conn, slog.New(slog.DiscardHandler))
+	opts.Observe = func(ins pipeline.Insert[[]byte]) {
+		if ins.Err != nil {
+			return
+		}
+		now := time.Now()
+		mu.Lock()
+		defer mu.Unlock()
+		for _, r := range ins.Records {
+			if t, ok := published[r.Seq]; ok {
+				latencies = append(latencies, now.Sub(t))
+				delete(published, r.Seq)
 			}
-		},
-	})
+		}
+		if len(latencies) == total {
+			close(allStored)
+		}
+	}
+	cons, err := app.NewPipeline(cfg, e.js, opts)
 	if err != nil {
 		return err
 	}

@@ -15,6 +15,8 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/ponix-go/ponix/pipeline"
+
 	envelopev1 "buf.build/gen/go/ponix/ponix/protocolbuffers/go/envelope/v1"
 	"github.com/ClickHouse/clickhouse-go/v2"
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
@@ -374,25 +376,17 @@ func (e *env) ponix(ctx context.Context, cfg config.Config) (result, error) {
 	if e.o.verbose {
 		quiet = e.logger
 	}
-	cons, err := app.NewPipeline(ctx, cfg, e.js, conn, app.PipelineOptions{
-		Logger:  quiet,
-		Cluster: e.clusterOptions("bench_ponix"),
-		WrapStore: func(store ponixnats.MsgStore) ponixnats.MsgStore {
-			return func(ctx context.Context, batch ponixnats.Batch[jetstream.Msg]) error {
-				if err := store(ctx, batch); err != nil {
-					return err
-				}
-				if stored.Add(int64(batch.Len())) >= int64(e.o.n) {
-					select {
-					case <-done:
-					default:
-						close(done)
-					}
-				}
-				return nil
+	opts := e.pipelineOptions(&cfg, "bench_ponix", conn, quiet)
+	opts.Observe = func(ins pipeline.Insert[[]byte]) {
+		if ins.Err == nil && stored.Add(int64(len(ins.Records))) >= int64(e.o.n) {
+			select {
+			case <-done:
+			default:
+				close(done)
 			}
-		},
-	})
+		}
+	}
+	cons, err := app.NewPipeline(cfg, e.js, opts)
 	if err != nil {
 		return result{}, err
 	}
@@ -430,7 +424,7 @@ func (e *env) ponix(ctx context.Context, cfg config.Config) (result, error) {
 		// flight is never abandoned).
 		tick := time.NewTicker(time.Millisecond)
 		defer tick.Stop()
-		for cons.Consumer.Stats().Acked < uint64(e.o.n) {
+		for cons.Consumer().Stats().Acked < uint64(e.o.n) {
 			select {
 			case <-runDone:
 				return fmt.Errorf("consumer stopped before acking the backlog: %w", runErr)

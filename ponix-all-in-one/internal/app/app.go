@@ -25,13 +25,13 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/ponix-go/ponix/migrations"
+	"github.com/ponix-go/ponix/pipeline"
 	"github.com/ponix-go/ponix/ponix-all-in-one/internal/config"
 	"github.com/ponix-go/ponix/ponix-all-in-one/internal/httpserver"
 	"github.com/ponix-go/ponix/ponix-all-in-one/internal/metrics"
 	"github.com/ponix-go/ponix/ponix-all-in-one/internal/sample"
 	"github.com/ponix-go/ponix/ponixclickhouse"
 	"github.com/ponix-go/ponix/ponixclickhouse/chserver"
-	"github.com/ponix-go/ponix/ponixclickhouse/migrate"
 	"github.com/ponix-go/ponix/ponixnats"
 	"github.com/ponix-go/ponix/ponixnats/embedded"
 	"github.com/ponix-go/ponix/runner"
@@ -240,22 +240,13 @@ func (s *service) migrationsFS() fs.FS {
 	return migrations.FS()
 }
 
+// migrate creates the database when missing (a stock ClickHouse has no database "ponix") and
+// applies the migrations, before NATS is connected to.
 func (s *service) migrate(ctx context.Context) error {
-	fsys := s.migrationsFS()
-	// A stock ClickHouse has no database "ponix": create it (logged once) rather than stop.
-	if _, err := migrate.EnsureDatabase(ctx, s.clickHouseConfig(), s.migrateOptions()...); err != nil {
+	m := pipeline.Migrations{FS: s.migrationsFS(), Options: migrateOptions(s.cfg)}
+	if err := pipeline.Migrate(ctx, s.clickHouseConfig(), m, s.logger); err != nil {
 		return err
 	}
-	db := ponixclickhouse.OpenDB(s.clickHouseConfig())
-	defer db.Close()
-	if err := ponixclickhouse.PingDB(ctx, db, s.clickHouseConfig()); err != nil {
-		return err
-	}
-	results, err := migrate.Up(ctx, db, fsys, s.migrateOptions()...)
-	if err != nil {
-		return err
-	}
-	s.logger.Info("migrations applied", "count", len(results))
 	s.migrated.Store(true)
 	return nil
 }
@@ -317,19 +308,28 @@ func (s *service) connectNATS(ctx context.Context) error {
 	return nil
 }
 
-// addProcesses registers the consumer and, when enabled, the producer.
+// addProcesses creates the consumer and registers it and, when enabled, the producer.
 func (s *service) addProcesses(ctx context.Context, r *runner.Runner) error {
-	opts := PipelineOptions{Logger: s.logger, WrapStore: s.instrumentStore, Repair: s.reapplyMigrations}
-	s.clusterPipeline(&opts)
-	p, err := NewPipeline(ctx, s.cfg, s.js, s.chConn, opts)
+	p, err := NewPipeline(s.cfg, s.js, PipelineOptions{
+		Logger:     s.logger,
+		ClickHouse: s.clickHouseConfig(),
+		Conn:       s.chConn,
+		Migrations: s.migrationsFS(),
+		Observe: func(ins pipeline.Insert[[]byte]) {
+			s.metrics.ObserveInsert(len(ins.Records), ins.Took, ins.Err)
+		},
+	})
 	if err != nil {
 		return err
 	}
+	if err := p.Start(ctx); err != nil {
+		return err
+	}
 	s.pipeline.Store(p)
-	if err := s.metrics.WatchConsumer(p.Consumer, s.cfg.NATSStream, s.cfg.NATSConsumer, 0, s.logger); err != nil {
+	if err := s.metrics.WatchConsumer(p.Consumer(), s.cfg.NATSStream, s.cfg.NATSConsumer, 0, s.logger); err != nil {
 		return fmt.Errorf("consumer metrics: %w", err)
 	}
-	if err := s.metrics.WatchSink(p.Hold, ponixclickhouse.SinkClasses()); err != nil {
+	if err := s.metrics.WatchSink(p.Hold(), ponixclickhouse.SinkClasses()); err != nil {
 		return fmt.Errorf("sink metrics: %w", err)
 	}
 	r.AddProcess("consumer", p.Run)
@@ -340,23 +340,6 @@ func (s *service) addProcesses(ctx context.Context, r *runner.Runner) error {
 	} else {
 		s.logger.Info("producer disabled (PONIX_PRODUCER_ENABLED=false): consuming only")
 	}
-	return nil
-}
-
-// reapplyMigrations applies every migration again (the repair of a dropped table whose
-// migrations goose still records as applied).
-func (s *service) reapplyMigrations(ctx context.Context) error {
-	db := ponixclickhouse.OpenDB(s.clickHouseConfig())
-	defer db.Close()
-	m, err := migrate.New(db, s.migrationsFS(), migrate.WithLogger(s.logger))
-	if err != nil {
-		return err
-	}
-	results, err := m.Reapply(ctx)
-	if err != nil {
-		return err
-	}
-	s.logger.Info("migrations applied again", "count", len(results))
 	return nil
 }
 
@@ -423,13 +406,21 @@ func (s *service) closeClickHouse(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
-// instrumentStore records each insert attempt in the metrics: batch size,
-// duration and, on success, the envelopes stored.
-func (s *service) instrumentStore(store ponixnats.MsgStore) ponixnats.MsgStore {
-	return func(ctx context.Context, batch ponixnats.Batch[jetstream.Msg]) error {
-		start := time.Now()
-		err := store(ctx, batch)
-		s.metrics.ObserveInsert(batch.Len(), time.Since(start), err)
+// checkCluster reads the cluster's topology (startup phase clickhouse): an unknown cluster
+// name fails the startup, naming PONIX_CLICKHOUSE_CLUSTER.
+func (s *service) checkCluster(ctx context.Context) error {
+	if s.cfg.ClickHouseCluster == "" {
+		return nil
+	}
+	topo, err := ponixclickhouse.ReadTopology(ctx, s.chConn, s.cfg.ClickHouseCluster)
+	if err != nil {
 		return err
 	}
+	nodes := 0
+	for _, sh := range topo.Shards {
+		nodes += len(sh.Replicas)
+	}
+	s.logger.Info("writing to a ClickHouse cluster", "cluster", topo.Cluster, "shards", len(topo.Shards), "nodes", nodes,
+		"sharding_key", ponixclickhouse.EnvelopeShardingKey)
+	return nil
 }

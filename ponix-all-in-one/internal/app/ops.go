@@ -5,10 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"time"
 
 	"github.com/nats-io/nats.go"
 
+	"github.com/ponix-go/ponix/pipeline"
 	"github.com/ponix-go/ponix/ponix-all-in-one/internal/config"
 	"github.com/ponix-go/ponix/ponix-all-in-one/internal/httpserver"
 	"github.com/ponix-go/ponix/ponixclickhouse"
@@ -20,9 +20,6 @@ const (
 	CheckNATS       = "nats"
 	CheckClickHouse = "clickhouse"
 	CheckMigrations = "migrations"
-	CheckSchema     = "schema"   // the table fits the writer
-	CheckSink       = "sink"     // no batch is held because ClickHouse refuses it
-	CheckConsumer   = "consumer" // fetching from the durable consumer works
 )
 
 // Errors /readyz reports while a dependency is not ready.
@@ -65,30 +62,21 @@ func (s *service) closeHTTP(ctx context.Context) error {
 // readinessChecks: NATS connected, ClickHouse answers a ping, migrations done, the table fits,
 // no batch is held, fetching works. Each failing check names the cause.
 func (s *service) readinessChecks() []httpserver.Check {
-	return []httpserver.Check{
-		{Name: CheckSchema, Func: func(context.Context) error {
+	// The pipeline's own: the table fits, no batch is held, fetching works.
+	var checks []httpserver.Check
+	for _, name := range []string{pipeline.CheckSchema, pipeline.CheckSink, pipeline.CheckConsumer} {
+		checks = append(checks, httpserver.Check{Name: name, Func: func(ctx context.Context) error {
 			if p := s.pipeline.Load(); p != nil {
-				return p.Schema.Problem()
+				for _, c := range p.Checks() {
+					if c.Name == name {
+						return c.Func(ctx)
+					}
+				}
 			}
 			return nil
-		}},
-		{Name: CheckSink, Func: func(context.Context) error {
-			p := s.pipeline.Load()
-			if p == nil {
-				return nil
-			}
-			if st := p.Hold.State(); st.Held {
-				return fmt.Errorf("batch held since %s (%s, %d attempts, %s): %w", st.Since.UTC().Format(time.RFC3339),
-					time.Since(st.Since).Round(time.Second), st.Attempts, st.Class, st.Err)
-			}
-			return nil
-		}},
-		{Name: CheckConsumer, Func: func(context.Context) error {
-			if p := s.pipeline.Load(); p != nil {
-				return p.Consumer.Health().Err
-			}
-			return nil
-		}},
+		}})
+	}
+	return append(checks, []httpserver.Check{
 		{Name: CheckNATS, Func: func(context.Context) error {
 			nc := s.readyNC.Load()
 			if nc == nil {
@@ -116,7 +104,7 @@ func (s *service) readinessChecks() []httpserver.Check {
 			}
 			return nil
 		}},
-	}
+	}...)
 }
 
 // natsOptions are the service's NATS connect options.

@@ -1,4 +1,4 @@
-package app
+package pipeline
 
 import (
 	"context"
@@ -20,22 +20,26 @@ import (
 // the consumer starts.
 const schemaRecheck = 2 * time.Second
 
-// Schema watches whether the envelope table fits the writer. Before the consumer starts it
+// schema watches whether the table fits the writer. Before the consumer starts it
 // waits until the table fits; while it runs, an insert that fails with a schema error makes it
 // compare the table with the writer again. What is wrong (a missing table, a missing column, a
 // column of the wrong type) is reported by Problem — /readyz shows it — and logged once per
 // change. A table that is missing although nothing else in the database looks like it was
-// dropped, and the migrations are applied again (Repair); a table that looks renamed (another
+// dropped, and the migrations are applied again (repair); a table that looks renamed (another
 // table has all its columns) is left to a person, as are missing or changed columns.
-type Schema struct {
-	conn   driver.Conn
-	table  ponixclickhouse.Table
+type schema[R any] struct {
+	conn    driver.Conn
+	table   ponixclickhouse.Table
+	columns []string // the writer's
+	// newWriter builds the writer, which checks the table.
+	newWriter func(ctx context.Context) (writer[R], error)
+	// repair, if set, applies the migrations again; nil: a missing table is reported and
+	// waited for.
 	repair func(ctx context.Context) error
-	log    *slog.Logger
-	// cluster, if set: the tables are on a cluster, where a problem is named, never repaired.
-	cluster *ClusterOptions
-	// insertTimeout bounds each insert (ponixclickhouse.WithInsertTimeout); 0: none.
-	insertTimeout time.Duration
+	// cluster, if set, names the cluster the tables are on, where a problem is named, never
+	// repaired.
+	cluster string
+	log     *slog.Logger
 	// recheck is the wait between two checks of a table that does not fit yet (every
 	// schemaRecheck).
 	recheck backoff.Policy
@@ -44,19 +48,15 @@ type Schema struct {
 	problem error
 }
 
-func newSchema(conn driver.Conn, table ponixclickhouse.Table, repair func(context.Context) error, logger *slog.Logger) *Schema {
-	return &Schema{conn: conn, table: table, repair: repair, log: logger, recheck: backoff.Constant(schemaRecheck)}
-}
-
 // Problem returns what is wrong with the table, nil when it fits the writer.
-func (s *Schema) Problem() error {
+func (s *schema[R]) Problem() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.problem
 }
 
 // set records a problem, logging it when it changed.
-func (s *Schema) set(err error) {
+func (s *schema[R]) set(err error) {
 	s.mu.Lock()
 	changed := s.problem == nil || s.problem.Error() != err.Error()
 	s.problem = err
@@ -67,7 +67,7 @@ func (s *Schema) set(err error) {
 }
 
 // fits records that the table fits (an insert succeeded).
-func (s *Schema) fits() {
+func (s *schema[R]) fits() {
 	s.mu.Lock()
 	was := s.problem
 	s.problem = nil
@@ -79,7 +79,7 @@ func (s *Schema) fits() {
 
 // wait builds the writer, which checks the table; until the table fits it reports the
 // problem, repairs a dropped table, and tries again, until ctx ends.
-func (s *Schema) wait(ctx context.Context) (envelopeWriter, error) {
+func (s *schema[R]) wait(ctx context.Context) (writer[R], error) {
 	retry := s.recheck.Start()
 	for {
 		w, err := s.newWriter(ctx)
@@ -109,7 +109,7 @@ func (s *Schema) wait(ctx context.Context) (envelopeWriter, error) {
 // diagnose is called when an insert failed with a schema error: it compares the table with
 // the writer, repairs a dropped table, and returns the precise problem (or the insert's error
 // when the table fits again, e.g. repaired).
-func (s *Schema) diagnose(ctx context.Context, w envelopeWriter, insertErr error) error {
+func (s *schema[R]) diagnose(ctx context.Context, w writer[R], insertErr error) error {
 	err := w.CheckSchema(ctx)
 	var se *ponixclickhouse.SchemaError
 	if !errors.As(err, &se) {
@@ -125,9 +125,9 @@ func (s *Schema) diagnose(ctx context.Context, w envelopeWriter, insertErr error
 
 // heal repairs a table that was dropped (no other table looks like it) by applying the
 // migrations again, and says what is wrong otherwise (always on a cluster: err says where).
-func (s *Schema) heal(ctx context.Context, err error, se *ponixclickhouse.SchemaError) error {
-	if s.cluster != nil {
-		return clusterProblem(s.cluster.Name, err)
+func (s *schema[R]) heal(ctx context.Context, err error, se *ponixclickhouse.SchemaError) error {
+	if s.cluster != "" {
+		return clusterProblem(s.cluster, err)
 	}
 	if !se.TableMissing {
 		return fmt.Errorf("%w: fix the table (or restore it from the migrations); the consumer holds until it fits", se)
@@ -135,7 +135,7 @@ func (s *Schema) heal(ctx context.Context, err error, se *ponixclickhouse.Schema
 	if like, err := s.lookalike(ctx); err != nil {
 		return fmt.Errorf("%w (looking for a renamed copy failed: %v)", se, err)
 	} else if like != "" {
-		return fmt.Errorf("%w, but table %s has all its columns: renamed? Rename it back (RENAME TABLE %s TO %s) or drop it to let the service create %s again",
+		return fmt.Errorf("%w, but table %s has all its columns: renamed? Rename it back (RENAME TABLE %s TO %s) or drop it to let the pipeline create %s again",
 			se, like, like, s.table.Name, s.table.Name)
 	}
 	if s.repair == nil {
@@ -156,8 +156,8 @@ var errRecreated = errors.New("created again by the migrations")
 
 // lookalike returns another table of the database that has every column the writer needs: the
 // table renamed, or a copy of it.
-func (s *Schema) lookalike(ctx context.Context) (string, error) {
-	cols := ponixclickhouse.EnvelopeColumns()
+func (s *schema[R]) lookalike(ctx context.Context) (string, error) {
+	cols := s.columns
 	quoted := make([]string, len(cols))
 	for i, c := range cols {
 		quoted[i] = "'" + c + "'" // plain identifiers

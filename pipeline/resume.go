@@ -1,0 +1,64 @@
+package pipeline
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/ponix-go/ponix/ponixclickhouse"
+	"github.com/ponix-go/ponix/ponixnats"
+)
+
+// maxResumeScan bounds the stored sequences read to find where a consumer created anew resumes.
+const maxResumeScan = 5_000_000
+
+// resumeAt says where a durable consumer created anew (it was deleted, or its stream was)
+// starts: after the stored messages of this stream incarnation that follow each other from the
+// last known ack floor on, i.e. at the first message after the floor that has no row. A
+// dead-lettered message has no row either, so delivery may start a little early; the copies
+// stored again collapse under FINAL.
+func (p *Pipeline[T, R]) resumeAt(ctx context.Context, ri ponixnats.ResumeInfo) (uint64, error) {
+	next := max(ri.AckFloor+1, ri.FirstSeq, 1)
+	if ri.StreamCreated.IsZero() {
+		return next, nil
+	}
+	table, err := p.cfg.Table.Quoted()
+	if err != nil {
+		return 0, err
+	}
+	created, err := ponixclickhouse.QuoteIdentifier(p.cfg.Key.StreamCreated)
+	if err != nil {
+		return 0, err
+	}
+	seqCol, err := ponixclickhouse.QuoteIdentifier(p.cfg.Key.StreamSeq)
+	if err != nil {
+		return 0, err
+	}
+	rows, err := p.conn.Query(ctx, fmt.Sprintf(
+		"SELECT DISTINCT %[3]s FROM %[1]s WHERE %[2]s = %[4]d AND %[3]s >= %[5]d ORDER BY %[3]s LIMIT %[6]d",
+		table, created, seqCol, ri.StreamCreated.UnixNano(), next, maxResumeScan))
+	if err != nil {
+		if ponixclickhouse.Classify(err) == ponixclickhouse.ClassSchema {
+			// No table yet (it is checked, and repaired, before consuming starts): nothing of
+			// this stream is stored after the floor.
+			p.log.Warn("no stored sequences to resume after: the table cannot be read", "error", err, "start_sequence", next)
+			return next, nil
+		}
+		return 0, fmt.Errorf("reading the stored stream sequences: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var seq uint64
+		if err := rows.Scan(&seq); err != nil {
+			return 0, err
+		}
+		if seq != next {
+			break
+		}
+		next++
+	}
+	if err := rows.Err(); err != nil {
+		return 0, err
+	}
+	p.log.Info("resuming after the stored messages", "stream", ri.Stream, "ack_floor", ri.AckFloor, "start_sequence", next)
+	return next, nil
+}
