@@ -65,6 +65,7 @@ require (
 	github.com/paulmach/orb v0.14.0 // indirect
 	github.com/pierrec/lz4/v4 v4.1.33 // indirect
 	github.com/ponix-go/ponix/envelope v0.1.0 // indirect
+	github.com/ponix-go/ponix/pipeline v0.1.0
 	github.com/ponix-go/ponix/ponixclickhouse/chserver v0.1.0 // indirect
 	github.com/ponix-go/ponix/ponixnats/embedded v0.1.0 // indirect
 	github.com/power-devops/perfstat v0.0.0-20240221224432-82ca36839d55 // indirect

@@ -21,6 +21,7 @@
 //	READINGS_CLICKHOUSE_DATABASE   default
 //	READINGS_CLICKHOUSE_USER       default
 //	READINGS_CLICKHOUSE_PASSWORD   (empty)
+//	READINGS_HTTP_ADDR             (empty: off) e.g. :8080, serves the pipeline's readiness
 //	READINGS_BATCH_SIZE            5000 readings per INSERT at most
 //	READINGS_BATCH_WAIT            1s: the longest a batch waits to fill up
 //	READINGS_LOG_LEVEL             info (debug, info, warn or error)
@@ -59,6 +60,7 @@ type config struct {
 	ClickHouseDatabase string
 	ClickHouseUser     string
 	ClickHousePassword string
+	HTTPAddr           string
 	BatchSize          int
 	BatchWait          time.Duration
 	LogLevel           slog.Level
@@ -80,6 +82,7 @@ func loadConfig(getenv func(string) string) (config, error) {
 		ClickHouseDatabase: or("READINGS_CLICKHOUSE_DATABASE", "default"),
 		ClickHouseUser:     or("READINGS_CLICKHOUSE_USER", "default"),
 		ClickHousePassword: getenv("READINGS_CLICKHOUSE_PASSWORD"),
+		HTTPAddr:           getenv("READINGS_HTTP_ADDR"),
 	}
 	var errs []error
 	n, err := strconv.Atoi(or("READINGS_BATCH_SIZE", "5000"))

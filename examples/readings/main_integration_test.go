@@ -256,7 +256,7 @@ func TestMigrationsShareADatabaseWithPonix(t *testing.T) {
 	}
 	readingsUp := func(t *testing.T, db *chtest.Database) {
 		t.Helper()
-		if err := migrateSchema(ctx, db.DB, logger); err != nil {
+		if _, err := migrate.Up(ctx, db.DB, schema(), migrate.WithApplication(application), migrate.WithLogger(logger)); err != nil {
 			t.Fatalf("the example's migrations: %v", err)
 		}
 	}

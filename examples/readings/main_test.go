@@ -76,7 +76,7 @@ func TestEncoderRefusesARowAlone(t *testing.T) {
 			e.Reset(2)
 			created := time.Unix(5, 0)
 			ok := row{Reading: &metricsv1.Reading{SensorId: "s1", At: timestamppb.New(time.Unix(60, 0)), Value: 1.5, Unit: "celsius"},
-				StreamCreated: created, StreamSeq: 7}
+				StreamCreated: uint64(created.UnixNano()), StreamSeq: 7}
 			if err := e.Encode(ok); err != nil {
 				t.Fatal(err)
 			}

@@ -48,7 +48,7 @@ func dateTime(ts *timestamppb.Timestamp) (time.Time, error) {
 // sequence end the table's sorting key, so that a message stored twice collapses.
 type row struct {
 	Reading       *metricsv1.Reading
-	StreamCreated time.Time
+	StreamCreated uint64 // the stream's creation time, Unix nanoseconds
 	StreamSeq     uint64
 }
 
@@ -69,12 +69,7 @@ func rowColumns() *ponixclickhouse.ColumnSet[row] {
 		}),
 		ponixclickhouse.Column("value", func(r row) float64 { return r.Reading.GetValue() }),
 		ponixclickhouse.Column("unit", func(r row) string { return r.Reading.GetUnit() }),
-		ponixclickhouse.Column("stream_created_ns", func(r row) uint64 {
-			if r.StreamCreated.IsZero() {
-				return 0
-			}
-			return uint64(r.StreamCreated.UnixNano())
-		}),
+		ponixclickhouse.Column("stream_created_ns", func(r row) uint64 { return r.StreamCreated }),
 		ponixclickhouse.Column("stream_seq", func(r row) uint64 { return r.StreamSeq }),
 	)
 }
