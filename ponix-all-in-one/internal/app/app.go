@@ -9,12 +9,8 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
-	"math/rand/v2"
-	"net"
 	"os"
 	"os/signal"
-	"path/filepath"
-	"strconv"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -28,6 +24,7 @@ import (
 	"github.com/ponix-go/ponix/pipeline"
 	"github.com/ponix-go/ponix/ponix-all-in-one/internal/config"
 	"github.com/ponix-go/ponix/ponix-all-in-one/internal/httpserver"
+	"github.com/ponix-go/ponix/ponix-all-in-one/internal/localserver"
 	"github.com/ponix-go/ponix/ponix-all-in-one/internal/metrics"
 	"github.com/ponix-go/ponix/ponix-all-in-one/internal/sample"
 	"github.com/ponix-go/ponix/ponixclickhouse"
@@ -152,7 +149,7 @@ func (s *service) phase(ctx context.Context, name string, fn func(ctx context.Co
 		if errors.Is(err, context.DeadlineExceeded) {
 			err = fmt.Errorf("not done within PONIX_STARTUP_TIMEOUT_SECS=%d: %w", s.cfg.StartupTimeoutSecs, err)
 		}
-		return &PhaseError{Phase: name, Check: s.varsToCheck(err), Err: err}
+		return &PhaseError{Phase: name, Check: s.cfg.VarsToCheck(err), Err: err}
 	}
 	s.logger.Info("startup phase done", "phase", name, "duration", time.Since(start))
 	return nil
@@ -179,57 +176,18 @@ func (s *service) start(ctx context.Context) error {
 	return nil
 }
 
+// clickHouseConfig is how to connect to ClickHouse: the configured server, or the managed one.
 func (s *service) clickHouseConfig() ponixclickhouse.Config {
-	addrs, _ := s.cfg.ClickHouseAddrs() // validated by config.Load: one or more
 	if s.chServer != nil {
-		addrs = []string{s.chServer.Addr()}
+		return s.cfg.ClickHouse(s.chServer.Addr())
 	}
-	tlsCfg, _ := s.cfg.ClickHouseTLSConfig() // validated by config.Load
-	return ponixclickhouse.Config{
-		Addr:     addrs[0],
-		Addrs:    addrs,                    // several: fail over between them
-		Database: s.cfg.ClickHouseDatabase, // resolved by config.Load (the URL's database, if any)
-		Username: s.cfg.ClickHouseUser(),
-		Password: s.cfg.ClickHouseSecret(),
-		TLS:      tlsCfg,
-	}
+	return s.cfg.ClickHouse("")
 }
 
-// startLocalClickHouse starts (or restarts, keeping its data) the managed
-// clickhouse-server under the data dir and creates the database.
-func (s *service) startLocalClickHouse(ctx context.Context) error {
-	addr, _ := s.cfg.ClickHouseAddr()
-	_, portStr, _ := net.SplitHostPort(addr)
-	port, _ := strconv.Atoi(portStr)
-	srv, err := chserver.Start(ctx, chserver.Config{
-		Dir:      filepath.Join(s.cfg.DataDir, "clickhouse"),
-		TCPPort:  port,
-		User:     s.cfg.ClickHouseUsername,
-		Password: s.cfg.ClickHousePassword,
-		Logger:   s.logger,
-	})
-	if err != nil {
-		return err
-	}
-	s.chServer = srv
-	cfg := s.clickHouseConfig()
-	cfg.Database = "default"
-	conn, err := ponixclickhouse.Open(ctx, cfg)
-	if err != nil {
-		return err
-	}
-	defer conn.Close()
-	quoted, err := ponixclickhouse.QuoteIdentifier(s.cfg.ClickHouseDatabase)
-	if err != nil {
-		return err
-	}
-	if err := conn.Exec(ctx, "CREATE DATABASE IF NOT EXISTS "+quoted); err != nil {
-		return fmt.Errorf("create database %s: %w", s.cfg.ClickHouseDatabase, err)
-	}
-	s.logger.Info("local ClickHouse ready", "addr", srv.Addr(), "dir", srv.Dir(),
-		"query", fmt.Sprintf("clickhouse-client --port %d --user %s --password '***' -q \"SELECT * FROM %s.processed_envelopes ORDER BY occurred_at DESC LIMIT 10\"",
-			port, s.cfg.ClickHouseUsername, s.cfg.ClickHouseDatabase))
-	return nil
+// startLocalClickHouse starts the managed clickhouse-server.
+func (s *service) startLocalClickHouse(ctx context.Context) (err error) {
+	s.chServer, err = localserver.StartClickHouse(ctx, s.cfg, s.logger)
+	return err
 }
 
 // migrationsFS is the embedded migrations, or PONIX_CLICKHOUSE_MIGRATIONS_DIR.
@@ -269,24 +227,13 @@ func (s *service) connectClickHouse(ctx context.Context) error {
 func (s *service) connectNATS(ctx context.Context) error {
 	url := s.cfg.NATSURL
 	if url == "" {
-		host, portStr, _ := net.SplitHostPort(s.cfg.NATSEmbeddedAddr)
-		port, _ := strconv.Atoi(portStr)
-		srv, err := embedded.Start(ctx, embedded.Config{
-			Host:       host,
-			Port:       port,
-			StoreDir:   filepath.Join(s.cfg.DataDir, "nats"),
-			ServerName: "ponix-embedded",
-			Users:      s.embeddedUsers(),
-			Token:      s.cfg.NATSToken,
-		})
+		srv, err := localserver.StartNATS(ctx, s.cfg, s.logger)
 		if err != nil {
-			return fmt.Errorf("start embedded NATS server on %s: %w", s.cfg.NATSEmbeddedAddr, err)
+			return err
 		}
-		s.natsSrv = srv
-		url = srv.URL()
-		s.logger.Info("embedded NATS JetStream server started", "url", url, "store", srv.StoreDir())
+		s.natsSrv, url = srv, srv.URL()
 	}
-	nc, err := ponixnats.Connect(ctx, url, s.natsOptions()...)
+	nc, err := ponixnats.Connect(ctx, url, s.cfg.NATSOptions("ponix-all-in-one", s.logger)...)
 	if err != nil {
 		return err
 	}
@@ -336,38 +283,12 @@ func (s *service) addProcesses(ctx context.Context, r *runner.Runner) error {
 
 	if s.cfg.ProducerEnabled {
 		producer := ponixnats.NewEnvelopeProducer(s.js, s.cfg.NATSBaseSubject())
-		r.AddProcess("producer", func(ctx context.Context) error { return s.produce(ctx, producer) })
+		r.AddProcess("producer", sample.Producer{Publish: producer.Publish, Interval: s.cfg.Interval(),
+			Published: s.metrics.Published, Logger: s.logger}.Run)
 	} else {
 		s.logger.Info("producer disabled (PONIX_PRODUCER_ENABLED=false): consuming only")
 	}
 	return nil
-}
-
-// produce publishes a sample envelope every interval until ctx ends. A failed
-// publish is logged and the next tick tries again: a NATS outage must not stop
-// the service.
-func (s *service) produce(ctx context.Context, p *ponixnats.EnvelopeProducer) error {
-	rnd := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 0))
-	ticker := time.NewTicker(s.cfg.Interval())
-	defer ticker.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case now := <-ticker.C:
-			env := sample.Envelope(now, rnd)
-			err := p.Publish(ctx, env)
-			if err != nil && ctx.Err() != nil {
-				return nil
-			}
-			s.metrics.Published(err)
-			if err != nil {
-				s.logger.Error("publish sample envelope", "end_device_id", env.GetEndDeviceId(), "error", err)
-				continue
-			}
-			s.logger.Debug("published sample envelope", "end_device_id", env.GetEndDeviceId())
-		}
-	}
 }
 
 // closeNATS closes the connection (the consumer has sent its acks by now) and

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 
 	"github.com/nats-io/nats.go"
 
@@ -12,7 +11,6 @@ import (
 	"github.com/ponix-go/ponix/ponix-all-in-one/internal/config"
 	"github.com/ponix-go/ponix/ponix-all-in-one/internal/httpserver"
 	"github.com/ponix-go/ponix/ponixclickhouse"
-	"github.com/ponix-go/ponix/ponixnats"
 )
 
 // Readiness checks of /readyz.
@@ -105,39 +103,4 @@ func (s *service) readinessChecks() []httpserver.Check {
 			return nil
 		}},
 	}...)
-}
-
-// natsOptions are the service's NATS connect options.
-func (s *service) natsOptions() []ponixnats.ConnectOption {
-	return NATSOptions(s.cfg, "ponix-all-in-one", s.logger)
-}
-
-// NATSOptions are the NATS connect options from the configuration: client name, logger, and
-// the one authentication method and TLS files configured. The service and its dlq command use
-// them.
-func NATSOptions(c config.Config, name string, logger *slog.Logger) []ponixnats.ConnectOption {
-	opts := []ponixnats.ConnectOption{ponixnats.WithName(name), ponixnats.WithLogger(logger)}
-	switch {
-	case c.NATSUser != "":
-		opts = append(opts, ponixnats.WithUserPassword(c.NATSUser, c.NATSPassword))
-	case c.NATSToken != "":
-		opts = append(opts, ponixnats.WithToken(c.NATSToken))
-	case c.NATSNKeySeedFile != "":
-		opts = append(opts, ponixnats.WithNKeySeedFile(c.NATSNKeySeedFile))
-	case c.NATSCredsFile != "":
-		opts = append(opts, ponixnats.WithCredsFile(c.NATSCredsFile))
-	}
-	if c.NATSTLS() {
-		opts = append(opts, ponixnats.WithTLS(c.NATSTLSCAFile, c.NATSTLSCertFile, c.NATSTLSKeyFile))
-	}
-	return opts
-}
-
-// embeddedUsers makes the embedded server require PONIX_NATS_USER/PASSWORD
-// when they are set.
-func (s *service) embeddedUsers() map[string]string {
-	if s.cfg.NATSUser == "" {
-		return nil
-	}
-	return map[string]string{s.cfg.NATSUser: s.cfg.NATSPassword}
 }

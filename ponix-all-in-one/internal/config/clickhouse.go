@@ -8,6 +8,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+
+	"github.com/ponix-go/ponix/ponixclickhouse"
 )
 
 // nativeURL is PONIX_CLICKHOUSE_NATIVE_URL taken apart.
@@ -356,4 +358,24 @@ func redactOne(s string, userIsSecret bool) (_ string, cut bool) {
 		}
 	}
 	return head + rest, false
+}
+
+// ClickHouse returns the ClickHouse connection settings: the addresses of
+// PONIX_CLICKHOUSE_NATIVE_URL (several: fail over between them), or addr when set (a managed
+// server's), the database, the credentials and TLS. The configuration must have been loaded
+// (validated) by Load.
+func (c Config) ClickHouse(addr string) ponixclickhouse.Config {
+	addrs, _ := c.ClickHouseAddrs()
+	if addr != "" {
+		addrs = []string{addr}
+	}
+	tlsCfg, _ := c.ClickHouseTLSConfig()
+	return ponixclickhouse.Config{
+		Addr:     addrs[0],
+		Addrs:    addrs,
+		Database: c.ClickHouseDatabase, // resolved by Load (the URL's database, if any)
+		Username: c.ClickHouseUser(),
+		Password: c.ClickHouseSecret(),
+		TLS:      tlsCfg,
+	}
 }

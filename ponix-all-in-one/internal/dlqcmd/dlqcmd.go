@@ -23,7 +23,6 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/ponix-go/ponix/ponix-all-in-one/internal/app"
 	"github.com/ponix-go/ponix/ponix-all-in-one/internal/config"
 	"github.com/ponix-go/ponix/ponixnats"
 	"github.com/ponix-go/ponix/ponixnats/dlqadmin"
@@ -147,7 +146,7 @@ func (e *configError) Unwrap() error        { return e.err }
 func (e *configError) Is(target error) bool { return target == errBadConfig }
 
 // usedVariables are the variables the dlq commands read: logging, the
-// connect timeout, the stream, and the NATS connection as app.NATSOptions
+// connect timeout, the stream, and the NATS connection as config.Config.NATSOptions
 // builds it (keep them in step). The service's other variables (consumer and
 // ClickHouse tuning, HTTP listener...) are ignored, even when their value is
 // bad: a dead-letter tool must not refuse to run because of a setting it
@@ -219,7 +218,7 @@ func (e *env) connect(ctx context.Context) (nc *nats.Conn, d *dlqadmin.Stream, f
 	if url == "" {
 		url = "nats://" + e.cfg.NATSEmbeddedAddr
 	}
-	nc, err = ponixnats.Connect(ctx, url, append(app.NATSOptions(e.cfg, "ponix-all-in-one-dlq", e.connLogger), ponixnats.WithTimeout(e.cfg.StartupTimeout()))...)
+	nc, err = ponixnats.Connect(ctx, url, append(e.cfg.NATSOptions("ponix-all-in-one-dlq", e.connLogger), ponixnats.WithTimeout(e.cfg.StartupTimeout()))...)
 	if err != nil {
 		if e.cfg.NATSURL == "" {
 			err = fmt.Errorf("%w (PONIX_NATS_URL is empty: connecting to the embedded server of a running service at PONIX_NATS_EMBEDDED_ADDR=%s; set PONIX_NATS_URL otherwise)", err, e.cfg.NATSEmbeddedAddr)

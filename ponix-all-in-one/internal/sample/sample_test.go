@@ -5,8 +5,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ponix-go/ponix/ponix-all-in-one/internal/sample"
 	"github.com/rs/xid"
+
+	"github.com/ponix-go/ponix/ponix-all-in-one/internal/sample"
 )
 
 func TestEnvelope(t *testing.T) {

@@ -1,21 +1,20 @@
-package app
+package config
 
 import (
 	"fmt"
 	"slices"
 	"testing"
 
-	"github.com/ponix-go/ponix/ponix-all-in-one/internal/config"
 	"github.com/ponix-go/ponix/ponixclickhouse"
 	"github.com/ponix-go/ponix/ponixnats"
 )
 
 func TestVarsToCheckNamesTheVariablesBehindAStartupFailure(t *testing.T) {
-	withUser := &service{cfg: config.Config{NATSUser: "u", NATSPassword: "p"}}
-	none := &service{}
+	withUser := Config{NATSUser: "u", NATSPassword: "p"}
+	none := Config{}
 	cases := []struct {
 		name string
-		s    *service
+		c    Config
 		err  error
 		want []string
 	}{
@@ -32,16 +31,9 @@ func TestVarsToCheckNamesTheVariablesBehindAStartupFailure(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			if got := tc.s.varsToCheck(tc.err); !slices.Equal(got, tc.want) {
-				t.Errorf("varsToCheck = %v, want %v", got, tc.want)
+			if got := tc.c.VarsToCheck(tc.err); !slices.Equal(got, tc.want) {
+				t.Errorf("VarsToCheck = %v, want %v", got, tc.want)
 			}
 		})
-	}
-}
-
-func TestPhaseErrorListsTheVariablesToCheck(t *testing.T) {
-	err := &PhaseError{Phase: PhaseNATS, Check: []string{"PONIX_NATS_URL"}, Err: fmt.Errorf("boom")}
-	if got, want := err.Error(), "startup phase nats failed (check PONIX_NATS_URL): boom"; got != want {
-		t.Errorf("Error() = %q, want %q", got, want)
 	}
 }

@@ -1,4 +1,4 @@
-package app
+package config
 
 import (
 	"errors"
@@ -8,10 +8,10 @@ import (
 	"github.com/ponix-go/ponix/ponixnats"
 )
 
-// varsToCheck names the environment variables that a startup failure points
+// VarsToCheck names the environment variables that a startup failure points
 // at, so that the error says what to change. It returns nil when the error is
 // not one a setting explains.
-func (s *service) varsToCheck(err error) []string {
+func (c Config) VarsToCheck(err error) []string {
 	var chErr *ponixclickhouse.ConfigError
 	if errors.As(err, &chErr) {
 		switch chErr.Setting {
@@ -37,17 +37,17 @@ func (s *service) varsToCheck(err error) []string {
 		return []string{"PONIX_NATS_TLS_CA_FILE", "PONIX_NATS_TLS_CERT_FILE", "PONIX_NATS_TLS_KEY_FILE"}
 	case errors.Is(err, ponixnats.ErrAuthorization):
 		creds := []struct{ name, value string }{
-			{"PONIX_NATS_USER", s.cfg.NATSUser},
-			{"PONIX_NATS_PASSWORD", s.cfg.NATSPassword},
-			{"PONIX_NATS_TOKEN", s.cfg.NATSToken},
-			{"PONIX_NATS_NKEY_SEED_FILE", s.cfg.NATSNKeySeedFile},
-			{"PONIX_NATS_CREDS_FILE", s.cfg.NATSCredsFile},
+			{"PONIX_NATS_USER", c.NATSUser},
+			{"PONIX_NATS_PASSWORD", c.NATSPassword},
+			{"PONIX_NATS_TOKEN", c.NATSToken},
+			{"PONIX_NATS_NKEY_SEED_FILE", c.NATSNKeySeedFile},
+			{"PONIX_NATS_CREDS_FILE", c.NATSCredsFile},
 		}
 		var set, all []string
-		for _, c := range creds {
-			all = append(all, c.name)
-			if c.value != "" {
-				set = append(set, c.name)
+		for _, cr := range creds {
+			all = append(all, cr.name)
+			if cr.value != "" {
+				set = append(set, cr.name)
 			}
 		}
 		if len(set) == 0 {
