@@ -169,9 +169,15 @@ func (p *Pipeline[T, R]) Start(ctx context.Context) error {
 		p.schema.conn = p.conn
 	}
 	if p.cfg.Cluster != nil {
-		if _, err := ponixclickhouse.ReadTopology(ctx, p.conn, p.cfg.Cluster.Name); err != nil {
-			return err
+		topo, err := ponixclickhouse.ReadTopology(ctx, p.conn, p.cfg.Cluster.Name)
+		if err != nil {
+			return err // an unknown cluster: errors.Is ponixclickhouse.ErrUnknownCluster
 		}
+		nodes := 0
+		for _, sh := range topo.Shards {
+			nodes += len(sh.Replicas)
+		}
+		p.log.Info("writing to a ClickHouse cluster", "cluster", topo.Cluster, "shards", len(topo.Shards), "nodes", nodes)
 	}
 	stream := p.cfg.Stream
 	if _, err := ponixnats.EnsureStream(ctx, p.cfg.JetStream, stream); err != nil {

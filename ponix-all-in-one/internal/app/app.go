@@ -11,7 +11,6 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
-	"strings"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -27,6 +26,7 @@ import (
 	"github.com/ponix-go/ponix/ponix-all-in-one/internal/localserver"
 	"github.com/ponix-go/ponix/ponix-all-in-one/internal/metrics"
 	"github.com/ponix-go/ponix/ponix-all-in-one/internal/sample"
+	"github.com/ponix-go/ponix/ponix-all-in-one/internal/startup"
 	"github.com/ponix-go/ponix/ponixclickhouse"
 	"github.com/ponix-go/ponix/ponixclickhouse/chserver"
 	"github.com/ponix-go/ponix/ponixnats"
@@ -44,22 +44,8 @@ const (
 	PhaseProcesses       = "processes"
 )
 
-// PhaseError is a startup failure, naming the phase it happened in and, when
-// a setting explains it, the environment variables to check.
-type PhaseError struct {
-	Phase string
-	// Check lists the environment variables that explain the failure, if known.
-	Check []string
-	Err   error
-}
-
-func (e *PhaseError) Error() string {
-	if len(e.Check) > 0 {
-		return "startup phase " + e.Phase + " failed (check " + strings.Join(e.Check, ", ") + "): " + e.Err.Error()
-	}
-	return "startup phase " + e.Phase + " failed: " + e.Err.Error()
-}
-func (e *PhaseError) Unwrap() error { return e.Err }
+// PhaseError is a startup failure naming its phase (one of the above).
+type PhaseError = startup.PhaseError
 
 // Options are the parts of the service that do not come from the environment.
 type Options struct {
@@ -139,20 +125,10 @@ func Run(ctx context.Context, cfg config.Config, opts Options) error {
 	return r.Run(sigCtx)
 }
 
-// phase runs one startup phase bounded by the startup timeout.
+// phase runs one startup phase bounded by PONIX_STARTUP_TIMEOUT_SECS.
 func (s *service) phase(ctx context.Context, name string, fn func(ctx context.Context) error) error {
-	ctx, cancel := context.WithTimeout(ctx, s.cfg.StartupTimeout())
-	defer cancel()
-	start := time.Now()
-	s.logger.Info("startup phase", "phase", name)
-	if err := fn(ctx); err != nil {
-		if errors.Is(err, context.DeadlineExceeded) {
-			err = fmt.Errorf("not done within PONIX_STARTUP_TIMEOUT_SECS=%d: %w", s.cfg.StartupTimeoutSecs, err)
-		}
-		return &PhaseError{Phase: name, Check: s.cfg.VarsToCheck(err), Err: err}
-	}
-	s.logger.Info("startup phase done", "phase", name, "duration", time.Since(start))
-	return nil
+	return startup.Phases{Timeout: s.cfg.StartupTimeout(), Explain: s.cfg.VarsToCheck, Logger: s.logger,
+		TimeoutSetting: fmt.Sprintf("PONIX_STARTUP_TIMEOUT_SECS=%d", s.cfg.StartupTimeoutSecs)}.Run(ctx, name, fn)
 }
 
 func (s *service) start(ctx context.Context) error {
@@ -221,7 +197,7 @@ func (s *service) connectClickHouse(ctx context.Context) error {
 		return err
 	}
 	s.logger.Info("connected to ClickHouse", "addr", s.clickHouseConfig().Addr, "database", s.cfg.ClickHouseDatabase, "server_version", version)
-	return s.checkCluster(ctx)
+	return nil
 }
 
 func (s *service) connectNATS(ctx context.Context) error {
@@ -325,23 +301,4 @@ func (s *service) closeClickHouse(ctx context.Context) error {
 		s.chServer = nil
 	}
 	return errors.Join(errs...)
-}
-
-// checkCluster reads the cluster's topology (startup phase clickhouse): an unknown cluster
-// name fails the startup, naming PONIX_CLICKHOUSE_CLUSTER.
-func (s *service) checkCluster(ctx context.Context) error {
-	if s.cfg.ClickHouseCluster == "" {
-		return nil
-	}
-	topo, err := ponixclickhouse.ReadTopology(ctx, s.chConn, s.cfg.ClickHouseCluster)
-	if err != nil {
-		return err
-	}
-	nodes := 0
-	for _, sh := range topo.Shards {
-		nodes += len(sh.Replicas)
-	}
-	s.logger.Info("writing to a ClickHouse cluster", "cluster", topo.Cluster, "shards", len(topo.Shards), "nodes", nodes,
-		"sharding_key", ponixclickhouse.EnvelopeShardingKey)
-	return nil
 }
