@@ -57,7 +57,7 @@ type HoldState struct {
 }
 
 // Hold keeps a batch in place while its sink fails. A store processor ([NewStoreProcessor],
-// [NewEnvelopeProcessor], ...) given a Hold with [WithHold] stores a batch; on a sink fault
+// [NewEnvelopeProcessor], ...) given a Hold with [WithHold], or a [HoldStage], stores a batch; on a sink fault
 // (any store error that is not a [Rejection] or a [RecordFault]) it waits and stores the same
 // messages again, with growing back-off, until the store succeeds. Meanwhile the [Consumer]
 // keeps the batch alive with in-progress acks and fetches nothing new, so the backlog waits in
@@ -205,7 +205,8 @@ func (h *Hold) end() {
 //	NewHoldStage(NewIsolateStage(store, describe), hold)
 //
 // where store is a [Store] — the sink's own, or decorated by [ObserveStage] or stages of
-// your own that are Stores too.
+// your own that are Stores too. A HoldStage is safe for concurrent use if its store is: each
+// batch has its own [Isolation].
 type HoldStage[T any] struct {
 	next *IsolateStage[T]
 	hold *Hold

@@ -112,7 +112,7 @@ func NewProtoStoreProcessor[T proto.Message](newT func() T, store func(context.C
 			o.observe(StoreAttempt[jetstream.Msg]{Batch: withItems(a.Batch, msgs), Duration: a.Duration, Err: a.Err})
 		}
 	}
-	held := stages(StoreFunc[Decoded[T]](store), o, func(d Decoded[T]) string { return msgLabel(d.Msg) }, observe)
+	held := storeStages(StoreFunc[Decoded[T]](store), o, func(d Decoded[T]) string { return msgLabel(d.Msg) }, observe)
 	var valid func(Decoded[T]) (Reason, error)
 	if validate != nil {
 		valid = func(d Decoded[T]) (Reason, error) {

@@ -101,9 +101,9 @@ func (o storeOptions) checkMsg() func(jetstream.Msg) (Reason, error) {
 	}
 }
 
-// stages builds the store stages of a processor over store: observed (when observe is set),
+// storeStages builds the store stages of a processor over store: observed (when observe is set),
 // isolated (describe names an item), held by o.hold.
-func stages[T any](store Store[T], o storeOptions, describe func(T) string, observe func(StoreAttempt[T])) *HoldStage[T] {
+func storeStages[T any](store Store[T], o storeOptions, describe func(T) string, observe func(StoreAttempt[T])) *HoldStage[T] {
 	if observe != nil {
 		store = NewObserveStage(store, observe)
 	}
@@ -127,7 +127,7 @@ func stages[T any](store Store[T], o storeOptions, describe func(T) string, obse
 // after the check.
 func NewStoreProcessor(store MsgStore, opts ...StoreOption) Processor {
 	o := buildStoreOptions(opts)
-	held := stages[jetstream.Msg](store, o, msgLabel, o.observe)
+	held := storeStages[jetstream.Msg](store, o, msgLabel, o.observe)
 	check := o.checkMsg()
 	return func(ctx context.Context, batch Batch[jetstream.Msg]) (Result, error) {
 		return storeScreened(ctx, held, batch, check), nil
