@@ -271,3 +271,36 @@ func TestStagesRefuseNilAtConstruction(t *testing.T) {
 		}()
 	}
 }
+
+// The instrumenting stage reports each call after it: the batch given, the error returned (the
+// same the caller gets) and a duration that covers the call.
+func TestObserveStageReportsEachCall(t *testing.T) {
+	boom := errors.New("disk full")
+	var inside time.Duration
+	store := StoreFunc[string](func(_ context.Context, b Batch[string]) error {
+		start := time.Now()
+		defer func() { inside = time.Since(start) }()
+		if slices.Contains(b.Items, "fail") {
+			return boom
+		}
+		return nil
+	})
+	var seen []StoreAttempt[string]
+	s := NewObserveStage(store, func(a StoreAttempt[string]) { seen = append(seen, a) })
+	batch := Batch[string]{Stream: StreamID{Name: "s"}, Consumer: "c", Items: []string{"a", "b"}}
+	if err := s.Store(context.Background(), batch); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Store(context.Background(), Batch[string]{Items: []string{"fail"}}); !errors.Is(err, boom) {
+		t.Fatalf("error %v, want the store's", err)
+	}
+	if len(seen) != 2 {
+		t.Fatalf("%d attempts observed, want 2", len(seen))
+	}
+	if a := seen[0]; a.Err != nil || !slices.Equal(a.Batch.Items, batch.Items) || a.Batch.Stream != batch.Stream || a.Batch.Consumer != "c" {
+		t.Errorf("first attempt %+v, want the batch stored", a)
+	}
+	if a := seen[1]; !errors.Is(a.Err, boom) || a.Duration < inside {
+		t.Errorf("second attempt %+v, want the store's error and a duration of at least %s", a, inside)
+	}
+}
