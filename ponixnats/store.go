@@ -90,14 +90,14 @@ func (o storeOptions) checkMsg() func(jetstream.Msg) (Reason, error) {
 	}
 	return func(m jetstream.Msg) (Reason, error) {
 		err := o.check(m)
-		switch {
-		case err == nil:
+		if err == nil {
 			return "", nil
-		case errors.Is(err, ErrDecode):
-			return ReasonDecode, fmt.Errorf("%s: %w", msgLabel(m), err)
-		default:
-			return ReasonInvalid, fmt.Errorf("%s: %w", msgLabel(m), err)
 		}
+		reason := ReasonInvalid
+		if errors.Is(err, ErrDecode) {
+			reason = ReasonDecode
+		}
+		return reason, fmt.Errorf("%s: %w", msgLabel(m), err)
 	}
 }
 
