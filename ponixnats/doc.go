@@ -21,6 +21,9 @@
 //   - Store processors ([NewStoreProcessor], [NewProtoStoreProcessor]): your store function
 //     gets each batch in one call; only a record that can never be stored is dead-lettered
 //     ([Rejection], [RecordFault], bisecting), a failing sink holds the batch ([Hold]).
+//     They are made of stages over one interface, [Store]: [HoldStage] over [IsolateStage]
+//     over your store, optionally observed by an [ObserveStage] ([WithObserver]); compose
+//     them yourself for items of your own.
 //   - [ProtoProcessor]: decode every message into a protobuf type and decide yourself; the
 //     ones that do not decode are dead-lettered.
 //   - Inspecting a dead-letter stream and replaying its messages is package

@@ -57,7 +57,7 @@ type HoldState struct {
 }
 
 // Hold keeps a batch in place while its sink fails. A store processor ([NewStoreProcessor],
-// [NewEnvelopeProcessor], ...) given a Hold with [WithHold] stores a batch; on a sink fault
+// [NewEnvelopeProcessor], ...) given a Hold with [WithHold], or a [HoldStage], stores a batch; on a sink fault
 // (any store error that is not a [Rejection] or a [RecordFault]) it waits and stores the same
 // messages again, with growing back-off, until the store succeeds. Meanwhile the [Consumer]
 // keeps the batch alive with in-progress acks and fetches nothing new, so the backlog waits in
@@ -192,4 +192,48 @@ func (h *Hold) end() {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	h.st.Held, h.st.Since, h.st.Attempts, h.st.Err, h.st.Class = false, time.Time{}, 0, nil, ""
+}
+
+// HoldStage is the holding stage, the top of the store stages: it runs an [IsolateStage]'s
+// attempts on a batch under a [Hold]. A sink fault (an attempt's error) holds the batch: the
+// isolation is tried again with the hold's back-off, going on where it stopped, until every
+// item is decided, the consumer stops ([Batch].Stopping) or ctx ends, or the hold's
+// MaxDuration passes. The Hold reports its state ([Hold.State]) meanwhile.
+//
+// The stages compose in one order, which their types enforce:
+//
+//	NewHoldStage(NewIsolateStage(store, describe), hold)
+//
+// where store is a [Store] — the sink's own, or decorated by [ObserveStage] or stages of
+// your own that are Stores too. A HoldStage is safe for concurrent use if its store is: each
+// batch has its own [Isolation].
+type HoldStage[T any] struct {
+	next *IsolateStage[T]
+	hold *Hold
+}
+
+// NewHoldStage returns a holding stage over next with hold (which may be shared with other
+// stages and processors). It panics if next or hold is nil.
+func NewHoldStage[T any](next *IsolateStage[T], hold *Hold) *HoldStage[T] {
+	if next == nil || hold == nil {
+		panic("ponixnats: NewHoldStage needs an isolating stage and a Hold")
+	}
+	return &HoldStage[T]{next: next, hold: hold}
+}
+
+// Store stores batch and returns a decision for each of its items, by index into batch.Items:
+// [ActionAck] for those stored, [ActionDeadLetter] for those the sink refuses (see
+// [IsolateStage]), and [ActionRelease] for the rest when the hold ends before they are
+// stored (the consumer stops, ctx ends, or MaxDuration passed: the error then wraps
+// [ErrHoldGivenUp]). A release never counts towards MaxDeliver: the sink failed, the items
+// did nothing wrong.
+func (s *HoldStage[T]) Store(ctx context.Context, batch Batch[T]) Result {
+	run := s.next.Begin(batch)
+	run.onStored = s.hold.stored
+	err := s.hold.do(ctx, batch.Stopping, batch.Len(), run.Attempt)
+	res := run.Result()
+	if err != nil {
+		res.Fill(Decision{Action: ActionRelease, Err: err})
+	}
+	return res
 }

@@ -102,18 +102,33 @@ func ProtoProcessor[T proto.Message](newT func() T, handle ProtoHandler[T], opts
 // (see [Hold]). store must be all-or-nothing.
 func NewProtoStoreProcessor[T proto.Message](newT func() T, store func(context.Context, Batch[Decoded[T]]) error, validate func(T) error, opts ...StoreOption) Processor {
 	o := buildStoreOptions(opts)
+	var observe func(StoreAttempt[Decoded[T]])
+	if o.observe != nil {
+		observe = func(a StoreAttempt[Decoded[T]]) {
+			msgs := make([]jetstream.Msg, a.Batch.Len())
+			for i, d := range a.Batch.Items {
+				msgs[i] = d.Msg
+			}
+			o.observe(StoreAttempt[jetstream.Msg]{Batch: withItems(a.Batch, msgs), Duration: a.Duration, Err: a.Err})
+		}
+	}
+	held := storeStages(StoreFunc[Decoded[T]](store), o, func(d Decoded[T]) string { return msgLabel(d.Msg) }, observe)
+	var valid func(Decoded[T]) (Reason, error)
+	if validate != nil {
+		valid = func(d Decoded[T]) (Reason, error) {
+			if err := validate(d.Value); err != nil {
+				return ReasonInvalid, fmt.Errorf("%s: %w", msgLabel(d.Msg), err)
+			}
+			return "", nil
+		}
+	}
 	handle := func(ctx context.Context, batch Batch[Decoded[T]]) (Result, error) {
 		decoded := batch.Items
-		b := newStoreBatch(batch, func(d Decoded[T]) jetstream.Msg { return d.Msg })
-		if validate != nil {
-			for j, d := range decoded {
-				if err := validate(d.Value); err != nil {
-					b.setAside(j, ReasonInvalid, fmt.Errorf("%s: %w", msgLabel(d.Msg), err))
-				}
-			}
+		res := storeScreened(ctx, held, batch, valid)
+		if last := len(decoded) - 1; last < 0 || decoded[last].Index == last {
+			return res, nil // every message decoded: positions are batch indices
 		}
-		res := b.store(ctx, store, o.hold)
-		// The store batch decides by position in decoded; the handler answers by batch index.
+		// The stages decide by position in decoded; the handler answers by batch index.
 		out := NewResult(0)
 		for j, d := range decoded {
 			if dec, ok := res.Decision(j); ok {
@@ -123,37 +138,28 @@ func NewProtoStoreProcessor[T proto.Message](newT func() T, store func(context.C
 		return out, nil
 	}
 	decode := ProtoProcessor(newT, handle)
-	if o.check == nil {
+	check := o.checkMsg()
+	if check == nil {
 		return decode
 	}
 	// The check runs on the raw messages first; the others are decoded and stored.
 	return func(ctx context.Context, msgs Batch[jetstream.Msg]) (Result, error) {
-		batch := msgs.Items
-		res := NewResult(len(batch))
-		var pass []jetstream.Msg
-		var pos []int
-		for i, m := range batch {
-			if err := o.check(m); err != nil {
-				res.DeadLetter(i, checkReason(err), fmt.Errorf("%s: %w", msgLabel(m), err))
-				continue
-			}
-			pass, pos = append(pass, m), append(pos, i)
+		res := NewResult(msgs.Len())
+		pass, pos := screen(msgs, &res, check)
+		if pos == nil {
+			return decode(ctx, msgs)
 		}
-		if len(pass) == 0 {
+		if len(pos) == 0 {
 			return res, nil
 		}
-		sub, err := decode(ctx, withItems(msgs, pass))
+		sub, err := decode(ctx, pass)
 		if err != nil {
 			for _, i := range pos {
 				res.Release(i, 0, err)
 			}
 			return res, nil
 		}
-		for j, i := range pos {
-			if d, ok := sub.Decision(j); ok {
-				res.Set(i, d)
-			}
-		}
+		merge(&res, sub, pos)
 		return res, nil
 	}
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"slices"
 
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -13,6 +12,9 @@ import (
 // an error means none of them was stored. The batch is the fetched one or a part of it, with
 // its stream incarnation (for de-duplication keys) and its Stopping channel.
 type MsgStore func(ctx context.Context, batch Batch[jetstream.Msg]) error
+
+// Store calls f: a MsgStore is a [Store] of messages.
+func (f MsgStore) Store(ctx context.Context, batch Batch[jetstream.Msg]) error { return f(ctx, batch) }
 
 // Rejection is implemented by store errors that name one item of the batch that can never be
 // stored (e.g. a value the sink cannot represent), by its index in the batch given to the
@@ -39,8 +41,9 @@ type RecordFault interface {
 type StoreOption func(*storeOptions)
 
 type storeOptions struct {
-	hold  *Hold
-	check func(jetstream.Msg) error
+	hold    *Hold
+	check   func(jetstream.Msg) error
+	observe func(StoreAttempt[jetstream.Msg])
 }
 
 func buildStoreOptions(opts []StoreOption) storeOptions {
@@ -68,12 +71,43 @@ func WithCheck(f func(m jetstream.Msg) error) StoreOption {
 	return func(o *storeOptions) { o.check = f }
 }
 
-// checkReason is the dead-letter reason of a message a WithCheck check refuses.
-func checkReason(err error) Reason {
-	if errors.Is(err, ErrDecode) {
-		return ReasonDecode
+// WithObserver installs the instrumenting stage ([ObserveStage]): observe is told about every
+// call of the store — the whole batch, each part tried while the records the sink refuses are
+// isolated, each retry while the batch is held — with the messages given to the store, how long
+// the call took and its error (nil: those messages are stored). For the protobuf processors
+// the messages are those the decoded values come from. observe runs on the processor's
+// goroutine, after each call; keep it short.
+func WithObserver(observe func(StoreAttempt[jetstream.Msg])) StoreOption {
+	return func(o *storeOptions) { o.observe = observe }
+}
+
+// checkMsg returns the WithCheck check as a screen (see [screen]), nil without one. A message it
+// refuses is dead-lettered with reason [ReasonDecode] when the error wraps [ErrDecode], and
+// [ReasonInvalid] otherwise.
+func (o storeOptions) checkMsg() func(jetstream.Msg) (Reason, error) {
+	if o.check == nil {
+		return nil
 	}
-	return ReasonInvalid
+	return func(m jetstream.Msg) (Reason, error) {
+		err := o.check(m)
+		if err == nil {
+			return "", nil
+		}
+		reason := ReasonInvalid
+		if errors.Is(err, ErrDecode) {
+			reason = ReasonDecode
+		}
+		return reason, fmt.Errorf("%s: %w", msgLabel(m), err)
+	}
+}
+
+// storeStages builds the store stages of a processor over store: observed (when observe is set),
+// isolated (describe names an item), held by o.hold.
+func storeStages[T any](store Store[T], o storeOptions, describe func(T) string, observe func(StoreAttempt[T])) *HoldStage[T] {
+	if observe != nil {
+		store = NewObserveStage(store, observe)
+	}
+	return NewHoldStage(NewIsolateStage(store, describe), o.hold)
 }
 
 // NewStoreProcessor returns a [Processor] that hands the messages of each batch to store in
@@ -88,19 +122,15 @@ func checkReason(err error) Reason {
 //     up) the messages not yet stored are released ([ActionRelease]): redelivered later,
 //     never counted towards MaxDeliver.
 //
-// store must be all-or-nothing so that a batch can be stored again.
+// store must be all-or-nothing so that a batch can be stored again. The processor is the
+// store stages ([HoldStage] over [IsolateStage] over store, observed with [WithObserver])
+// after the check.
 func NewStoreProcessor(store MsgStore, opts ...StoreOption) Processor {
 	o := buildStoreOptions(opts)
+	held := storeStages[jetstream.Msg](store, o, msgLabel, o.observe)
+	check := o.checkMsg()
 	return func(ctx context.Context, batch Batch[jetstream.Msg]) (Result, error) {
-		b := newStoreBatch(batch, func(m jetstream.Msg) jetstream.Msg { return m })
-		if o.check != nil {
-			for j, m := range batch.Items {
-				if err := o.check(m); err != nil {
-					b.setAside(j, checkReason(err), fmt.Errorf("%s: %w", msgLabel(m), err))
-				}
-			}
-		}
-		return b.store(ctx, store, o.hold), nil
+		return storeScreened(ctx, held, batch, check), nil
 	}
 }
 
@@ -113,66 +143,57 @@ func msgLabel(m jetstream.Msg) string {
 	return "message on " + m.Subject()
 }
 
-// storeBatch is a batch on its way to a store: the decisions taken so far, by index into
-// its items, and the indices still to store.
-type storeBatch[T any] struct {
-	batch Batch[T]
-	all   []T // batch.Items
-	msgOf func(T) jetstream.Msg
-	res   Result
-	todo  []int // indices into all still to store, ascending
-}
-
-func newStoreBatch[T any](batch Batch[T], msgOf func(T) jetstream.Msg) *storeBatch[T] {
-	todo := make([]int, len(batch.Items))
-	for i := range todo {
-		todo[i] = i
+// storeScreened stores through held the items of batch that check passes (all, when check is
+// nil) and dead-letters the others; the Result is by index into batch.Items.
+func storeScreened[T any](ctx context.Context, held *HoldStage[T], batch Batch[T], check func(T) (Reason, error)) Result {
+	res := NewResult(batch.Len())
+	pass, pos := screen(batch, &res, check)
+	if pos == nil {
+		return held.Store(ctx, batch)
 	}
-	return &storeBatch[T]{batch: batch, all: batch.Items, msgOf: msgOf, res: NewResult(len(batch.Items)), todo: todo}
+	if len(pos) > 0 {
+		merge(&res, held.Store(ctx, pass), pos)
+	}
+	return res
 }
 
-// setAside dead-letters item j (not yet stored) before anything is stored.
-func (b *storeBatch[T]) setAside(j int, reason Reason, err error) {
-	b.res.DeadLetter(j, reason, err)
-	if i, ok := slices.BinarySearch(b.todo, j); ok {
-		b.todo = slices.Delete(b.todo, i, i+1)
+// screen runs check on every item of batch: an item it refuses is dead-lettered in res, which
+// covers batch, with the reason and error check returns. It returns the items that pass, as a
+// batch with batch's identity, and their indices in batch; pos is nil when every item passes
+// (or check is nil), and pass is then batch itself.
+func screen[T any](batch Batch[T], res *Result, check func(T) (Reason, error)) (pass Batch[T], pos []int) {
+	if check == nil {
+		return batch, nil
+	}
+	var items []T
+	for i, it := range batch.Items {
+		reason, err := check(it)
+		if err == nil {
+			if pos != nil {
+				items, pos = append(items, it), append(pos, i)
+			}
+			continue
+		}
+		if pos == nil { // the first refused: the items before it pass
+			items, pos = make([]T, i, len(batch.Items)), make([]int, i, len(batch.Items))
+			copy(items, batch.Items[:i])
+			for k := range pos {
+				pos[k] = k
+			}
+		}
+		res.DeadLetter(i, reason, err)
+	}
+	if pos == nil {
+		return batch, nil
+	}
+	return withItems(batch, items), pos
+}
+
+// merge sets in res the decisions of sub, whose index k is index pos[k] of res.
+func merge(res *Result, sub Result, pos []int) {
+	for k, i := range pos {
+		if d, ok := sub.Decision(k); ok {
+			res.Set(i, d)
+		}
 	}
 }
-
-// store stores the items still to store and decides for each (see [NewStoreProcessor]): the
-// hold (see [Hold]) runs the isolation's attempts until every item is decided, and releases
-// what is left when it stops or gives up.
-func (b *storeBatch[T]) store(ctx context.Context, store func(context.Context, Batch[T]) error, hold *Hold) Result {
-	if len(b.todo) == 0 {
-		return b.res
-	}
-	iso := newIsolation(b, store, hold.stored)
-	if err := hold.do(ctx, b.batch.Stopping, len(b.todo), iso.attempt); err != nil {
-		// Stopping, or the hold gave up: the sink failed, the messages did nothing wrong.
-		// They are released, which never counts towards MaxDeliver.
-		iso.release(err)
-	}
-	return b.res
-}
-
-// causeOf returns what a rejection says about its item, without the store's own framing (such
-// as the item's index in the batch, which means nothing outside the store call).
-func causeOf(rej Rejection) error {
-	if u, ok := rej.(interface{ Unwrap() error }); ok && u.Unwrap() != nil {
-		return u.Unwrap()
-	}
-	return rej
-}
-
-// refusedError: every part of a batch tried was refused as data, and none stored, so there is
-// no proof that the records rather than the sink are at fault. The batch is held.
-type refusedError struct {
-	n   int
-	err error
-}
-
-func (e *refusedError) Error() string {
-	return fmt.Sprintf("the sink refuses the data of every part tried of a batch of %d messages, so the sink rather than single records may be at fault: %v", e.n, e.err)
-}
-
-func (e *refusedError) Unwrap() error { return e.err }
