@@ -7,7 +7,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io/fs"
 	"log/slog"
 	"os"
 	"os/signal"
@@ -19,7 +18,6 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/ponix-go/ponix/migrations"
 	"github.com/ponix-go/ponix/pipeline"
 	"github.com/ponix-go/ponix/ponix-all-in-one/internal/config"
 	"github.com/ponix-go/ponix/ponix-all-in-one/internal/httpserver"
@@ -70,11 +68,9 @@ type service struct {
 	// What /readyz looks at, written by startup and read by HTTP handlers.
 	migrated atomic.Bool
 	readyNC  atomic.Pointer[nats.Conn]
-	readyCH  atomic.Pointer[chConnRef]
+	readyCH  atomic.Pointer[driver.Conn]
 	pipeline atomic.Pointer[Pipeline]
 }
-
-type chConnRef struct{ conn driver.Conn }
 
 // Run starts the service and blocks until it stops: after SIGINT/SIGTERM or
 // ctx's end (nil), or after a startup phase or a process failed (the error).
@@ -88,10 +84,8 @@ func Run(ctx context.Context, cfg config.Config, opts Options) error {
 		return &PhaseError{Phase: PhaseHTTP, Err: err}
 	}
 
-	// A signal at any time stops the service cleanly: the handler is installed
-	// before the first phase and stays until Run returns, so no signal can
-	// arrive while none is installed (and kill the process by default) between
-	// startup and the runner, which installs its own for a second signal.
+	// A signal at any time stops the service cleanly: this handler lives until Run returns, so
+	// none can find no handler (and kill the process) between startup and the runner.
 	sigCtx, stopSignals := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stopSignals()
 	// stopEarly closes what startup opened; a startup a signal cut short is no failure.
@@ -120,8 +114,7 @@ func Run(ctx context.Context, cfg config.Config, opts Options) error {
 	}
 	r.AddCloser("nats", s.closeNATS)
 	r.AddCloser("clickhouse", s.closeClickHouse)
-	// A signal that came after the last phase ended sigCtx: the runner sees
-	// its parent done and stops at once, cleanly.
+	// After a signal that came after the last phase, the runner stops at once, cleanly.
 	return r.Run(sigCtx)
 }
 
@@ -166,18 +159,10 @@ func (s *service) startLocalClickHouse(ctx context.Context) (err error) {
 	return err
 }
 
-// migrationsFS is the embedded migrations, or PONIX_CLICKHOUSE_MIGRATIONS_DIR.
-func (s *service) migrationsFS() fs.FS {
-	if dir := s.cfg.ClickHouseMigrationsDir; dir != "" {
-		return os.DirFS(dir)
-	}
-	return migrations.FS()
-}
-
 // migrate creates the database when missing (a stock ClickHouse has no database "ponix") and
 // applies the migrations, before NATS is connected to.
 func (s *service) migrate(ctx context.Context) error {
-	m := pipeline.Migrations{FS: s.migrationsFS(), Options: migrateOptions(s.cfg)}
+	m := pipeline.Migrations{FS: s.cfg.Migrations(), Options: migrateOptions(s.cfg)}
 	if err := pipeline.Migrate(ctx, s.clickHouseConfig(), m, s.logger); err != nil {
 		return err
 	}
@@ -191,12 +176,12 @@ func (s *service) connectClickHouse(ctx context.Context) error {
 		return err
 	}
 	s.chConn = conn
-	s.readyCH.Store(&chConnRef{conn})
-	version, err := ponixclickhouse.ServerVersion(ctx, conn)
-	if err != nil {
+	s.readyCH.Store(&conn)
+	if version, err := ponixclickhouse.ServerVersion(ctx, conn); err == nil {
+		s.logger.Info("connected to ClickHouse", "addr", s.clickHouseConfig().Addr, "database", s.cfg.ClickHouseDatabase, "server_version", version)
+	} else {
 		return err
 	}
-	s.logger.Info("connected to ClickHouse", "addr", s.clickHouseConfig().Addr, "database", s.cfg.ClickHouseDatabase, "server_version", version)
 	return nil
 }
 
@@ -237,7 +222,7 @@ func (s *service) addProcesses(ctx context.Context, r *runner.Runner) error {
 		Logger:     s.logger,
 		ClickHouse: s.clickHouseConfig(),
 		Conn:       s.chConn,
-		Migrations: s.migrationsFS(),
+		Migrations: s.cfg.Migrations(),
 		Observe: func(ins pipeline.Insert[[]byte]) {
 			s.metrics.ObserveInsert(len(ins.Records), ins.Took, ins.Err)
 		},

@@ -13,18 +13,8 @@ import (
 	"github.com/ponix-go/ponix/ponixclickhouse"
 )
 
-// Readiness checks of /readyz.
-const (
-	CheckNATS       = "nats"
-	CheckClickHouse = "clickhouse"
-	CheckMigrations = "migrations"
-)
-
-// Errors /readyz reports while a dependency is not ready.
-var (
-	ErrNotConnected     = errors.New("not connected yet")
-	ErrMigrationsNotRun = errors.New("migrations not applied yet")
-)
+// errNotConnected is what /readyz reports for a server not connected to yet.
+var errNotConnected = errors.New("not connected yet")
 
 // startHTTP binds PONIX_HTTP_ADDR (unless off) and serves /metrics, /healthz
 // and /readyz from now on, so that probes answer during startup too.
@@ -75,30 +65,30 @@ func (s *service) readinessChecks() []httpserver.Check {
 		}})
 	}
 	return append(checks, []httpserver.Check{
-		{Name: CheckNATS, Func: func(context.Context) error {
+		{Name: "nats", Func: func(context.Context) error {
 			nc := s.readyNC.Load()
 			if nc == nil {
-				return ErrNotConnected
+				return errNotConnected
 			}
 			if st := nc.Status(); st != nats.CONNECTED {
 				return errors.New("connection " + st.String())
 			}
 			return nil
 		}},
-		{Name: CheckClickHouse, Func: func(ctx context.Context) error {
-			ref := s.readyCH.Load()
-			if ref == nil {
-				return ErrNotConnected
+		{Name: "clickhouse", Func: func(ctx context.Context) error {
+			conn := s.readyCH.Load()
+			if conn == nil {
+				return errNotConnected
 			}
-			err := ref.conn.Ping(ctx)
+			err := (*conn).Ping(ctx)
 			if err != nil && errors.Is(err, context.DeadlineExceeded) {
 				return fmt.Errorf("%w: the ping got no answer: %w", ponixclickhouse.ErrUnresponsive, err)
 			}
 			return err
 		}},
-		{Name: CheckMigrations, Func: func(context.Context) error {
+		{Name: "migrations", Func: func(context.Context) error {
 			if !s.migrated.Load() {
-				return ErrMigrationsNotRun
+				return errors.New("migrations not applied yet")
 			}
 			return nil
 		}},

@@ -23,18 +23,13 @@ import (
 type Pipeline = pipeline.Pipeline[[]byte, ponixclickhouse.EnvelopeRow]
 
 // PipelineOptions adapt the consumer path to where it runs: the service adds its metrics and
-// its migrations, the benchmark (cmd/ponix-bench) its measurements.
+// its migrations, the benchmark (cmd/ponix-bench) its measurements. See pipeline.Config.
 type PipelineOptions struct {
-	// Logger, default slog.Default().
-	Logger *slog.Logger
-	// ClickHouse is how to connect (migrations, a cluster's nodes).
+	Logger     *slog.Logger
 	ClickHouse ponixclickhouse.Config
-	// Conn, if set, is the connection to read and write with.
-	Conn driver.Conn
-	// Migrations, if set, are applied at start and again to re-create a dropped table.
-	Migrations fs.FS
-	// Observe, if set, sees each insert attempt.
-	Observe func(pipeline.Insert[[]byte])
+	Conn       driver.Conn
+	Migrations fs.FS // nil: none applied (nor re-applied to re-create a dropped table)
+	Observe    func(pipeline.Insert[[]byte])
 }
 
 // NewPipeline composes the library pipeline for ProcessedEnvelope with the service's

@@ -3,11 +3,15 @@ package config
 import (
 	"errors"
 	"fmt"
+	"io/fs"
 	"net"
 	"net/url"
+	"os"
 	"slices"
 	"strconv"
 	"strings"
+
+	"github.com/ponix-go/ponix/migrations"
 
 	"github.com/ponix-go/ponix/ponixclickhouse"
 )
@@ -378,4 +382,13 @@ func (c Config) ClickHouse(addr string) ponixclickhouse.Config {
 		Password: c.ClickHouseSecret(),
 		TLS:      tlsCfg,
 	}
+}
+
+// Migrations returns the ClickHouse migrations: those of PONIX_CLICKHOUSE_MIGRATIONS_DIR when
+// set, the embedded ones otherwise.
+func (c Config) Migrations() fs.FS {
+	if c.ClickHouseMigrationsDir != "" {
+		return os.DirFS(c.ClickHouseMigrationsDir)
+	}
+	return migrations.FS()
 }
