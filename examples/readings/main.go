@@ -1,17 +1,16 @@
 // Command readings is the example service for teams that import Ponix's modules: it moves
 // sensor readings (its own protobuf type, metrics.v1.Reading) from its own JetStream stream
-// into its own ClickHouse table, with the same delivery rules as Ponix itself.
+// into its own ClickHouse table, with the same delivery rules as Ponix itself. Its wiring is one
+// pipeline.Config (service.go):
 //
-//   - ponixnats.EnsureStream creates the stream "readings" (subjects readings.>) and
-//     ponixnats.NewConsumer consumes it with the durable consumer "readings-clickhouse".
-//   - ponixnats.NewProtoStoreProcessor decodes each batch; a message that is not a Reading, or
-//     not a valid one, goes to the dead-letter stream "readings_dlq". A ClickHouse failure
-//     holds the batch in place (ponixnats.Hold) until ClickHouse takes it again.
-//   - ponixclickhouse.NewBatchWriter with this program's own Encoder writes each batch with
-//     one native INSERT into the table "readings", whose schema comes from the goose
-//     migrations embedded here (schema/), applied with ponixclickhouse/migrate under their own
-//     version and lock tables, so that they can share a database with Ponix's migrations.
-//   - runner runs the consumer until SIGINT or SIGTERM, then flushes and closes the
+//   - the stream "readings" (subjects readings.>), consumed by the durable consumer
+//     "readings-clickhouse", both created (again) by the pipeline;
+//   - pipeline.Proto decodes each message; one that is not a Reading, or not a valid one, goes
+//     to the dead-letter stream "readings_dlq"; a failing ClickHouse holds the batch in place;
+//   - the columns declared once (reading.go) are written in one native INSERT a batch into
+//     the table "readings", created by the goose migrations embedded here (schema/) under the
+//     service's own version and lock tables, beside Ponix's own in the same database;
+//   - runner runs the pipeline until SIGINT or SIGTERM, then flushes and closes the
 //     connections.
 //
 // It is configured with environment variables (see loadConfig):

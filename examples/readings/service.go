@@ -2,8 +2,6 @@ package main
 
 import (
 	"context"
-	"embed"
-	"io/fs"
 	"log/slog"
 	"net/http"
 	"time"
@@ -18,27 +16,13 @@ import (
 	"github.com/ponix-go/ponix/runner"
 )
 
-// The names this service owns. None of them is one of Ponix's (processed_envelopes,
-// ponix-all-in-one, goose_db_version, goose_lock), so the two can share a NATS server and a
-// ClickHouse database.
+// The names this service owns, none of them Ponix's: the two can share NATS and a database.
 const (
 	streamName  = "readings"            // the stream; a reading is published on readings.<sensor_id>
 	durableName = "readings-clickhouse" // the durable consumer, shared by the service's instances
 	tableName   = "readings"            // the ClickHouse table
 	application = "readings"            // the migration set: its own version and lock tables
 )
-
-//go:embed schema/*.sql
-var schemaFiles embed.FS
-
-// schema returns the service's goose migrations, at the root of the file system.
-func schema() fs.FS {
-	sub, err := fs.Sub(schemaFiles, "schema")
-	if err != nil {
-		panic(err) // "schema" is a valid path: fs.Sub cannot fail
-	}
-	return sub
-}
 
 // run runs the pipeline (and /readyz, when cfg.HTTPAddr is set) until ctx ends or
 // SIGINT/SIGTERM arrives, then stores and acks the batch in hand and closes the connections.
