@@ -171,7 +171,10 @@ func TestSinkFaultHoldsAndTheSinkCheckSaysSo(t *testing.T) {
 	var attempts int
 	var heldErr error
 	var stored []testRow
-	p, proc := newTestPipeline(t, rawConfig(nil), func(rows []testRow) error {
+	var observed []error
+	cfg := rawConfig(nil)
+	cfg.Observe = func(in Insert[[]byte]) { observed = append(observed, in.Err) }
+	p, proc := newTestPipeline(t, cfg, func(rows []testRow) error {
 		attempts++
 		switch attempts {
 		case 1:
@@ -193,6 +196,9 @@ func TestSinkFaultHoldsAndTheSinkCheckSaysSo(t *testing.T) {
 	}
 	if err := checkErr(t, p, CheckSink); err != nil {
 		t.Errorf("after the sink recovered the sink check says %v", err)
+	}
+	if len(observed) != 3 || observed[0] == nil || observed[1] == nil || observed[2] != nil {
+		t.Errorf("Observe saw the attempts' errors %v, want two failures, then a success", observed)
 	}
 	if st := p.Hold().State(); st.Held || st.Holds != 1 {
 		t.Errorf("hold state %+v, want one hold, ended", st)
