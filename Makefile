@@ -6,7 +6,7 @@ SHELL := /usr/bin/env bash
 MODULES := runner proto envelope \
 	ponixnats ponixnats/embedded ponixnats/natstest ponixnats/integration \
 	ponixclickhouse ponixclickhouse/chserver ponixclickhouse/chtest ponixclickhouse/chcluster ponixclickhouse/integration \
-	migrations migrations/integration pipeline ponix-all-in-one
+	migrations migrations/integration pipeline pipeline/integration ponix-all-in-one
 # The libraries another team imports, which must build with and without ponix_noenvelope.
 LIBRARIES := runner envelope ponixnats ponixclickhouse migrations pipeline
 # Modules that require the released versions of the libraries (no replace): built and tested in

@@ -3,6 +3,7 @@ module github.com/ponix-go/ponix/pipeline
 go 1.26.0
 
 require (
+	buf.build/gen/go/ponix/ponix/protocolbuffers/go v0.1.0
 	github.com/ClickHouse/clickhouse-go/v2 v2.51.0
 	github.com/nats-io/nats.go v1.55.0
 	github.com/ponix-go/ponix/ponixclickhouse v0.1.0
@@ -12,7 +13,6 @@ require (
 )
 
 require (
-	buf.build/gen/go/ponix/ponix/protocolbuffers/go v0.1.0 // indirect
 	github.com/ClickHouse/ch-go v0.75.0 // indirect
 	github.com/andybalholm/brotli v1.3.0 // indirect
 	github.com/cespare/xxhash/v2 v2.3.0 // indirect

@@ -1,0 +1,206 @@
+package pipeline
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"google.golang.org/protobuf/types/known/wrapperspb"
+
+	"github.com/ponix-go/ponix/ponixclickhouse"
+	"github.com/ponix-go/ponix/ponixnats"
+)
+
+// rowsOf returns the rows of values in testStream's incarnation, at the given sequences.
+func rowsOf(values []string, seqs []uint64) []testRow {
+	created := uint64(testStream().Created.UnixNano())
+	rows := make([]testRow, len(values))
+	for i := range values {
+		rows[i] = testRow{Value: values[i], Created: created, Seq: seqs[i]}
+	}
+	return rows
+}
+
+func TestRawCheckDeadLettersAloneAndStoresTheRestInOrder(t *testing.T) {
+	check := func(data []byte) error {
+		switch string(data) {
+		case "garbage":
+			return fmt.Errorf("%w: not ours", ponixnats.ErrDecode)
+		case "bad":
+			return errors.New("out of range")
+		}
+		return nil
+	}
+	var stored [][]testRow
+	var observed []Insert[[]byte]
+	cfg := rawConfig(check)
+	cfg.Observe = func(in Insert[[]byte]) { observed = append(observed, in) }
+	_, proc := newTestPipeline(t, cfg, func(rows []testRow) error {
+		stored = append(stored, slices.Clone(rows))
+		return nil
+	})
+
+	res := process(t, proc,
+		newMsg(10, []byte("a")), newMsg(11, []byte("garbage")), newMsg(12, []byte("b")),
+		newMsg(13, []byte("bad")), newMsg(14, []byte("c")))
+
+	wantDecisions(t, res, acked(), deadLetter(ponixnats.ReasonDecode), acked(), deadLetter(ponixnats.ReasonInvalid), acked())
+	if d, _ := res.Decision(1); !errors.Is(d.Err, ponixnats.ErrDecode) || !strings.Contains(d.Err.Error(), "stream sequence 11") {
+		t.Errorf("the decode dead letter's error %q: want it to wrap ErrDecode and name stream sequence 11", d.Err)
+	}
+	if d, _ := res.Decision(3); !strings.Contains(d.Err.Error(), "out of range") {
+		t.Errorf("the invalid dead letter's error %q lacks the check's", d.Err)
+	}
+	want := [][]testRow{rowsOf([]string{"a", "b", "c"}, []uint64{10, 12, 14})}
+	if fmt.Sprint(stored) != fmt.Sprint(want) {
+		t.Errorf("stored %v, want %v", stored, want)
+	}
+	if len(observed) != 1 || observed[0].Err != nil || len(observed[0].Records) != 3 || observed[0].Records[2].Seq != 14 ||
+		observed[0].Records[0].Stream != testStream() || string(observed[0].Records[1].Value) != "b" {
+		t.Errorf("Observe saw %+v, want one successful insert of the 3 records", observed)
+	}
+}
+
+func TestRawWithoutCheckStoresEverything(t *testing.T) {
+	var stored []testRow
+	_, proc := newTestPipeline(t, rawConfig(nil), func(rows []testRow) error {
+		stored = append(stored, rows...)
+		return nil
+	})
+	res := process(t, proc, newMsg(1, []byte("garbage")), newMsg(2, nil))
+	wantDecisions(t, res, acked(), acked())
+	if want := rowsOf([]string{"garbage", ""}, []uint64{1, 2}); fmt.Sprint(stored) != fmt.Sprint(want) {
+		t.Errorf("stored %v, want %v", stored, want)
+	}
+}
+
+func TestProtoDecodesValidatesAndStoresTheRestInOrder(t *testing.T) {
+	validate := func(v *wrapperspb.StringValue) error {
+		if v.GetValue() == "" {
+			return errors.New("empty value")
+		}
+		return nil
+	}
+	var stored []testRow
+	_, proc := newTestPipeline(t, protoConfig(validate), func(rows []testRow) error {
+		stored = append(stored, rows...)
+		return nil
+	})
+
+	res := process(t, proc,
+		newMsg(5, stringValue(t, "x")),
+		newMsg(6, []byte{0xff, 0xff, 0xff}), // not protobuf
+		newMsg(7, stringValue(t, "")),
+		newMsg(8, stringValue(t, "y")))
+
+	wantDecisions(t, res, acked(), deadLetter(ponixnats.ReasonDecode), deadLetter(ponixnats.ReasonInvalid), acked())
+	if d, _ := res.Decision(1); !errors.Is(d.Err, ponixnats.ErrDecode) {
+		t.Errorf("the decode dead letter's error %v does not wrap ErrDecode", d.Err)
+	}
+	if d, _ := res.Decision(2); !strings.Contains(d.Err.Error(), "empty value") || !strings.Contains(d.Err.Error(), "stream sequence 7") {
+		t.Errorf("the invalid dead letter's error %q: want validate's error and stream sequence 7", d.Err)
+	}
+	if want := rowsOf([]string{"x", "y"}, []uint64{5, 8}); fmt.Sprint(stored) != fmt.Sprint(want) {
+		t.Errorf("stored %v, want %v", stored, want)
+	}
+}
+
+// A row the writer refuses (a *ponixclickhouse.RowError, by its index in the rows it was
+// given) dead-letters that row's message, even when messages before it were set aside.
+func TestRowErrorIndexNamesTheRightMessage(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		proc func(t *testing.T, write func([]testRow) error) ponixnats.Processor
+		data func(t *testing.T, v string) []byte
+	}{
+		{"raw", func(t *testing.T, write func([]testRow) error) ponixnats.Processor {
+			_, proc := newTestPipeline(t, rawConfig(func(b []byte) error {
+				if string(b) == "garbage" {
+					return ponixnats.ErrDecode
+				}
+				return nil
+			}), write)
+			return proc
+		}, func(_ *testing.T, v string) []byte { return []byte(v) }},
+		{"proto", func(t *testing.T, write func([]testRow) error) ponixnats.Processor {
+			_, proc := newTestPipeline(t, protoConfig(nil), write)
+			return proc
+		}, func(t *testing.T, v string) []byte {
+			if v == "garbage" {
+				return []byte{0xff}
+			}
+			return stringValue(t, v)
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var stored []testRow
+			proc := tc.proc(t, func(rows []testRow) error {
+				for i, r := range rows {
+					if r.Value == "refused" {
+						return &ponixclickhouse.RowError{Index: i, Err: &ponixclickhouse.ColumnError{Column: "value", Err: errors.New("refused")}}
+					}
+				}
+				stored = append(stored, rows...)
+				return nil
+			})
+			values := []string{"garbage", "a", "garbage", "b", "refused", "c"}
+			msgs := make([]jetstream.Msg, len(values))
+			for i, v := range values {
+				msgs[i] = newMsg(uint64(20+i), tc.data(t, v))
+			}
+			res := process(t, proc, msgs...)
+			wantDecisions(t, res, deadLetter(ponixnats.ReasonDecode), acked(), deadLetter(ponixnats.ReasonDecode), acked(),
+				deadLetter(ponixnats.ReasonRejected), acked())
+			if d, _ := res.Decision(4); d.Err == nil || !strings.Contains(d.Err.Error(), `column "value"`) {
+				t.Errorf("the rejected message's error %v does not name the column", d.Err)
+			}
+			if want := rowsOf([]string{"a", "b", "c"}, []uint64{21, 23, 25}); fmt.Sprint(stored) != fmt.Sprint(want) {
+				t.Errorf("stored %v, want %v", stored, want)
+			}
+		})
+	}
+}
+
+// A sink fault holds the batch: the sink check names it while it lasts, and the same records
+// are written again, once the sink works, and acknowledged; nothing is dead-lettered.
+func TestSinkFaultHoldsAndTheSinkCheckSaysSo(t *testing.T) {
+	var p *Pipeline[[]byte, testRow]
+	var attempts int
+	var heldErr error
+	var stored []testRow
+	var observed []error
+	cfg := rawConfig(nil)
+	cfg.Observe = func(in Insert[[]byte]) { observed = append(observed, in.Err) }
+	p, proc := newTestPipeline(t, cfg, func(rows []testRow) error {
+		attempts++
+		switch attempts {
+		case 1:
+			return errors.New("connection refused")
+		case 2:
+			heldErr = checkErr(t, p, CheckSink)
+			return errors.New("connection refused")
+		}
+		stored = append(stored, rows...)
+		return nil
+	})
+	res := process(t, proc, newMsg(1, []byte("a")), newMsg(2, []byte("b")))
+	wantDecisions(t, res, acked(), acked())
+	if heldErr == nil || !strings.Contains(heldErr.Error(), "batch held since") || !strings.Contains(heldErr.Error(), "connection refused") {
+		t.Errorf("during the hold the sink check said %v, want the held batch and its error", heldErr)
+	}
+	if want := rowsOf([]string{"a", "b"}, []uint64{1, 2}); fmt.Sprint(stored) != fmt.Sprint(want) {
+		t.Errorf("stored %v after %d attempts, want %v", stored, attempts, want)
+	}
+	if err := checkErr(t, p, CheckSink); err != nil {
+		t.Errorf("after the sink recovered the sink check says %v", err)
+	}
+	if len(observed) != 3 || observed[0] == nil || observed[1] == nil || observed[2] != nil {
+		t.Errorf("Observe saw the attempts' errors %v, want two failures, then a success", observed)
+	}
+	if st := p.Hold().State(); st.Held || st.Holds != 1 {
+		t.Errorf("hold state %+v, want one hold, ended", st)
+	}
+}
