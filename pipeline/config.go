@@ -84,7 +84,8 @@ type Cluster[R any] struct {
 // Insert is one insert attempt of a batch, or of a part of one while the records the sink
 // refuses are isolated, as given to [Config].Observe.
 type Insert[T any] struct {
-	// Records are the records written, in order.
+	// Records are the records written, in order. The slice is reused by the next attempt:
+	// it is valid during the Observe call only.
 	Records []Record[T]
 	// Took is how long the attempt took.
 	Took time.Duration
@@ -171,6 +172,9 @@ func (c Config[T, R]) withDefaults() (Config[T, R], error) {
 	}
 	if c.Consumer.Logger == nil {
 		c.Consumer.Logger = c.Logger
+	}
+	if len(c.ClickHouse.Addresses()) == 0 {
+		bad("ClickHouse", "required: the address of a server (Addr or Addrs)")
 	}
 	if c.Table.Name == "" {
 		bad("Table.Name", "required")

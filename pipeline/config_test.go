@@ -18,7 +18,7 @@ func TestNewRefusesAnEmptyConfigNamingEachRequiredField(t *testing.T) {
 	if !errors.Is(err, ErrInvalidConfig) {
 		t.Fatalf("New(empty) = %v, want an error wrapping ErrInvalidConfig", err)
 	}
-	for _, field := range []string{"JetStream: ", "Stream.Name: ", "Consumer.Durable: ", "Table.Name: ", "Encoder: ", "Decode: ", "Row: "} {
+	for _, field := range []string{"JetStream: ", "Stream.Name: ", "Consumer.Durable: ", "ClickHouse: ", "Table.Name: ", "Encoder: ", "Decode: ", "Row: "} {
 		if !strings.Contains(err.Error(), field) {
 			t.Errorf("the error does not name %q:\n%v", strings.TrimSuffix(field, ": "), err)
 		}

@@ -61,12 +61,13 @@ func testEncoder() ponixclickhouse.Encoder[testRow] {
 // rawConfig is a valid configuration of a Raw pipeline of testRows.
 func rawConfig(check func([]byte) error) Config[[]byte, testRow] {
 	return Config[[]byte, testRow]{
-		JetStream: fakeJS{},
-		Stream:    ponixnats.StreamConfig{Name: "s"},
-		Consumer:  ponixnats.ConsumerConfig{Durable: "d"},
-		Table:     ponixclickhouse.Table{Name: "t"},
-		Encoder:   testEncoder,
-		Decode:    Raw(check),
+		JetStream:  fakeJS{},
+		Stream:     ponixnats.StreamConfig{Name: "s"},
+		Consumer:   ponixnats.ConsumerConfig{Durable: "d"},
+		ClickHouse: ponixclickhouse.Config{Addr: "127.0.0.1:9000"},
+		Table:      ponixclickhouse.Table{Name: "t"},
+		Encoder:    testEncoder,
+		Decode:     Raw(check),
 		Row: func(r Record[[]byte]) testRow {
 			return testRow{Value: string(r.Value), Created: r.StreamCreatedNanos(), Seq: r.Seq}
 		},
@@ -79,12 +80,13 @@ func rawConfig(check func([]byte) error) Config[[]byte, testRow] {
 // protoConfig is a valid configuration of a Proto pipeline of StringValues into testRows.
 func protoConfig(validate func(*wrapperspb.StringValue) error) Config[*wrapperspb.StringValue, testRow] {
 	return Config[*wrapperspb.StringValue, testRow]{
-		JetStream: fakeJS{},
-		Stream:    ponixnats.StreamConfig{Name: "s"},
-		Consumer:  ponixnats.ConsumerConfig{Durable: "d"},
-		Table:     ponixclickhouse.Table{Name: "t"},
-		Encoder:   testEncoder,
-		Decode:    Proto(func() *wrapperspb.StringValue { return new(wrapperspb.StringValue) }, validate),
+		JetStream:  fakeJS{},
+		Stream:     ponixnats.StreamConfig{Name: "s"},
+		Consumer:   ponixnats.ConsumerConfig{Durable: "d"},
+		ClickHouse: ponixclickhouse.Config{Addr: "127.0.0.1:9000"},
+		Table:      ponixclickhouse.Table{Name: "t"},
+		Encoder:    testEncoder,
+		Decode:     Proto(func() *wrapperspb.StringValue { return new(wrapperspb.StringValue) }, validate),
 		Row: func(r Record[*wrapperspb.StringValue]) testRow {
 			return testRow{Value: r.Value.GetValue(), Created: r.StreamCreatedNanos(), Seq: r.Seq}
 		},

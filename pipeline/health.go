@@ -16,8 +16,16 @@ const (
 	CheckConsumer = "consumer" // the consumer is created and fetching works
 )
 
-// ErrNotStarted is what the consumer check reports before Start created the consumer.
-var ErrNotStarted = errors.New("not started yet")
+// What the consumer check reports while the pipeline is not consuming.
+var (
+	// ErrNotStarted: Start has not created the consumer yet.
+	ErrNotStarted = errors.New("not started yet")
+	// ErrNotConsuming: Run waits until the table fits the writer (the error says why it could
+	// not be checked, when ClickHouse does not answer), or Run has not been called.
+	ErrNotConsuming = errors.New("not consuming yet")
+	// ErrStopped: Run has returned.
+	ErrStopped = errors.New("stopped")
+)
 
 // Check is one readiness condition: Func returns nil while it holds, or says what is wrong.
 type Check struct {
@@ -27,7 +35,8 @@ type Check struct {
 
 // Checks returns the pipeline's readiness checks: the table fits the writer (CheckSchema), no
 // batch is held because ClickHouse fails (CheckSink: since when, how many attempts, the class
-// and the last error), and fetching from the durable consumer works (CheckConsumer). Serve
+// and the last error), and the pipeline consumes and fetching from the durable consumer works
+// (CheckConsumer: not before Start and Run, nor while Run waits for the table, nor after Run). Serve
 // them with your own readiness endpoint, or with [Pipeline.ServeHTTP].
 func (p *Pipeline[T, R]) Checks() []Check {
 	return []Check{
@@ -41,8 +50,16 @@ func (p *Pipeline[T, R]) Checks() []Check {
 		}},
 		{Name: CheckConsumer, Func: func(context.Context) error {
 			c := p.consumer.Load()
-			if c == nil {
+			switch {
+			case c == nil:
 				return ErrNotStarted
+			case p.stopped.Load():
+				return ErrStopped
+			case p.writer.Load() == nil:
+				if err := p.schema.uncheckedErr(); err != nil {
+					return fmt.Errorf("%w: checking the table: %w", ErrNotConsuming, err)
+				}
+				return ErrNotConsuming
 			}
 			return c.Health().Err
 		}},

@@ -7,6 +7,8 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+
+	"github.com/ponix-go/ponix/ponixnats"
 )
 
 // checkErr runs p's check of that name.
@@ -86,5 +88,30 @@ func TestSchemaCheckNamesTheProblemUntilAnInsertSucceeds(t *testing.T) {
 	process(t, proc, newMsg(1, []byte("a")))
 	if err := checkErr(t, p, CheckSchema); err != nil {
 		t.Errorf("schema check after a stored batch: %v", err)
+	}
+}
+
+func TestConsumerCheckFollowsTheLifecycle(t *testing.T) {
+	p, err := New(rawConfig(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.consumer.Store(new(ponixnats.Consumer)) // as Start leaves it
+	if err := checkErr(t, p, CheckConsumer); !errors.Is(err, ErrNotConsuming) {
+		t.Errorf("started, Run not consuming: %v, want ErrNotConsuming", err)
+	}
+	down := errors.New("dial tcp 127.0.0.1:9000: connection refused")
+	p.schema.setUnchecked(down) // Run waits: ClickHouse does not answer
+	if err := checkErr(t, p, CheckConsumer); !errors.Is(err, ErrNotConsuming) || !errors.Is(err, down) {
+		t.Errorf("waiting for an unreachable ClickHouse: %v, want ErrNotConsuming naming the cause", err)
+	}
+	p.schema.fits()
+	p.writer.Store(&writerRef[testRow]{})
+	if err := checkErr(t, p, CheckConsumer); err != nil {
+		t.Errorf("consuming: %v, want nil", err)
+	}
+	p.stopped.Store(true)
+	if err := checkErr(t, p, CheckConsumer); !errors.Is(err, ErrStopped) {
+		t.Errorf("after Run returned: %v, want ErrStopped", err)
 	}
 }

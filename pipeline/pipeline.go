@@ -33,7 +33,8 @@ type Pipeline[T, R any] struct {
 	conn     driver.Conn // cfg.Conn, or the one Start opened (ownConn)
 	ownConn  bool
 	consumer atomic.Pointer[ponixnats.Consumer]
-	writer   atomic.Pointer[writerRef[R]]
+	writer   atomic.Pointer[writerRef[R]] // set once Run finds the table fits: consuming
+	stopped  atomic.Bool                  // Run has returned
 	rows     []R // reused: the consumer stores one batch, or part, at a time
 }
 
@@ -95,10 +96,11 @@ func (p *Pipeline[T, R]) migrate(ctx context.Context) error {
 	return nil
 }
 
-// Migrate creates the database of ch when it is missing and applies m, as [Pipeline.Migrate]
-// does, for a program that applies the migrations before it can build its pipeline (e.g.
-// before it connects to NATS). A Pipeline given the same Migrations applies them again at
-// Start, which finds nothing to do.
+// Migrate creates the database of ch when it is missing and applies m, for a program that
+// applies the migrations before it can build its pipeline (e.g. before it connects to NATS). A
+// Pipeline given the same Migrations applies them again at Start, which finds nothing to do.
+// Unlike [Pipeline.Migrate] it knows no [Cluster]: on one, m.Options must hold
+// migrate.WithCluster and migrate.WithDatabase.
 func Migrate(ctx context.Context, ch ponixclickhouse.Config, m Migrations, logger *slog.Logger) error {
 	if logger == nil {
 		logger = slog.Default()
@@ -201,6 +203,7 @@ func (p *Pipeline[T, R]) Start(ctx context.Context) error {
 // what is wrong meanwhile, see [Pipeline.Checks]), then consumes until ctx ends: it stops
 // fetching, stores and acks the batch in hand, and returns.
 func (p *Pipeline[T, R]) Run(ctx context.Context) error {
+	defer p.stopped.Store(true)
 	if err := p.Start(ctx); err != nil {
 		if ctx.Err() != nil {
 			return nil

@@ -44,8 +44,23 @@ type schema[R any] struct {
 	// schemaRecheck).
 	recheck backoff.Policy
 
-	mu      sync.Mutex
-	problem error
+	mu        sync.Mutex
+	problem   error
+	unchecked error // why the table could not be checked, while waiting for it
+}
+
+// setUnchecked records why the table could not be checked.
+func (s *schema[R]) setUnchecked(err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.unchecked = err
+}
+
+// uncheckedErr returns why the table could not be checked last, nil once it fits.
+func (s *schema[R]) uncheckedErr() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.unchecked
 }
 
 // Problem returns what is wrong with the table, nil when it fits the writer.
@@ -70,7 +85,7 @@ func (s *schema[R]) set(err error) {
 func (s *schema[R]) fits() {
 	s.mu.Lock()
 	was := s.problem
-	s.problem = nil
+	s.problem, s.unchecked = nil, nil
 	s.mu.Unlock()
 	if was != nil {
 		s.log.Info("the ClickHouse table fits again", "table", s.table.String())
@@ -95,7 +110,8 @@ func (s *schema[R]) wait(ctx context.Context) (writer[R], error) {
 			if ponixclickhouse.Classify(err) == ponixclickhouse.ClassSchema {
 				return nil, err // a name that can never be right (configuration)
 			}
-			// ClickHouse is not answering: /readyz says so through its ping check.
+			// ClickHouse is not answering: the consumer check says so (see Pipeline.Checks).
+			s.setUnchecked(err)
 			s.log.Warn("checking the ClickHouse table failed, retrying", "error", err)
 		} else {
 			s.set(s.heal(ctx, err, se))
