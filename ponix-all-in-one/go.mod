@@ -75,7 +75,7 @@ require (
 	github.com/opencontainers/image-spec v1.1.1 // indirect
 	github.com/paulmach/orb v0.14.0 // indirect
 	github.com/pierrec/lz4/v4 v4.1.33 // indirect
-	github.com/ponix-go/ponix/envelope v0.1.0 // indirect
+	github.com/ponix-go/ponix/envelope v0.1.0
 	github.com/ponix-go/ponix/ponixclickhouse/chcluster v0.1.0
 	github.com/ponix-go/ponix/ponixclickhouse/chserver v0.1.0
 	github.com/ponix-go/ponix/ponixclickhouse/chtest v0.1.0

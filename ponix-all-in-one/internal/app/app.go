@@ -424,12 +424,15 @@ func (s *service) closeClickHouse(ctx context.Context) error {
 }
 
 // instrumentStore records each insert attempt in the metrics: batch size,
-// duration and, on success, the envelopes stored.
+// duration and, on success, the envelopes stored and their lag in time.
 func (s *service) instrumentStore(store ponixnats.MsgStore) ponixnats.MsgStore {
 	return func(ctx context.Context, batch ponixnats.Batch[jetstream.Msg]) error {
 		start := time.Now()
 		err := store(ctx, batch)
 		s.metrics.ObserveInsert(batch.Len(), time.Since(start), err)
+		if err == nil { // lag in time (issue 22): one envelope per batch is parsed
+			s.metrics.ObserveStored(batch.Items, time.Now())
+		}
 		return err
 	}
 }
