@@ -156,14 +156,14 @@ func TestStatusInTerminalAndJSON(t *testing.T) {
 		t.Errorf("-json without -service: exit %d, %+v", code, direct)
 	}
 
+	stopped := time.Now()
 	if err := srv.Stop(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	stopped := time.Now()
 	screen = tm.waitScreen(15*time.Second, "the hold and its cause", func(s string) bool {
 		return strings.Contains(s, "PROBLEM") && regexp.MustCompile(`(?m)^hold +HELD for .*class unreachable: `).MatchString(s)
 	})
-	t.Logf("hold on the screen %s after ClickHouse stopped:\n%s", time.Since(stopped).Round(100*time.Millisecond), screen)
+	t.Logf("hold on the screen %s after ClickHouse was told to stop:\n%s", time.Since(stopped).Round(100*time.Millisecond), screen)
 	if !strings.Contains(screen, "ClickHouse: ") {
 		t.Errorf("the screen does not say ClickHouse is unreachable from status itself:\n%s", screen)
 	}

@@ -106,7 +106,7 @@ type ServiceStatus struct {
 func (s *Snapshot) judge(errs []string) {
 	s.Problems = append(s.Problems, errs...)
 	if s.Hold.Held {
-		s.Problems = append(s.Problems, fmt.Sprintf("sink held for %s (class %s): %s", fmtDuration(s.Hold.Seconds), s.Hold.Class, s.Hold.Cause))
+		s.Problems = append(s.Problems, fmt.Sprintf("sink held for %s (class %s; the cause is on the hold line)", fmtDuration(s.Hold.Seconds), s.Hold.Class))
 	}
 	if sv := s.Service; sv != nil && sv.Error == "" && !sv.Ready {
 		for _, name := range sortedKeys(sv.Checks) {
