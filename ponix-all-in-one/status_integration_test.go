@@ -15,6 +15,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
 	"github.com/ponix-go/ponix/ponix-all-in-one/internal/statuscmd"
 	"github.com/ponix-go/ponix/ponixclickhouse/chserver"
 	"github.com/ponix-go/ponix/ponixnats/natstest"
@@ -97,6 +100,17 @@ func rowsOnScreen(screen string) int {
 	return n
 }
 
+// jetstreamPublish publishes data to subject and waits for the stream's acknowledgement.
+func jetstreamPublish(nc *nats.Conn, subject string, data []byte) (*jetstream.PubAck, error) {
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	return js.Publish(ctx, subject, data)
+}
+
 // statusJSON runs "status -json" once and decodes its snapshot.
 func statusJSON(t *testing.T, env map[string]string, args ...string) (statuscmd.Snapshot, int) {
 	t.Helper()
@@ -143,11 +157,24 @@ func TestStatusInTerminalAndJSON(t *testing.T) {
 		t.Errorf("control sequences visible on the screen:\n%q", screen)
 	}
 
+	// A message that is no envelope is dead-lettered: it shows by reason, as a warning.
+	nc, err := nats.Connect(nsrv.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	if _, err := jetstreamPublish(nc, "processed_envelopes.not-an-envelope", []byte{0xff, 0x01}); err != nil {
+		t.Fatal(err)
+	}
+	screen = tm.waitScreen(30*time.Second, "the dead letter by reason", func(s string) bool {
+		return regexp.MustCompile(`(?m)^dead letters 1: \S+ 1$`).MatchString(s) && strings.Contains(s, "warning      1 dead letters")
+	})
+
 	healthy, code := statusJSON(t, env, "-service", base)
 	if code != 0 || !healthy.OK || healthy.Stream == nil || healthy.Consumer == nil || healthy.Table == nil ||
 		healthy.Table.Rows == 0 || !healthy.Hold.Known || healthy.Hold.Held || healthy.Stored.PerSecond == nil ||
 		healthy.Stored.NewestAgeSeconds == nil || *healthy.Stored.NewestAgeSeconds > 30 || healthy.Stored.NewestSource != "service" ||
-		healthy.DeadLetters == nil || healthy.DeadLetters.Total != 0 {
+		healthy.DeadLetters == nil || healthy.DeadLetters.Total != 1 || len(healthy.DeadLetters.ByReason) != 1 || len(healthy.Warnings) != 1 {
 		t.Errorf("healthy -json: exit %d, %+v", code, healthy)
 	}
 	// Without the service's address: what NATS and ClickHouse say, the hold unknown.

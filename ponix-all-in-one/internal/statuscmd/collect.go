@@ -111,24 +111,42 @@ func (c *collector) readNATS(ctx context.Context, s *Snapshot) []string {
 			Redelivered: ci.NumRedelivered, AckFloor: ci.AckFloor.Stream}
 	}
 	dlqName := c.cfg.NATSStream + "_dlq"
-	d, err := dlqadmin.Open(ctx, js, dlqName)
+	dlqStream, err := js.Stream(ctx, dlqName)
 	switch {
 	case errors.Is(err, jetstream.ErrStreamNotFound):
 		s.DeadLetters = &DeadLetterStatus{Stream: dlqName, ByReason: map[string]int{}} // none yet
 	case err != nil:
-		errs = append(errs, fmt.Sprintf("NATS: dead-letter stream: %v", err))
+		errs = append(errs, fmt.Sprintf("NATS: dead-letter stream %s: %v", dlqName, err))
+	case dlqStream.CachedInfo().State.Msgs > maxDeadLettersByReason:
+		// Counting by reason reads every dead letter's headers: too long for a screen.
+		s.DeadLetters = &DeadLetterStatus{Stream: dlqName, Total: int(dlqStream.CachedInfo().State.Msgs)}
+	case dlqStream.CachedInfo().State.Msgs == 0:
+		s.DeadLetters = &DeadLetterStatus{Stream: dlqName, ByReason: map[string]int{}}
 	default:
-		sum, err := d.Summary(ctx, dlqadmin.Filter{})
-		if err != nil {
-			errs = append(errs, fmt.Sprintf("NATS: dead letters: %v", err))
-			break
-		}
-		s.DeadLetters = &DeadLetterStatus{Stream: dlqName, Total: sum.Total, ByReason: make(map[string]int, len(sum.ByReason))}
-		for r, n := range sum.ByReason {
-			s.DeadLetters.ByReason[string(r)] = n
-		}
+		errs = append(errs, c.deadLettersByReason(ctx, js, dlqName, s)...)
 	}
 	return errs
+}
+
+// maxDeadLettersByReason is the most dead letters status counts by reason; above it, the
+// total only (ponix-all-in-one dlq list counts them).
+const maxDeadLettersByReason = 20_000
+
+// deadLettersByReason fills the dead letters of the stream dlqName, counted by reason.
+func (c *collector) deadLettersByReason(ctx context.Context, js jetstream.JetStream, dlqName string, s *Snapshot) []string {
+	d, err := dlqadmin.Open(ctx, js, dlqName)
+	if err != nil {
+		return []string{fmt.Sprintf("NATS: dead-letter stream: %v", err)}
+	}
+	sum, err := d.Summary(ctx, dlqadmin.Filter{})
+	if err != nil {
+		return []string{fmt.Sprintf("NATS: dead letters: %v", err)}
+	}
+	s.DeadLetters = &DeadLetterStatus{Stream: dlqName, Total: sum.Total, ByReason: make(map[string]int, len(sum.ByReason))}
+	for r, n := range sum.ByReason {
+		s.DeadLetters.ByReason[string(r)] = n
+	}
+	return nil
 }
 
 // readClickHouse fills the table and returns the newest processed_at stored (zero: none).

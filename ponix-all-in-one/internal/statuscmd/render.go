@@ -51,9 +51,12 @@ func render(w io.Writer, s *Snapshot) error {
 		line("hold", "unknown (give the service's address: -service host:port)")
 	}
 	if d := s.DeadLetters; d != nil {
-		if d.Total == 0 {
+		switch {
+		case d.Total == 0:
 			line("dead letters", "none")
-		} else {
+		case d.ByReason == nil:
+			line("dead letters", "%d (too many to count by reason here: ponix-all-in-one dlq list)", d.Total)
+		default:
 			reasons := sortedKeys(d.ByReason)
 			slices.SortStableFunc(reasons, func(a, b string) int { return d.ByReason[b] - d.ByReason[a] })
 			parts := make([]string, len(reasons))

@@ -80,8 +80,9 @@ type HoldStatus struct {
 
 // DeadLetterStatus counts the dead letters by reason.
 type DeadLetterStatus struct {
-	Stream   string         `json:"stream"`
-	Total    int            `json:"total"`
+	Stream string `json:"stream"`
+	Total  int    `json:"total"`
+	// ByReason is nil when there are too many dead letters to count here (dlq list counts them).
 	ByReason map[string]int `json:"by_reason"`
 }
 

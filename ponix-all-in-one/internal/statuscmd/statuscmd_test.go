@@ -143,3 +143,33 @@ func TestUsageAndBadFlags(t *testing.T) {
 		t.Errorf("bad used variable: exit %d, stderr %q; want 2 naming it, and not the unused one", code, stderr.String())
 	}
 }
+
+// In a terminal the screen is redrawn in place: from the top, each line cleared to its end,
+// the rest of the screen cleared; otherwise screens are plain text, and -json one object a line.
+func TestWriteInPlacePlainAndJSON(t *testing.T) {
+	s := &Snapshot{Time: time.Date(2026, 12, 4, 10, 0, 0, 0, time.UTC)}
+	s.judge(nil)
+	var plain, inPlace, js bytes.Buffer
+	if err := write(&plain, s, false, ""); err != nil {
+		t.Fatal(err)
+	}
+	if err := write(&inPlace, s, false, cursorHome); err != nil {
+		t.Fatal(err)
+	}
+	if err := write(&js, s, true, ""); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(plain.String(), "\x1b") || !strings.HasPrefix(plain.String(), "ponix status  2026-12-04 10:00:00 UTC  OK\n") {
+		t.Errorf("plain screen:\n%q", plain.String())
+	}
+	want := cursorHome + strings.ReplaceAll(plain.String(), "\n", clearLine+"\n") + clearBelow
+	if inPlace.String() != want {
+		t.Errorf("in-place screen:\n%q\nwant\n%q", inPlace.String(), want)
+	}
+	if n := strings.Count(js.String(), "\n"); n != 1 || !strings.HasPrefix(js.String(), `{"time":"2026-12-04T10:00:00Z","ok":true,"problems":[],"warnings":[]`) {
+		t.Errorf("-json: %d lines: %s", n, js.String())
+	}
+	if isTerminal(&plain) {
+		t.Error("a buffer is no terminal")
+	}
+}
