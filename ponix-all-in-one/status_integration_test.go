@@ -166,7 +166,7 @@ func TestStatusInTerminalAndJSON(t *testing.T) {
 	if _, err := jetstreamPublish(nc, "processed_envelopes.not-an-envelope", []byte{0xff, 0x01}); err != nil {
 		t.Fatal(err)
 	}
-	screen = tm.waitScreen(30*time.Second, "the dead letter by reason", func(s string) bool {
+	tm.waitScreen(30*time.Second, "the dead letter by reason", func(s string) bool {
 		return regexp.MustCompile(`(?m)^dead letters 1: \S+ 1$`).MatchString(s) && strings.Contains(s, "warning      1 dead letters")
 	})
 
