@@ -169,9 +169,10 @@ ci: deps lint check-generate tidy-check build-modules test-alerts test test-clus
 	$(MAKE) check-release ARGS=--auto
 
 .PHONY: bench
-bench: deps ## Go benchmarks of the hot path: decode, Struct→JSON, row encode, fetch+ack, writer at 1k/10k/100k rows
+bench: deps ## Go benchmarks of the hot path: decode, Struct→JSON, row encode, lag metrics per batch, fetch+ack, writer at 1k/10k/100k rows
 	cd ponixclickhouse && go test -run '^$$' -bench 'Decode|EncodeRow|EnvelopeEncode' -benchmem .
 	cd envelope && go test -run '^$$' -bench 'DataJSON|EncodingJSON' -benchmem .
+	cd ponix-all-in-one && go test -run '^$$' -bench ObserveStored -benchmem ./internal/metrics
 	cd ponixclickhouse/integration && go test -tags integration -run '^$$' -bench EnvelopeWriter -benchmem -benchtime 5x .
 	cd ponixnats/integration && go test -tags integration -run '^$$' -bench FetchAck -benchmem -benchtime 200000x .
 

@@ -22,7 +22,7 @@ type wireMsg struct {
 
 func (m wireMsg) Data() []byte { return m.data }
 
-func envelopeMsg(t *testing.T, processed time.Time) jetstream.Msg {
+func envelopeMsg(t testing.TB, processed time.Time) jetstream.Msg {
 	t.Helper()
 	b, err := proto.Marshal(&envelopev1.ProcessedEnvelope{
 		EndDeviceId: "d1", OrganizationId: "o1",
@@ -77,5 +77,19 @@ func TestObserveStoredSamplesTheLastMessageOfEachBatch(t *testing.T) {
 	}
 	if age := got["age"]; age < 3600 || age > 3600+60 {
 		t.Errorf("newest stored envelope age %v s, want about an hour", age)
+	}
+}
+
+// The cost ObserveStored adds to each stored batch (one envelope parsed, one histogram
+// observation), whatever the batch size.
+func BenchmarkObserveStored(b *testing.B) {
+	m := metrics.New("bench")
+	msgs := make([]jetstream.Msg, 10_000)
+	for i := range msgs {
+		msgs[i] = envelopeMsg(b, time.Now())
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		m.ObserveStored(msgs, time.Now())
 	}
 }
