@@ -165,13 +165,14 @@ check-release: deps ## prove the tagged modules import from a module proxy: exam
 	scripts/release-check.sh $(ARGS)
 
 .PHONY: ci
-ci: deps lint check-generate tidy-check build-modules test test-cluster test-container image test-compose ## everything .ci/run runs
+ci: deps lint check-generate tidy-check build-modules test-alerts test test-cluster test-container image test-compose ## everything .ci/run runs
 	$(MAKE) check-release ARGS=--auto
 
 .PHONY: bench
-bench: deps ## Go benchmarks of the hot path: decode, Struct→JSON, row encode, fetch+ack, writer at 1k/10k/100k rows
+bench: deps ## Go benchmarks of the hot path: decode, Struct→JSON, row encode, lag metrics per batch, fetch+ack, writer at 1k/10k/100k rows
 	cd ponixclickhouse && go test -run '^$$' -bench 'Decode|EncodeRow|EnvelopeEncode' -benchmem .
 	cd envelope && go test -run '^$$' -bench 'DataJSON|EncodingJSON' -benchmem .
+	cd ponix-all-in-one && go test -run '^$$' -bench ObserveStored -benchmem ./internal/metrics
 	cd ponixclickhouse/integration && go test -tags integration -run '^$$' -bench EnvelopeWriter -benchmem -benchtime 5x .
 	cd ponixnats/integration && go test -tags integration -run '^$$' -bench FetchAck -benchmem -benchtime 200000x .
 
@@ -205,15 +206,29 @@ test-compose: ## Compose deps+service up with local images, envelopes in ClickHo
 	PONIX_IMAGE=$(PONIX_IMAGE) docker/ci/compose-e2e.sh
 
 .PHONY: test-ops
-test-ops: deps ## metrics, health, logs and secure-connection tests (real HTTP, real binary)
-	cd ponix-all-in-one && go test -count=1 ./internal/httpserver ./internal/metrics ./internal/config
+test-ops: deps ## metrics, health, logs, status, alerts and secure-connection tests (real HTTP, real binary, real Prometheus, tmux)
+	cd ponix-all-in-one && go test -count=1 ./internal/httpserver ./internal/metrics ./internal/config ./internal/statuscmd
 	cd ponix-all-in-one && go test -tags integration -count=1 -timeout $(TEST_TIMEOUT) \
-		-run 'TestMetricsHealthAndReadinessOverHTTP|TestAuthenticatedNATSAndPasswordClickHouse|TestHealthcheckFlag|TestMutualTLSToNATSAndClickHouse' .
+		-run 'TestMetricsHealthAndReadinessOverHTTP|TestAuthenticatedNATSAndPasswordClickHouse|TestHealthcheckFlag|TestMutualTLSToNATSAndClickHouse|TestStatusInTerminalAndJSON|TestPrometheusAlertsAndDashboardQueries|TestDashboardQueriesAreTheTestedSet' .
+
+# Alert rules, their unit tests and the Prometheus config of the Compose monitoring stack
+# (deploy/prometheus), with Debian's promtool (make deps installs the prometheus package). The
+# rules also run in a real Prometheus against the service in make test
+# (TestPrometheusAlertsAndDashboardQueries).
+.PHONY: test-alerts
+test-alerts: deps ## promtool: check the alert rules and the Prometheus config, run the rules' unit tests (deploy/prometheus)
+	promtool check rules deploy/prometheus/ponix-alerts.yml
+	promtool check config deploy/prometheus/prometheus.yml
+	promtool test rules deploy/prometheus/ponix-alerts_test.yml
 
 .PHONY: compose-up
 compose-up: ## run NATS, ClickHouse and the service with Compose (official images; PONIX_*_IMAGE to override)
 	$(COMPOSE) -p ponix $(COMPOSE_FILES) up -d
 
+.PHONY: compose-up-monitoring
+compose-up-monitoring: ## compose-up plus Prometheus (Ponix's alert rules) on :9090 and Grafana (the Ponix dashboard) on :3000
+	$(COMPOSE) -p ponix $(COMPOSE_FILES) -f docker/docker-compose.monitoring.yaml up -d
+
 .PHONY: compose-down
-compose-down: ## stop the Compose stack and remove its volumes
-	$(COMPOSE) -p ponix $(COMPOSE_FILES) down -v
+compose-down: ## stop the Compose stack (with the monitoring, if up) and remove its volumes
+	$(COMPOSE) -p ponix $(COMPOSE_FILES) -f docker/docker-compose.monitoring.yaml down -v

@@ -24,6 +24,7 @@ import (
 	"github.com/ponix-go/ponix/ponix-all-in-one/internal/app"
 	"github.com/ponix-go/ponix/ponix-all-in-one/internal/config"
 	"github.com/ponix-go/ponix/ponix-all-in-one/internal/dlqcmd"
+	"github.com/ponix-go/ponix/ponix-all-in-one/internal/statuscmd"
 )
 
 // version is set at build time with -ldflags "-X main.version=v1.2.3"; without
@@ -40,6 +41,7 @@ const (
 
 Usage: ` + programName + ` [-h] [-version] [-healthcheck]
        ` + programName + ` dlq list|show|replay [flags]   (dead letters: see dlq -h)
+       ` + programName + ` status [-watch] [-json] [-service host:port]   (the pipeline at a glance: see status -h)
 
 Configuration is read from the environment:
 
@@ -54,6 +56,9 @@ func main() {
 func run(ctx context.Context, args, environ []string, stdout, stderr io.Writer) int {
 	if len(args) > 0 && args[0] == "dlq" {
 		return dlqcmd.Run(ctx, args[1:], environ, stdout, stderr)
+	}
+	if len(args) > 0 && args[0] == "status" {
+		return statuscmd.Run(ctx, args[1:], environ, stdout, stderr)
 	}
 	fs := flag.NewFlagSet(programName, flag.ContinueOnError)
 	fs.SetOutput(stderr)

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what the build, the tests and `make run` need on a Debian machine, only where missing:
 #   clickhouse-server / clickhouse-client (the local ClickHouse the tests and `make run` start),
-#   protoc (make generate), debootstrap (to build the local ClickHouse test image).
+#   protoc (make generate), debootstrap (to build the local ClickHouse test image),
+#   prometheus (promtool and the server: make test-alerts, the alert tests) and tmux (the status test).
 # --watch installs only entr, for make test-watch / test-integration-watch (scripts/watch-tests.sh),
 # so that make deps and CI never fetch it.
 # Go tools (protoc-gen-go, staticcheck) come from the Go module proxy, pinned in the Makefile.
@@ -14,6 +15,10 @@ else
   command -v clickhouse-server >/dev/null 2>&1 || need+=(clickhouse-server)
   command -v clickhouse-client >/dev/null 2>&1 || need+=(clickhouse-client)
   command -v protoc >/dev/null 2>&1 || need+=(protobuf-compiler)
+  # make test-alerts and the tests of status and alerts: promtool and the Prometheus server
+  # (Debian's prometheus package), tmux (status in a real terminal).
+  command -v promtool >/dev/null 2>&1 && command -v prometheus >/dev/null 2>&1 || need+=(prometheus)
+  command -v tmux >/dev/null 2>&1 || need+=(tmux)
   if [[ "${PONIX_NEED_DEBOOTSTRAP:-0}" == 1 ]]; then
     command -v debootstrap >/dev/null 2>&1 || need+=(debootstrap)
   fi

@@ -33,3 +33,22 @@ func LoadOnly(environ []string, vars ...string) (Config, error) {
 	}
 	return Load(kept)
 }
+
+// NATSConnectionVariables are the variables of the NATS connection as app.NATSOptions builds
+// it (URL or embedded address, authentication, TLS) and of the stream: what a command that
+// reads the service's stream passes to LoadOnly. A new slice each call.
+func NATSConnectionVariables() []string {
+	return []string{
+		Prefix + "NATS_URL",
+		Prefix + "NATS_EMBEDDED_ADDR",
+		Prefix + "NATS_STREAM",
+		Prefix + "NATS_USER",
+		Prefix + "NATS_PASSWORD",
+		Prefix + "NATS_TOKEN",
+		Prefix + "NATS_NKEY_SEED_FILE",
+		Prefix + "NATS_CREDS_FILE",
+		Prefix + "NATS_TLS_CA_FILE",
+		Prefix + "NATS_TLS_CERT_FILE",
+		Prefix + "NATS_TLS_KEY_FILE",
+	}
+}

@@ -151,22 +151,11 @@ func (e *configError) Is(target error) bool { return target == errBadConfig }
 // ClickHouse tuning, HTTP listener...) are ignored, even when their value is
 // bad: a dead-letter tool must not refuse to run because of a setting it
 // never uses.
-var usedVariables = []string{
+var usedVariables = append([]string{
 	config.Prefix + "LOG_LEVEL",
 	config.Prefix + "LOG_FORMAT",
 	config.Prefix + "STARTUP_TIMEOUT_SECS",
-	config.Prefix + "NATS_URL",
-	config.Prefix + "NATS_EMBEDDED_ADDR",
-	config.Prefix + "NATS_STREAM",
-	config.Prefix + "NATS_USER",
-	config.Prefix + "NATS_PASSWORD",
-	config.Prefix + "NATS_TOKEN",
-	config.Prefix + "NATS_NKEY_SEED_FILE",
-	config.Prefix + "NATS_CREDS_FILE",
-	config.Prefix + "NATS_TLS_CA_FILE",
-	config.Prefix + "NATS_TLS_CERT_FILE",
-	config.Prefix + "NATS_TLS_KEY_FILE",
-}
+}, config.NATSConnectionVariables()...)
 
 // load reads the configuration (the variables in usedVariables only) and
 // sets up the logger.

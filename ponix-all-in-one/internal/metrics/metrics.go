@@ -1,6 +1,7 @@
 // Package metrics holds the Prometheus metrics of ponix-all-in-one: envelope
 // counters of the producer, the consumer and the ClickHouse writer, batch size
-// and insert latency histograms, the JetStream consumer's backlog, build
+// and insert latency histograms, the lag in time of what is stored (end-to-end
+// latency, age of the newest stored envelope), the JetStream consumer's backlog, build
 // information, and the Go runtime and process collectors, all in a registry of
 // its own (never the global default registry).
 package metrics
@@ -48,6 +49,7 @@ type Metrics struct {
 	refusedParts   prometheus.Counter
 	batchSize      prometheus.Histogram
 	insertDuration prometheus.Histogram
+	lag            *lag
 }
 
 // New returns the metrics registered in a new registry, with the Go runtime
@@ -56,6 +58,7 @@ func New(version string) *Metrics {
 	reg := prometheus.NewRegistry()
 	m := &Metrics{
 		reg: reg,
+		lag: newLag(time.Now),
 		published: prometheus.NewCounter(prometheus.CounterOpts{
 			Namespace: Namespace, Name: "envelopes_published_total",
 			Help: "Envelopes published to JetStream by the sample producer (acknowledged by the stream).",
@@ -98,6 +101,7 @@ func New(version string) *Metrics {
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		buildInfo,
 		m.published, m.publishErrors, m.stored, m.insertErrors, m.refusedParts, m.batchSize, m.insertDuration,
+		m.lag,
 	)
 	return m
 }
