@@ -31,6 +31,8 @@ type Record[T any] struct {
 	Stream ponixnats.StreamID
 	// Seq is the message's stream sequence.
 	Seq uint64
+	// Delivered is how many times the message was delivered, this delivery included.
+	Delivered uint64
 	// Msg is the message itself (subject, headers, metadata such as its delivery count).
 	Msg jetstream.Msg
 }
@@ -46,12 +48,25 @@ func (r Record[T]) StreamCreatedNanos() uint64 {
 
 // Key names the table's columns that hold a row's de-duplication key, which the [Config].Row
 // function fills from the [Record]: the stream incarnation (Record.StreamCreatedNanos, a
-// UInt64 or Int64 column) and the stream sequence (Record.Seq, UInt64). With a Key, a durable
-// consumer created anew (it, or its stream, was deleted while the pipeline ran) resumes after
-// the messages already stored instead of at the last known ack floor.
+// UInt64 column) and the stream sequence (Record.Seq, UInt64). With a Key:
+//
+//   - a batch that may hold messages already stored — one delivered before (after a crash
+//     between an insert and its acks, an expired AckWait, a restart of NATS), or one at or
+//     below the stream's last sequence when its durable consumer was created anew — is
+//     checked against the table first: the messages whose key is stored are acknowledged
+//     without being inserted again, so no copy reaches the table (nor a materialized view on
+//     it). Batches of first deliveries pay nothing;
+//   - a durable consumer created anew (it, or its stream, was deleted while the pipeline ran)
+//     resumes after the messages already stored instead of at the last known ack floor.
+//
+// The check reads the key columns of the stream incarnation in the batch's sequence range:
+// cheap when the table's sorting key (or a Lookup table's) starts with them.
 type Key struct {
 	StreamCreated string
 	StreamSeq     string
+	// Lookup, if set, is the table the keys are read from (default the pipeline's Table), e.g.
+	// a table sorted by the key that a materialized view fills.
+	Lookup ponixclickhouse.Table
 }
 
 // Migrations are the goose migrations that create and change the table (see
@@ -91,6 +106,9 @@ type Insert[T any] struct {
 	Took time.Duration
 	// Err is nil when the records were stored.
 	Err error
+	// Stored counts the records found already stored (see [Key]): acknowledged, not inserted
+	// again. They are among Records.
+	Stored int
 }
 
 // Config describes a pipeline from a JetStream stream into a ClickHouse table. T is the decoded
@@ -193,7 +211,14 @@ func (c Config[T, R]) withDefaults() (Config[T, R], error) {
 	if (c.Key.StreamCreated == "") != (c.Key.StreamSeq == "") {
 		bad("Key", "set both StreamCreated and StreamSeq, or neither")
 	}
-	if c.Key != (Key{}) {
+	if c.Key.Lookup != (ponixclickhouse.Table{}) {
+		if c.Key.StreamSeq == "" {
+			bad("Key.Lookup", "set with StreamCreated and StreamSeq only")
+		} else if err := c.Key.Lookup.Validate(); err != nil {
+			bad("Key.Lookup", err.Error())
+		}
+	}
+	if c.Key.StreamSeq != "" {
 		if c.Consumer.ResumeAt != nil {
 			bad("Consumer.ResumeAt", "set by the pipeline from Key: leave it nil")
 		}

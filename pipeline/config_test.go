@@ -43,6 +43,8 @@ func TestNewRefusesEachBadField(t *testing.T) {
 		{"cluster without a name", func(c *Config[[]byte, testRow]) {
 			c.Cluster = &Cluster[testRow]{ShardKey: func(testRow) uint64 { return 0 }}
 		}, "Cluster.Name", "required"},
+		{"lookup table without key columns", func(c *Config[[]byte, testRow]) { c.Key = Key{Lookup: ponixclickhouse.Table{Name: "keys"}} }, "Key.Lookup", "set with"},
+		{"lookup table with a bad name", func(c *Config[[]byte, testRow]) { c.Key.Lookup = ponixclickhouse.Table{Name: "a b"} }, "Key.Lookup", ""},
 		{"cluster without a shard key", func(c *Config[[]byte, testRow]) { c.Cluster = &Cluster[testRow]{Name: "c"} }, "Cluster.ShardKey", "required"},
 	}
 	for _, tt := range tests {

@@ -62,9 +62,9 @@ func Raw(check func(data []byte) error) Decoder[[]byte] {
 
 // record makes a message's Record.
 func record[T any](stream ponixnats.StreamID, v T, m jetstream.Msg) (Record[T], error) {
-	seq, err := ponixnats.StreamSequence(m)
+	d, err := ponixnats.DeliveryOf(m)
 	if err != nil {
 		return Record[T]{}, err
 	}
-	return Record[T]{Value: v, Stream: stream, Seq: seq, Msg: m}, nil
+	return Record[T]{Value: v, Stream: stream, Seq: d.StreamSeq, Delivered: d.Delivered, Msg: m}, nil
 }

@@ -35,7 +35,10 @@ type Pipeline[T, R any] struct {
 	consumer atomic.Pointer[ponixnats.Consumer]
 	writer   atomic.Pointer[writerRef[R]] // set once Run finds the table fits: consuming
 	stopped  atomic.Bool                  // Run has returned
-	rows     []R // reused: the consumer stores one batch, or part, at a time
+	rows     []R                          // reused: the consumer stores one batch, or part, at a time
+	recheck  atomic.Pointer[recheck]
+	fresh    []Record[T] // reused by unstored
+	freshIdx []int
 }
 
 // writer is what a pipeline writes batches with: a BatchWriter into one server, or a
@@ -187,7 +190,7 @@ func (p *Pipeline[T, R]) Start(ctx context.Context) error {
 	}
 	cc := p.cfg.Consumer
 	cc.EnsureStream = &stream
-	if p.cfg.Key != (Key{}) {
+	if p.cfg.Key.StreamSeq != "" {
 		cc.ResumeAt = p.resumeAt
 	}
 	opts := []ponixnats.StoreOption{ponixnats.WithHold(p.hold)}
@@ -251,13 +254,14 @@ func (p *Pipeline[T, R]) newWriter(ctx context.Context) (writer[R], error) {
 }
 
 // store writes a batch (or a part of one) in one insert, row i from record i, so that a
-// ponixclickhouse.RowError's index names the record. A schema error makes it compare the table
-// with the writer (and repair a dropped table) and report the difference instead.
+// ponixclickhouse.RowError's index names the record; records already stored are left out (see
+// [Key]). A schema error makes it compare the table with the writer (and repair a dropped
+// table) and report the difference instead.
 func (p *Pipeline[T, R]) store(ctx context.Context, batch ponixnats.Batch[Record[T]]) error {
 	start := time.Now()
-	err := p.write(ctx, batch.Items)
+	stored, err := p.write(ctx, batch.Items)
 	if p.cfg.Observe != nil {
-		p.cfg.Observe(Insert[T]{Records: batch.Items, Took: time.Since(start), Err: err})
+		p.cfg.Observe(Insert[T]{Records: batch.Items, Took: time.Since(start), Err: err, Stored: stored})
 	}
 	if err == nil {
 		p.log.Info("stored batch", "batch_size", len(batch.Items), "duration", time.Since(start))
@@ -265,23 +269,28 @@ func (p *Pipeline[T, R]) store(ctx context.Context, batch ponixnats.Batch[Record
 	return err
 }
 
-func (p *Pipeline[T, R]) write(ctx context.Context, recs []Record[T]) error {
+// write inserts the records that have no row yet (see [Key]) and returns how many had one.
+func (p *Pipeline[T, R]) write(ctx context.Context, recs []Record[T]) (int, error) {
 	ref := p.writer.Load()
 	if ref == nil {
-		return errors.New("the ClickHouse writer is not ready")
+		return 0, errors.New("the ClickHouse writer is not ready")
 	}
-	p.rows = p.rows[:0]
-	for _, r := range recs {
-		p.rows = append(p.rows, p.cfg.Row(r))
-	}
-	if err := ref.w.Write(ctx, p.rows); err != nil {
-		if ponixclickhouse.Classify(err) == ponixclickhouse.ClassSchema {
-			return p.schema.diagnose(ctx, ref.w, err)
+	fresh, idx, err := p.unstored(ctx, recs)
+	if err == nil && len(fresh) > 0 {
+		p.rows = p.rows[:0]
+		for _, r := range fresh {
+			p.rows = append(p.rows, p.cfg.Row(r))
 		}
-		return err
+		err = inBatch(ref.w.Write(ctx, p.rows), idx)
+	}
+	if err != nil {
+		if ponixclickhouse.Classify(err) == ponixclickhouse.ClassSchema {
+			return 0, p.schema.diagnose(ctx, ref.w, err)
+		}
+		return 0, err
 	}
 	p.schema.fits()
-	return nil
+	return len(recs) - len(fresh), nil
 }
 
 // clusterProblem is what a table that does not fit the writer means on a cluster. The pipeline

@@ -17,6 +17,7 @@ const maxResumeScan = 5_000_000
 // dead-lettered message has no row either, so delivery may start a little early; the copies
 // stored again collapse under FINAL.
 func (p *Pipeline[T, R]) resumeAt(ctx context.Context, ri ponixnats.ResumeInfo) (uint64, error) {
+	p.noteResumed(ri)
 	next := max(ri.AckFloor+1, ri.FirstSeq, 1)
 	if ri.StreamCreated.IsZero() {
 		return next, nil

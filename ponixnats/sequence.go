@@ -62,3 +62,26 @@ func ackToken(reply string, offset int, what string) (uint64, error) {
 	}
 	return seq, nil
 }
+
+// Delivery is where a delivered JetStream message stands: its stream sequence and how many
+// times it was delivered, this delivery included.
+type Delivery struct {
+	StreamSeq uint64
+	Delivered uint64
+}
+
+// DeliveryOf reads a delivered message's [Delivery] from its ack subject without allocating
+// (see [StreamSequence]). A Delivered above 1 means the message was
+// delivered before (a crash, an expired AckWait, a restart): its row may already be stored.
+func DeliveryOf(m jetstream.Msg) (Delivery, error) {
+	reply := m.Reply()
+	delivered, err := ackToken(reply, -1, "delivery count")
+	if err != nil {
+		return Delivery{}, err
+	}
+	seq, err := ackToken(reply, 0, "stream sequence")
+	if err != nil {
+		return Delivery{}, err
+	}
+	return Delivery{StreamSeq: seq, Delivered: delivered}, nil
+}

@@ -34,3 +34,22 @@ func TestStreamSequenceDoesNotAllocate(t *testing.T) {
 		t.Errorf("StreamSequence allocates %v times per call", n)
 	}
 }
+
+func TestDeliveryOfReadsSequenceAndDeliveryCount(t *testing.T) {
+	for _, reply := range []string{
+		"$JS.ACK.s.c.3.42.7.1700000000000000000.0",
+		"$JS.ACK.domain.hash.s.c.3.42.7.1700000000000000000.0.token",
+	} {
+		d, err := DeliveryOf(replyMsg{reply: reply})
+		if err != nil || d != (Delivery{StreamSeq: 42, Delivered: 3}) {
+			t.Errorf("%s: %+v, %v; want sequence 42 delivered 3 times", reply, d, err)
+		}
+	}
+	if _, err := DeliveryOf(replyMsg{reply: "_INBOX.x"}); !errors.Is(err, ErrNotJetStreamMsg) {
+		t.Errorf("a core NATS message: %v, want ErrNotJetStreamMsg", err)
+	}
+	var m jetstream.Msg = &replyMsg{reply: "$JS.ACK.s.c.3.42.7.1.0"}
+	if n := testing.AllocsPerRun(100, func() { _, _ = DeliveryOf(m) }); n != 0 {
+		t.Errorf("%v allocations, want 0", n)
+	}
+}

@@ -224,7 +224,7 @@ func (s *service) addProcesses(ctx context.Context, r *runner.Runner) error {
 		Conn:       s.chConn,
 		Migrations: s.cfg.Migrations(),
 		Observe: func(ins pipeline.Insert[[]byte]) {
-			s.metrics.ObserveInsert(len(ins.Records), ins.Took, ins.Err)
+			s.metrics.ObserveInsert(len(ins.Records), ins.Stored, ins.Took, ins.Err)
 			if n := len(ins.Records); ins.Err == nil && n > 0 { // lag in time: one envelope a batch
 				s.metrics.ObserveStored(ins.Records[n-1].Value, time.Now())
 			}

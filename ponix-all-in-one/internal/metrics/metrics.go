@@ -47,6 +47,7 @@ type Metrics struct {
 	stored         prometheus.Counter
 	insertErrors   prometheus.Counter
 	refusedParts   prometheus.Counter
+	alreadyStored  prometheus.Counter
 	batchSize      prometheus.Histogram
 	insertDuration prometheus.Histogram
 	lag            *lag
@@ -79,6 +80,10 @@ func New(version string) *Metrics {
 			Namespace: Namespace, Name: "insert_refused_parts_total",
 			Help: "Insert attempts that ClickHouse refused as data (a parse, type or value error) while the batch is split to find the records it refuses alone; those records are dead-lettered (ponix_envelopes_dead_lettered_total).",
 		}),
+		alreadyStored: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: Namespace, Name: "envelopes_already_stored_total",
+			Help: "Envelopes delivered again (after a crash between an insert and its acks, an expired AckWait, a NATS restart, a consumer created anew) whose row was stored already: acknowledged without a second insert. They also count in ponix_envelopes_stored_total.",
+		}),
 		batchSize: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Namespace: Namespace, Name: "insert_batch_size",
 			Help:    "Envelopes per ClickHouse batch insert attempt.",
@@ -100,7 +105,7 @@ func New(version string) *Metrics {
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		buildInfo,
-		m.published, m.publishErrors, m.stored, m.insertErrors, m.refusedParts, m.batchSize, m.insertDuration,
+		m.published, m.publishErrors, m.stored, m.insertErrors, m.refusedParts, m.alreadyStored, m.batchSize, m.insertDuration,
 		m.lag,
 	)
 	return m
@@ -128,8 +133,9 @@ func (m *Metrics) Published(err error) {
 }
 
 // ObserveInsert records one ClickHouse batch insert attempt of n envelopes
-// that took d; on success (err == nil) the n envelopes count as stored.
-func (m *Metrics) ObserveInsert(n int, d time.Duration, err error) {
+// that took d; on success (err == nil) the n envelopes count as stored, of which
+// already were found stored before (not inserted again).
+func (m *Metrics) ObserveInsert(n, already int, d time.Duration, err error) {
 	if m == nil {
 		return
 	}
@@ -144,6 +150,7 @@ func (m *Metrics) ObserveInsert(n int, d time.Duration, err error) {
 		return
 	}
 	m.stored.Add(float64(n))
+	m.alreadyStored.Add(float64(already))
 }
 
 // ConsumerSource is what the consumer collector reads: *ponixnats.Consumer

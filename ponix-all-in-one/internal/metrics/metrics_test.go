@@ -33,13 +33,13 @@ func TestCountersAndHistograms(t *testing.T) {
 	m.Published(nil)
 	m.Published(nil)
 	m.Published(errors.New("no stream"))
-	m.ObserveInsert(30, 20*time.Millisecond, nil)
-	m.ObserveInsert(5, 3*time.Second, nil)
-	m.ObserveInsert(7, time.Second, errors.New("timeout"))
+	m.ObserveInsert(30, 0, 20*time.Millisecond, nil)
+	m.ObserveInsert(5, 3, 3*time.Second, nil) // 3 of them found stored already
+	m.ObserveInsert(7, 0, time.Second, errors.New("timeout"))
 	// Parts refused as data while a batch is bisected are not sink faults: no insert error.
 	refused := &ponixclickhouse.WriteError{Rows: 4, Op: "send", Err: &clickhouse.Exception{Code: 27, Message: "cannot parse"}}
-	m.ObserveInsert(4, time.Millisecond, refused)
-	m.ObserveInsert(2, time.Millisecond, refused)
+	m.ObserveInsert(4, 0, time.Millisecond, refused)
+	m.ObserveInsert(2, 0, time.Millisecond, refused)
 
 	want := `
 # HELP ponix_envelopes_published_total Envelopes published to JetStream by the sample producer (acknowledged by the stream).
@@ -57,11 +57,14 @@ ponix_insert_errors_total 1
 # HELP ponix_insert_refused_parts_total Insert attempts that ClickHouse refused as data (a parse, type or value error) while the batch is split to find the records it refuses alone; those records are dead-lettered (ponix_envelopes_dead_lettered_total).
 # TYPE ponix_insert_refused_parts_total counter
 ponix_insert_refused_parts_total 2
+# HELP ponix_envelopes_already_stored_total Envelopes delivered again (after a crash between an insert and its acks, an expired AckWait, a NATS restart, a consumer created anew) whose row was stored already: acknowledged without a second insert. They also count in ponix_envelopes_stored_total.
+# TYPE ponix_envelopes_already_stored_total counter
+ponix_envelopes_already_stored_total 3
 # HELP ponix_build_info Build information of ponix-all-in-one; the value is always 1.
 # TYPE ponix_build_info gauge
 `
 	err := testutil.GatherAndCompare(m.Registry(), strings.NewReader(want+buildInfoLine()),
-		"ponix_envelopes_published_total", "ponix_publish_errors_total", "ponix_envelopes_stored_total", "ponix_insert_errors_total", "ponix_insert_refused_parts_total", "ponix_build_info")
+		"ponix_envelopes_published_total", "ponix_publish_errors_total", "ponix_envelopes_stored_total", "ponix_insert_errors_total", "ponix_insert_refused_parts_total", "ponix_envelopes_already_stored_total", "ponix_build_info")
 	if err != nil {
 		t.Error(err)
 	}
@@ -101,7 +104,7 @@ func goVersion() string { return runtime.Version() }
 func TestNilMetricsRecordNothing(t *testing.T) {
 	var m *metrics.Metrics
 	m.Published(nil)
-	m.ObserveInsert(1, time.Second, nil) // must not panic
+	m.ObserveInsert(1, 0, time.Second, nil) // must not panic
 }
 
 func TestConsumerCollector(t *testing.T) {
