@@ -534,3 +534,40 @@ func TestConsumerDrainDeadline(t *testing.T) {
 		t.Errorf("stats %+v; want both batches released", s)
 	}
 }
+
+// A batch is filled by pull requests of at most pullExpiry each, bounded by what is left of
+// BatchSize and FetchMaxBytes, until MaxWait passed on the clock: then what came is handed
+// over; a fetch that brought nothing hands over nothing.
+func TestConsumerFillsABatchUntilMaxWait(t *testing.T) {
+	cfg := loopConfig()
+	cfg.FetchMaxBytes = 10
+	l := startLoop(t, cfg)
+	p1 := l.nextPull()
+	if p1.n != 2 || p1.maxBytes != 10 || p1.expiry != pullExpiry {
+		t.Fatalf("first pull request %+v; want 2 messages, 10 bytes, expiring after %s", *p1, pullExpiry)
+	}
+	p1.respond(l.msgs(1, 1), nil) // 1 message of 1 byte
+	p2 := l.nextPull()            // the batch is not handed over yet
+	if p2.n != 1 || p2.maxBytes != 9 {
+		t.Fatalf("second pull request %+v; want the rest: 1 message, 9 bytes", *p2)
+	}
+	l.clk.advance(loopMaxWait)
+	p2.respond(nil, nil)
+	a := l.nextCall()
+	if got := a.seqs(); !slices.Equal(got, []uint64{1}) {
+		t.Fatalf("batch %v, want [1] once MaxWait passed", got)
+	}
+	a.answer(AckAll(1), nil)
+
+	p3 := l.nextPull() // a fetch on an idle stream
+	l.clk.advance(loopMaxWait)
+	p3.respond(nil, nil)
+	l.nextPull().respond(l.msgs(2, 2), nil)
+	b := l.nextCall() // an empty batch handed over before would come first
+	if got := b.seqs(); !slices.Equal(got, []uint64{2, 3}) {
+		t.Fatalf("batch after an idle fetch %v, want [2 3]", got)
+	}
+	b.answer(AckAll(2), nil)
+	l.waitAcks("ack", 1, 1, 2, 3)
+	l.stop()
+}
