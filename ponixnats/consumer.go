@@ -285,6 +285,11 @@ func (c *Consumer) fetchLoop(ctx context.Context, out chan<- fetched) {
 	for ctx.Err() == nil {
 		cons := c.current()
 		msgs, err := c.fetch(ctx, cons)
+		if err == nil {
+			// Before the hand-off: a batch that waits behind a held one may find the consumer
+			// deleted meanwhile, which Health then keeps saying until a fetch works again.
+			c.setHealth(nil, false)
+		}
 		if len(msgs) > 0 {
 			created := c.checkIncarnation(ctx, msgs)
 			if !c.handOff(ctx, out, fetched{msgs: msgs, streamCreated: created}) {
@@ -295,7 +300,6 @@ func (c *Consumer) fetchLoop(ctx context.Context, out chan<- fetched) {
 			return
 		}
 		if err == nil {
-			c.setHealth(nil, false)
 			retry.Reset()
 			if now := c.clk.now(); now.After(nextInfo) {
 				c.readAckFloor(ctx, cons)

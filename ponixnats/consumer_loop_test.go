@@ -347,6 +347,31 @@ func TestConsumerRecreatesADeletedConsumer(t *testing.T) {
 	}
 }
 
+// A batch fetched ahead that waits behind a held one looks every infoEvery whether the durable
+// consumer still exists: Health names a deletion before any fetch fails.
+func TestConsumerNoticesADeletionWhileABatchWaits(t *testing.T) {
+	l := startLoop(t, loopConfig())
+	l.nextPull().respond(l.msgs(1, 2), nil)
+	a := l.nextCall()
+	l.nextPull().respond(l.msgs(3, 2), nil)
+	l.clk.waitFor(t, infoEvery, 1, "the batch fetched ahead waits to be handed over")
+	before := l.src.consumerLookups()
+	l.src.deleteConsumer()
+	l.clk.advance(infoEvery)
+	waitUntil(t, &l.src.changes, "the waiting batch's look-up", func() bool { return l.src.consumerLookups() > before })
+	a.answer(AckAll(2), nil)
+	b := l.nextCall() // handed over once the look-up was done with
+	if h := l.c.Health(); !errors.Is(h.Err, ErrConsumerMissing) {
+		t.Fatalf("Health after the waiting batch found the consumer deleted: %v; want ErrConsumerMissing", h.Err)
+	}
+	if s := l.c.Stats(); s.FetchErrors != 0 {
+		t.Fatalf("stats %+v; want no fetch error: the look-up noticed the deletion", s)
+	}
+	b.answer(AckAll(2), nil)
+	l.waitAcks("ack", 1, 3, 4)
+	l.stop()
+}
+
 // Without ResumeAt, a deleted durable consumer resumes after the ack floor last read.
 func TestConsumerResumesAfterTheAckFloorByDefault(t *testing.T) {
 	l := startLoop(t, loopConfig())

@@ -290,7 +290,8 @@ func (c *fakeClock) advance(d time.Duration) {
 // fakeSource is a JetStream stream with one durable consumer, in memory. Each pull request
 // of the consumer is handed to the test (pulls), which answers it as the server would.
 type fakeSource struct {
-	pulls chan *fakePull
+	changes // at each look-up of the durable consumer
+	pulls   chan *fakePull
 
 	mu            sync.Mutex
 	streamCreated time.Time // zero: the stream does not exist
@@ -301,6 +302,7 @@ type fakeSource struct {
 	created       []jetstream.ConsumerConfig // the consumers created, in order
 	ensured       int                        // streams created by ensureStream
 	failEnsure    error                      // the next ensureStream fails with it
+	lookups       int                        // calls of consumer
 }
 
 // fakePull is one pull request in flight.
@@ -350,8 +352,10 @@ func (s *fakeSource) ensureStream(_ context.Context, cfg StreamConfig) (streamIn
 }
 
 func (s *fakeSource) consumer(context.Context) (pullConsumer, error) {
+	defer s.notify()
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.lookups++
 	switch {
 	case s.streamCreated.IsZero():
 		return nil, jetstream.ErrStreamNotFound
@@ -410,6 +414,13 @@ func (s *fakeSource) setAckFloor(seq uint64) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.ackFloor = seq
+}
+
+// consumerLookups returns how many times the durable consumer was looked up.
+func (s *fakeSource) consumerLookups() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.lookups
 }
 
 // lastCreated returns the configuration the durable consumer was last created with.
