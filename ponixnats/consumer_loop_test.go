@@ -182,6 +182,17 @@ func (l *loop) waitAcks(kind string, n int, seqs ...uint64) {
 	})
 }
 
+// holdWithOneAhead has the processor hold the batch [1 2] (returned) while the batch [3 4],
+// fetched ahead, waits to be handed over.
+func (l *loop) holdWithOneAhead() call {
+	l.t.Helper()
+	l.nextPull().respond(l.msgs(1, 2), nil)
+	a := l.nextCall()
+	l.nextPull().respond(l.msgs(3, 2), nil)
+	l.clk.waitFor(l.t, infoEvery, 1, "the batch fetched ahead waits to be handed over")
+	return a
+}
+
 // fetchReadingAckFloor answers the next pull request with msgs once infoEvery passed, the
 // server's ack floor being floor: the loop reads it before its next pull request.
 func (l *loop) fetchReadingAckFloor(floor uint64, msgs []jetstream.Msg) {
@@ -351,10 +362,7 @@ func TestConsumerRecreatesADeletedConsumer(t *testing.T) {
 // consumer still exists: Health names a deletion before any fetch fails.
 func TestConsumerNoticesADeletionWhileABatchWaits(t *testing.T) {
 	l := startLoop(t, loopConfig())
-	l.nextPull().respond(l.msgs(1, 2), nil)
-	a := l.nextCall()
-	l.nextPull().respond(l.msgs(3, 2), nil)
-	l.clk.waitFor(t, infoEvery, 1, "the batch fetched ahead waits to be handed over")
+	a := l.holdWithOneAhead()
 	before := l.src.consumerLookups()
 	l.src.deleteConsumer()
 	l.clk.advance(infoEvery)
@@ -472,10 +480,7 @@ func TestConsumerHealthReportsLastingFetchFailures(t *testing.T) {
 // towards MaxDeliver.
 func TestConsumerDrainsAtShutdown(t *testing.T) {
 	l := startLoop(t, loopConfig())
-	l.nextPull().respond(l.msgs(1, 2), nil)
-	a := l.nextCall()
-	l.nextPull().respond(l.msgs(3, 2), nil)
-	l.clk.waitFor(t, infoEvery, 1, "the batch fetched ahead waits to be handed over")
+	a := l.holdWithOneAhead()
 
 	l.cancel()
 	select {
