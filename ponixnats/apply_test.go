@@ -60,7 +60,7 @@ func (f *fakeJS) PublishMsg(_ context.Context, m *nats.Msg, _ ...jetstream.Publi
 func testConsumer(t *testing.T, js *fakeJS, logs *strings.Builder) *Consumer {
 	t.Helper()
 	cfg := ConsumerConfig{Stream: "s", Durable: "d", MaxDeliver: 3, Logger: slog.New(slog.NewTextHandler(logs, nil))}.withDefaults()
-	return &Consumer{js: js, cfg: cfg, log: cfg.Logger, dlq: &deadLetterer{js: js, cfg: cfg.DeadLetter}}
+	return &Consumer{cfg: cfg, log: cfg.Logger, dlq: &deadLetterer{js: js, cfg: cfg.DeadLetter}}
 }
 
 func ackBatch(n int) ([]jetstream.Msg, []*ackMsg) {

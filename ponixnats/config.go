@@ -36,9 +36,10 @@ const (
 	unhealthyAfter = 3 * time.Second
 )
 
-// fetchRetry starts the back-off of a failed fetch or of creating a deleted consumer again.
-func fetchRetry() *backoff.Backoff {
-	return backoff.Policy{Initial: 100 * time.Millisecond, Max: 5 * time.Second}.Start()
+// fetchRetry starts the back-off of a failed fetch or of creating a deleted consumer again,
+// sleeping its waits with sleep.
+func fetchRetry(sleep func(ctx context.Context, d time.Duration) error) *backoff.Backoff {
+	return backoff.Policy{Initial: 100 * time.Millisecond, Max: 5 * time.Second, Sleep: sleep}.Start()
 }
 
 // ConsumerConfig configures a [Consumer]. Stream and Durable are required; other zero values

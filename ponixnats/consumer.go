@@ -16,19 +16,18 @@ import (
 // Consumer reads batches from a durable pull consumer and applies the decisions of its
 // [Processor]. Create it with [NewConsumer]; call Run once.
 type Consumer struct {
-	js    jetstream.JetStream
+	src   source // the stream and the durable consumer
+	clk   clock
 	cfg   ConsumerConfig
 	proc  Processor
 	log   *slog.Logger
 	dlq   *deadLetterer
-	fopts []jetstream.FetchOpt
 	st    stats
 	flush func(timeout time.Duration) error // waits until the server has what was sent
 
 	// What changes when the consumer or the stream is created anew.
 	mu            sync.Mutex
-	cons          jetstream.Consumer
-	stream        jetstream.Stream
+	cons          pullConsumer
 	streamCreated time.Time
 	keep          time.Duration // in-progress interval: AckWait/3
 	lastCSeq      uint64        // the largest consumer sequence delivered by cons
@@ -67,66 +66,80 @@ func NewConsumer(ctx context.Context, js jetstream.JetStream, cfg ConsumerConfig
 	if err := cfg.validate(); err != nil {
 		return nil, fmt.Errorf("ponixnats: new consumer %s on stream %s: %w", cfg.Durable, cfg.Stream, err)
 	}
-	c := &Consumer{js: js, cfg: cfg, proc: p, log: cfg.Logger.With("stream", cfg.Stream, "consumer", cfg.Durable)}
+	c := newConsumer(cfg, p, newJetStreamSource(js, cfg), systemClock{})
 	if nc := js.Conn(); nc != nil {
 		c.flush = nc.FlushTimeout
 	}
-	st, err := c.lookupStream(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("ponixnats: new consumer %s: %w", cfg.Durable, err)
+	openDLQ := func(ctx context.Context, subjects []string) (*deadLetterer, error) {
+		return newDeadLetterer(ctx, js, cfg.DeadLetter, subjects)
 	}
-	c.setStream(st)
-	if !cfg.DeadLetter.Disabled {
-		c.dlq, err = newDeadLetterer(ctx, js, cfg.DeadLetter, st.CachedInfo().Config.Subjects)
-		if err != nil {
-			return nil, fmt.Errorf("ponixnats: new consumer %s on stream %s: %w", cfg.Durable, cfg.Stream, err)
-		}
-	}
-	if err := c.ensureConsumer(ctx); err != nil {
-		return nil, fmt.Errorf("ponixnats: consumer %s on stream %s: %w", cfg.Durable, cfg.Stream, err)
-	}
-	if cfg.FetchMaxBytes > 0 {
-		c.fopts = append(c.fopts, jetstream.FetchMaxBytes(cfg.FetchMaxBytes))
+	if err := c.start(ctx, openDLQ); err != nil {
+		return nil, err
 	}
 	return c, nil
 }
 
+// newConsumer returns a consumer of cfg (defaults applied, valid) that reads from src and keeps
+// time with clk; start binds it to its stream and durable consumer.
+func newConsumer(cfg ConsumerConfig, p Processor, src source, clk clock) *Consumer {
+	return &Consumer{src: src, clk: clk, cfg: cfg, proc: p, log: cfg.Logger.With("stream", cfg.Stream, "consumer", cfg.Durable)}
+}
+
+// start looks up the stream (creating it with EnsureStream), opens the dead-letter stream with
+// openDLQ unless dead-lettering is disabled, then binds to or creates the durable consumer.
+func (c *Consumer) start(ctx context.Context, openDLQ func(ctx context.Context, sourceSubjects []string) (*deadLetterer, error)) error {
+	st, err := c.lookupStream(ctx)
+	if err != nil {
+		return fmt.Errorf("ponixnats: new consumer %s: %w", c.cfg.Durable, err)
+	}
+	c.setStream(st)
+	if !c.cfg.DeadLetter.Disabled {
+		c.dlq, err = openDLQ(ctx, st.subjects)
+		if err != nil {
+			return fmt.Errorf("ponixnats: new consumer %s on stream %s: %w", c.cfg.Durable, c.cfg.Stream, err)
+		}
+	}
+	if err := c.ensureConsumer(ctx); err != nil {
+		return fmt.Errorf("ponixnats: consumer %s on stream %s: %w", c.cfg.Durable, c.cfg.Stream, err)
+	}
+	return nil
+}
+
 // lookupStream returns the stream, creating it with EnsureStream when it is missing.
-func (c *Consumer) lookupStream(ctx context.Context) (jetstream.Stream, error) {
-	st, err := c.js.Stream(ctx, c.cfg.Stream)
+func (c *Consumer) lookupStream(ctx context.Context) (streamInfo, error) {
+	st, err := c.src.stream(ctx)
 	if errors.Is(err, jetstream.ErrStreamNotFound) && c.cfg.EnsureStream != nil {
 		c.log.Warn("stream does not exist: creating it with the configured settings (its sequences start at 1)")
-		st, err = EnsureStream(ctx, c.js, *c.cfg.EnsureStream)
+		st, err = c.src.ensureStream(ctx, *c.cfg.EnsureStream)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("looking up stream %s: %w", c.cfg.Stream, err)
+		return streamInfo{}, fmt.Errorf("looking up stream %s: %w", c.cfg.Stream, err)
 	}
 	return st, nil
 }
 
 // setStream remembers the stream; a stream created anew (another creation time) starts its
 // sequences again, so what was known of the old one's ack floor is forgotten.
-func (c *Consumer) setStream(st jetstream.Stream) {
+func (c *Consumer) setStream(st streamInfo) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	created := st.CachedInfo().Created
-	if !created.Equal(c.streamCreated) {
+	if !st.created.Equal(c.streamCreated) {
 		c.ackFloor = 0
 	}
-	c.stream, c.streamCreated = st, created
+	c.streamCreated = st.created
 }
 
 // ensureConsumer binds to the durable consumer, updating its settings, or creates it where
 // ResumeAt says when it does not exist.
 func (c *Consumer) ensureConsumer(ctx context.Context) error {
 	cc := c.cfg.jetStreamConfig()
-	cons, err := c.js.Consumer(ctx, c.cfg.Stream, c.cfg.Durable)
+	cons, err := c.src.consumer(ctx)
 	switch {
 	case err == nil:
 		// Keep where it started: JetStream cannot change a consumer's deliver policy.
-		old := cons.CachedInfo().Config
+		old := cons.config()
 		cc.DeliverPolicy, cc.OptStartSeq, cc.OptStartTime = old.DeliverPolicy, old.OptStartSeq, old.OptStartTime
-		cons, err = c.js.UpdateConsumer(ctx, c.cfg.Stream, cc)
+		cons, err = c.src.updateConsumer(ctx, cc)
 		if err != nil {
 			return fmt.Errorf("updating consumer: %w", err)
 		}
@@ -142,9 +155,9 @@ func (c *Consumer) ensureConsumer(ctx context.Context) error {
 		if start > 1 {
 			cc.DeliverPolicy, cc.OptStartSeq = jetstream.DeliverByStartSequencePolicy, start
 		}
-		cons, err = c.js.CreateConsumer(ctx, c.cfg.Stream, cc)
+		cons, err = c.src.createConsumer(ctx, cc)
 		if errors.Is(err, jetstream.ErrConsumerExists) {
-			cons, err = c.js.Consumer(ctx, c.cfg.Stream, c.cfg.Durable) // another instance was faster
+			cons, err = c.src.consumer(ctx) // another instance was faster
 		} else if err == nil {
 			c.log.Info("durable consumer created", "start_sequence", max(start, 1))
 		}
@@ -154,7 +167,7 @@ func (c *Consumer) ensureConsumer(ctx context.Context) error {
 	default:
 		return fmt.Errorf("looking up consumer: %w", err)
 	}
-	keep := cons.CachedInfo().Config.AckWait / 3
+	keep := cons.config().AckWait / 3
 	if keep <= 0 {
 		keep = c.cfg.AckWait / 3
 	}
@@ -169,10 +182,9 @@ func (c *Consumer) ensureConsumer(ctx context.Context) error {
 func (c *Consumer) resumeAt(ctx context.Context) (uint64, error) {
 	c.mu.Lock()
 	ri := ResumeInfo{Stream: c.cfg.Stream, StreamCreated: c.streamCreated, AckFloor: c.ackFloor}
-	st := c.stream
 	c.mu.Unlock()
-	if info, err := st.Info(ctx); err == nil {
-		ri.FirstSeq, ri.LastSeq = info.State.FirstSeq, info.State.LastSeq
+	if st, err := c.src.stream(ctx); err == nil {
+		ri.FirstSeq, ri.LastSeq = st.firstSeq, st.lastSeq
 	}
 	if c.cfg.ResumeAt != nil {
 		return c.cfg.ResumeAt(ctx, ri)
@@ -188,10 +200,10 @@ func (c *Consumer) Config() ConsumerConfig { return c.cfg }
 
 // Info returns the server's current view of the consumer.
 func (c *Consumer) Info(ctx context.Context) (*jetstream.ConsumerInfo, error) {
-	return c.current().Info(ctx)
+	return c.current().info(ctx)
 }
 
-func (c *Consumer) current() jetstream.Consumer {
+func (c *Consumer) current() pullConsumer {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.cons
@@ -213,7 +225,7 @@ func (c *Consumer) setHealth(err error, immediate bool) {
 		c.health = Health{}
 		return
 	}
-	now := time.Now()
+	now := c.clk.now()
 	if c.health.Since.IsZero() {
 		c.health.Since = now
 	}
@@ -239,8 +251,8 @@ func (c *Consumer) Run(ctx context.Context) error {
 	pctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancel()
 	stopDrain := context.AfterFunc(ctx, func() {
-		t := time.AfterFunc(c.cfg.DrainTimeout, cancel)
-		context.AfterFunc(pctx, func() { t.Stop() })
+		stop := c.clk.afterFunc(c.cfg.DrainTimeout, cancel)
+		context.AfterFunc(pctx, func() { stop() })
 	})
 	defer stopDrain()
 	// One batch is fetched while the processor works on the previous one: fetching costs the
@@ -266,13 +278,18 @@ func (c *Consumer) Run(ctx context.Context) error {
 // fetchLoop fetches batches and hands them to Run until ctx ends.
 func (c *Consumer) fetchLoop(ctx context.Context, out chan<- fetched) {
 	var (
-		retry    = fetchRetry()
+		retry    = fetchRetry(c.clk.sleep)
 		errLog   = rateLimit{every: logEvery}
-		nextInfo = time.Now().Add(infoEvery)
+		nextInfo = c.clk.now().Add(infoEvery)
 	)
 	for ctx.Err() == nil {
 		cons := c.current()
 		msgs, err := c.fetch(ctx, cons)
+		if err == nil {
+			// Before the hand-off: a batch that waits behind a held one may find the consumer
+			// deleted meanwhile, which Health then keeps saying until a fetch works again.
+			c.setHealth(nil, false)
+		}
 		if len(msgs) > 0 {
 			created := c.checkIncarnation(ctx, msgs)
 			if !c.handOff(ctx, out, fetched{msgs: msgs, streamCreated: created}) {
@@ -283,11 +300,10 @@ func (c *Consumer) fetchLoop(ctx context.Context, out chan<- fetched) {
 			return
 		}
 		if err == nil {
-			c.setHealth(nil, false)
 			retry.Reset()
-			if time.Now().After(nextInfo) {
+			if now := c.clk.now(); now.After(nextInfo) {
 				c.readAckFloor(ctx, cons)
-				nextInfo = time.Now().Add(infoEvery)
+				nextInfo = now.Add(infoEvery)
 			}
 			continue
 		}
@@ -297,7 +313,7 @@ func (c *Consumer) fetchLoop(ctx context.Context, out chan<- fetched) {
 			continue
 		}
 		c.setHealth(fmt.Errorf("fetching from consumer %s on stream %s: %w", c.cfg.Durable, c.cfg.Stream, err), false)
-		if n, ok := errLog.allow(); ok {
+		if n, ok := errLog.allow(c.clk.now()); ok {
 			c.log.Warn("fetch failed, retrying", "error", err, "retry_in", retry.Delay(), "suppressed_since_last_log", n)
 		}
 		if retry.Wait(ctx) != nil {
@@ -311,32 +327,29 @@ func (c *Consumer) fetchLoop(ctx context.Context, out chan<- fetched) {
 // until the batch is full or MaxWait is used up, so a stop waits at most a second. A pull
 // request in flight is never abandoned, not even when ctx ends: the server may already be
 // delivering to it, and messages delivered to a dropped request sit unacked until AckWait.
-func (c *Consumer) fetch(ctx context.Context, cons jetstream.Consumer) ([]jetstream.Msg, error) {
+func (c *Consumer) fetch(ctx context.Context, cons pullConsumer) ([]jetstream.Msg, error) {
 	buf := make([]jetstream.Msg, 0, c.cfg.BatchSize)
-	deadline := time.Now().Add(c.cfg.MaxWait)
+	deadline := c.clk.now().Add(c.cfg.MaxWait)
 	bytes := 0
 	for {
-		wait := min(time.Until(deadline), pullExpiry)
+		wait := min(deadline.Sub(c.clk.now()), pullExpiry)
 		if wait < 10*time.Millisecond {
 			return buf, nil
 		}
-		opts := append(c.fopts[:0:0], jetstream.FetchMaxWait(wait))
+		maxBytes := 0
 		if c.cfg.FetchMaxBytes > 0 {
 			if bytes >= c.cfg.FetchMaxBytes {
 				return buf, nil
 			}
-			opts = append(opts, jetstream.FetchMaxBytes(c.cfg.FetchMaxBytes-bytes))
+			maxBytes = c.cfg.FetchMaxBytes - bytes
 		}
-		b, err := cons.Fetch(c.cfg.BatchSize-len(buf), opts...)
-		if err != nil {
-			return buf, err
-		}
-		for m := range b.Messages() {
-			buf = append(buf, m)
+		had := len(buf)
+		var err error
+		buf, err = cons.fetch(buf, c.cfg.BatchSize-len(buf), maxBytes, wait)
+		for _, m := range buf[had:] {
 			bytes += len(m.Data())
 		}
-		if err := b.Error(); err != nil && !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, context.Canceled) &&
-			!errors.Is(err, jetstream.ErrNoMessages) && !errors.Is(err, nats.ErrTimeout) {
+		if err != nil {
 			return buf, err
 		}
 		if len(buf) == c.cfg.BatchSize || ctx.Err() != nil {
@@ -366,24 +379,24 @@ func (c *Consumer) checkIncarnation(ctx context.Context, msgs []jetstream.Msg) t
 	}
 	ictx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	st, err := c.js.Stream(ictx, c.cfg.Stream)
+	st, err := c.src.stream(ictx)
 	if err != nil {
 		c.log.Warn("the durable consumer was created anew by another instance; reading the stream's identity failed", "error", err)
 		return created
 	}
 	c.setStream(st)
-	if !st.CachedInfo().Created.Equal(created) {
-		c.log.Warn("the stream and its durable consumer were created anew by another instance", "stream_created", st.CachedInfo().Created)
+	if !st.created.Equal(created) {
+		c.log.Warn("the stream and its durable consumer were created anew by another instance", "stream_created", st.created)
 	}
-	return st.CachedInfo().Created
+	return st.created
 }
 
 // readAckFloor remembers the consumer's ack floor, where a consumer created anew resumes by
 // default.
-func (c *Consumer) readAckFloor(ctx context.Context, cons jetstream.Consumer) {
+func (c *Consumer) readAckFloor(ctx context.Context, cons pullConsumer) {
 	ictx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
-	info, err := cons.Info(ictx)
+	info, err := cons.info(ictx)
 	if err != nil {
 		return
 	}
@@ -402,7 +415,7 @@ func (c *Consumer) missing(ctx context.Context, err error) bool {
 	}
 	vctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	_, verr := c.js.Consumer(vctx, c.cfg.Stream, c.cfg.Durable)
+	_, verr := c.src.consumer(vctx)
 	return errors.Is(verr, jetstream.ErrConsumerNotFound) || errors.Is(verr, jetstream.ErrStreamNotFound)
 }
 
@@ -427,7 +440,7 @@ func (c *Consumer) recover(ctx context.Context, out chan<- fetched) {
 	case <-ctx.Done():
 		return
 	}
-	retry, errLog := fetchRetry(), rateLimit{every: logEvery}
+	retry, errLog := fetchRetry(c.clk.sleep), rateLimit{every: logEvery}
 	for ctx.Err() == nil {
 		err := c.recoverOnce(ctx)
 		if err == nil {
@@ -437,7 +450,7 @@ func (c *Consumer) recover(ctx context.Context, out chan<- fetched) {
 		}
 		c.setHealth(fmt.Errorf("%w: consumer %s on stream %s was deleted; creating it again failed (retrying): %w",
 			ErrConsumerMissing, c.cfg.Durable, c.cfg.Stream, err), true)
-		if n, ok := errLog.allow(); ok {
+		if n, ok := errLog.allow(c.clk.now()); ok {
 			c.log.Warn("creating the durable consumer again failed, retrying", "error", err, "suppressed_since_last_log", n)
 		}
 		if retry.Wait(ctx) != nil {
@@ -449,13 +462,13 @@ func (c *Consumer) recover(ctx context.Context, out chan<- fetched) {
 func (c *Consumer) recoverOnce(ctx context.Context) error {
 	rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	st, err := c.js.Stream(rctx, c.cfg.Stream)
+	st, err := c.src.stream(rctx)
 	if errors.Is(err, jetstream.ErrStreamNotFound) {
 		if c.cfg.EnsureStream == nil {
 			return fmt.Errorf("stream %s does not exist (deleted?) and no EnsureStream is configured: create it again", c.cfg.Stream)
 		}
 		c.log.Warn("the stream was deleted: creating it again with the configured settings; its sequences start again at 1, and publishers can publish again")
-		st, err = EnsureStream(rctx, c.js, *c.cfg.EnsureStream)
+		st, err = c.src.ensureStream(rctx, *c.cfg.EnsureStream)
 	}
 	if err != nil {
 		return fmt.Errorf("stream %s: %w", c.cfg.Stream, err)
@@ -475,15 +488,15 @@ func (c *Consumer) recoverOnce(ctx context.Context) error {
 func (c *Consumer) handOff(ctx context.Context, out chan<- fetched, b fetched) bool {
 	stop := c.keepAlive(b.msgs)
 	defer stop()
-	t := time.NewTicker(infoEvery)
-	defer t.Stop()
+	tick, stopTicker := c.clk.ticker(infoEvery)
+	defer stopTicker()
 	for {
 		select {
 		case out <- b:
 			return ctx.Err() == nil
-		case <-t.C:
+		case <-tick:
 			ictx, cancel := context.WithTimeout(ctx, 2*time.Second)
-			_, err := c.js.Consumer(ictx, c.cfg.Stream, c.cfg.Durable)
+			_, err := c.src.consumer(ictx)
 			cancel()
 			if errors.Is(err, jetstream.ErrConsumerNotFound) || errors.Is(err, jetstream.ErrStreamNotFound) {
 				c.setHealth(fmt.Errorf("%w: consumer %s on stream %s was deleted; it is created again once the batches in hand are done",
@@ -540,14 +553,14 @@ func (c *Consumer) keepAlive(batch []jetstream.Msg) (stop func()) {
 	c.mu.Unlock()
 	done := make(chan struct{})
 	var wg sync.WaitGroup
+	tick, stopTicker := c.clk.ticker(every)
 	wg.Go(func() {
-		t := time.NewTicker(every)
-		defer t.Stop()
+		defer stopTicker()
 		for {
 			select {
 			case <-done:
 				return
-			case <-t.C:
+			case <-tick:
 				for _, m := range batch {
 					if err := m.InProgress(); err != nil {
 						c.log.Debug("in-progress ack failed", "error", err)
@@ -577,8 +590,8 @@ type rateLimit struct {
 	suppressed int
 }
 
-func (r *rateLimit) allow() (suppressed int, ok bool) {
-	if now := time.Now(); now.Sub(r.last) >= r.every {
+func (r *rateLimit) allow(now time.Time) (suppressed int, ok bool) {
+	if now.Sub(r.last) >= r.every {
 		n := r.suppressed
 		r.last, r.suppressed = now, 0
 		return n, true

@@ -183,9 +183,19 @@ func TestIntegrationDeadLettersSummaryAndFilters(t *testing.T) {
 		f.publish(m.subj, m.payload, nats.Header{"X-Custom": {m.payload}})
 	}
 	f.waitDeadLettered(6)
-	time.Sleep(50 * time.Millisecond)
+	// The boundary lies strictly after the last phase-1 dead letter and before anything
+	// published later, on the clock that stamps the messages (this machine's).
+	st, err := f.js.Stream(ctx, f.dlq)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lastP1, err := st.GetLastMsgForSubject(ctx, f.dlq+".>")
+	if err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 5*time.Second, "the clock past the last phase-1 dead letter", func() bool { return time.Now().After(lastP1.Time) })
 	boundary := time.Now()
-	time.Sleep(50 * time.Millisecond)
+	eventually(t, 5*time.Second, "the clock past the boundary", func() bool { return time.Now().After(boundary) })
 	// Phase 2: 4 more dead letters, reason rejected, on c.x.y and a.1.
 	for i, s := range []string{"c.x.y", "a.1", "c.x.y", "c.x.z"} {
 		f.publish(s, fmt.Sprintf("rejected|p2-%d", i), nil)

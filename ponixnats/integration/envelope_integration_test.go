@@ -125,7 +125,7 @@ func TestIntegrationEnvelopeProcessorStoresAndDeadLetters(t *testing.T) {
 		defer mu.Unlock()
 		return len(stored) >= 3
 	})
-	time.Sleep(300 * time.Millisecond)
+	waitSettled(t, js, c)
 	stop()
 	mu.Lock()
 	if len(stored) != 3 {

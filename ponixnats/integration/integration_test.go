@@ -176,6 +176,23 @@ func baseConfig(stream string) ponixnats.ConsumerConfig {
 	}
 }
 
+// waitSettled waits until the server has an answer for every message of c's stream: each
+// acknowledged or terminated (the ack floor is the stream's last sequence), none left to
+// deliver or waiting for its ack. Nothing is delivered again after that: the deliveries
+// counted so far are final.
+func waitSettled(t *testing.T, js jetstream.JetStream, c *ponixnats.Consumer) {
+	t.Helper()
+	ctx := context.Background()
+	eventually(t, 10*time.Second, "every message acknowledged or terminated", func() bool {
+		st, err := js.Stream(ctx, c.Config().Stream)
+		if err != nil {
+			return false
+		}
+		info, err := c.Info(ctx)
+		return err == nil && info.NumAckPending == 0 && info.NumPending == 0 && info.AckFloor.Stream == st.CachedInfo().State.LastSeq
+	})
+}
+
 func consumerInfo(t *testing.T, c *ponixnats.Consumer) *jetstream.ConsumerInfo {
 	t.Helper()
 	info, err := c.Info(context.Background())
@@ -287,13 +304,19 @@ func TestIntegrationBatchByCountAndByMaxWait(t *testing.T) {
 	if el := last.Sub(start); el < 400*time.Millisecond {
 		t.Fatalf("partial batch handed over after %s; want about MaxWait (500ms)", el)
 	}
-	// An idle stream hands over nothing.
+	// An idle stream hands over nothing: once the server's clock says that a whole fetch more
+	// (MaxWait, twice over) passed after the partial batch was handed over, Run is stopped,
+	// which returns only after every batch handed over was processed.
+	idle := consumerInfo(t, c).TimeStamp
+	eventually(t, 10*time.Second, "2 MaxWait of an idle stream, on the server's clock", func() bool {
+		return consumerInfo(t, c).TimeStamp.Sub(idle) > 2*cfg.MaxWait
+	})
+	stop()
 	select {
 	case b := <-got:
 		t.Fatalf("unexpected batch of %d on an empty stream", b.n)
-	case <-time.After(700 * time.Millisecond):
+	default:
 	}
-	stop()
 	if s := c.Stats(); s.Acked != 25 || s.Batches != 3 {
 		t.Fatalf("stats %+v", s)
 	}
@@ -324,8 +347,7 @@ func TestIntegrationPartialAckNakRedeliversExactlyTheNakd(t *testing.T) {
 		t.Fatal(err)
 	}
 	stop := runConsumer(t, c)
-	eventually(t, 5*time.Second, "9 deliveries", func() bool { return d.total() >= 9 })
-	time.Sleep(500 * time.Millisecond) // room for any wrong redelivery
+	waitSettled(t, js, c) // after it, no redelivery can come
 	stop()
 	for i := range 6 {
 		want := 1
@@ -372,8 +394,7 @@ func TestIntegrationUnmentionedAndDuplicateIndices(t *testing.T) {
 		t.Fatal(err)
 	}
 	stop := runConsumer(t, c)
-	eventually(t, 5*time.Second, "5 deliveries", func() bool { return d.total() >= 5 })
-	time.Sleep(300 * time.Millisecond)
+	waitSettled(t, js, c)
 	stop()
 	if d.get("0") != 1 || d.get("1") != 2 || d.get("2") != 2 {
 		t.Fatalf("deliveries %v; want 0:1 1:2 2:2", d.m)
@@ -408,8 +429,8 @@ func TestIntegrationTermIsNotRedelivered(t *testing.T) {
 		t.Fatal(err)
 	}
 	stop := runConsumer(t, c)
-	eventually(t, 5*time.Second, "2 deliveries", func() bool { return d.total() >= 2 })
-	time.Sleep(1500 * time.Millisecond) // longer than AckWait
+	// The server has the term and the ack: nothing is left whose AckWait could expire.
+	waitSettled(t, js, c)
 	stop()
 	if d.get("0") != 1 || d.get("1") != 1 {
 		t.Fatalf("deliveries %v; want each once", d.m)
@@ -441,8 +462,7 @@ func TestIntegrationProcessorErrorAndPanicNakWholeBatch(t *testing.T) {
 		t.Fatal(err)
 	}
 	stop := runConsumer(t, c)
-	eventually(t, 5*time.Second, "9 deliveries", func() bool { return d.total() >= 9 })
-	time.Sleep(300 * time.Millisecond)
+	waitSettled(t, js, c)
 	stop()
 	for i := range 3 {
 		if got := d.get(strconv.Itoa(i)); got != 3 {
@@ -496,7 +516,7 @@ func TestIntegrationDecodeFailureGoesToDLQWithHeaders(t *testing.T) {
 	eventually(t, 5*time.Second, "good message handled and bad one dead-lettered", func() bool {
 		return got.Load() == 42 && c.Stats().DeadLettered == 1
 	})
-	time.Sleep(300 * time.Millisecond)
+	waitSettled(t, js, c)
 	stop()
 	if d.total() != 2 {
 		t.Fatalf("deliveries %v; want each message once", d.m)
@@ -558,7 +578,7 @@ func TestIntegrationMaxDeliverDeadLetters(t *testing.T) {
 	}
 	stop := runConsumer(t, c)
 	eventually(t, 5*time.Second, "dead-lettered at MaxDeliver", func() bool { return c.Stats().MaxDelivered == 1 })
-	time.Sleep(300 * time.Millisecond)
+	waitSettled(t, js, c)
 	stop()
 	if got := d.get("0"); got != 3 {
 		t.Fatalf("delivered %d times; want MaxDeliver=3", got)
@@ -603,7 +623,7 @@ func TestIntegrationCleanShutdownLeavesNothingUnacked(t *testing.T) {
 	c, err := ponixnats.NewConsumer(context.Background(), js, cfg, func(ctx context.Context, in ponixnats.Batch[jetstream.Msg]) (ponixnats.Result, error) {
 		b := in.Items
 		once.Do(func() { close(started) })
-		time.Sleep(500 * time.Millisecond) // the shutdown arrives while we work
+		<-in.Stopping // the shutdown arrives while we work
 		if ctx.Err() != nil {
 			ctxErrs.Add(1)
 		}
@@ -633,16 +653,33 @@ func TestIntegrationInProgressKeepsSlowBatchAlive(t *testing.T) {
 	var d deliveries
 	cfg := baseConfig(stream)
 	cfg.AckWait = time.Second
+	holding, release := make(chan struct{}, 1), make(chan struct{})
 	c, err := ponixnats.NewConsumer(context.Background(), js, cfg, func(_ context.Context, in ponixnats.Batch[jetstream.Msg]) (ponixnats.Result, error) {
 		b := in.Items
 		d.add(b)
-		time.Sleep(2500 * time.Millisecond) // 2.5x AckWait
+		select {
+		case holding <- struct{}{}:
+		default:
+		}
+		<-release // slow processing
 		return ponixnats.AckAll(len(b)), nil
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
 	stop := runConsumer(t, c)
+	select {
+	case <-holding:
+	case <-time.After(10 * time.Second):
+		t.Fatal("no batch")
+	}
+	// The processor holds the batch until the server's clock says 2.5 AckWait passed since it
+	// was handed over.
+	held := consumerInfo(t, c).TimeStamp
+	eventually(t, 10*time.Second, "2.5 AckWait of holding, on the server's clock", func() bool {
+		return consumerInfo(t, c).TimeStamp.Sub(held) > 5*cfg.AckWait/2
+	})
+	close(release)
 	eventually(t, 10*time.Second, "slow batch acked", func() bool { return c.Stats().Acked == 3 })
 	stop()
 	if d.total() != 3 {

@@ -38,10 +38,8 @@ func TestIntegrationDeliveriesWithoutAnswerNeverExhaustAMessage(t *testing.T) {
 		t.Fatal(err)
 	}
 	for delivery := 1; delivery <= 2; delivery++ {
-		if delivery > 1 {
-			time.Sleep(cfg.AckWait + 200*time.Millisecond)
-		}
-		b, err := raw.Fetch(n, jetstream.FetchMaxWait(2*time.Second))
+		// The second fetch waits for the redeliveries, after AckWait.
+		b, err := raw.Fetch(n, jetstream.FetchMaxWait(cfg.AckWait+10*time.Second))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -53,7 +51,13 @@ func TestIntegrationDeliveriesWithoutAnswerNeverExhaustAMessage(t *testing.T) {
 			t.Fatalf("delivery %d: fetched %d of %d messages", delivery, got, n)
 		}
 	}
-	time.Sleep(cfg.AckWait + 200*time.Millisecond) // the second deliveries expire too
+	// The second deliveries expire too: JetStream will not deliver the messages again (it
+	// marks nothing when it gives up; its own clock says when AckWait passed).
+	eventually(t, 10*time.Second, "AckWait passed since the second deliveries, on the server's clock", func() bool {
+		info, err := raw.Info(ctx)
+		return err == nil && info.NumAckPending == n && info.Delivered.Last != nil &&
+			info.TimeStamp.Sub(*info.Delivered.Last) > cfg.AckWait
+	})
 
 	var seen atomic.Int64
 	c, err := ponixnats.NewConsumer(ctx, js, cfg, func(_ context.Context, in ponixnats.Batch[jetstream.Msg]) (ponixnats.Result, error) {
