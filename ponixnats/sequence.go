@@ -38,19 +38,9 @@ func numDelivered(m jetstream.Msg) (uint64, error) {
 // sequence) in a
 // JetStream ack subject, without allocating.
 func ackToken(reply string, offset int, what string) (uint64, error) {
-	rest, ok := strings.CutPrefix(reply, "$JS.ACK.")
-	if !ok {
-		return 0, fmt.Errorf("%w: reply subject %q", ErrNotJetStreamMsg, reply)
-	}
-	// v1: <stream>.<consumer>.<delivered>.<sseq>.<cseq>.<tm>.<pending>
-	// v2: <domain>.<account hash>.<stream>.<consumer>.<delivered>.<sseq>.<cseq>.<tm>.<pending>[.<token>]
-	pos := 3
-	switch n := strings.Count(rest, ".") + 1; {
-	case n == 7:
-	case n >= 9:
-		pos = 5
-	default:
-		return 0, fmt.Errorf("%w: reply subject %q has %d tokens", ErrNotJetStreamMsg, reply, n+2)
+	rest, pos, err := ackTokens(reply)
+	if err != nil {
+		return 0, err
 	}
 	var tok string
 	for range pos + offset + 1 {
@@ -63,6 +53,25 @@ func ackToken(reply string, offset int, what string) (uint64, error) {
 	return seq, nil
 }
 
+// ackTokens returns the tokens of a JetStream ack subject after "$JS.ACK." and the index of the
+// stream sequence among them.
+func ackTokens(reply string) (rest string, pos int, err error) {
+	rest, ok := strings.CutPrefix(reply, "$JS.ACK.")
+	if !ok {
+		return "", 0, fmt.Errorf("%w: reply subject %q", ErrNotJetStreamMsg, reply)
+	}
+	// v1: <stream>.<consumer>.<delivered>.<sseq>.<cseq>.<tm>.<pending>
+	// v2: <domain>.<account hash>.<stream>.<consumer>.<delivered>.<sseq>.<cseq>.<tm>.<pending>[.<token>]
+	switch n := strings.Count(rest, ".") + 1; {
+	case n == 7:
+		return rest, 3, nil
+	case n >= 9:
+		return rest, 5, nil
+	default:
+		return "", 0, fmt.Errorf("%w: reply subject %q has %d tokens", ErrNotJetStreamMsg, reply, n+2)
+	}
+}
+
 // Delivery is where a delivered JetStream message stands: its stream sequence and how many
 // times it was delivered, this delivery included.
 type Delivery struct {
@@ -70,18 +79,27 @@ type Delivery struct {
 	Delivered uint64
 }
 
-// DeliveryOf reads a delivered message's [Delivery] from its ack subject without allocating
-// (see [StreamSequence]). A Delivered above 1 means the message was
+// DeliveryOf reads a delivered message's [Delivery] from its ack subject in one pass, without
+// allocating (see [StreamSequence]). A Delivered above 1 means the message was
 // delivered before (a crash, an expired AckWait, a restart): its row may already be stored.
 func DeliveryOf(m jetstream.Msg) (Delivery, error) {
 	reply := m.Reply()
-	delivered, err := ackToken(reply, -1, "delivery count")
+	rest, pos, err := ackTokens(reply)
 	if err != nil {
 		return Delivery{}, err
 	}
-	seq, err := ackToken(reply, 0, "stream sequence")
+	for range pos - 1 {
+		_, rest, _ = strings.Cut(rest, ".")
+	}
+	deliveredTok, rest, _ := strings.Cut(rest, ".")
+	seqTok, _, _ := strings.Cut(rest, ".")
+	delivered, err := strconv.ParseUint(deliveredTok, 10, 64)
 	if err != nil {
-		return Delivery{}, err
+		return Delivery{}, fmt.Errorf("%w: reply subject %q: delivery count: %w", ErrNotJetStreamMsg, reply, err)
+	}
+	seq, err := strconv.ParseUint(seqTok, 10, 64)
+	if err != nil {
+		return Delivery{}, fmt.Errorf("%w: reply subject %q: stream sequence: %w", ErrNotJetStreamMsg, reply, err)
 	}
 	return Delivery{StreamSeq: seq, Delivered: delivered}, nil
 }

@@ -45,11 +45,27 @@ func TestDeliveryOfReadsSequenceAndDeliveryCount(t *testing.T) {
 			t.Errorf("%s: %+v, %v; want sequence 42 delivered 3 times", reply, d, err)
 		}
 	}
-	if _, err := DeliveryOf(replyMsg{reply: "_INBOX.x"}); !errors.Is(err, ErrNotJetStreamMsg) {
-		t.Errorf("a core NATS message: %v, want ErrNotJetStreamMsg", err)
+	for _, bad := range []string{"_INBOX.x", "$JS.ACK.s.c.1.2", "$JS.ACK.s.c.x.2.3.4.5", "$JS.ACK.s.c.1.x.3.4.5"} {
+		if _, err := DeliveryOf(replyMsg{reply: bad}); !errors.Is(err, ErrNotJetStreamMsg) {
+			t.Errorf("DeliveryOf(%q): %v, want ErrNotJetStreamMsg", bad, err)
+		}
 	}
 	var m jetstream.Msg = &replyMsg{reply: "$JS.ACK.s.c.3.42.7.1.0"}
 	if n := testing.AllocsPerRun(100, func() { _, _ = DeliveryOf(m) }); n != 0 {
 		t.Errorf("%v allocations, want 0", n)
+	}
+}
+
+func BenchmarkDeliveryOf(b *testing.B) {
+	var m jetstream.Msg = &replyMsg{reply: "$JS.ACK.processed_envelopes.ponix.1.4242.17.1700000000000000000.3"}
+	for b.Loop() {
+		_, _ = DeliveryOf(m)
+	}
+}
+
+func BenchmarkStreamSequence(b *testing.B) {
+	var m jetstream.Msg = &replyMsg{reply: "$JS.ACK.processed_envelopes.ponix.1.4242.17.1700000000000000000.3"}
+	for b.Loop() {
+		_, _ = StreamSequence(m)
 	}
 }
