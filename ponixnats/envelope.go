@@ -176,18 +176,13 @@ func NewEnvelopeProcessor(store EnvelopeStore, opts ...StoreOption) Processor {
 }
 
 // NewEnvelopeWireProcessor is [NewEnvelopeProcessor] for stores that read the envelopes' wire
-// bytes themselves, such as the ClickHouse writer's EnvelopeRow.Wire: it checks each message
-// with envelope.ValidateWire instead of decoding it into a message value, which saves most of
-// the CPU and allocations per envelope. Undecodable messages are dead-lettered with
-// [ReasonDecode], invalid ones with [ReasonInvalid]; a malformed data field is left to the
-// store to reject (a [Rejection]). It is [NewStoreProcessor] with that check.
+// bytes themselves and validate them while they encode them, such as the ClickHouse writer's
+// EnvelopeRow.Wire: the processor does not decode or check the messages, so each envelope's
+// bytes are read once, by the store. The store refuses a message it cannot take with a
+// [Rejection]; when the rejection's chain holds an error with a method DeadLetterReason() string
+// (the envelope package's errors have one), the message is dead-lettered with that reason:
+// [ReasonDecode] for bytes that are not an envelope, [ReasonInvalid] for an envelope that
+// breaks envelope.Validate's rules; else with [ReasonRejected]. It is [NewStoreProcessor].
 func NewEnvelopeWireProcessor(store MsgStore, opts ...StoreOption) Processor {
-	check := WithCheck(func(m jetstream.Msg) error {
-		err := envelope.ValidateWire(m.Data())
-		if errors.Is(err, envelope.ErrMalformed) {
-			return fmt.Errorf("%w: %w", ErrDecode, err)
-		}
-		return err
-	})
-	return NewStoreProcessor(store, append([]StoreOption{check}, opts...)...)
+	return NewStoreProcessor(store, opts...)
 }

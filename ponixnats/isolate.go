@@ -71,7 +71,7 @@ func (s *isolation[T]) attempt(ctx context.Context) error {
 		case errors.As(err, &rej) && rej.RejectedIndex() >= 0 && rej.RejectedIndex() < len(part):
 			k := rej.RejectedIndex()
 			j := part[k]
-			b.res.DeadLetter(j, ReasonRejected, fmt.Errorf("%s: %w", msgLabel(b.msgOf(b.all[j])), causeOf(rej)))
+			b.res.DeadLetter(j, rejectionReason(rej), fmt.Errorf("%s: %w", msgLabel(b.msgOf(b.all[j])), causeOf(rej)))
 			if rest := slices.Delete(slices.Clone(part), k, k+1); len(rest) > 0 {
 				s.stack[top] = rest
 			} else {
@@ -110,6 +110,17 @@ func (s *isolation[T]) attempt(ctx context.Context) error {
 		return s.refused(s.lastRefusal)
 	}
 	return nil
+}
+
+// rejectionReason is the dead-letter reason of a record a [Rejection] names: that of an error in
+// its chain with a method DeadLetterReason() string (envelope's errors: decode, invalid), else
+// [ReasonRejected].
+func rejectionReason(rej Rejection) Reason {
+	var r interface{ DeadLetterReason() string }
+	if errors.As(rej, &r) && r.DeadLetterReason() != "" {
+		return Reason(r.DeadLetterReason())
+	}
+	return ReasonRejected
 }
 
 // refuseAlone dead-letters record j, which the sink refused alone while it stores others.
