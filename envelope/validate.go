@@ -5,6 +5,7 @@ import (
 	"hash/fnv"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	envelopev1 "buf.build/gen/go/ponix/ponix/protocolbuffers/go/envelope/v1"
 )
@@ -71,16 +72,19 @@ func ValidSubjectToken(s string) bool {
 	if s == "" {
 		return false
 	}
+	ascii := true
 	for i := 0; i < len(s); i++ {
 		switch c := s[i]; {
 		case c == '.' || c == '*' || c == '>':
 			return false
 		case c <= ' ' || c == 0x7f:
 			return false
+		case c >= utf8.RuneSelf:
+			ascii = false
 		}
 	}
 	// Reject non-ASCII whitespace too (e.g. U+00A0, U+2028).
-	return strings.IndexFunc(s, isUnicodeSpace) < 0
+	return ascii || strings.IndexFunc(s, isUnicodeSpace) < 0
 }
 
 func isUnicodeSpace(r rune) bool {
