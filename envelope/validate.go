@@ -19,7 +19,7 @@ func Validate(env *envelopev1.ProcessedEnvelope) error {
 	if env == nil {
 		return &ValidationError{Field: "envelope", Reason: "is nil"}
 	}
-	return check(env.GetEndDeviceId(), env.GetOrganizationId(), timestampOf(env.GetOccurredAt()), timestampOf(env.GetProcessedAt()))
+	return check(env.GetEndDeviceId(), env.GetOrganizationId(), TimestampOf(env.GetOccurredAt()), TimestampOf(env.GetProcessedAt()))
 }
 
 // ValidateWire is [Validate] for an envelope in protobuf wire format: [Wire.Parse], then

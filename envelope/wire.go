@@ -44,8 +44,8 @@ type Timestamp struct {
 	Nanos   int32
 }
 
-// timestampOf is the Timestamp of a decoded envelope's field.
-func timestampOf(t *timestamppb.Timestamp) Timestamp {
+// TimestampOf is the Timestamp of a decoded envelope's field (Set false for nil).
+func TimestampOf(t *timestamppb.Timestamp) Timestamp {
 	return Timestamp{Set: t != nil, Seconds: t.GetSeconds(), Nanos: t.GetNanos()}
 }
 

@@ -10,7 +10,6 @@ import (
 
 	envelopev1 "buf.build/gen/go/ponix/ponix/protocolbuffers/go/envelope/v1"
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
-	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/ponix-go/ponix/envelope"
 )
@@ -44,9 +43,10 @@ var envelopeColumns = []string{"organization_id", "end_device_id", "occurred_at"
 // should use distinct sequences.
 //
 // Give the envelope either decoded (Envelope) or as its protobuf wire bytes (Wire, e.g. a
-// JetStream message's data): wire bytes are encoded straight into the columns without building
-// the message, which saves most of the CPU and allocations of the decoded path. Both give the
-// same row for the same envelope.
+// JetStream message's data; used when Envelope is nil, and empty bytes are an empty envelope,
+// which is invalid): wire bytes are read once, validated and encoded straight into the columns
+// without building the message, which saves most of the CPU and allocations of the decoded
+// path. Both give the same row, or the same error, for the same envelope.
 type EnvelopeRow struct {
 	Envelope *envelopev1.ProcessedEnvelope
 	Wire     []byte
@@ -61,9 +61,13 @@ type EnvelopeRow struct {
 const maxDateTime = 1<<32 - 1
 
 // EnvelopeEncoder is the [Encoder] for [EnvelopeRow]s: organization_id and end_device_id as
-// String, occurred_at and processed_at as DateTime (UTC, whole seconds; nil is an error naming
-// the field), data as a compact JSON object String (see envelope.DataJSON; NaN/±Inf are rejected),
-// stream_created_ns and stream_seq as UInt64. A nil envelope is an error.
+// String, occurred_at and processed_at as DateTime (UTC, whole seconds), data as a compact JSON
+// object String (see envelope.DataJSON; NaN/±Inf are rejected), stream_created_ns and stream_seq
+// as UInt64. It validates while it encodes: bytes that are not an envelope are an
+// *envelope.FieldError wrapping envelope.ErrMalformed, an envelope that breaks
+// envelope.Validate's rules an *envelope.ValidationError (both carry their dead-letter reason,
+// decode or invalid, for ponixnats), a value the table cannot hold an *envelope.FieldError
+// naming the field (ErrTimestampOutOfRange, envelope.ErrNonFiniteNumber).
 type EnvelopeEncoder struct {
 	created       []uint64
 	seqs          []uint64
@@ -127,7 +131,7 @@ func (e *EnvelopeEncoder) encode(row EnvelopeRow) error {
 	if err := envelope.Validate(env); err != nil {
 		return err
 	}
-	occ, proc, err := dateTimes(timestampOf(env.GetOccurredAt()), timestampOf(env.GetProcessedAt()))
+	occ, proc, err := dateTimes(envelope.TimestampOf(env.GetOccurredAt()), envelope.TimestampOf(env.GetProcessedAt()))
 	if err != nil {
 		return err
 	}
@@ -148,10 +152,6 @@ func (e *EnvelopeEncoder) appendRow(buf []byte, org, device string, occ, proc ti
 	e.processed = append(e.processed, proc)
 	e.ends = append(e.ends, len(e.buf))
 	e.seqs = append(e.seqs, seq)
-}
-
-func timestampOf(ts *timestamppb.Timestamp) envelope.Timestamp {
-	return envelope.Timestamp{Set: ts != nil, Seconds: ts.GetSeconds(), Nanos: ts.GetNanos()}
 }
 
 // dateTimes converts an envelope's valid timestamps (envelope.Validate passed) to DateTime
