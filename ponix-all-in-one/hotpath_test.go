@@ -32,8 +32,18 @@ func (m *benchMsg) Reply() string   { return m.reply }
 // BenchmarkHotPath is the CPU the service spends on each envelope between the fetch and the
 // INSERT: the wire processor, then the store as the service builds it (an EnvelopeRow from the
 // message's bytes and stream sequence) and the envelope encoder, as a BatchWriter runs it. The
-// network, ClickHouse and the acks are left out.
+// network, ClickHouse and the acks are left out. "valid": every envelope is stored;
+// "invalid-1pct": every 100th envelope has no occurred_at and is dead-lettered.
 func BenchmarkHotPath(b *testing.B) {
+	for _, bench := range []struct {
+		name       string
+		invalidPer int // every invalidPer-th envelope is invalid; 0: none
+	}{{"valid", 0}, {"invalid-1pct", 100}} {
+		b.Run(bench.name, func(b *testing.B) { benchmarkHotPath(b, bench.invalidPer) })
+	}
+}
+
+func benchmarkHotPath(b *testing.B, invalidPer int) {
 	const n = 10000 // the service's default batch size
 	data, err := structpb.NewStruct(map[string]any{"temperature": 21.5, "humidity": 40, "ok": true, "label": "sensor-1"})
 	if err != nil {
@@ -43,7 +53,11 @@ func BenchmarkHotPath(b *testing.B) {
 	msgs := make([]jetstream.Msg, n)
 	for i := range msgs {
 		dev := fmt.Sprintf("dev-%04d", i%1000)
-		wire, err := proto.Marshal(&envelopev1.ProcessedEnvelope{EndDeviceId: dev, OrganizationId: "org-1", OccurredAt: now, ProcessedAt: now, Data: data})
+		env := &envelopev1.ProcessedEnvelope{EndDeviceId: dev, OrganizationId: "org-1", OccurredAt: now, ProcessedAt: now, Data: data}
+		if invalidPer > 0 && i%invalidPer == invalidPer-1 {
+			env.OccurredAt = nil
+		}
+		wire, err := proto.Marshal(env)
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -77,7 +91,10 @@ func BenchmarkHotPath(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		if d, ok := res.Decision(n - 1); !ok || d.Action != ponixnats.ActionAck {
+		if d, ok := res.Decision(0); !ok || d.Action != ponixnats.ActionAck {
+			b.Fatalf("first message: %+v", d)
+		}
+		if d, ok := res.Decision(n - 1); invalidPer > 0 && (!ok || d.Reason != ponixnats.ReasonInvalid) {
 			b.Fatalf("last message: %+v", d)
 		}
 	}
