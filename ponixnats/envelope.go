@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"reflect"
 	"slices"
 
 	envelopev1 "buf.build/gen/go/ponix/ponix/protocolbuffers/go/envelope/v1"
@@ -230,6 +231,9 @@ func (s *envelopeScreen) storeBatch(ctx context.Context, part Batch[jetstream.Ms
 	if len(s.bad) == 0 && errors.As(err, &rej) && rej.RejectedIndex() >= 0 && rej.RejectedIndex() < len(part.Items) {
 		if r := rejectionReason(rej); r == ReasonDecode || r == ReasonInvalid {
 			for _, m := range part.Items[rej.RejectedIndex()+1:] {
+				if !reflect.TypeOf(m).Comparable() {
+					break // found by ==, which would panic: the store decides
+				}
 				if err := envelope.ValidateWire(m.Data()); err != nil {
 					s.bad = append(s.bad, screenedMsg{m: m, err: err})
 				}

@@ -173,3 +173,37 @@ func TestEnvelopeWireProcessorResults(t *testing.T) {
 		t.Fatalf("outage: %+v, %v", d, err)
 	}
 }
+
+// valueMsg is a message type that == cannot compare (it holds a slice).
+type valueMsg struct {
+	jetstream.Msg
+	subject string
+	data    []byte
+}
+
+func (m valueMsg) Data() []byte    { return m.data }
+func (m valueMsg) Subject() string { return m.subject }
+func (m valueMsg) Reply() string   { return "" }
+
+// Messages of a type == cannot compare are not screened (comparing them would panic): the store
+// finds each bad envelope itself.
+func TestEnvelopeWireProcessorWithIncomparableMessages(t *testing.T) {
+	good, err := proto.Marshal(testEnvelope("dev-0"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	msgs := []jetstream.Msg{valueMsg{subject: "s.a", data: []byte{0xff}}, valueMsg{subject: "s.b", data: good}, valueMsg{subject: "s.c", data: []byte{0xff}}}
+	var s encodingStore
+	res, err := NewEnvelopeWireProcessor(s.store)(context.Background(), msgBatch(msgs))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, want := range []Reason{ReasonDecode, "", ReasonDecode} {
+		if d, _ := res.Decision(i); d.Reason != want {
+			t.Errorf("message %d: %+v, want reason %q", i, d, want)
+		}
+	}
+	if len(s.stored) != 1 {
+		t.Errorf("stored %v", s.stored)
+	}
+}
