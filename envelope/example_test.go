@@ -13,8 +13,8 @@ import (
 	"github.com/ponix-go/ponix/envelope"
 )
 
-// Read an envelope's bytes without decoding them into a message: validate, take the ids, and
-// turn data into JSON.
+// Read an envelope's bytes once, without decoding them into a message: parse, validate, take
+// the ids, and turn data into JSON.
 func Example() {
 	data, _ := structpb.NewStruct(map[string]any{"temperature": 21.5, "unit": "C"})
 	ts := timestamppb.New(time.Unix(1_700_000_000, 0))
@@ -22,13 +22,13 @@ func Example() {
 		EndDeviceId: "sensor-1", OrganizationId: "acme", OccurredAt: ts, ProcessedAt: ts, Data: data,
 	})
 
-	if err := envelope.ValidateWire(b); err != nil {
-		fmt.Println("invalid:", err)
+	var w envelope.Wire
+	if err := w.Parse(b); err != nil { // not an envelope: a *FieldError wrapping ErrMalformed
+		fmt.Println(err)
 		return
 	}
-	var w envelope.Wire
-	if err := w.Parse(b); err != nil {
-		fmt.Println(err)
+	if err := w.Validate(); err != nil { // the rules of Validate, without reading b again
+		fmt.Println("invalid:", err)
 		return
 	}
 	var j envelope.DataJSON

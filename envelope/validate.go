@@ -2,33 +2,13 @@ package envelope
 
 import (
 	"encoding/hex"
-	"errors"
-	"fmt"
 	"hash/fnv"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	envelopev1 "buf.build/gen/go/ponix/ponix/protocolbuffers/go/envelope/v1"
-	"google.golang.org/protobuf/proto"
 )
-
-// ErrInvalid matches every [*ValidationError].
-var ErrInvalid = errors.New("invalid envelope")
-
-// ValidationError names the envelope field that is invalid and why.
-type ValidationError struct {
-	Field  string
-	Value  string
-	Reason string
-}
-
-// Error names the field, value and reason.
-func (e *ValidationError) Error() string {
-	return fmt.Sprintf("invalid envelope: %s %q: %s", e.Field, e.Value, e.Reason)
-}
-
-// Is matches [ErrInvalid].
-func (e *ValidationError) Is(target error) bool { return target == ErrInvalid }
 
 const reasonNotToken = "not a valid subject token (empty, or contains '.', '*', '>' or whitespace)"
 
@@ -39,52 +19,51 @@ func Validate(env *envelopev1.ProcessedEnvelope) error {
 	if env == nil {
 		return &ValidationError{Field: "envelope", Reason: "is nil"}
 	}
-	if !ValidSubjectToken(env.GetEndDeviceId()) {
-		return &ValidationError{Field: "end_device_id", Value: env.GetEndDeviceId(), Reason: reasonNotToken}
-	}
-	if env.GetOrganizationId() == "" {
-		return &ValidationError{Field: "organization_id", Reason: "is empty"}
-	}
-	if env.GetOccurredAt() == nil {
-		return &ValidationError{Field: "occurred_at", Reason: "is missing"}
-	}
-	if err := env.GetOccurredAt().CheckValid(); err != nil {
-		return &ValidationError{Field: "occurred_at", Value: env.GetOccurredAt().String(), Reason: err.Error()}
-	}
-	if env.GetProcessedAt() == nil {
-		return &ValidationError{Field: "processed_at", Reason: "is missing"}
-	}
-	if err := env.GetProcessedAt().CheckValid(); err != nil {
-		return &ValidationError{Field: "processed_at", Value: env.GetProcessedAt().String(), Reason: err.Error()}
-	}
-	return nil
+	return check(env.GetEndDeviceId(), env.GetOrganizationId(), TimestampOf(env.GetOccurredAt()), TimestampOf(env.GetProcessedAt()))
 }
 
-// ValidateWire is [Validate] for an envelope in protobuf wire format: it applies the same
-// rules to the envelope the bytes decode to, reading only the ids and timestamps, without
-// decoding the bytes into a message (it does not allocate for a valid envelope). Bytes that
-// are not an envelope give a [*FieldError] wrapping [ErrMalformed]; an invalid envelope gives
-// the [*ValidationError] Validate gives. The data field is not looked into.
+// ValidateWire is [Validate] for an envelope in protobuf wire format: [Wire.Parse], then
+// [Wire.Validate]. It reads only the ids and timestamps, and does not allocate for a valid
+// envelope. Bytes that are not an envelope give a [*FieldError] wrapping [ErrMalformed]; an
+// invalid envelope gives the [*ValidationError] Validate gives. The data field is not looked
+// into. A reader that goes on to read data (an encoder) calls Parse and Validate itself, so
+// that the bytes are read once.
 func ValidateWire(b []byte) error {
 	var w Wire
 	if err := w.Parse(b); err != nil {
 		return err
 	}
-	if w.valid() {
-		return nil
-	}
-	// Invalid: decode it for the exact error (the slow path, for bad messages only).
-	env := new(envelopev1.ProcessedEnvelope)
-	if err := proto.Unmarshal(b, env); err != nil {
-		return &FieldError{Field: "envelope", Err: fmt.Errorf("%w: %w", ErrMalformed, err)}
-	}
-	return Validate(env)
+	return w.Validate()
 }
 
-// valid applies Validate's rules.
-func (w *Wire) valid() bool {
-	return len(w.OrganizationID) > 0 && ValidSubjectToken(bytesString(w.EndDeviceID)) &&
-		w.OccurredAt.Valid() && w.ProcessedAt.Valid()
+// Validate applies [Validate]'s rules to the envelope w was parsed from: it gives what
+// Validate gives for the decoded envelope, without reading the bytes again. The error keeps
+// copies of the values it names, not views into the bytes.
+func (w *Wire) Validate() error {
+	return check(bytesString(w.EndDeviceID), bytesString(w.OrganizationID), w.OccurredAt, w.ProcessedAt)
+}
+
+// check holds the rules of Validate, for a decoded envelope and for one read from the wire.
+// device and org may be views into bytes: an error copies what it keeps.
+func check(device, org string, occurred, processed Timestamp) error {
+	if err := checkDevice(device); err != nil {
+		return err
+	}
+	if org == "" {
+		return &ValidationError{Field: "organization_id", Reason: "is empty"}
+	}
+	if err := occurred.check("occurred_at"); err != nil {
+		return err
+	}
+	return processed.check("processed_at")
+}
+
+// checkDevice checks that an end_device_id can be a subject token.
+func checkDevice(id string) error {
+	if ValidSubjectToken(id) {
+		return nil
+	}
+	return &ValidationError{Field: "end_device_id", Value: strings.Clone(id), Reason: reasonNotToken}
 }
 
 // ValidSubjectToken reports whether s can be one token of a NATS subject, as end_device_id
@@ -93,16 +72,19 @@ func ValidSubjectToken(s string) bool {
 	if s == "" {
 		return false
 	}
+	ascii := true
 	for i := 0; i < len(s); i++ {
 		switch c := s[i]; {
 		case c == '.' || c == '*' || c == '>':
 			return false
 		case c <= ' ' || c == 0x7f:
 			return false
+		case c >= utf8.RuneSelf:
+			ascii = false
 		}
 	}
 	// Reject non-ASCII whitespace too (e.g. U+00A0, U+2028).
-	return strings.IndexFunc(s, isUnicodeSpace) < 0
+	return ascii || strings.IndexFunc(s, isUnicodeSpace) < 0
 }
 
 func isUnicodeSpace(r rune) bool {
@@ -119,8 +101,8 @@ func Subject(base string, env *envelopev1.ProcessedEnvelope) (string, error) {
 	if env == nil {
 		return "", &ValidationError{Field: "envelope", Reason: "is nil"}
 	}
-	if !ValidSubjectToken(env.GetEndDeviceId()) {
-		return "", &ValidationError{Field: "end_device_id", Value: env.GetEndDeviceId(), Reason: reasonNotToken}
+	if err := checkDevice(env.GetEndDeviceId()); err != nil {
+		return "", err
 	}
 	return base + "." + env.GetEndDeviceId(), nil
 }

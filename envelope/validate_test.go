@@ -2,7 +2,9 @@ package envelope
 
 import (
 	"errors"
+	"fmt"
 	"math/rand/v2"
+	"strings"
 	"testing"
 	"time"
 
@@ -227,4 +229,68 @@ func TestAppendWireEqualsAppend(t *testing.T) {
 			t.Fatalf("errors differ: wire %v, decoded %v", gerr, werr)
 		}
 	}
+}
+
+// deadLetterReason is what ponixnats reads from a rejection: the DeadLetterReason of an error
+// in the chain that has one.
+func deadLetterReason(err error) string {
+	var r interface{ DeadLetterReason() string }
+	if errors.As(err, &r) {
+		return r.DeadLetterReason()
+	}
+	return ""
+}
+
+// Every error says what it is about: malformed bytes are dead-lettered as "decode", an
+// invalid envelope as "invalid" (naming the field, also as a *FieldError), and a value that
+// only a sink cannot hold carries no reason of its own.
+func TestErrorsNameTheFieldAndTheirDeadLetterReason(t *testing.T) {
+	noTime := testEnvelope("dev-1")
+	noTime.OccurredAt = nil
+	badTime := testEnvelope("dev-1")
+	badTime.ProcessedAt = &timestamppb.Timestamp{Seconds: 1, Nanos: 1e9}
+	badOrg := testEnvelope("dev-1")
+	badOrg.OrganizationId = ""
+	for _, tc := range []struct {
+		name     string
+		bytes    []byte
+		field    string
+		sentinel error
+		reason   string
+	}{
+		{"garbage", []byte{0xff, 0xff}, "envelope", ErrMalformed, "decode"},
+		{"truncated timestamp", []byte{0x12, 0x02, 0x08}, "envelope", ErrMalformed, "decode"},
+		{"id not UTF-8", []byte{0x0a, 0x02, 0xff, 0xfe}, "end_device_id", ErrMalformed, "decode"},
+		{"id not a subject token", mustMarshal(t, testEnvelope("a.b")), "end_device_id", ErrInvalid, "invalid"},
+		{"empty organization", mustMarshal(t, badOrg), "organization_id", ErrInvalid, "invalid"},
+		{"no occurred_at", mustMarshal(t, noTime), "occurred_at", ErrNilTimestamp, "invalid"},
+		{"processed_at nanos out of range", mustMarshal(t, badTime), "processed_at", ErrTimestampOutOfRange, "invalid"},
+		{"empty bytes", nil, "end_device_id", ErrInvalid, "invalid"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			err := ValidateWire(tc.bytes)
+			var fe *FieldError
+			if !errors.As(err, &fe) || fe.Field != tc.field || !errors.Is(err, tc.sentinel) {
+				t.Fatalf("err = %v; want a FieldError on %s wrapping %v", err, tc.field, tc.sentinel)
+			}
+			if got := deadLetterReason(err); got != tc.reason {
+				t.Errorf("dead-letter reason %q, want %q", got, tc.reason)
+			}
+			if !strings.Contains(err.Error(), tc.field) {
+				t.Errorf("%q does not name %s", err, tc.field)
+			}
+		})
+	}
+	if got := deadLetterReason(fmt.Errorf("store: %w", &PathError{Path: "x", Err: ErrNonFiniteNumber})); got != "" {
+		t.Errorf("a NaN in data has dead-letter reason %q, want none (the sink decides)", got)
+	}
+}
+
+func mustMarshal(t *testing.T, env *envelopev1.ProcessedEnvelope) []byte {
+	t.Helper()
+	b, err := proto.Marshal(env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }

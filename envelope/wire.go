@@ -1,12 +1,12 @@
 package envelope
 
 import (
-	"errors"
 	"fmt"
 	"unicode/utf8"
 	"unsafe"
 
 	"google.golang.org/protobuf/encoding/protowire"
+	"google.golang.org/protobuf/types/known/timestamppb"
 )
 
 // Field numbers of envelope.v1.ProcessedEnvelope (the wire format, fixed by the upstream
@@ -35,32 +35,8 @@ const (
 	fieldListValues = 1
 )
 
-// Errors of reading the wire format; match with errors.Is.
-var (
-	// ErrMalformed: bytes that should hold a protobuf message do not (proto.Unmarshal refuses
-	// them too).
-	ErrMalformed = errors.New("malformed protobuf")
-	// ErrIrregular: a valid encoding that the wire reader does not take apart itself — a
-	// message field of data given more than once, which protobuf merges. Decode the envelope
-	// with proto.Unmarshal instead.
-	ErrIrregular = errors.New("irregular protobuf encoding")
-)
-
-// FieldError names the field of an envelope that is wrong, e.g. "occurred_at" or
-// "data.readings[3]".
-type FieldError struct {
-	// Field is the field's path in the envelope.
-	Field string
-	// Err says what is wrong with it.
-	Err error
-}
-
-func (e *FieldError) Error() string { return e.Field + ": " + e.Err.Error() }
-
-// Unwrap returns the cause.
-func (e *FieldError) Unwrap() error { return e.Err }
-
-// Timestamp is a google.protobuf.Timestamp read from the wire.
+// Timestamp is a google.protobuf.Timestamp read from the wire (or taken from a decoded
+// envelope).
 type Timestamp struct {
 	// Set reports whether the field was present.
 	Set     bool
@@ -68,11 +44,32 @@ type Timestamp struct {
 	Nanos   int32
 }
 
+// TimestampOf is the Timestamp of a decoded envelope's field (Set false for nil).
+func TimestampOf(t *timestamppb.Timestamp) Timestamp {
+	return Timestamp{Set: t != nil, Seconds: t.GetSeconds(), Nanos: t.GetNanos()}
+}
+
 // Valid reports whether t is present and in google.protobuf.Timestamp's valid range (years
 // 0001 to 9999, nanoseconds in [0, 1e9)), as timestamppb's CheckValid says.
-func (t Timestamp) Valid() bool {
-	const minSec, maxSec = -62135596800, 253402300799
-	return t.Set && t.Seconds >= minSec && t.Seconds <= maxSec && t.Nanos >= 0 && t.Nanos < 1e9
+func (t Timestamp) Valid() bool { return t.check("") == nil }
+
+// check is the rule of Valid, with the [*ValidationError] that names field when t breaks it.
+func (t Timestamp) check(field string) error {
+	const minSec, maxSec = -62135596800, 253402300799 // 0001-01-01, 9999-12-31T23:59:59Z
+	var reason string
+	switch {
+	case !t.Set:
+		return &ValidationError{Field: field, Reason: "is missing", Err: ErrNilTimestamp}
+	case t.Seconds < minSec:
+		reason = "before 0001-01-01"
+	case t.Seconds > maxSec:
+		reason = "after 9999-12-31"
+	case t.Nanos < 0 || t.Nanos >= 1e9:
+		reason = "nanos not in [0, 999999999]"
+	default:
+		return nil
+	}
+	return &ValidationError{Field: field, Value: fmt.Sprintf("seconds:%d nanos:%d", t.Seconds, t.Nanos), Reason: reason, Err: ErrTimestampOutOfRange}
 }
 
 // Wire is an envelope read from its protobuf wire bytes with [Wire.Parse]. The byte slices are

@@ -41,12 +41,22 @@ func Proto[T proto.Message](newT func() T, validate func(T) error) Decoder[T] {
 // ponixnats.ErrDecode and "invalid" otherwise. Use Raw when the Encoder reads the bytes itself
 // (one parse per message), and refuse a bad message there with a ponixclickhouse.RowError.
 func Raw(check func(data []byte) error) Decoder[[]byte] {
-	return Decoder[[]byte]{processor: func(store storeFunc[[]byte], opts ...ponixnats.StoreOption) ponixnats.Processor {
+	return RawProcessor(func(store ponixnats.MsgStore, opts ...ponixnats.StoreOption) ponixnats.Processor {
 		if check != nil {
 			opts = append([]ponixnats.StoreOption{ponixnats.WithCheck(func(m jetstream.Msg) error { return check(m.Data()) })}, opts...)
 		}
-		var recs []Record[[]byte]
-		return ponixnats.NewStoreProcessor(func(ctx context.Context, b ponixnats.Batch[jetstream.Msg]) error {
+		return ponixnats.NewStoreProcessor(store, opts...)
+	})
+}
+
+// RawProcessor is [Raw] with a store processor of your own around the pipeline's store, such as
+// ponixnats.NewEnvelopeWireProcessor (whose store, the envelope encoder, validates each
+// envelope while it encodes it, read once). newProcessor is given the store and the
+// pipeline's options (its Hold), which it must pass on.
+func RawProcessor(newProcessor func(store ponixnats.MsgStore, opts ...ponixnats.StoreOption) ponixnats.Processor) Decoder[[]byte] {
+	return Decoder[[]byte]{processor: func(store storeFunc[[]byte], opts ...ponixnats.StoreOption) ponixnats.Processor {
+		var recs []Record[[]byte] // reused: the consumer stores one batch, or part, at a time
+		return newProcessor(func(ctx context.Context, b ponixnats.Batch[jetstream.Msg]) error {
 			recs = recs[:0]
 			for _, m := range b.Items {
 				r, err := record(b.Stream, m.Data(), m)

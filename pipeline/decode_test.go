@@ -204,3 +204,31 @@ func TestSinkFaultHoldsAndTheSinkCheckSaysSo(t *testing.T) {
 		t.Errorf("hold state %+v, want one hold, ended", st)
 	}
 }
+
+func TestRawProcessorWrapsThePipelinesStore(t *testing.T) {
+	var built int
+	cfg := rawConfig(nil)
+	cfg.Decode = RawProcessor(func(store ponixnats.MsgStore, opts ...ponixnats.StoreOption) ponixnats.Processor {
+		built++
+		// A processor of one's own: refuse "bad" before the store, as an envelope screen would.
+		return ponixnats.NewStoreProcessor(store, append(opts, ponixnats.WithCheck(func(m jetstream.Msg) error {
+			if string(m.Data()) == "bad" {
+				return errors.New("bad")
+			}
+			return nil
+		}))...)
+	})
+	var stored []testRow
+	_, proc := newTestPipeline(t, cfg, func(rows []testRow) error {
+		stored = append(stored, rows...)
+		return nil
+	})
+	res := process(t, proc, newMsg(7, []byte("a")), newMsg(8, []byte("bad")), newMsg(9, []byte("b")))
+	wantDecisions(t, res, acked(), deadLetter(ponixnats.ReasonInvalid), acked())
+	if want := rowsOf([]string{"a", "b"}, []uint64{7, 9}); fmt.Sprint(stored) != fmt.Sprint(want) {
+		t.Errorf("stored %v, want %v", stored, want)
+	}
+	if built != 1 {
+		t.Errorf("the processor was built %d times, want once", built)
+	}
+}

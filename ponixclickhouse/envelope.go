@@ -4,20 +4,29 @@ package ponixclickhouse
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"slices"
 	"time"
 
 	envelopev1 "buf.build/gen/go/ponix/ponix/protocolbuffers/go/envelope/v1"
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
-	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/ponix-go/ponix/envelope"
 )
 
 // DefaultEnvelopeTable is the table of the upstream schema (see the migrations module).
 const DefaultEnvelopeTable = "processed_envelopes"
+
+// Sentinel errors of envelopes that cannot be stored; they arrive wrapped in [*RowError] and
+// *envelope.FieldError (or *envelope.ValidationError). They are the envelope package's values,
+// under the names this package has always had.
+var (
+	// ErrNilTimestamp: a required timestamp is missing (envelope.ErrNilTimestamp).
+	ErrNilTimestamp = envelope.ErrNilTimestamp
+	// ErrTimestampOutOfRange: a timestamp is invalid or outside the DateTime range
+	// (1970-01-01 00:00:00 to 2106-02-07 06:28:15 UTC) (envelope.ErrTimestampOutOfRange).
+	ErrTimestampOutOfRange = envelope.ErrTimestampOutOfRange
+)
 
 // EnvelopeColumns returns the columns the envelope writer fills, in order.
 func EnvelopeColumns() []string { return slices.Clone(envelopeColumns) }
@@ -34,9 +43,10 @@ var envelopeColumns = []string{"organization_id", "end_device_id", "occurred_at"
 // should use distinct sequences.
 //
 // Give the envelope either decoded (Envelope) or as its protobuf wire bytes (Wire, e.g. a
-// JetStream message's data): wire bytes are encoded straight into the columns without building
-// the message, which saves most of the CPU and allocations of the decoded path. Both give the
-// same row for the same envelope.
+// JetStream message's data; used when Envelope is nil, and empty bytes are an empty envelope,
+// which is invalid): wire bytes are read once, validated and encoded straight into the columns
+// without building the message, which saves most of the CPU and allocations of the decoded
+// path. Both give the same row, or the same error, for the same envelope.
 type EnvelopeRow struct {
 	Envelope *envelopev1.ProcessedEnvelope
 	Wire     []byte
@@ -51,9 +61,13 @@ type EnvelopeRow struct {
 const maxDateTime = 1<<32 - 1
 
 // EnvelopeEncoder is the [Encoder] for [EnvelopeRow]s: organization_id and end_device_id as
-// String, occurred_at and processed_at as DateTime (UTC, whole seconds; nil is an error naming
-// the field), data as a compact JSON object String (see envelope.DataJSON; NaN/±Inf are rejected),
-// stream_created_ns and stream_seq as UInt64. A nil envelope is an error.
+// String, occurred_at and processed_at as DateTime (UTC, whole seconds), data as a compact JSON
+// object String (see envelope.DataJSON; NaN/±Inf are rejected), stream_created_ns and stream_seq
+// as UInt64. It validates while it encodes: bytes that are not an envelope are an
+// *envelope.FieldError wrapping envelope.ErrMalformed, an envelope that breaks
+// envelope.Validate's rules an *envelope.ValidationError (both carry their dead-letter reason,
+// decode or invalid, for ponixnats), a value the table cannot hold an *envelope.FieldError
+// naming the field (ErrTimestampOutOfRange, envelope.ErrNonFiniteNumber).
 type EnvelopeEncoder struct {
 	created       []uint64
 	seqs          []uint64
@@ -106,23 +120,18 @@ func (e *EnvelopeEncoder) Encode(row EnvelopeRow) error {
 	return nil
 }
 
+// encode validates and encodes row: envelope.Validate's rules (a *envelope.ValidationError
+// naming the field), the DateTime range, data as JSON. Wire bytes are read once, by
+// envelope.Wire.Parse and DataJSON.AppendWire.
 func (e *EnvelopeEncoder) encode(row EnvelopeRow) error {
 	env := row.Envelope
-	if env == nil && row.Wire != nil {
-		err := e.encodeWire(row.Wire, row.StreamSeq)
-		if errors.Is(err, errIrregular) {
-			return e.encodeDecoded(row.Wire, row.StreamSeq)
-		}
-		return err
-	}
 	if env == nil {
-		return fmt.Errorf("envelope is nil")
+		return e.encodeWire(row.Wire, row.StreamSeq)
 	}
-	occ, err := dateTime("occurred_at", env.GetOccurredAt())
-	if err != nil {
+	if err := envelope.Validate(env); err != nil {
 		return err
 	}
-	proc, err := dateTime("processed_at", env.GetProcessedAt())
+	occ, proc, err := dateTimes(envelope.TimestampOf(env.GetOccurredAt()), envelope.TimestampOf(env.GetProcessedAt()))
 	if err != nil {
 		return err
 	}
@@ -130,28 +139,38 @@ func (e *EnvelopeEncoder) encode(row EnvelopeRow) error {
 	if err != nil {
 		return dataError(err)
 	}
-	e.buf = buf
-	e.orgs = append(e.orgs, env.GetOrganizationId())
-	e.devices = append(e.devices, env.GetEndDeviceId())
-	e.occurred = append(e.occurred, occ)
-	e.processed = append(e.processed, proc)
-	e.ends = append(e.ends, len(e.buf))
-	e.seqs = append(e.seqs, row.StreamSeq)
+	e.appendRow(buf, env.GetOrganizationId(), env.GetEndDeviceId(), occ, proc, row.StreamSeq)
 	return nil
 }
 
-func dateTime(field string, ts *timestamppb.Timestamp) (time.Time, error) {
-	if ts == nil {
-		return time.Time{}, &FieldError{Field: field, Err: ErrNilTimestamp}
+// appendRow appends a row whose data JSON ends buf.
+func (e *EnvelopeEncoder) appendRow(buf []byte, org, device string, occ, proc time.Time, seq uint64) {
+	e.buf = buf
+	e.orgs = append(e.orgs, org)
+	e.devices = append(e.devices, device)
+	e.occurred = append(e.occurred, occ)
+	e.processed = append(e.processed, proc)
+	e.ends = append(e.ends, len(e.buf))
+	e.seqs = append(e.seqs, seq)
+}
+
+// dateTimes converts an envelope's valid timestamps (envelope.Validate passed) to DateTime
+// values: UTC, whole seconds. A timestamp outside the DateTime range (1970-01-01 00:00:00 to
+// 2106-02-07 06:28:15 UTC) is an *envelope.FieldError wrapping ErrTimestampOutOfRange.
+func dateTimes(occurred, processed envelope.Timestamp) (occ, proc time.Time, err error) {
+	if occ, err = dateTime("occurred_at", occurred); err != nil {
+		return occ, proc, err
 	}
-	if err := ts.CheckValid(); err != nil {
-		return time.Time{}, &FieldError{Field: field, Err: fmt.Errorf("%w: %w", ErrTimestampOutOfRange, err)}
+	proc, err = dateTime("processed_at", processed)
+	return occ, proc, err
+}
+
+func dateTime(field string, t envelope.Timestamp) (time.Time, error) {
+	if t.Seconds < 0 || t.Seconds > maxDateTime {
+		return time.Time{}, &envelope.FieldError{Field: field, Err: fmt.Errorf("%w: %s is outside the ClickHouse DateTime range (1970 to 2106)",
+			ErrTimestampOutOfRange, time.Unix(t.Seconds, int64(t.Nanos)).UTC().Format(time.RFC3339))}
 	}
-	s := ts.GetSeconds()
-	if s < 0 || s > maxDateTime {
-		return time.Time{}, &FieldError{Field: field, Err: fmt.Errorf("%w: %s", ErrTimestampOutOfRange, ts.AsTime().Format(time.RFC3339))}
-	}
-	return time.Unix(s, 0).UTC(), nil
+	return time.Unix(t.Seconds, 0).UTC(), nil
 }
 
 // AppendTo implements [Encoder]. All JSON documents of the batch share one string allocation.

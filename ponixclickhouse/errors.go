@@ -212,23 +212,15 @@ func (e *WriteError) Class() Class { return Classify(e.Err) }
 // ponixnats.RecordFault.
 func (e *WriteError) RecordFault() bool { return e.Class() == ClassData }
 
-// Sentinel errors for rows that cannot be stored; they arrive wrapped in [*RowError] and
-// [*FieldError].
-var (
-	// ErrNilTimestamp: a required timestamp is nil.
-	ErrNilTimestamp = errors.New("timestamp is nil")
-	// ErrTimestampOutOfRange: a timestamp is invalid or outside the DateTime range
-	// (1970-01-01 00:00:00 to 2106-02-07 06:28:15 UTC).
-	ErrTimestampOutOfRange = errors.New("timestamp outside the ClickHouse DateTime range")
-)
-
 // RowError is a row that its encoder rejected. Nothing of the Write that returned it was
 // sent, so the caller can set the row aside (dead-letter it) and write the others again.
 // Its class is [ClassRow].
 type RowError struct {
 	// Index is the row's position in the slice given to Write.
 	Index int
-	// Err is the encoder's error, usually a [*FieldError].
+	// Err is the encoder's error: a [*ColumnError] for rows declared with [Columns]; for
+	// envelopes an *envelope.FieldError naming the field (errors.As finds one for an
+	// *envelope.ValidationError too).
 	Err error
 }
 
@@ -240,17 +232,3 @@ func (e *RowError) Unwrap() error { return e.Err }
 // RejectedIndex is the row's index, so that a batch consumer can set this one row aside and
 // store the others (it makes RowError a ponixnats.Rejection).
 func (e *RowError) RejectedIndex() int { return e.Index }
-
-// FieldError names the field of a row that cannot be stored, e.g. "occurred_at" or
-// "data.readings[3]".
-type FieldError struct {
-	// Field is the field's path in the message.
-	Field string
-	// Err says what is wrong with it.
-	Err error
-}
-
-func (e *FieldError) Error() string { return e.Field + ": " + e.Err.Error() }
-
-// Unwrap returns the cause.
-func (e *FieldError) Unwrap() error { return e.Err }

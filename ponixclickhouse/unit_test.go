@@ -65,7 +65,7 @@ func TestClassifyTellsRowsFromTheSink(t *testing.T) {
 		"type mismatch":     {ex(53), ClassData},
 		"unknown code":      {ex(12345), ClassUnknown},
 		"unplaceable":       {errors.New("something unknown"), ClassUnknown},
-		"bad row":           {&RowError{Index: 1, Err: ErrNilTimestamp}, ClassRow},
+		"bad row":           {&RowError{Index: 1, Err: errors.New("value cannot be stored")}, ClassRow},
 		"canceled":          {fmt.Errorf("insert: %w", context.Canceled), ClassCanceled},
 		"bad name":          {fmt.Errorf("x: %w", ErrInvalidIdentifier), ClassSchema},
 		"nil":               {nil, ""},
@@ -86,7 +86,7 @@ func TestClassifyTellsRowsFromTheSink(t *testing.T) {
 		}
 	}
 	var rej interface{ RejectedIndex() int }
-	if !errors.As(fmt.Errorf("write: %w", &RowError{Index: 3, Err: ErrNilTimestamp}), &rej) || rej.RejectedIndex() != 3 {
+	if !errors.As(fmt.Errorf("write: %w", &RowError{Index: 3, Err: errors.New("value cannot be stored")}), &rej) || rej.RejectedIndex() != 3 {
 		t.Error("RowError does not report its index as a rejection")
 	}
 	var rf interface{ RecordFault() bool }

@@ -54,7 +54,7 @@ func sameAsDecoded(t *testing.T, b []byte) {
 		t.Fatalf("wire err = %v, decoded err = %v", werr, derr)
 	}
 	if derr != nil {
-		var wf, df *FieldError
+		var wf, df *envelope.FieldError
 		if !errors.As(werr, &wf) || !errors.As(derr, &df) || wf.Field != df.Field {
 			t.Fatalf("errors name different fields: wire %v, decoded %v", werr, derr)
 		}
@@ -167,7 +167,7 @@ func TestWirePathRejectsNonFiniteNumbersNamingThePath(t *testing.T) {
 	data, _ := structpb.NewStruct(map[string]any{"outer": map[string]any{"readings": []any{1.0, math.Inf(1)}}})
 	b, _ := proto.Marshal(&envelopev1.ProcessedEnvelope{EndDeviceId: "d", OrganizationId: "o", OccurredAt: timestamppb.Now(), ProcessedAt: timestamppb.Now(), Data: data})
 	_, err := encodeOne(EnvelopeRow{Wire: b})
-	var fe *FieldError
+	var fe *envelope.FieldError
 	if !errors.As(err, &fe) || fe.Field != "data.outer.readings[1]" || !errors.Is(err, envelope.ErrNonFiniteNumber) {
 		t.Fatalf("err = %v", err)
 	}

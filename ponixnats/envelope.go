@@ -6,6 +6,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"reflect"
+	"slices"
 
 	envelopev1 "buf.build/gen/go/ponix/ponix/protocolbuffers/go/envelope/v1"
 	"github.com/nats-io/nats.go"
@@ -176,18 +178,83 @@ func NewEnvelopeProcessor(store EnvelopeStore, opts ...StoreOption) Processor {
 }
 
 // NewEnvelopeWireProcessor is [NewEnvelopeProcessor] for stores that read the envelopes' wire
-// bytes themselves, such as the ClickHouse writer's EnvelopeRow.Wire: it checks each message
-// with envelope.ValidateWire instead of decoding it into a message value, which saves most of
-// the CPU and allocations per envelope. Undecodable messages are dead-lettered with
-// [ReasonDecode], invalid ones with [ReasonInvalid]; a malformed data field is left to the
-// store to reject (a [Rejection]). It is [NewStoreProcessor] with that check.
+// bytes themselves and validate them while they encode them, such as the ClickHouse writer's
+// EnvelopeRow.Wire: the processor does not decode or check the messages, so each envelope's
+// bytes are read once, by the store. The store refuses a message it cannot take with a
+// [Rejection]; when the rejection's chain holds an error with a method DeadLetterReason() string
+// (the envelope package's errors have one), the message is dead-lettered with that reason:
+// [ReasonDecode] for bytes that are not an envelope, [ReasonInvalid] for an envelope that
+// breaks envelope.Validate's rules; else with [ReasonRejected]. Otherwise it is
+// [NewStoreProcessor].
+//
+// A store names one message per rejection, and the others are stored again: a batch with many
+// bad envelopes would be encoded again for each. So when the store rejects an envelope for
+// envelope.ValidateWire's rules, the processor checks the envelopes after it in that call with
+// them too, and refuses those that fail without calling the store again (a batch without such
+// an envelope, the hot path, is read once).
 func NewEnvelopeWireProcessor(store MsgStore, opts ...StoreOption) Processor {
-	check := WithCheck(func(m jetstream.Msg) error {
-		err := envelope.ValidateWire(m.Data())
-		if errors.Is(err, envelope.ErrMalformed) {
-			return fmt.Errorf("%w: %w", ErrDecode, err)
-		}
-		return err
-	})
-	return NewStoreProcessor(store, append([]StoreOption{check}, opts...)...)
+	// One Hold for every batch, as NewStoreProcessor has.
+	opts = append(slices.Clip(opts), WithHold(buildStoreOptions(opts).hold))
+	return func(ctx context.Context, batch Batch[jetstream.Msg]) (Result, error) {
+		s := &envelopeScreen{store: store}
+		return NewStoreProcessor(s.storeBatch, opts...)(ctx, batch)
+	}
 }
+
+// envelopeScreen is a store wrapped for one batch: after the store rejected an envelope for the
+// envelope package's rules, the envelopes after it that break them are known (bad) and refused
+// in turn without calling the store.
+type envelopeScreen struct {
+	store MsgStore
+	bad   []screenedMsg // in batch order, not yet refused
+}
+
+type screenedMsg struct {
+	m   jetstream.Msg
+	err error
+}
+
+func (s *envelopeScreen) storeBatch(ctx context.Context, part Batch[jetstream.Msg]) error {
+	if len(s.bad) > 0 {
+		// Parts keep the batch's order and lose only refused messages, so the next bad one is
+		// found where it is; in a part that lacks it (a bisection's), the store decides.
+		next := s.bad[0]
+		for i, m := range part.Items {
+			if m == next.m {
+				s.bad = s.bad[1:]
+				return &screenedError{index: i, err: next.err}
+			}
+		}
+	}
+	err := s.store(ctx, part)
+	var rej Rejection
+	if len(s.bad) == 0 && errors.As(err, &rej) && rej.RejectedIndex() >= 0 && rej.RejectedIndex() < len(part.Items) {
+		if r := deadLetterReason(rej); r == ReasonDecode || r == ReasonInvalid {
+			for _, m := range part.Items[rej.RejectedIndex()+1:] {
+				if !reflect.TypeOf(m).Comparable() {
+					break // found by ==, which would panic: the store decides
+				}
+				if err := envelope.ValidateWire(m.Data()); err != nil {
+					s.bad = append(s.bad, screenedMsg{m: m, err: err})
+				}
+			}
+		}
+	}
+	return err
+}
+
+// screenedError refuses the message at index of a part, for what envelope.ValidateWire says of
+// it: the error the store gives for it.
+type screenedError struct {
+	index int
+	err   error
+}
+
+// Error is the envelope's error.
+func (e *screenedError) Error() string { return e.err.Error() }
+
+// Unwrap returns the envelope's error.
+func (e *screenedError) Unwrap() error { return e.err }
+
+// RejectedIndex is the message's index in the part (a [Rejection]).
+func (e *screenedError) RejectedIndex() int { return e.index }

@@ -32,7 +32,7 @@ func (e *readingEncoder) Reset(n int) {
 }
 func (e *readingEncoder) Encode(r reading) error {
 	if r.Sensor == "" {
-		return &ponixclickhouse.FieldError{Field: "sensor", Err: errors.New("empty")}
+		return &ponixclickhouse.ColumnError{Column: "sensor", Err: errors.New("empty")}
 	}
 	e.sensors, e.values, e.ats = append(e.sensors, r.Sensor), append(e.values, r.Value), append(e.ats, r.At)
 	return nil

@@ -205,7 +205,7 @@ func TestEnvelopeWriterRejectsBadRowAndSendsNothing(t *testing.T) {
 			if !errors.As(err, &re) || re.Index != tc.index {
 				t.Fatalf("err = %v, want RowError at index %d", err, tc.index)
 			}
-			var fe *ponixclickhouse.FieldError
+			var fe *envpkg.FieldError
 			if !errors.As(err, &fe) || fe.Field != tc.field || !errors.Is(err, tc.sentinel) {
 				t.Fatalf("err = %v, want FieldError %s wrapping %v", err, tc.field, tc.sentinel)
 			}

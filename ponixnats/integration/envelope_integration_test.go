@@ -4,6 +4,7 @@ package integration
 
 import (
 	"context"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -11,6 +12,7 @@ import (
 
 	envelopev1 "buf.build/gen/go/ponix/ponix/protocolbuffers/go/envelope/v1"
 	"github.com/nats-io/nats.go/jetstream"
+	envpkg "github.com/ponix-go/ponix/envelope"
 	"github.com/ponix-go/ponix/ponixnats"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/structpb"
@@ -154,5 +156,95 @@ func TestIntegrationEnvelopeProcessorStoresAndDeadLetters(t *testing.T) {
 	}
 	if s := c.Stats(); s.DeadLettered != 1 || s.Acked != 3 {
 		t.Fatalf("stats %+v", s)
+	}
+}
+
+// wireRowError is a store's rejection of one row, as ponixclickhouse.RowError is.
+type wireRowError struct {
+	i   int
+	err error
+}
+
+func (e *wireRowError) Error() string      { return "row " + strconv.Itoa(e.i) + ": " + e.err.Error() }
+func (e *wireRowError) Unwrap() error      { return e.err }
+func (e *wireRowError) RejectedIndex() int { return e.i }
+
+// The wire processor does not check the messages: the store validates while it reads the bytes
+// (as the ClickHouse envelope encoder does), and the reasons of the dead letters come from its
+// errors: decode for bytes that are not an envelope, invalid for an invalid envelope.
+func TestIntegrationEnvelopeWireProcessorDeadLettersWithTheStoresReasons(t *testing.T) {
+	ctx := context.Background()
+	_, js := connectJS(t, testURL)
+	stream := testStream(t, js)
+	p := ponixnats.NewEnvelopeProducer(js, stream)
+	for _, dev := range []string{"dev-1", "dev-2", "dev-3"} {
+		if err := p.Publish(ctx, testEnvelope(dev)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	invalid := testEnvelope("dev-4")
+	invalid.OccurredAt = nil // the producer only checks the subject token
+	if err := p.Publish(ctx, invalid); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := js.Publish(ctx, stream+".garbage", []byte{0xff, 0xfe}); err != nil {
+		t.Fatal(err)
+	}
+
+	var (
+		mu     sync.Mutex
+		stored []string
+	)
+	store := func(_ context.Context, in ponixnats.Batch[jetstream.Msg]) error {
+		for i, m := range in.Items {
+			var w envpkg.Wire
+			err := w.Parse(m.Data())
+			if err == nil {
+				err = w.Validate()
+			}
+			if err != nil {
+				return &wireRowError{i, err}
+			}
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		for _, m := range in.Items {
+			stored = append(stored, m.Subject())
+		}
+		return nil
+	}
+	c, err := ponixnats.NewConsumer(ctx, js, baseConfig(stream), ponixnats.NewEnvelopeWireProcessor(store))
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop := runConsumer(t, c)
+	eventually(t, 10*time.Second, "every message stored or dead-lettered", func() bool {
+		s := c.Stats()
+		return s.Acked+s.DeadLettered == 5
+	})
+	stop()
+	mu.Lock()
+	if got := strings.Join(stored, ","); got != stream+".dev-1,"+stream+".dev-2,"+stream+".dev-3" {
+		t.Fatalf("stored %s", got)
+	}
+	mu.Unlock()
+	dlq, err := js.Stream(ctx, stream+"_dlq")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for subject, want := range map[string]struct {
+		reason ponixnats.Reason
+		names  string
+	}{"dev-4": {ponixnats.ReasonInvalid, "occurred_at"}, "garbage": {ponixnats.ReasonDecode, "malformed"}} {
+		raw, err := dlq.GetLastMsgForSubject(ctx, stream+"_dlq."+stream+"."+subject)
+		if err != nil {
+			t.Fatalf("dead letter of %s: %v", subject, err)
+		}
+		if raw.Header.Get(ponixnats.HeaderDLQReason) != string(want.reason) || !strings.Contains(raw.Header.Get(ponixnats.HeaderDLQError), want.names) {
+			t.Errorf("dead letter of %s: headers %v, want reason %s and an error naming %q", subject, raw.Header, want.reason, want.names)
+		}
+	}
+	if info := consumerInfo(t, c); info.NumAckPending != 0 || info.NumPending != 0 {
+		t.Fatalf("ack pending %d pending %d", info.NumAckPending, info.NumPending)
 	}
 }

@@ -6,6 +6,7 @@ require (
 	buf.build/gen/go/ponix/ponix/protocolbuffers/go v0.1.0
 	github.com/nats-io/nats.go v1.55.0
 	github.com/nats-io/nkeys v0.4.17
+	github.com/ponix-go/ponix/envelope v0.1.0
 	github.com/ponix-go/ponix/ponixnats v0.1.0
 	github.com/ponix-go/ponix/ponixnats/natstest v0.1.0
 	google.golang.org/protobuf v1.36.12
@@ -19,7 +20,6 @@ require (
 	github.com/nats-io/jwt/v2 v2.8.3 // indirect
 	github.com/nats-io/nats-server/v2 v2.15.3 // indirect
 	github.com/nats-io/nuid v1.0.1 // indirect
-	github.com/ponix-go/ponix/envelope v0.1.0 // indirect
 	github.com/ponix-go/ponix/ponixnats/embedded v0.1.0 // indirect
 	github.com/ponix-go/ponix/runner v0.1.0 // indirect
 	golang.org/x/crypto v0.58.0 // indirect

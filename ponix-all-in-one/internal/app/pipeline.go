@@ -1,8 +1,6 @@
 package app
 
 import (
-	"errors"
-	"fmt"
 	"io/fs"
 	"log/slog"
 	"time"
@@ -10,7 +8,6 @@ import (
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/ponix-go/ponix/envelope"
 	"github.com/ponix-go/ponix/pipeline"
 	"github.com/ponix-go/ponix/ponix-all-in-one/internal/config"
 	"github.com/ponix-go/ponix/ponixclickhouse"
@@ -38,7 +35,8 @@ type PipelineOptions struct {
 // the delivery rules).
 //
 //   - Envelopes go from the messages' wire bytes straight into the insert's columns
-//     (ponixclickhouse.EnvelopeRow.Wire): no protobuf message is built on the way.
+//     (ponixclickhouse.EnvelopeRow.Wire), validated on the way: no protobuf message is built,
+//     and each envelope's bytes are read once.
 //   - PONIX_CLICKHOUSE_RETRY_SECS can bound a hold, after which the batch is nak'd with a
 //     growing delay; PONIX_CLICKHOUSE_CLUSTER writes to a cluster's shards.
 func NewPipeline(cfg config.Config, js jetstream.JetStream, opts PipelineOptions) (*Pipeline, error) {
@@ -68,28 +66,21 @@ func NewPipeline(cfg config.Config, js jetstream.JetStream, opts PipelineOptions
 		Encoder: func() ponixclickhouse.Encoder[ponixclickhouse.EnvelopeRow] {
 			return ponixclickhouse.NewEnvelopeEncoder()
 		},
-		Decode: pipeline.Raw(checkEnvelope),
+		// The encoder validates each envelope while it encodes it from its wire bytes (read once);
+		// the processor dead-letters what it refuses with the envelope's reason.
+		Decode: pipeline.RawProcessor(ponixnats.NewEnvelopeWireProcessor),
 		Row: func(r pipeline.Record[[]byte]) ponixclickhouse.EnvelopeRow {
 			// The stream's creation time tells its incarnations apart (see migration 4).
 			return ponixclickhouse.EnvelopeRow{Wire: r.Value, StreamSeq: r.Seq, StreamCreated: r.Stream.Created}
 		},
 		Key:           pipeline.Key{StreamCreated: "stream_created_ns", StreamSeq: "stream_seq"},
-		Migrations:    pipeline.Migrations{FS: opts.Migrations, Options: migrateOptions(cfg)},
+		Migrations:    pipeline.Migrations{FS: opts.Migrations}, // on a cluster the pipeline adds its options
 		Cluster:       cluster,
 		InsertTimeout: cfg.ClickHouseInsertTimeout(),
 		Hold:          ponixnats.HoldConfig{MaxDuration: cfg.ClickHouseRetry()},
 		Observe:       opts.Observe,
 		Logger:        opts.Logger,
 	})
-}
-
-// checkEnvelope refuses an envelope that can never be stored before its batch is written.
-func checkEnvelope(data []byte) error {
-	err := envelope.ValidateWire(data)
-	if errors.Is(err, envelope.ErrMalformed) {
-		return fmt.Errorf("%w: %w", ponixnats.ErrDecode, err)
-	}
-	return err
 }
 
 // migrateOptions are the options of the service's migration runs: on a cluster, its name and
