@@ -2,14 +2,12 @@ package pipeline
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"io/fs"
 	"log/slog"
 	"sync"
 	"sync/atomic"
-	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 
@@ -251,46 +249,6 @@ func (p *Pipeline[T, R]) newWriter(ctx context.Context) (writer[R], error) {
 	return ponixclickhouse.NewShardedWriter(ctx, p.conn, ponixclickhouse.ClusterConfig{
 		Cluster: cl.Name, Conn: p.cfg.ClickHouse, NodeAddr: cl.NodeAddr,
 	}, p.cfg.Table, p.cfg.Encoder, cl.ShardKey, opts...)
-}
-
-// store writes a batch (or a part of one) in one insert, row i from record i, so that a
-// ponixclickhouse.RowError's index names the record; records already stored are left out (see
-// [Key]). A schema error makes it compare the table with the writer (and repair a dropped
-// table) and report the difference instead.
-func (p *Pipeline[T, R]) store(ctx context.Context, batch ponixnats.Batch[Record[T]]) error {
-	start := time.Now()
-	stored, err := p.write(ctx, batch.Items)
-	if p.cfg.Observe != nil {
-		p.cfg.Observe(Insert[T]{Records: batch.Items, Took: time.Since(start), Err: err, Stored: stored})
-	}
-	if err == nil {
-		p.log.Info("stored batch", "batch_size", len(batch.Items), "duration", time.Since(start))
-	}
-	return err
-}
-
-// write inserts the records that have no row yet (see [Key]) and returns how many had one.
-func (p *Pipeline[T, R]) write(ctx context.Context, recs []Record[T]) (int, error) {
-	ref := p.writer.Load()
-	if ref == nil {
-		return 0, errors.New("the ClickHouse writer is not ready")
-	}
-	fresh, idx, err := p.unstored(ctx, recs)
-	if err == nil && len(fresh) > 0 {
-		p.rows = p.rows[:0]
-		for _, r := range fresh {
-			p.rows = append(p.rows, p.cfg.Row(r))
-		}
-		err = inBatch(ref.w.Write(ctx, p.rows), idx)
-	}
-	if err != nil {
-		if ponixclickhouse.Classify(err) == ponixclickhouse.ClassSchema {
-			return 0, p.schema.diagnose(ctx, ref.w, err)
-		}
-		return 0, err
-	}
-	p.schema.fits()
-	return len(recs) - len(fresh), nil
 }
 
 // clusterProblem is what a table that does not fit the writer means on a cluster. The pipeline
