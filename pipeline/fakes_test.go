@@ -121,8 +121,45 @@ func newTestPipeline[T any](t *testing.T, cfg Config[T, testRow], write func(row
 	if err != nil {
 		t.Fatal(err)
 	}
-	p.writer.Store(&writerRef[testRow]{&fakeWriter[testRow]{write: write}})
+	tbl := &fakeTable{}
+	p.writer.Store(&writerRef[testRow]{&fakeWriter[testRow]{write: func(rows []testRow) error {
+		err := write(rows)
+		if err == nil {
+			tbl.add(rows)
+		}
+		return err
+	}}})
+	p.lookup = lookupIn[T](tbl)
 	return p, cfg.Decode.processor(p.store, ponixnats.WithHold(p.hold))
+}
+
+// fakeTable is the table of a unit test's pipeline: the sequences of the rows stored.
+type fakeTable struct {
+	seqs    map[uint64]bool
+	lookups int
+}
+
+func (tbl *fakeTable) add(rows []testRow) {
+	if tbl.seqs == nil {
+		tbl.seqs = map[uint64]bool{}
+	}
+	for _, r := range rows {
+		tbl.seqs[r.Seq] = true
+	}
+}
+
+// lookupIn is the pipeline's read of which sequences of recs are stored, in tbl.
+func lookupIn[T any](tbl *fakeTable) func(context.Context, []Record[T]) (map[uint64]struct{}, error) {
+	return func(_ context.Context, recs []Record[T]) (map[uint64]struct{}, error) {
+		tbl.lookups++
+		out := map[uint64]struct{}{}
+		for _, r := range recs {
+			if tbl.seqs[r.Seq] {
+				out[r.Seq] = struct{}{}
+			}
+		}
+		return out, nil
+	}
 }
 
 // testStream is the stream incarnation of the unit tests' batches.

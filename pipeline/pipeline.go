@@ -35,6 +35,11 @@ type Pipeline[T, R any] struct {
 	stopped  atomic.Bool                  // Run has returned
 	rows     []R                          // reused: the consumer stores one batch, or part, at a time
 	recheck  atomic.Pointer[recheck]
+	// high and uncertain: see mayBeStored; the storing goroutine's alone.
+	high      highWater
+	uncertain bool
+	// lookup reads which sequences of a batch are stored (storedSeqs; a fake in unit tests).
+	lookup   func(ctx context.Context, recs []Record[T]) (map[uint64]struct{}, error)
 	fresh    []Record[T] // reused by unstored
 	freshIdx []int
 }
@@ -56,6 +61,7 @@ func New[T, R any](cfg Config[T, R]) (*Pipeline[T, R], error) {
 		return nil, err
 	}
 	p := &Pipeline[T, R]{cfg: cfg, log: cfg.Logger, hold: ponixnats.NewHold(cfg.Hold)}
+	p.lookup = p.storedSeqs
 	p.schema = &schema[R]{
 		table:     cfg.Table,
 		columns:   cfg.Encoder().Columns(),

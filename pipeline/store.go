@@ -117,6 +117,9 @@ func (p *Pipeline[T, R]) write(ctx context.Context, recs []Record[T]) (int, erro
 		}
 		err = inBatch(ref.w.Write(ctx, p.rows), idx)
 	}
+	if p.cfg.Key.StreamSeq != "" && len(fresh) > 0 {
+		p.noteWritten(fresh, err)
+	}
 	if err != nil {
 		if ponixclickhouse.Classify(err) == ponixclickhouse.ClassSchema {
 			return 0, p.schema.diagnose(ctx, ref.w, err)
@@ -135,16 +138,50 @@ type recheck struct {
 	through uint64
 }
 
-// mayBeStored reports whether a record of recs may already have a row: it was delivered
-// before, or it is covered by a recheck.
+// highWater is the highest stream sequence of a stream incarnation the pipeline stored.
+type highWater struct{ created, seq uint64 }
+
+// mayBeStored reports whether a record of recs may already have a row:
+//   - it was delivered before;
+//   - it is covered by a recheck (the durable consumer was created anew);
+//   - it is at or below the highest sequence of its stream incarnation this pipeline stored: a
+//     pull consumer hands out first deliveries in stream order, so the consumer went back (a
+//     NATS server killed and restarted may lose the consumer's latest state and deliver stored
+//     messages again as first deliveries);
+//   - the last write failed in a way after which its rows may be committed (an insert answered
+//     after its timeout, a connection lost after the data was sent, a cluster insert that
+//     reached some shards): the batch is retried in place, still as a first delivery.
 func (p *Pipeline[T, R]) mayBeStored(recs []Record[T]) bool {
-	rc := p.recheck.Load()
+	if p.uncertain {
+		return true
+	}
+	rc, hw := p.recheck.Load(), p.high
 	for _, r := range recs {
-		if r.Delivered > 1 || rc != nil && r.Seq <= rc.through && r.StreamCreatedNanos() == rc.created {
+		created := r.StreamCreatedNanos()
+		if r.Delivered > 1 || created == hw.created && r.Seq <= hw.seq || rc != nil && r.Seq <= rc.through && created == rc.created {
 			return true
 		}
 	}
 	return false
+}
+
+// noteWritten remembers what a write of recs that ended with err may have stored: on success the
+// highest sequence; on a failure after which some rows may be committed (any but a row the
+// encoder refused, when nothing was sent), that the next write must be checked.
+func (p *Pipeline[T, R]) noteWritten(recs []Record[T], err error) {
+	if err != nil {
+		if ponixclickhouse.Classify(err) != ponixclickhouse.ClassRow {
+			p.uncertain = true
+		}
+		return
+	}
+	p.uncertain = false
+	for _, r := range recs {
+		if created := r.StreamCreatedNanos(); created != p.high.created {
+			p.high = highWater{created: created}
+		}
+		p.high.seq = max(p.high.seq, r.Seq)
+	}
 }
 
 // storedSeqs returns the sequences of recs (all of one stream incarnation) that have a row.
@@ -192,7 +229,7 @@ func (p *Pipeline[T, R]) unstored(ctx context.Context, recs []Record[T]) ([]Reco
 	if p.cfg.Key.StreamSeq == "" || len(recs) == 0 || !p.mayBeStored(recs) {
 		return recs, nil, nil
 	}
-	stored, err := p.storedSeqs(ctx, recs)
+	stored, err := p.lookup(ctx, recs)
 	if err != nil {
 		return nil, nil, fmt.Errorf("reading which messages delivered before are stored: %w", err)
 	}

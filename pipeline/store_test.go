@@ -1,6 +1,7 @@
 package pipeline
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"slices"
@@ -276,5 +277,66 @@ func TestInBatchMapsARefusedRowToItsRecord(t *testing.T) {
 	}
 	if got := inBatch(&ponixclickhouse.RowError{Index: 1, Err: cause}, nil); !errors.As(got, &re) || re.Index != 1 {
 		t.Errorf("no record left out: %v, want the index unchanged", got)
+	}
+}
+
+// rowSeqs returns the sequences of rows.
+func rowSeqs(rows []testRow) []uint64 {
+	var s []uint64
+	for _, r := range rows {
+		s = append(s, r.Seq)
+	}
+	return s
+}
+
+func TestAConsumerThatWentBackDeliversNothingStoredTwice(t *testing.T) {
+	var writes [][]uint64
+	p, proc := newTestPipeline(t, rawConfig(nil), func(rows []testRow) error {
+		writes = append(writes, rowSeqs(rows))
+		return nil
+	})
+	tbl := &fakeTable{}
+	base := p.lookup
+	p.lookup = func(ctx context.Context, recs []Record[[]byte]) (map[uint64]struct{}, error) {
+		tbl.lookups++
+		return base(ctx, recs)
+	}
+	wantDecisions(t, process(t, proc, newMsg(1, []byte("a")), newMsg(2, []byte("b")), newMsg(3, []byte("c"))), acked(), acked(), acked())
+	wantDecisions(t, process(t, proc, newMsg(4, []byte("d")), newMsg(5, []byte("e"))), acked(), acked())
+	if tbl.lookups != 0 {
+		t.Errorf("first deliveries past everything stored were looked up %d times, want 0", tbl.lookups)
+	}
+	// A NATS server restarted without the consumer's latest state delivers 4 and 5 again, as
+	// first deliveries.
+	wantDecisions(t, process(t, proc, newMsg(4, []byte("d")), newMsg(5, []byte("e")), newMsg(6, []byte("f"))), acked(), acked(), acked())
+	if want := "[[1 2 3] [4 5] [6]]"; fmt.Sprint(writes) != want {
+		t.Errorf("writes %v, want %s: 4 and 5 are stored already", writes, want)
+	}
+	if tbl.lookups != 1 {
+		t.Errorf("looked up %d times, want once (the batch that went back)", tbl.lookups)
+	}
+}
+
+func TestAnInsertThatCommittedButFailedIsNotRepeated(t *testing.T) {
+	cfg := rawConfig(nil)
+	p, proc := newTestPipeline(t, cfg, func([]testRow) error { return nil })
+	tbl := &fakeTable{}
+	var calls int
+	p.writer.Store(&writerRef[testRow]{&fakeWriter[testRow]{write: func(rows []testRow) error {
+		calls++
+		tbl.add(rows) // ClickHouse commits the rows...
+		if calls == 1 {
+			// ...and answers after the insert timeout: the writer gives up on it.
+			return fmt.Errorf("%w: no answer within 1s", ponixclickhouse.ErrUnresponsive)
+		}
+		return nil
+	}}})
+	p.lookup = lookupIn[[]byte](tbl)
+	wantDecisions(t, process(t, proc, newMsg(1, []byte("a")), newMsg(2, []byte("b"))), acked(), acked())
+	if calls != 1 || tbl.lookups != 1 {
+		t.Errorf("%d writes and %d lookups, want 1 write (the retry finds both rows stored) after 1 lookup", calls, tbl.lookups)
+	}
+	if got := p.hold.State(); got.Held || got.Holds != 1 {
+		t.Errorf("hold state %+v, want one hold, ended", got)
 	}
 }
