@@ -11,8 +11,10 @@ package main_test
 
 import (
 	"context"
+	"fmt"
 	"math/rand/v2"
 	"net"
+	"os/exec"
 	"strconv"
 	"strings"
 	"sync"
@@ -23,6 +25,8 @@ import (
 
 	envelopev1 "buf.build/gen/go/ponix/ponix/protocolbuffers/go/envelope/v1"
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/ponix-go/ponix/ponixclickhouse/chtest"
 	"github.com/ponix-go/ponix/ponixnats/natstest"
@@ -276,6 +280,107 @@ func TestExactlyOnceServiceStalledPastAckWait(t *testing.T) {
 	}
 }
 
+// (b) NATS (a nats-server process with a file store) is SIGKILLed mid-stream while the answer
+// to an insert is held, and started again on the same store and port. The service stores the
+// batch, cannot acknowledge it while NATS is down, reconnects, and is usually given the batch
+// again — often as first deliveries (delivery count 1): the killed server lost the consumer's
+// latest state. Those must be found stored too, not inserted again.
+func TestExactlyOnceNATSKilledAndRestarted(t *testing.T) {
+	t.Parallel()
+	ns := startNATSProcess(t)
+	r := newExactRun(t, 405, ns.url)
+	s := startConsuming(t, r.env(false))
+	pub := r.publishAndWait(s)
+
+	r.holdInsertAnswer(s)
+	ns.kill()
+	waitLog(t, s, "NATS disconnected", 30*time.Second)
+	r.gate.release()
+	ns.start()
+	waitLog(t, s, "NATS reconnected", 30*time.Second)
+	r.finish(pub, "nats-sigkill-restart", s)
+	t.Logf("publisher retried %d chunks", pub.retries.Load())
+}
+
+// natsProcess is a nats-server process with JetStream and a file store, which a test can
+// SIGKILL and start again on the same store and port.
+type natsProcess struct {
+	t        *testing.T
+	bin, dir string
+	port     int
+	url      string
+	cmd      *exec.Cmd
+	done     chan struct{}
+}
+
+// startNATSProcess builds nats-server (the version the workspace uses) and starts it.
+func startNATSProcess(t *testing.T) *natsProcess {
+	t.Helper()
+	tmp := t.TempDir()
+	n := &natsProcess{t: t, bin: tmp + "/nats-server", dir: tmp + "/store", port: freePort(t)}
+	n.url = fmt.Sprintf("nats://127.0.0.1:%d", n.port)
+	if out, err := exec.Command("go", "build", "-o", n.bin, "github.com/nats-io/nats-server/v2").CombinedOutput(); err != nil {
+		t.Fatalf("building nats-server: %v\n%s", err, out)
+	}
+	n.start()
+	t.Cleanup(func() {
+		if n.cmd != nil {
+			_ = n.cmd.Process.Kill()
+			<-n.done
+		}
+	})
+	return n
+}
+
+// start runs the server and waits until JetStream answers.
+func (n *natsProcess) start() {
+	t := n.t
+	t.Helper()
+	n.cmd = exec.Command(n.bin, "-js", "-sd", n.dir, "-a", "127.0.0.1", "-p", strconv.Itoa(n.port))
+	if err := n.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	n.done = make(chan struct{})
+	go func(cmd *exec.Cmd, done chan struct{}) { _ = cmd.Wait(); close(done) }(n.cmd, n.done)
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		err := n.ping()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("nats-server not ready within 30 s: %v", err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func (n *natsProcess) ping() error {
+	nc, err := nats.Connect(n.url, nats.Timeout(time.Second))
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	_, err = js.AccountInfo(ctx)
+	return err
+}
+
+// kill SIGKILLs the server and waits for it to exit.
+func (n *natsProcess) kill() {
+	n.t.Helper()
+	if err := n.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		n.t.Fatal(err)
+	}
+	<-n.done
+	n.cmd = nil
+}
+
 // (d) The durable consumer is deleted while the answer to an insert is held (its rows
 // committed, its acks not sent): the acks fail, the service creates the consumer again and
 // resumes after the stored messages (the Key's resume point; the default, after the last ack
@@ -341,6 +446,23 @@ func TestExactlyOnceTwoInstancesOneStalledPastAckWait(t *testing.T) {
 			t.Errorf("instance %d stored no batch: the work was not shared", i)
 		}
 	}
+}
+
+// An insert whose answer comes later than PONIX_CLICKHOUSE_INSERT_TIMEOUT_SECS although its
+// rows were committed: the service cancels it, holds the batch as unresponsive and stores it
+// again in place. The rows must not be stored twice.
+func TestExactlyOnceInsertTimedOutAfterCommit(t *testing.T) {
+	t.Parallel()
+	r := newExactRun(t, 406, "")
+	env := r.env(false)
+	env["PONIX_CLICKHOUSE_INSERT_TIMEOUT_SECS"] = "2"
+	s := startConsuming(t, env)
+	pub := r.publishAndWait(s)
+
+	r.holdInsertAnswer(s)
+	waitLog(t, s, "class=unresponsive", 30*time.Second)
+	r.gate.release()
+	r.finish(pub, "insert-timed-out-after-commit", s)
 }
 
 // ---- the answer gate ---------------------------------------------------------
