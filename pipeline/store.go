@@ -28,17 +28,13 @@ type Decoder[T any] struct {
 // value (reason "invalid", its error in the Ponix-Dlq-Error header).
 func Proto[T proto.Message](newT func() T, validate func(T) error) Decoder[T] {
 	return Decoder[T]{processor: func(store storeFunc[T], opts ...ponixnats.StoreOption) ponixnats.Processor {
-		var recs []Record[T] // reused: the consumer stores one batch, or part, at a time
-		return ponixnats.NewProtoStoreProcessor(newT, func(ctx context.Context, b ponixnats.Batch[ponixnats.Decoded[T]]) error {
-			recs = recs[:0]
-			for _, d := range b.Items {
-				r, err := record(b.Stream, d.Value, d.Msg)
-				if err != nil {
-					return err
-				}
-				recs = append(recs, r)
+		var buf []Record[T]
+		return ponixnats.NewProtoStoreProcessor(newT, func(ctx context.Context, b ponixnats.Batch[ponixnats.Decoded[T]]) (err error) {
+			buf, err = records(b, buf, func(d ponixnats.Decoded[T]) (T, jetstream.Msg) { return d.Value, d.Msg })
+			if err != nil {
+				return err
 			}
-			return store(ctx, ponixnats.Batch[Record[T]]{Stream: b.Stream, Consumer: b.Consumer, Items: recs, Stopping: b.Stopping})
+			return store(ctx, ponixnats.Batch[Record[T]]{Stream: b.Stream, Consumer: b.Consumer, Items: buf, Stopping: b.Stopping})
 		}, validate, opts...)
 	}}
 }
@@ -63,28 +59,30 @@ func Raw(check func(data []byte) error) Decoder[[]byte] {
 // pipeline's options (its Hold), which it must pass on.
 func RawProcessor(newProcessor func(store ponixnats.MsgStore, opts ...ponixnats.StoreOption) ponixnats.Processor) Decoder[[]byte] {
 	return Decoder[[]byte]{processor: func(store storeFunc[[]byte], opts ...ponixnats.StoreOption) ponixnats.Processor {
-		var recs []Record[[]byte] // reused: the consumer stores one batch, or part, at a time
-		return newProcessor(func(ctx context.Context, b ponixnats.Batch[jetstream.Msg]) error {
-			recs = recs[:0]
-			for _, m := range b.Items {
-				r, err := record(b.Stream, m.Data(), m)
-				if err != nil {
-					return err
-				}
-				recs = append(recs, r)
+		var buf []Record[[]byte]
+		return newProcessor(func(ctx context.Context, b ponixnats.Batch[jetstream.Msg]) (err error) {
+			buf, err = records(b, buf, func(m jetstream.Msg) ([]byte, jetstream.Msg) { return m.Data(), m })
+			if err != nil {
+				return err
 			}
-			return store(ctx, ponixnats.Batch[Record[[]byte]]{Stream: b.Stream, Consumer: b.Consumer, Items: recs, Stopping: b.Stopping})
+			return store(ctx, ponixnats.Batch[Record[[]byte]]{Stream: b.Stream, Consumer: b.Consumer, Items: buf, Stopping: b.Stopping})
 		}, opts...)
 	}}
 }
 
-// record makes a message's Record.
-func record[T any](stream ponixnats.StreamID, v T, m jetstream.Msg) (Record[T], error) {
-	d, err := ponixnats.DeliveryOf(m)
-	if err != nil {
-		return Record[T]{}, err
+// records makes the Records of a batch's items into buf (reused: the consumer stores one batch,
+// or part, at a time), record i from item i.
+func records[I, T any](b ponixnats.Batch[I], buf []Record[T], split func(I) (T, jetstream.Msg)) ([]Record[T], error) {
+	buf = buf[:0]
+	for _, it := range b.Items {
+		v, m := split(it)
+		d, err := ponixnats.DeliveryOf(m)
+		if err != nil {
+			return buf, err
+		}
+		buf = append(buf, Record[T]{Value: v, Stream: b.Stream, Seq: d.StreamSeq, Delivered: d.Delivered, Msg: m})
 	}
-	return Record[T]{Value: v, Stream: stream, Seq: d.StreamSeq, Delivered: d.Delivered, Msg: m}, nil
+	return buf, nil
 }
 
 // store writes a batch (or a part of one) in one insert, row i from record i, so that a
