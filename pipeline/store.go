@@ -108,15 +108,19 @@ func (p *Pipeline[T, R]) write(ctx context.Context, recs []Record[T]) (int, erro
 		return 0, errors.New("the ClickHouse writer is not ready")
 	}
 	fresh, idx, err := p.unstored(ctx, recs)
-	if err == nil && len(fresh) > 0 {
+	if err != nil {
+		// The table the check reads may be what is wrong (missing on a shard, say): say so.
+		return 0, p.schema.diagnose(ctx, ref.w, err)
+	}
+	if len(fresh) > 0 {
 		p.rows = p.rows[:0]
 		for _, r := range fresh {
 			p.rows = append(p.rows, p.cfg.Row(r))
 		}
 		err = inBatch(ref.w.Write(ctx, p.rows), idx)
 	}
-	if p.cfg.Key.StreamSeq != "" && len(fresh) > 0 {
-		p.noteWritten(fresh, err)
+	if p.cfg.Key.StreamSeq != "" {
+		p.noteWritten(recs, err) // on success, every record of recs has its row
 	}
 	if err != nil {
 		if ponixclickhouse.Classify(err) == ponixclickhouse.ClassSchema {
@@ -228,8 +232,11 @@ func (p *Pipeline[T, R]) unstored(ctx context.Context, recs []Record[T]) ([]Reco
 		return recs, nil, nil
 	}
 	stored, err := p.lookup(ctx, recs)
+	if err == nil {
+		p.uncertain = false // what the last failed write left is known now
+	}
 	if err != nil {
-		return nil, nil, fmt.Errorf("reading which messages delivered before are stored: %w", err)
+		return nil, nil, fmt.Errorf("reading which messages of the batch are stored already: %w", err)
 	}
 	if len(stored) == 0 {
 		return recs, nil, nil
