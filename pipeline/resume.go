@@ -17,7 +17,6 @@ const maxResumeScan = 5_000_000
 // dead-lettered message has no row either, so delivery may start a little early; the copies
 // stored again collapse under FINAL.
 func (p *Pipeline[T, R]) resumeAt(ctx context.Context, ri ponixnats.ResumeInfo) (uint64, error) {
-	p.noteResumed(ri)
 	next := max(ri.AckFloor+1, ri.FirstSeq, 1)
 	if ri.StreamCreated.IsZero() {
 		return next, nil
@@ -59,6 +58,16 @@ func (p *Pipeline[T, R]) resumeAt(ctx context.Context, ri ponixnats.ResumeInfo) 
 	}
 	if err := rows.Err(); err != nil {
 		return 0, err
+	}
+	// Past a gap (a dead-lettered message, another instance's batch not stored yet) messages may
+	// be stored: those up to the last stored sequence are checked before they are inserted.
+	var last uint64
+	if err := p.conn.QueryRow(ctx, fmt.Sprintf("SELECT max(%[3]s) FROM %[1]s WHERE %[2]s = %[4]d",
+		table, created, seqCol, ri.StreamCreated.UnixNano())).Scan(&last); err != nil {
+		return 0, fmt.Errorf("reading the last stored stream sequence: %w", err)
+	}
+	if last >= next {
+		p.noteResumed(ri.StreamCreated, last)
 	}
 	p.log.Info("resuming after the stored messages", "stream", ri.Stream, "ack_floor", ri.AckFloor, "start_sequence", next)
 	return next, nil

@@ -262,12 +262,9 @@ func inBatch(err error, idx []int) error {
 	return &ponixclickhouse.RowError{Index: idx[re.Index], Err: re.Err}
 }
 
-// noteResumed makes the pipeline check the messages of ri's stream incarnation up to its
-// last sequence before inserting them: the durable consumer was created anew and may deliver
-// stored messages for the first time (past a gap, or those another instance stored).
-func (p *Pipeline[T, R]) noteResumed(ri ponixnats.ResumeInfo) {
-	if ri.StreamCreated.IsZero() {
-		return
-	}
-	p.recheck.Store(&recheck{created: uint64(ri.StreamCreated.UnixNano()), through: ri.LastSeq})
+// noteResumed makes the pipeline check the messages of the stream incarnation created up to
+// sequence through (the last one stored) before inserting them: the durable consumer was
+// created anew and may deliver stored messages for the first time (past a gap).
+func (p *Pipeline[T, R]) noteResumed(created time.Time, through uint64) {
+	p.recheck.Store(&recheck{created: uint64(created.UnixNano()), through: through})
 }

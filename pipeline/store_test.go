@@ -250,8 +250,8 @@ func TestMayBeStored(t *testing.T) {
 	if !p.mayBeStored(again) {
 		t.Error("a message delivered before: not checked")
 	}
-	// The durable consumer created anew when the stream's last sequence was 5.
-	p.noteResumed(ponixnats.ResumeInfo{Stream: "s", StreamCreated: created, LastSeq: 5})
+	// The durable consumer created anew when the last stored sequence was 5.
+	p.noteResumed(created, 5)
 	if !p.mayBeStored(first) {
 		t.Error("a first delivery at or below the last sequence at the consumer's re-creation: not checked")
 	}
