@@ -37,18 +37,7 @@ func TestMissingDatabaseIsCreated(t *testing.T) {
 	s := startService(t, env)
 
 	const created = "created the missing database"
-	deadline := time.Now().Add(30 * time.Second)
-	for !strings.Contains(s.logs.String(), created) {
-		select {
-		case <-s.done:
-			t.Fatalf("service exited (%v) before creating the database; logs:\n%s", s.err, s.logs.String())
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no %q line after 30s; logs:\n%s", created, s.logs.String())
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	waitLog(t, s, created, 30*time.Second)
 	db.Conn = mustOpen(t, cfg.Addr, name, cfg.Username, cfg.Password)
 	first := waitRows(t, db, s, 3, 60*time.Second)
 	s.terminate()

@@ -204,17 +204,10 @@ func TestSinkFaultReadOnlyUserRestored(t *testing.T) {
 func waitReadOnly(t *testing.T, _ driver.Conn, addr string, readOnly bool) {
 	t.Helper()
 	want := map[bool]string{true: "1", false: "0"}[readOnly]
-	deadline := time.Now().Add(30 * time.Second)
-	for {
+	waitFor(t, 30*time.Second, "readonly="+want+" for a new connection after users.xml changed", func() bool {
 		got, err := readOnlySetting(addr)
-		if err == nil && got == want {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("30 s after users.xml changed, readonly=%q (%v), want %s", got, err, want)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+		return err == nil && got == want
+	})
 }
 
 // openPonix opens a new connection as ponix/ponix to the database ponix at addr.

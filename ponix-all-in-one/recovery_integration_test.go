@@ -103,16 +103,10 @@ func TestRecoveryStreamDeleted(t *testing.T) {
 	if err := js.DeleteStream(context.Background(), "processed_envelopes"); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		if _, err := js.Stream(context.Background(), "processed_envelopes"); err == nil {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the stream was not created again; logs:\n%s", s.logs.String())
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	waitFor(t, 30*time.Second, "the stream created again", func() bool {
+		_, err := js.Stream(context.Background(), "processed_envelopes")
+		return err == nil
+	}, s)
 	t.Logf("stream created again %s after its deletion", time.Since(start).Round(time.Millisecond))
 
 	fresh := make([]*envelopev1.ProcessedEnvelope, n)

@@ -429,20 +429,13 @@ func TestSinkFaultPasswordRotated(t *testing.T) {
 // refused (!taken): clickhouse-server applies a changed users.xml a few seconds after it is written.
 func waitPasswordTaken(t *testing.T, addr string, taken bool) {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		c, err := ponixclickhouse.Open(context.Background(), ponixclickhouse.Config{Addr: addr, Database: "ponix", Username: "ponix", Password: "ponix"})
+	waitFor(t, 30*time.Second, fmt.Sprintf("a login with the password ponix taken=%v after users.xml changed", taken), func() bool {
+		c, err := openPonix(addr)
 		if err == nil {
 			c.Close()
 		}
-		if (err == nil) == taken {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("30 s after users.xml changed, a login with the password ponix: %v (want taken=%v)", err, taken)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+		return (err == nil) == taken
+	})
 }
 
 // ClickHouse is killed (SIGKILL) mid-stream and started again on its data once the held batch
