@@ -18,6 +18,7 @@ import (
 // PONIX_CLICKHOUSE_DATABASE names (saying so once), migrates it and consumes into it; started
 // again, it finds the database there and says nothing of it.
 func TestMissingDatabaseIsCreated(t *testing.T) {
+	t.Parallel() // a database of its own
 	b := make([]byte, 4)
 	_, _ = rand.Read(b)
 	name := "ponix_created_" + hex.EncodeToString(b)

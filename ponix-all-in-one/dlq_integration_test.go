@@ -250,6 +250,7 @@ func atoi(t *testing.T, s string) int {
 // half way and run again: every dead letter ends up in the source stream
 // exactly once and the dead-letter stream is empty.
 func TestDLQListShowReplayKilledAndRerun(t *testing.T) {
+	t.Parallel() // servers of its own
 	const n = 5000
 	srv := natstest.New(t)
 	js := dlqJS(t, srv.URL())
@@ -389,6 +390,7 @@ func TestDLQListShowReplayKilledAndRerun(t *testing.T) {
 // TestDLQExitStatusesAndHelp: -h of every command exits 0; usage and
 // configuration mistakes exit 2; runtime failures exit 1.
 func TestDLQExitStatusesAndHelp(t *testing.T) {
+	t.Parallel() // servers of its own
 	srv := natstest.New(t)
 	env := dlqEnvFor(srv.URL())
 	for _, args := range [][]string{{"-h"}, {"list", "-h"}, {"show", "-h"}, {"replay", "-h"}} {

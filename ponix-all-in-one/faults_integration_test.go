@@ -1102,6 +1102,7 @@ func TestFaultScaleOut(t *testing.T) {
 			name += "-one-killed"
 		}
 		t.Run(name, func(t *testing.T) {
+			t.Parallel() // servers of its own
 			db := chSrv.NewDatabase(t)
 			nsrv := natstest.New(t)
 			ensureStream(t, nsrv.URL(), 1)

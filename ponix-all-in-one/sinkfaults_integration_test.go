@@ -603,6 +603,7 @@ func TestSinkFaultTableDroppedThenRestart(t *testing.T) {
 // held batch is nak'd, never acked), and a restarted service stores every envelope exactly once
 // once ClickHouse is back.
 func TestSinkFaultSIGTERMDuringOutage(t *testing.T) {
+	t.Parallel()
 	db := chSrv.NewDatabase(t)
 	proxy := startProxy(t, db.Config.Addr)
 	var env map[string]string
