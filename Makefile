@@ -31,16 +31,30 @@ ifeq ($(DOCKER_HOST),)
 export TESTCONTAINERS_HOST_OVERRIDE ?= 127.0.0.1
 endif
 TEST_TIMEOUT ?= 15m
-# Fault tests that call t.Parallel() each have servers of their own and spend most of their time
-# waiting out a fault window: more of them at once than the 2 cores (go test's default). Eight at
-# once, beside the other packages' suites, starved their services under -race on 2 cores
-# (recoveries past their 60 s windows): four.
-TEST_PARALLEL ?= 4
 CLICKHOUSE_TEST_IMAGE ?= ponix-test/clickhouse:18.16
+
+# Where the race detector runs, and why (README, Testing). It finds data races in code whose
+# goroutines share memory: the libraries (ponixnats's consumer with its prefetch, in-progress
+# acks and hold; runner; pipeline; ponixclickhouse's writers) and the service's internal
+# packages run under -race, and so do the service end-to-end tests in SERVICE_RACE_TESTS, whose
+# binary is then built with -race too (main_test.go): the producer beside the consumer, the
+# prefetching consumer at 10,000 envelopes, SIGTERM mid-stream and mid-batch, in-progress acks
+# racing slow inserts on two instances, a NATS reconnect. The other service tests are fault
+# windows (outages, holds, restarts, DLQ tooling): they check behaviour, spend their time
+# waiting, and run the same code paths; they run against a binary built without -race, with
+# more of them at once (TEST_PARALLEL_FAULTS: each has servers of its own), beside the race
+# suites. Every test runs once per make test, in exactly one of the two sets.
+SERVICE_PACKAGE      := github.com/ponix-go/ponix/ponix-all-in-one
+SERVICE_RACE_TESTS   := TestProducerEnvelopesLandInClickHouse|TestExternalPublisherTenThousandExactlyOnce|TestSIGTERMMidStreamThenRestartLosesNothing|TestFaultSIGTERMMidBatchStoresAndAcks|TestFaultSlowInsertLongerThanAckWait|TestFaultNATSRestart
+# Parallel tests under -race: eight at once starved the services on 2 cores (recoveries past
+# their 60 s windows); four.
+TEST_PARALLEL ?= 4
+# Fault-window tests at once without -race: they mostly wait, each on servers of its own.
+TEST_PARALLEL_FAULTS ?= 8
 
 .PHONY: help
 help: ## list the targets
-	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-24s %s\n", $$1, $$2}'
 
 .PHONY: deps
 deps: ## install missing system packages (clickhouse-server, protoc) with apt
@@ -51,14 +65,35 @@ run: deps ## run ponix-all-in-one locally (embedded NATS, local ClickHouse under
 	go build -o $(BIN)/ponix-all-in-one ./ponix-all-in-one
 	PONIX_CLICKHOUSE_MANAGED=$${PONIX_CLICKHOUSE_MANAGED:-true} exec $(BIN)/ponix-all-in-one
 
-# Unit and integration tests of every module run under the race detector (the consumer overlaps
-# fetching and storing); the service's end-to-end tests build the binary with -race too. The
-# libraries' suites run again with ponix_noenvelope, the generic build.
+# make test runs four suites at once (each one's output is shown when it ends, -O):
+# test-race (every package but the service's end-to-end package, and the cluster suite left to
+# make test-cluster) and test-service-race (SERVICE_RACE_TESTS) under -race;
+# test-service-faults (the rest of the service's end-to-end and fault tests), built without
+# -race; test-noenvelope, the libraries' suites again with ponix_noenvelope, the generic build.
+# Each part is a target of its own for a quicker loop.
 .PHONY: test
-test: deps ## all unit and integration tests against real NATS and ClickHouse, with -race
-	go test -race -tags integration -count=1 -parallel $(TEST_PARALLEL) -timeout $(TEST_TIMEOUT) $$(go list work | grep -vx '$(CLUSTER_PACKAGE)')
+test: deps ## all unit and integration tests against real NATS and ClickHouse (-race where it finds something: see the Makefile)
+	@$(MAKE) --no-print-directory -j4 -O test-race test-service-race test-service-faults test-noenvelope
+
+.PHONY: test-race
+test-race: ## every package but the service's end-to-end tests (and the cluster suite), with -race
+	go test -race -tags integration -count=1 -parallel $(TEST_PARALLEL) -timeout $(TEST_TIMEOUT) $$(go list work | grep -vxE '$(CLUSTER_PACKAGE)|$(SERVICE_PACKAGE)')
+
+.PHONY: test-service-race
+test-service-race: ## the service end-to-end tests that exercise the consumer's concurrency, binary and tests built with -race
+	go test -race -tags integration -count=1 -parallel $(TEST_PARALLEL) -timeout $(TEST_TIMEOUT) -run '^($(SERVICE_RACE_TESTS))$$' $(SERVICE_PACKAGE)
+
+.PHONY: test-service-faults
+test-service-faults: ## the service's other end-to-end and fault tests, against a binary built without -race
+	go test -tags integration -count=1 -parallel $(TEST_PARALLEL_FAULTS) -timeout $(TEST_TIMEOUT) -skip '^($(SERVICE_RACE_TESTS))$$' $(SERVICE_PACKAGE)
+
+# The ponix_noenvelope build only leaves files out (every tagged file is !ponix_noenvelope): its
+# code is a subset of the default build's, whose suites test-race runs under the race detector.
+# This pass checks that the generic build builds and behaves, without -race.
+.PHONY: test-noenvelope
+test-noenvelope: ## the libraries' suites again with -tags ponix_noenvelope (the generic build)
 	for m in ponixnats ponixnats/integration ponixclickhouse ponixclickhouse/integration; do \
-		(cd $$m && go test -race -tags 'integration ponix_noenvelope' -count=1 -timeout $(TEST_TIMEOUT) ./...) || exit 1; done
+		(cd $$m && go test -tags 'integration ponix_noenvelope' -count=1 -timeout $(TEST_TIMEOUT) ./...) || exit 1; done
 
 .PHONY: test-unit
 test-unit: ## unit tests only (no servers)

@@ -18,6 +18,7 @@ import (
 // PONIX_CLICKHOUSE_DATABASE names (saying so once), migrates it and consumes into it; started
 // again, it finds the database there and says nothing of it.
 func TestMissingDatabaseIsCreated(t *testing.T) {
+	t.Parallel() // a database of its own
 	b := make([]byte, 4)
 	_, _ = rand.Read(b)
 	name := "ponix_created_" + hex.EncodeToString(b)
@@ -37,18 +38,7 @@ func TestMissingDatabaseIsCreated(t *testing.T) {
 	s := startService(t, env)
 
 	const created = "created the missing database"
-	deadline := time.Now().Add(30 * time.Second)
-	for !strings.Contains(s.logs.String(), created) {
-		select {
-		case <-s.done:
-			t.Fatalf("service exited (%v) before creating the database; logs:\n%s", s.err, s.logs.String())
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no %q line after 30s; logs:\n%s", created, s.logs.String())
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	waitLog(t, s, created, 30*time.Second)
 	db.Conn = mustOpen(t, cfg.Addr, name, cfg.Username, cfg.Password)
 	first := waitRows(t, db, s, 3, 60*time.Second)
 	s.terminate()

@@ -191,22 +191,12 @@ func count(t *testing.T, db *chtest.Database) (rows, distinct uint64) {
 // waitRows polls until processed_envelopes holds at least n rows.
 func waitRows(t *testing.T, db *chtest.Database, s *service, n uint64, within time.Duration) uint64 {
 	t.Helper()
-	deadline := time.Now().Add(within)
-	for {
-		rows, _ := count(t, db)
-		if rows >= n {
-			return rows
-		}
-		select {
-		case <-s.done:
-			t.Fatalf("service exited (%v) with %d of %d rows; logs:\n%s", s.err, rows, n, s.logs.String())
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%d of %d rows after %s; logs:\n%s", rows, n, within, s.logs.String())
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
+	var rows uint64
+	waitFor(t, within, fmt.Sprintf("%d rows", n), func() bool {
+		rows, _ = count(t, db)
+		return rows >= n
+	}, s)
+	return rows
 }
 
 type row struct {
@@ -431,7 +421,7 @@ func TestExternalPublisherTenThousandExactlyOnce(t *testing.T) {
 	env["PONIX_NATS_BATCH_SIZE"] = "1000"
 	s := startService(t, env)
 	waitRows(t, db, s, uint64(len(want)), 60*time.Second)
-	time.Sleep(2 * time.Second) // a duplicate would arrive within a batch wait or two
+	waitSettled(t, nsrv.URL(), 60*time.Second, s) // every message acked: no duplicate can come later
 	s.terminate()
 
 	rowsN, distinct := count(t, db)
@@ -493,7 +483,7 @@ func TestSIGTERMMidStreamThenRestartLosesNothing(t *testing.T) {
 
 	s2 := startService(t, env)
 	waitRows(t, db, s2, uint64(len(want)), 60*time.Second)
-	time.Sleep(2 * time.Second)
+	waitSettled(t, nsrv.URL(), 60*time.Second, s2)
 	s2.signal(syscall.SIGTERM)
 	if code := s2.wait(15 * time.Second); code != 0 {
 		t.Fatalf("restart: exit code %d after SIGTERM", code)

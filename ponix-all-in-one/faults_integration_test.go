@@ -125,34 +125,23 @@ func rawCount(t *testing.T, conn driver.Conn) uint64 {
 // service given has exited or the time is up.
 func waitRaw(t *testing.T, conn driver.Conn, n uint64, within time.Duration, svcs ...*service) uint64 {
 	t.Helper()
-	deadline := time.Now().Add(within)
-	for {
-		if got := rawCount(t, conn); got >= n {
-			return got
-		}
-		checkAlive(t, svcs...)
-		if time.Now().After(deadline) {
-			t.Fatalf("%d of %d rows after %s%s", rawCount(t, conn), n, within, serviceLogs(svcs...))
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	var got uint64
+	waitFor(t, within, fmt.Sprintf("%d rows", n), func() bool {
+		got = rawCount(t, conn)
+		return got >= n
+	}, svcs...)
+	return got
 }
 
 // waitFinal polls until the FINAL count reaches n and returns the time it took.
 func waitFinal(t *testing.T, conn driver.Conn, n uint64, within time.Duration, svcs ...*service) time.Duration {
 	t.Helper()
 	start := time.Now()
-	for {
+	waitFor(t, within, fmt.Sprintf("%d rows (FINAL)", n), func() bool {
 		final, _, _ := tableCounts(t, conn)
-		if final >= n {
-			return time.Since(start)
-		}
-		checkAlive(t, svcs...)
-		if time.Since(start) > within {
-			t.Fatalf("%d of %d rows (FINAL) after %s%s", final, n, within, serviceLogs(svcs...))
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+		return final >= n
+	}, svcs...)
+	return time.Since(start)
 }
 
 func checkAlive(t *testing.T, svcs ...*service) {
@@ -417,12 +406,13 @@ func stopService(t *testing.T, s *service) {
 	}
 }
 
-// finishExact lets the last acks settle, stops svcs, checks that the table
-// holds want exactly once and that nothing was dead-lettered (by fault), and
-// logs the figures.
+// finishExact waits until every message is acknowledged (nothing can be
+// redelivered and stored again), stops svcs, checks that the table holds want
+// exactly once and that nothing was dead-lettered (by fault), and logs the
+// figures.
 func finishExact(t *testing.T, conn driver.Conn, natsURL string, want []*envelopev1.ProcessedEnvelope, seed uint64, f *figures, fault string, svcs ...*service) {
 	t.Helper()
-	time.Sleep(2 * time.Second)
+	waitSettled(t, natsURL, 60*time.Second, svcs...)
 	for _, s := range svcs {
 		stopService(t, s)
 	}
@@ -434,21 +424,6 @@ func finishExact(t *testing.T, conn driver.Conn, natsURL string, want []*envelop
 }
 
 func countLines(s, substr string) int { return strings.Count(s, substr) }
-
-// sumCounts adds the count=N of every log line that contains msg.
-func sumCounts(logs, msg string) int {
-	total := 0
-	for _, line := range strings.Split(logs, "\n") {
-		if !strings.Contains(line, msg) {
-			continue
-		}
-		if _, rest, ok := strings.Cut(line, " count="); ok {
-			n, _ := strconv.Atoi(strings.Fields(rest)[0])
-			total += n
-		}
-	}
-	return total
-}
 
 // ---- the ClickHouse proxy -------------------------------------------------
 
@@ -463,6 +438,8 @@ type chProxy struct {
 	down  bool
 	delay time.Duration
 	conns map[net.Conn]struct{}
+
+	delayed atomic.Int64 // server->client chunks held back by a delay so far
 }
 
 func startProxy(t *testing.T, target string) *chProxy {
@@ -528,7 +505,8 @@ func (p *chProxy) pipe(dst, src net.Conn, slow bool) {
 				d := p.delay
 				p.mu.Unlock()
 				if d > 0 {
-					time.Sleep(d)
+					p.delayed.Add(1)
+					time.Sleep(d) // the injected fault: a slow ClickHouse link
 				}
 			}
 			if _, werr := dst.Write(buf[:n]); werr != nil {
@@ -551,6 +529,22 @@ func (p *chProxy) setDown(down bool) {
 			c.Close()
 		}
 	}
+}
+
+// waitDelayed waits until the proxy holds back a server->client chunk, that is
+// until a query (an insert, as the service sends nothing else while it stores)
+// is in flight on the slowed link.
+func (p *chProxy) waitDelayed(t *testing.T, within time.Duration, svcs ...*service) {
+	t.Helper()
+	from := p.delayed.Load()
+	waitFor(t, within, "a ClickHouse answer held back by the proxy", func() bool { return p.delayed.Load() > from }, svcs...)
+}
+
+// open returns the number of connections the proxy holds open (each side counted).
+func (p *chProxy) open() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.conns)
 }
 
 func (p *chProxy) setDelay(d time.Duration) {
@@ -589,7 +583,7 @@ func TestFaultClickHouseOutage(t *testing.T) {
 	f.resume = waitResume(t, db.Conn, stuck, 90*time.Second, s)
 	pub.wait(t, 30*time.Second)
 	f.recovery = f.resume + waitFinal(t, db.Conn, faultN, 90*time.Second, s)
-	time.Sleep(2 * time.Second) // a late redelivery would show up within a batch wait or two
+	waitSettled(t, nsrv.URL(), 60*time.Second, s) // every message acked: no late redelivery can come
 	stopService(t, s)
 
 	t.Logf("during the %s outage: %d log lines, %d failed batches", outage, outageLogs, failedBatches)
@@ -680,33 +674,24 @@ func TestFaultSlowInsertLongerThanAckWait(t *testing.T) {
 	pub := startPublisher(t, nsrv.URL(), want, 500, 100*time.Millisecond)
 	waitRaw(t, db.Conn, at, 60*time.Second, svcs...)
 
-	const slowFor = 15 * time.Second
+	// Inserts stay slow until two batches took longer than AckWait: each was kept alive by
+	// in-progress acks past the point where JetStream would have redelivered it.
 	proxy.setDelay(2 * time.Second) // each server->client chunk: an insert takes >= 4 s > AckWait 3 s
-	time.Sleep(slowFor)
+	slowStart := time.Now()
+	waitFor(t, 90*time.Second, "two inserts slower than AckWait (3s)", func() bool { return len(slowBatches(svcs, 3*time.Second)) >= 2 }, svcs...)
 	proxy.setDelay(0)
-	f := figures{scenario: "slow-insert>AckWait", published: faultN, faultDuration: slowFor}
+	f := figures{scenario: "slow-insert>AckWait", published: faultN, faultDuration: time.Since(slowStart)}
 	f.recovery = waitFinal(t, db.Conn, faultN, 90*time.Second, svcs...)
 	pub.wait(t, 30*time.Second)
-	time.Sleep(2 * time.Second)
+	waitSettled(t, nsrv.URL(), 60*time.Second, svcs...)
 	for _, s := range svcs {
 		stopService(t, s)
 	}
-	var slowBatches []string
-	for _, s := range svcs {
-		for _, line := range strings.Split(s.logs.String(), "\n") {
-			if strings.Contains(line, "stored batch") && !strings.Contains(line, "duration=0s") {
-				if i := strings.Index(line, "duration="); i >= 0 {
-					if d, err := time.ParseDuration(strings.Fields(line[i+len("duration="):])[0]); err == nil && d > 3*time.Second {
-						slowBatches = append(slowBatches, d.String())
-					}
-				}
-			}
-		}
-	}
-	if len(slowBatches) == 0 {
+	slow := slowBatches(svcs, 3*time.Second)
+	if len(slow) == 0 {
 		t.Fatal("no batch took longer than AckWait: the test did not slow the inserts")
 	}
-	t.Logf("batches slower than AckWait (3s): %v", slowBatches)
+	t.Logf("batches slower than AckWait (3s): %v", slow)
 	info := consumerState(t, nsrv.URL())
 	redelivered := info.Delivered.Consumer - info.Delivered.Stream
 	t.Logf("consumer: %d deliveries for %d stream messages (%d redeliveries), ack pending %d",
@@ -720,6 +705,25 @@ func TestFaultSlowInsertLongerThanAckWait(t *testing.T) {
 	}
 	f.deadLettered = len(dlqMessages(t, nsrv.URL()))
 	f.log(t)
+}
+
+// slowBatches returns the durations of the batches svcs logged as stored that
+// took longer than d.
+func slowBatches(svcs []*service, d time.Duration) []string {
+	var slow []string
+	for _, s := range svcs {
+		for _, line := range strings.Split(s.logs.String(), "\n") {
+			if !strings.Contains(line, "stored batch") {
+				continue
+			}
+			if _, rest, ok := strings.Cut(line, " duration="); ok {
+				if took, err := time.ParseDuration(strings.Fields(rest)[0]); err == nil && took > d {
+					slow = append(slow, took.String())
+				}
+			}
+		}
+	}
+	return slow
 }
 
 // Broker restart: the NATS server (same store, same port) stopped for a few
@@ -770,13 +774,15 @@ func TestFaultSIGKILLMidBatchThenRestart(t *testing.T) {
 	waitRaw(t, db.Conn, at, 60*time.Second, s)
 
 	proxy.setDelay(1500 * time.Millisecond) // the next insert is in flight for seconds
-	time.Sleep(1 * time.Second)
+	proxy.waitDelayed(t, 30*time.Second, s)
 	if err := s.cmd.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
 	s.wait(10 * time.Second)
 	killedAt := time.Now()
-	time.Sleep(2 * time.Second) // let an insert the server received commit
+	// The killed service's connections end; once the proxy has closed its side towards the
+	// server, an insert the server received in full has been committed by it.
+	waitFor(t, 30*time.Second, "the killed service's ClickHouse connections closed", func() bool { return proxy.open() == 0 })
 	proxy.setDelay(0)
 	stuck := rawCount(t, db.Conn)
 	info := consumerState(t, nsrv.URL())
@@ -812,7 +818,7 @@ func TestFaultSIGTERMMidBatchStoresAndAcks(t *testing.T) {
 	s := startService(t, env)
 	waitRaw(t, db.Conn, at, 60*time.Second, s)
 	proxy.setDelay(time.Second) // the batch in hand takes seconds
-	time.Sleep(500 * time.Millisecond)
+	proxy.waitDelayed(t, 30*time.Second, s)
 	before := rawCount(t, db.Conn)
 	s.signal(syscall.SIGTERM)
 	start := time.Now()
@@ -850,7 +856,7 @@ func TestFaultSIGTERMMidBatchStoresAndAcks(t *testing.T) {
 	if f.recovery >= 20*time.Second {
 		t.Errorf("restart took %s to store the rest: released messages waited for AckWait (30s)", f.recovery)
 	}
-	time.Sleep(2 * time.Second)
+	waitSettled(t, nsrv.URL(), 60*time.Second, s2)
 	stopService(t, s2)
 	checkExact(t, db.Conn, want, seed, &f)
 	if f.raw != f.stored {
@@ -967,13 +973,9 @@ func TestFaultPoisonAndBadInput(t *testing.T) {
 
 	f := figures{scenario: "poison+bad-input", published: len(want)}
 	f.recovery = waitFinal(t, db.Conn, uint64(len(want)), 60*time.Second, s)
-	deadline := time.Now().Add(20 * time.Second)
-	var dlq []*jetstream.RawStreamMsg
-	for len(dlq) < len(poisons) && time.Now().Before(deadline) {
-		time.Sleep(200 * time.Millisecond)
-		dlq = dlqMessages(t, nsrv.URL())
-	}
-	time.Sleep(2 * time.Second)
+	// Every message acked or, once dead-lettered, terminated: the dead-letter stream and the
+	// counter (counted before the term) hold all they will.
+	waitSettled(t, nsrv.URL(), 60*time.Second, s)
 	deadLetterMetric := metricSum(scrape(t, metricsBase), "ponix_envelopes_dead_lettered_total")
 	stopService(t, s)
 
@@ -986,7 +988,7 @@ func TestFaultPoisonAndBadInput(t *testing.T) {
 			checkRow(t, r, e)
 		}
 	}
-	dlq = dlqMessages(t, nsrv.URL())
+	dlq := dlqMessages(t, nsrv.URL())
 	f.deadLettered = len(dlq)
 	if len(dlq) != len(poisons) {
 		t.Errorf("dead-letter stream holds %d messages, want exactly the %d poison messages", len(dlq), len(poisons))
@@ -1017,7 +1019,7 @@ func TestFaultPoisonAndBadInput(t *testing.T) {
 	if n := countLines(s.logs.String(), "message dead-lettered"); n != 0 {
 		t.Errorf("%d log lines per dead-lettered message; want one line per batch", n)
 	}
-	if n := sumCounts(s.logs.String(), "messages dead-lettered"); n != len(poisons) {
+	if n := sumField(s.logs.String(), "messages dead-lettered", "count"); n != len(poisons) {
 		t.Errorf("the per-batch dead-letter lines count %d messages, want %d", n, len(poisons))
 	}
 	if deadLetterMetric != float64(len(poisons)) {
@@ -1051,28 +1053,21 @@ func TestFaultBoundedHoldNeverDeadLettersASinkFault(t *testing.T) {
 	proxy := startProxy(t, db.Config.Addr)
 	env := faultEnv(t, db, nsrv.URL())
 	env["PONIX_CLICKHOUSE_NATIVE_URL"] = proxy.addr()
-	env["PONIX_NATS_MAX_DELIVER"] = "3"
+	env["PONIX_NATS_MAX_DELIVER"] = "3" // maxDeliver below
 	env["PONIX_CLICKHOUSE_RETRY_SECS"] = "1"
-	s := startService(t, env) // migrations run through the proxy while it is up
-	deadline := time.Now().Add(60 * time.Second)
-	for !strings.Contains(s.logs.String(), "fits the writer: consuming") { // the table was checked through the proxy
-		if time.Now().After(deadline) {
-			t.Fatalf("service not started:\n%s", s.logs.String())
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	s := startService(t, env)                                   // migrations run through the proxy while it is up
+	waitLog(t, s, "fits the writer: consuming", 60*time.Second) // the table was checked through the proxy
 	proxy.setDown(true)
 	publish(t, nsrv.URL(), want)
 
-	// Wait until the first batches were given back twice (delivered three times).
-	deadline = time.Now().Add(90 * time.Second)
-	for countLines(s.logs.String(), "giving the batch back") < 2*(n/500) {
-		if time.Now().After(deadline) {
-			t.Fatalf("batches not given back twice; logs:\n%s", s.logs.String())
-		}
-		time.Sleep(500 * time.Millisecond)
-	}
-	time.Sleep(8 * time.Second) // more deliveries, given back again: no dead letter
+	// Every message is in one of the two batches in hand (500 each), given back and delivered
+	// again round after round. Wait until the batches given back add up to maxDeliver+2
+	// deliveries of every message: each was delivered and given back past MaxDeliver (3), where
+	// a hold that spent a record's deliveries would have dead-lettered it.
+	const maxDeliver = 3
+	waitFor(t, 120*time.Second, "every message given back past MaxDeliver", func() bool {
+		return sumField(s.logs.String(), "giving the batch back", "batch_size") >= (maxDeliver+2)*n
+	}, s)
 	if dlq := dlqMessages(t, nsrv.URL()); len(dlq) != 0 {
 		t.Fatalf("%d messages dead-lettered for a sink fault", len(dlq))
 	}
@@ -1107,6 +1102,7 @@ func TestFaultScaleOut(t *testing.T) {
 			name += "-one-killed"
 		}
 		t.Run(name, func(t *testing.T) {
+			t.Parallel() // servers of its own
 			db := chSrv.NewDatabase(t)
 			nsrv := natstest.New(t)
 			ensureStream(t, nsrv.URL(), 1)

@@ -27,23 +27,6 @@ import (
 // MATERIALIZED column that throws. No part of any batch stores, so the batch is held.
 const guardColumn = "ALTER TABLE processed_envelopes ADD COLUMN guard UInt8 MATERIALIZED throwIf(length(end_device_id) > 0)"
 
-// waitLog waits until the service's logs contain text, failing if it exits or within passes.
-func waitLog(t *testing.T, s *service, text string, within time.Duration) {
-	t.Helper()
-	deadline := time.Now().Add(within)
-	for !strings.Contains(s.logs.String(), text) {
-		select {
-		case <-s.done:
-			t.Fatalf("the service exited before logging %q; logs:\n%s", text, s.logs.String())
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no %q in the logs within %s; logs:\n%s", text, within, s.logs.String())
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
 // The service is stopped and started 14 times while ClickHouse refuses every row: 12 times
 // with SIGTERM, then twice with SIGKILL, as an orchestrator restarting on /readyz 503 or a
 // crash loop would. Then the fault is fixed and the service started again (or, in the last
@@ -203,7 +186,7 @@ func TestSinkFaultReadOnlyUserRestored(t *testing.T) {
 	// their age would, so that the service logs in as the read-only user.
 	proxy.setDown(true)
 	proxy.setDown(false)
-	r.expectHold("sink", "permission", "permission", 10*time.Second)
+	r.expectHoldAttempts("sink", "permission", "permission", 4)
 	if err := srv.SetReadOnly(false); err != nil {
 		t.Fatal(err)
 	}
@@ -221,17 +204,10 @@ func TestSinkFaultReadOnlyUserRestored(t *testing.T) {
 func waitReadOnly(t *testing.T, _ driver.Conn, addr string, readOnly bool) {
 	t.Helper()
 	want := map[bool]string{true: "1", false: "0"}[readOnly]
-	deadline := time.Now().Add(30 * time.Second)
-	for {
+	waitFor(t, 30*time.Second, "readonly="+want+" for a new connection after users.xml changed", func() bool {
 		got, err := readOnlySetting(addr)
-		if err == nil && got == want {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("30 s after users.xml changed, readonly=%q (%v), want %s", got, err, want)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+		return err == nil && got == want
+	})
 }
 
 // openPonix opens a new connection as ponix/ponix to the database ponix at addr.

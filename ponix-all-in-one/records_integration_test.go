@@ -16,7 +16,6 @@ import (
 
 	envelopev1 "buf.build/gen/go/ponix/ponix/protocolbuffers/go/envelope/v1"
 	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/structpb"
 
@@ -99,17 +98,11 @@ func TestFaultBadRecordsAmongGoodOnesAreBisected(t *testing.T) {
 	pub.wait(t, 120*time.Second)
 	f := figures{scenario: "bad-records-bisected", published: len(want)}
 	f.recovery = waitFinal(t, db.Conn, uint64(len(want)), 120*time.Second, s)
-	var dlq []*jetstream.RawStreamMsg
-	deadline := time.Now().Add(30 * time.Second)
-	for len(dlq) < len(bad) && time.Now().Before(deadline) {
-		time.Sleep(200 * time.Millisecond)
-		dlq = dlqMessages(t, nsrv.URL())
-	}
-	time.Sleep(2 * time.Second)
+	waitSettled(t, nsrv.URL(), 60*time.Second, s) // every good record acked, every bad one dead-lettered and terminated
 	stopService(t, s)
 
 	checkExact(t, db.Conn, want, seed, &f)
-	dlq = dlqMessages(t, nsrv.URL())
+	dlq := dlqMessages(t, nsrv.URL())
 	f.deadLettered = len(dlq)
 	got := map[string]bool{}
 	for _, m := range dlq {

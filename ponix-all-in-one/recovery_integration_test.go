@@ -8,12 +8,14 @@ package main_test
 
 import (
 	"context"
+	"errors"
 	"net/http"
 	"strings"
 	"testing"
 	"time"
 
 	envelopev1 "buf.build/gen/go/ponix/ponix/protocolbuffers/go/envelope/v1"
+	"github.com/nats-io/nats.go/jetstream"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/structpb"
 
@@ -59,7 +61,16 @@ func TestRecoveryConsumerDeletedWhileClickHouseDown(t *testing.T) {
 		t.Fatal(err)
 	}
 	r.expectHold("consumer", "was deleted", "", 0)
-	time.Sleep(5 * time.Second)
+	// ClickHouse stays down until the service has tried, and failed, again: either creating the
+	// consumer (where to resume is read from ClickHouse) or, first, storing the batch in hand
+	// (held: the consumer is created again once it is done). Meanwhile the consumer stays missing.
+	waitFor(t, 60*time.Second, "a failed attempt to create the consumer again, or three to store the batch in hand", func() bool {
+		return strings.Contains(r.svc.logs.String(), "creating the durable consumer again failed") ||
+			holdAttempts(r.lastNotReady().body.Checks[pipelineCheckSink]) >= 3
+	}, r.svc)
+	if _, err := js.Consumer(context.Background(), "processed_envelopes", "ponix-all-in-one"); !errors.Is(err, jetstream.ErrConsumerNotFound) {
+		t.Errorf("the durable consumer exists again while ClickHouse is down (err %v): where did it resume?", err)
+	}
 	proxy.setDown(false)
 	r.finish("a consumer deleted while ClickHouse was down", r.want)
 	if dups := r.f.raw - r.f.stored; dups > 1000 {
@@ -92,16 +103,10 @@ func TestRecoveryStreamDeleted(t *testing.T) {
 	if err := js.DeleteStream(context.Background(), "processed_envelopes"); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		if _, err := js.Stream(context.Background(), "processed_envelopes"); err == nil {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the stream was not created again; logs:\n%s", s.logs.String())
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	waitFor(t, 30*time.Second, "the stream created again", func() bool {
+		_, err := js.Stream(context.Background(), "processed_envelopes")
+		return err == nil
+	}, s)
 	t.Logf("stream created again %s after its deletion", time.Since(start).Round(time.Millisecond))
 
 	fresh := make([]*envelopev1.ProcessedEnvelope, n)
@@ -113,7 +118,7 @@ func TestRecoveryStreamDeleted(t *testing.T) {
 	publish(t, nsrv.URL(), fresh)
 	waitFinal(t, db.Conn, 2*n, 60*time.Second, s)
 	waitReady(t, s, base, http.StatusOK, 30*time.Second)
-	time.Sleep(2 * time.Second)
+	waitSettled(t, nsrv.URL(), 60*time.Second, s)
 	stopService(t, s)
 
 	final, _, raw := tableCounts(t, db.Conn)

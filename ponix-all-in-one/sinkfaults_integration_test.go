@@ -194,40 +194,64 @@ func (r *sinkRun) fault() {
 // expectHold checks the hold: within 10 s /readyz is 503 with check naming text and the metric
 // ponix_sink_blocked{class} is 1 (class "" skips the metric); then, for hold, no row is
 // stored, nothing is dead-lettered or redelivered, the consumer fetches no new batch, and the
-// log stays quiet (no line per message).
+// log stays quiet (no line per message). A hold of 0 checks the first part only.
 func (r *sinkRun) expectHold(check, text, class string, hold time.Duration) {
+	r.t.Helper()
+	r.expectNotReady(check, text, class)
+	if hold > 0 {
+		r.checkHeld(hold.String(), func() { time.Sleep(hold) }) // a fault window of the caller's (the cluster's ZooKeeper stop)
+	}
+}
+
+// expectHoldAttempts is expectHold over the hold's own attempts rather than a time: after the
+// first part it waits until /readyz reports that the held batch was tried attempts times (4:
+// 1+2+4 s of back-off, past AckWait, 6 s, so a batch the in-progress acks did not keep alive
+// would have been redelivered), then checks that the hold stored, dead-lettered and redelivered
+// nothing meanwhile.
+func (r *sinkRun) expectHoldAttempts(check, text, class string, attempts int) {
+	r.t.Helper()
+	r.expectNotReady(check, text, class)
+	r.checkHeld(fmt.Sprintf("%d attempts", attempts), func() { r.waitAttempts(attempts, 90*time.Second) })
+}
+
+// expectNotReady waits until /readyz is 503 with check naming text, within 10 s of the fault,
+// and the metric ponix_sink_blocked{class} is 1 (class "" skips the metric).
+func (r *sinkRun) expectNotReady(check, text, class string) {
 	t := r.t
 	t.Helper()
 	var ev readyEvent
-	for {
+	waitFor(t, 10*time.Second, fmt.Sprintf("/readyz naming %s %q after the fault", check, text), func() bool {
 		var ok bool
-		if ev, ok = r.watch.firstNotReady(r.start, check, text); ok {
-			break
-		}
-		checkAlive(t, r.svc)
-		if time.Since(r.start) > 10*time.Second {
-			t.Fatalf("/readyz did not report %s %q within 10 s of the fault; logs:\n%s", check, text, r.svc.logs.String())
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		ev, ok = r.watch.firstNotReady(r.start, check, text)
+		return ok
+	}, r.svc)
 	t.Logf("/readyz 503 after %s: %s: %s", ev.at.Sub(r.start).Round(time.Millisecond), check, ev.body.Checks[check])
 	if class != "" {
-		deadline := time.Now().Add(10 * time.Second)
-		for {
-			if ev := r.lastNotReady(); ev.blocked[class] == 1 {
-				break
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("ponix_sink_blocked{class=%q} never 1 during the hold; last: %v", class, r.lastNotReady().blocked)
-			}
-			time.Sleep(100 * time.Millisecond)
-		}
+		waitFor(t, 10*time.Second, fmt.Sprintf("ponix_sink_blocked{class=%q} 1 during the hold", class), func() bool {
+			return r.lastNotReady().blocked[class] == 1
+		}, r.svc)
 	}
-	if hold <= 0 {
-		return
-	}
+}
+
+// waitAttempts waits until /readyz reports that the held batch was tried at least n times.
+func (r *sinkRun) waitAttempts(n int, within time.Duration) {
+	r.t.Helper()
+	waitFor(r.t, within, fmt.Sprintf("/readyz reporting %d attempts of the held batch", n), func() bool {
+		return holdAttempts(r.lastNotReady().body.Checks[pipelineCheckSink]) >= n
+	}, r.svc)
+}
+
+// pipelineCheckSink is the readiness check of held batches.
+const pipelineCheckSink = "sink"
+
+// checkHeld runs hold (named span in messages) and checks that meanwhile no row was stored,
+// nothing dead-lettered or redelivered, at most the two batches in hand are unacked, /readyz
+// stayed 503 and the log quiet.
+func (r *sinkRun) checkHeld(span string, hold func()) {
+	t := r.t
+	t.Helper()
 	rows := r.storedRows()
-	time.Sleep(hold)
+	hold()
 	if now := r.storedRows(); now != rows {
 		t.Errorf("rows went from %d to %d while the sink was failing", rows, now)
 	}
@@ -240,11 +264,11 @@ func (r *sinkRun) expectHold(check, text, class string, hold time.Duration) {
 			info.NumRedelivered, info.NumAckPending)
 	}
 	if code, body := httpGet(t, r.base+"/readyz"); code != http.StatusServiceUnavailable {
-		t.Errorf("/readyz %d %s after %s of hold, want 503", code, body, hold)
+		t.Errorf("/readyz %d %s after %s of hold, want 503", code, body, span)
 	}
 	logs := r.svc.logs.String()[r.logs0:]
 	if n := strings.Count(logs, "\n"); n > 25 {
-		t.Errorf("%d log lines during a %s hold; want a few (one per back-off step):\n%s", n, hold, logs)
+		t.Errorf("%d log lines during a %s hold; want a few (one per back-off step):\n%s", n, span, logs)
 	}
 }
 
@@ -367,7 +391,7 @@ func TestSinkFaultDiskFull(t *testing.T) {
 	r := startSinkRun(t, 201, "disk-full", db, conn, nil)
 	r.fault()
 	filler := fillDisk(t, data)
-	r.expectHold("sink", "storage", "storage", 20*time.Second)
+	r.expectHoldAttempts("sink", "storage", "storage", 4)
 	if err := os.Remove(filler); err != nil {
 		t.Fatal(err)
 	}
@@ -392,7 +416,7 @@ func TestSinkFaultPasswordRotated(t *testing.T) {
 	waitPasswordTaken(t, srv.Addr(), false)
 	proxy.setDown(true)
 	proxy.setDown(false)
-	r.expectHold("sink", "authentication", "authentication", 20*time.Second)
+	r.expectHoldAttempts("sink", "authentication", "authentication", 4)
 	if err := srv.SetPassword("ponix"); err != nil {
 		t.Fatal(err)
 	}
@@ -405,23 +429,17 @@ func TestSinkFaultPasswordRotated(t *testing.T) {
 // refused (!taken): clickhouse-server applies a changed users.xml a few seconds after it is written.
 func waitPasswordTaken(t *testing.T, addr string, taken bool) {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		c, err := ponixclickhouse.Open(context.Background(), ponixclickhouse.Config{Addr: addr, Database: "ponix", Username: "ponix", Password: "ponix"})
+	waitFor(t, 30*time.Second, fmt.Sprintf("a login with the password ponix taken=%v after users.xml changed", taken), func() bool {
+		c, err := openPonix(addr)
 		if err == nil {
 			c.Close()
 		}
-		if (err == nil) == taken {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("30 s after users.xml changed, a login with the password ponix: %v (want taken=%v)", err, taken)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+		return (err == nil) == taken
+	})
 }
 
-// ClickHouse is killed (SIGKILL) mid-stream and started again on its data 10 s later.
+// ClickHouse is killed (SIGKILL) mid-stream and started again on its data once the held batch
+// was tried four times.
 func TestSinkFaultClickHouseKilled(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
@@ -433,7 +451,9 @@ func TestSinkFaultClickHouseKilled(t *testing.T) {
 		t.Fatal(err)
 	}
 	r.expectHold("sink", "unreachable", "unreachable", 0)
-	time.Sleep(10 * time.Second)
+	// ClickHouse stays down while the held batch is tried again and again (1+2+4 s of
+	// back-off, past AckWait).
+	r.waitAttempts(4, 90*time.Second)
 	if n := len(dlqMessages(t, r.natsURL)); n != 0 {
 		t.Fatalf("%d messages dead-lettered while ClickHouse was down", n)
 	}
@@ -464,7 +484,7 @@ func TestSinkFaultTableRenamedAwayAndBack(t *testing.T) {
 		}
 	}
 	exec("RENAME TABLE processed_envelopes TO processed_envelopes_away")
-	r.expectHold("schema", "renamed?", "schema", 20*time.Second)
+	r.expectHoldAttempts("schema", "renamed?", "schema", 4)
 	exec("RENAME TABLE processed_envelopes_away TO processed_envelopes")
 	r.finish("a renamed table", r.want)
 }
@@ -485,7 +505,7 @@ func TestSinkFaultColumnRenamedByTableSwap(t *testing.T) {
 		PARTITION BY toYYYYMM(occurred_at) ORDER BY (organization_id, occurred_at, end_device_id, stream_created_ns, stream_seq)`)
 	r.fault()
 	exec("RENAME TABLE processed_envelopes TO processed_envelopes_orig, processed_envelopes_swap TO processed_envelopes")
-	r.expectHold("schema", "has no column data", "schema", 20*time.Second)
+	r.expectHoldAttempts("schema", "has no column data", "schema", 4)
 	exec("RENAME TABLE processed_envelopes TO processed_envelopes_swap, processed_envelopes_orig TO processed_envelopes")
 	r.finish("a column renamed by a table swap", r.want)
 }
@@ -583,6 +603,7 @@ func TestSinkFaultTableDroppedThenRestart(t *testing.T) {
 // held batch is nak'd, never acked), and a restarted service stores every envelope exactly once
 // once ClickHouse is back.
 func TestSinkFaultSIGTERMDuringOutage(t *testing.T) {
+	t.Parallel()
 	db := chSrv.NewDatabase(t)
 	proxy := startProxy(t, db.Config.Addr)
 	var env map[string]string
@@ -593,7 +614,7 @@ func TestSinkFaultSIGTERMDuringOutage(t *testing.T) {
 	})
 	r.fault()
 	proxy.setDown(true)
-	r.expectHold("sink", "unreachable", "unreachable", 5*time.Second)
+	r.expectHoldAttempts("sink", "unreachable", "unreachable", 4)
 	start := time.Now()
 	r.svc.signal(syscall.SIGTERM)
 	if code := r.svc.wait(30 * time.Second); code != 0 {
@@ -618,14 +639,11 @@ func TestIdleStopIsQuick(t *testing.T) {
 	env := faultEnv(t, db, nsrv.URL())
 	env["PONIX_NATS_BATCH_WAIT_SECS"] = "5"
 	s := startService(t, env)
-	deadline := time.Now().Add(30 * time.Second)
-	for !strings.Contains(s.logs.String(), "durable consumer created") {
-		if time.Now().After(deadline) {
-			t.Fatalf("consumer not started; logs:\n%s", s.logs.String())
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	time.Sleep(2500 * time.Millisecond) // idle, a pull request in flight
+	waitLog(t, s, "durable consumer created", 30*time.Second)
+	// Idle, with a pull request in flight: the server holds it waiting for messages.
+	waitFor(t, 30*time.Second, "a pull request waiting on the idle consumer", func() bool {
+		return consumerState(t, nsrv.URL()).NumWaiting > 0
+	}, s)
 	start := time.Now()
 	s.terminate()
 	took := time.Since(start)
@@ -634,5 +652,3 @@ func TestIdleStopIsQuick(t *testing.T) {
 		t.Errorf("idle stop took %s; a stop must not wait out the 5 s batch wait", took)
 	}
 }
-
-var _ = fmt.Sprint
