@@ -84,8 +84,9 @@ type Migrations struct {
 
 // Cluster makes the pipeline write to the shards of a ClickHouse cluster: each batch is split
 // by shard and written into the shard-local tables, replica by replica
-// (ponixclickhouse.ShardedWriter), instead of one INSERT into one server. On a cluster the
-// pipeline names a table that does not fit and holds; it never re-creates one.
+// (ponixclickhouse.ShardedWriter), instead of one INSERT into one server. [Config].Table is then
+// the Distributed table, which reads (the already-stored check, the resume point) go through.
+// On a cluster the pipeline names a table that does not fit and holds; it never re-creates one.
 type Cluster[R any] struct {
 	// Name is the cluster in the servers' remote_servers (required).
 	Name string
@@ -94,6 +95,9 @@ type Cluster[R any] struct {
 	ShardKey func(R) uint64
 	// NodeAddr, if set, maps a replica to the address to reach it (default host_address:port).
 	NodeAddr func(ponixclickhouse.Replica) string
+	// LocalTable is the shard-local table rows are written to, in Table's database (default
+	// Table's name with ponixclickhouse.LocalTableSuffix, as Ponix's migrations name it).
+	LocalTable string
 }
 
 // Insert is one insert attempt of a batch, or of a part of one while the records the sink
@@ -237,6 +241,11 @@ func (c Config[T, R]) withDefaults() (Config[T, R], error) {
 		}
 		if cl.ShardKey == nil {
 			bad("Cluster.ShardKey", "required")
+		}
+		if cl.LocalTable != "" {
+			if err := ponixclickhouse.ValidateIdentifier(cl.LocalTable); err != nil {
+				bad("Cluster.LocalTable", err.Error())
+			}
 		}
 	}
 	if c.Hold.Classify == nil {

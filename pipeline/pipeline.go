@@ -252,9 +252,13 @@ func (p *Pipeline[T, R]) newWriter(ctx context.Context) (writer[R], error) {
 	if cl == nil {
 		return ponixclickhouse.NewBatchWriter(ctx, p.conn, p.cfg.Table, p.cfg.Encoder, opts...)
 	}
+	local := cl.LocalTable
+	if local == "" {
+		local = p.cfg.Table.Name + ponixclickhouse.LocalTableSuffix
+	}
 	return ponixclickhouse.NewShardedWriter(ctx, p.conn, ponixclickhouse.ClusterConfig{
-		Cluster: cl.Name, Conn: p.cfg.ClickHouse, NodeAddr: cl.NodeAddr,
-	}, p.cfg.Table, p.cfg.Encoder, cl.ShardKey, opts...)
+		Cluster: cl.Name, Conn: p.cfg.ClickHouse, NodeAddr: cl.NodeAddr, DistributedTable: p.cfg.Table.Name,
+	}, ponixclickhouse.Table{Database: p.cfg.Table.Database, Name: local}, p.cfg.Encoder, cl.ShardKey, opts...)
 }
 
 // clusterProblem is what a table that does not fit the writer means on a cluster. The pipeline
