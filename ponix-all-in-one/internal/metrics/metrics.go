@@ -139,10 +139,14 @@ func (m *Metrics) ObserveInsert(n, already int, d time.Duration, err error) {
 	if m == nil {
 		return
 	}
-	m.batchSize.Observe(float64(n))
-	m.insertDuration.Observe(d.Seconds())
+	c := ponixclickhouse.Classify(err)
+	if err == nil || c != ponixclickhouse.ClassRow {
+		// A row the encoder refuses is refused before anything is sent: no insert to measure.
+		m.batchSize.Observe(float64(n))
+		m.insertDuration.Observe(d.Seconds())
+	}
 	if err != nil {
-		if c := ponixclickhouse.Classify(err); c == ponixclickhouse.ClassData || c == ponixclickhouse.ClassRow {
+		if c == ponixclickhouse.ClassData || c == ponixclickhouse.ClassRow {
 			m.refusedParts.Inc()
 		} else {
 			m.insertErrors.Inc()

@@ -40,6 +40,8 @@ func TestCountersAndHistograms(t *testing.T) {
 	refused := &ponixclickhouse.WriteError{Rows: 4, Op: "send", Err: &clickhouse.Exception{Code: 27, Message: "cannot parse"}}
 	m.ObserveInsert(4, 0, time.Millisecond, refused)
 	m.ObserveInsert(2, 0, time.Millisecond, refused)
+	// A row the encoder refuses (nothing sent): a refused part, but no insert in the histograms.
+	m.ObserveInsert(9, 0, time.Millisecond, &ponixclickhouse.RowError{Index: 3, Err: errors.New("no occurred_at")})
 
 	want := `
 # HELP ponix_envelopes_published_total Envelopes published to JetStream by the sample producer (acknowledged by the stream).
@@ -56,7 +58,7 @@ ponix_envelopes_stored_total 35
 ponix_insert_errors_total 1
 # HELP ponix_insert_refused_parts_total Insert attempts that ClickHouse refused as data (a parse, type or value error) while the batch is split to find the records it refuses alone; those records are dead-lettered (ponix_envelopes_dead_lettered_total).
 # TYPE ponix_insert_refused_parts_total counter
-ponix_insert_refused_parts_total 2
+ponix_insert_refused_parts_total 3
 # HELP ponix_envelopes_already_stored_total Envelopes delivered again (after a crash between an insert and its acks, an expired AckWait, a NATS restart, a consumer created anew) whose row was stored already: acknowledged without a second insert. They also count in ponix_envelopes_stored_total.
 # TYPE ponix_envelopes_already_stored_total counter
 ponix_envelopes_already_stored_total 3
@@ -78,7 +80,7 @@ ponix_envelopes_already_stored_total 3
 		case "ponix_insert_batch_size":
 			h := mf.GetMetric()[0].GetHistogram()
 			if h.GetSampleCount() != 5 || h.GetSampleSum() != 48 {
-				t.Errorf("batch size histogram count %d sum %v, want 5 and 48 (every attempt)", h.GetSampleCount(), h.GetSampleSum())
+				t.Errorf("batch size histogram count %d sum %v, want 5 and 48 (every attempt that sent rows)", h.GetSampleCount(), h.GetSampleSum())
 			}
 		case "ponix_insert_duration_seconds":
 			h := mf.GetMetric()[0].GetHistogram()
