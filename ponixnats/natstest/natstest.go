@@ -64,13 +64,23 @@ func WithPort(port int) Option {
 // WithConfig edits the embedded configuration directly.
 func WithConfig(f func(*embedded.Config)) Option { return Option(f) }
 
-// Start starts a server; the caller must Shutdown it. Use it from TestMain.
-func Start(opts ...Option) (*Server, error) {
-	var cfg embedded.Config
+// readyTimeout is how long a test server may take to accept connections (unless an option sets
+// ReadyTimeout): longer than embedded's default, for a machine busy with parallel suites (a
+// clustered server waits for its routes and a JetStream leader).
+const readyTimeout = time.Minute
+
+// config applies opts to a test server's configuration.
+func config(opts []Option) embedded.Config {
+	cfg := embedded.Config{ReadyTimeout: readyTimeout}
 	for _, o := range opts {
 		o(&cfg)
 	}
-	return embedded.Start(context.Background(), cfg)
+	return cfg
+}
+
+// Start starts a server; the caller must Shutdown it. Use it from TestMain.
+func Start(opts ...Option) (*Server, error) {
+	return embedded.Start(context.Background(), config(opts))
 }
 
 // New starts a server for the test tb and shuts it down (removing its
@@ -114,11 +124,7 @@ type Cluster = embedded.Cluster
 // the test ends. It fails the test if the cluster cannot start.
 func NewCluster(tb testing.TB, n int, opts ...Option) *Cluster {
 	tb.Helper()
-	var cfg embedded.Config
-	for _, o := range opts {
-		o(&cfg)
-	}
-	c, err := embedded.StartCluster(context.Background(), n, tb.TempDir(), cfg)
+	c, err := embedded.StartCluster(context.Background(), n, tb.TempDir(), config(opts))
 	if err != nil {
 		tb.Fatalf("natstest: %v", err)
 	}
