@@ -51,6 +51,7 @@ type Health struct {
 type fetched struct {
 	msgs          []jetstream.Msg
 	streamCreated time.Time
+	fetchedAt     time.Time // when the pull that delivered msgs began: their AckWait runs since
 	barrier       chan struct{}
 }
 
@@ -284,6 +285,7 @@ func (c *Consumer) fetchLoop(ctx context.Context, out chan<- fetched) {
 	)
 	for ctx.Err() == nil {
 		cons := c.current()
+		began := c.clk.now()
 		msgs, err := c.fetch(ctx, cons)
 		if err == nil {
 			// Before the hand-off: a batch that waits behind a held one may find the consumer
@@ -292,7 +294,7 @@ func (c *Consumer) fetchLoop(ctx context.Context, out chan<- fetched) {
 		}
 		if len(msgs) > 0 {
 			created := c.checkIncarnation(ctx, msgs)
-			if !c.handOff(ctx, out, fetched{msgs: msgs, streamCreated: created}) {
+			if !c.handOff(ctx, out, fetched{msgs: msgs, streamCreated: created, fetchedAt: began}) {
 				return
 			}
 		}
@@ -518,6 +520,14 @@ func (c *Consumer) handle(ctx, pctx context.Context, b fetched) {
 		Items:    b.msgs,
 		Stopping: ctx.Done(),
 	}
+	c.mu.Lock()
+	every := c.keep
+	c.mu.Unlock()
+	if !b.fetchedAt.IsZero() && c.clk.now().Sub(b.fetchedAt) >= every {
+		// The batch waited (a slow pull, a busy machine) a keep-alive interval already: renew its
+		// AckWait now rather than a whole interval after the hand-off.
+		inProgress(c.log, b.msgs)
+	}
 	stopKeep := c.keepAlive(b.msgs)
 	res, err := c.callProcessor(pctx, batch)
 	stopKeep()
@@ -545,6 +555,16 @@ func (c *Consumer) noteRedeliveries(msgs []jetstream.Msg) {
 		"most_deliveries", most, "first_stream_seq", first)
 }
 
+// inProgress sends an in-progress ack for each message of batch (stopping at the first failure).
+func inProgress(log *slog.Logger, batch []jetstream.Msg) {
+	for _, m := range batch {
+		if err := m.InProgress(); err != nil {
+			log.Debug("in-progress ack failed", "error", err)
+			return
+		}
+	}
+}
+
 // keepAlive sends in-progress acks for batch every AckWait/3 until stopped, so that the server
 // does not redeliver messages that are waiting or being processed.
 func (c *Consumer) keepAlive(batch []jetstream.Msg) (stop func()) {
@@ -561,12 +581,7 @@ func (c *Consumer) keepAlive(batch []jetstream.Msg) (stop func()) {
 			case <-done:
 				return
 			case <-tick:
-				for _, m := range batch {
-					if err := m.InProgress(); err != nil {
-						c.log.Debug("in-progress ack failed", "error", err)
-						break
-					}
-				}
+				inProgress(c.log, batch)
 			}
 		}
 	})

@@ -601,3 +601,24 @@ func TestConsumerFillsABatchUntilMaxWait(t *testing.T) {
 	l.waitAcks("ack", 1, 1, 2, 3)
 	l.stop()
 }
+
+// A batch handed over a keep-alive interval after its pull began (a slow pull, a busy machine)
+// has its AckWait renewed at the hand-off, not a whole interval later.
+func TestConsumerRenewsABatchThatWaitedAtTheHandOff(t *testing.T) {
+	cfg := loopConfig()
+	cfg.MaxWait = loopKeep + time.Second
+	cfg.FetchMaxBytes = 10
+	l := startLoop(t, cfg)
+	l.nextPull().respond(l.msgs(1, 1), nil)
+	p2 := l.nextPull()
+	l.clk.advance(cfg.MaxWait) // the pull gathers until MaxWait, past a keep-alive interval
+	p2.respond(nil, nil)
+	a := l.nextCall()
+	l.waitAcks("in progress", 1, 1)
+	a.answer(AckAll(1), nil)
+	l.waitAcks("ack", 1, 1)
+	if got := l.acks.kinds(1); !slices.Equal(got, []string{"in progress", "ack"}) {
+		t.Fatalf("message 1: %v; want an in-progress ack at the hand-off, then the ack", got)
+	}
+	l.stop()
+}
