@@ -209,17 +209,28 @@ func (c *Consumer) nak(ctx context.Context, m jetstream.Msg, d Decision, a *appl
 		return m.NakWithDelay(c.nakDelay(1, d.Delay))
 	}
 	n := c.verdicts.count(md.Sequence.Stream)
-	if c.cfg.MaxDeliver > 0 && n >= c.cfg.MaxDeliver && c.dlq != nil {
-		cause := fmt.Errorf("%w: the processor nak'd the message %d times", ErrMaxDeliver, n)
-		if d.Err != nil {
-			cause = fmt.Errorf("%w: the processor nak'd the message %d times; last error: %w", ErrMaxDeliver, n, d.Err)
-		}
+	if c.spentDeliveries(n) {
 		c.st.maxDelivered.Add(1)
 		c.verdicts.forget(m)
-		return c.deadLetterMeta(ctx, m, md, ReasonMaxDeliver, cause, a)
+		return c.deadLetterMeta(ctx, m, md, ReasonMaxDeliver, maxDeliverCause(n, d.Err), a)
 	}
 	a.naked++
 	return m.NakWithDelay(c.nakDelay(uint64(n), d.Delay))
+}
+
+// spentDeliveries reports whether a message nak'd n times by the processor is to be
+// dead-lettered (reason [ReasonMaxDeliver]) rather than nak'd once more.
+func (c *Consumer) spentDeliveries(n int) bool {
+	return c.cfg.MaxDeliver > 0 && n >= c.cfg.MaxDeliver && c.dlq != nil
+}
+
+// maxDeliverCause is the dead-letter cause of a message the processor nak'd n times, the last
+// time with last (nil: none given).
+func maxDeliverCause(n int, last error) error {
+	if last != nil {
+		return fmt.Errorf("%w: the processor nak'd the message %d times; last error: %w", ErrMaxDeliver, n, last)
+	}
+	return fmt.Errorf("%w: the processor nak'd the message %d times", ErrMaxDeliver, n)
 }
 
 // verdicts counts, per stream sequence, the naks a processor gave a message (see

@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -22,7 +24,57 @@ const (
 	DefaultNakDelay     = time.Second
 	DefaultMaxNakDelay  = time.Minute
 	DefaultDrainTimeout = 30 * time.Second
+	// DefaultPriorityGroup is the priority group through which instances of an [AckPerBatch]
+	// consumer take turns owning the durable.
+	DefaultPriorityGroup = "owner"
 )
+
+// AckMode says how a [Consumer] acknowledges what its processor decided.
+type AckMode int
+
+const (
+	// AckPerMessage acknowledges every message on its own (JetStream's AckExplicit policy):
+	// one ack, nak or term per message. Instances that share the durable split its messages
+	// and work side by side. It fits processors that decide per message — a nak that retries
+	// one message later while the others go on — and servers older than nats-server 2.14.
+	AckPerMessage AckMode = iota
+	// AckPerBatch acknowledges a batch with one ack of its last message (JetStream's AckAll
+	// policy: an ack covers every earlier message delivered to the consumer). The broker's
+	// work per message, its largest cost, drops to a fraction. Because an ack covers every
+	// earlier message, one instance at a time owns the durable: the consumer joins a pinned
+	// priority group ([ConsumerConfig].PriorityGroup); the others stand by and one of them
+	// takes over when the owner stops pulling for PinnedTTL. A new owner first has the
+	// server deliver again everything the previous one left unacknowledged (a consumer reset
+	// to where [ConsumerConfig].ResumeAt says, by default the ack floor), so that no ack of
+	// its own ever covers a message it did not process. A batch with a message that must be
+	// delivered again (a nak, a release) is acknowledged up to that message, and delivery
+	// rewinds to it after its delay: the durable waits for it, messages after it are
+	// delivered again, and those already dead-lettered are not published twice (within this
+	// process's memory). Needs nats-server 2.14 or later.
+	AckPerBatch
+)
+
+// String returns "message" or "batch", as [ParseAckMode] reads them.
+func (m AckMode) String() string {
+	switch m {
+	case AckPerMessage:
+		return "message"
+	case AckPerBatch:
+		return "batch"
+	}
+	return fmt.Sprintf("AckMode(%d)", int(m))
+}
+
+// ParseAckMode reads "message" ([AckPerMessage]) or "batch" ([AckPerBatch]).
+func ParseAckMode(s string) (AckMode, error) {
+	switch s {
+	case "message":
+		return AckPerMessage, nil
+	case "batch":
+		return AckPerBatch, nil
+	}
+	return 0, fmt.Errorf("%w: ack mode %q: want \"batch\" or \"message\"", ErrInvalidConfig, s)
+}
 
 // Internal timings of the fetch loop.
 const (
@@ -92,6 +144,21 @@ type ConsumerConfig struct {
 	// acknowledged after Run's context ended: one deadline for all of them. Default
 	// [DefaultDrainTimeout].
 	DrainTimeout time.Duration
+	// Ack says how messages are acknowledged: [AckPerMessage] (the zero value) or
+	// [AckPerBatch]. An existing durable consumer created with the other mode is created
+	// anew (JetStream cannot change a consumer's ack policy in place) where ResumeAt says,
+	// which the consumer logs in one line.
+	Ack AckMode
+	// PriorityGroup is the pinned priority group of an [AckPerBatch] consumer (letters,
+	// digits, '-', '_', '/', '=', at most 16). Default [DefaultPriorityGroup]. Not used by
+	// [AckPerMessage].
+	PriorityGroup string
+	// PinnedTTL is how long an [AckPerBatch] owner may go without pulling before another
+	// instance takes the durable over: the longest a dead owner's messages wait. A live owner
+	// does not pull while its batch is processed (held by a failing sink, say); a takeover
+	// then costs a second delivery of the batches in hand, never a loss. Default AckWait.
+	// Not used by [AckPerMessage].
+	PinnedTTL time.Duration
 	// DeadLetter configures the dead-letter stream.
 	DeadLetter DeadLetterConfig
 	// EnsureStream, if not nil, is the configuration the stream is created with when the
@@ -151,6 +218,14 @@ func (c ConsumerConfig) withDefaults() ConsumerConfig {
 	if c.DrainTimeout <= 0 {
 		c.DrainTimeout = DefaultDrainTimeout
 	}
+	if c.Ack == AckPerBatch {
+		if c.PriorityGroup == "" {
+			c.PriorityGroup = DefaultPriorityGroup
+		}
+		if c.PinnedTTL <= 0 {
+			c.PinnedTTL = c.AckWait
+		}
+	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
@@ -188,6 +263,18 @@ func (c ConsumerConfig) validate() error {
 	if c.FetchMaxBytes < 0 {
 		return fmt.Errorf("%w: FetchMaxBytes must not be negative, got %d", ErrInvalidConfig, c.FetchMaxBytes)
 	}
+	switch c.Ack {
+	case AckPerMessage:
+		if c.PriorityGroup != "" || c.PinnedTTL != 0 {
+			return fmt.Errorf("%w: PriorityGroup and PinnedTTL are for Ack: AckPerBatch; this consumer acknowledges per message", ErrInvalidConfig)
+		}
+	case AckPerBatch:
+		if !validGroup(c.PriorityGroup) {
+			return fmt.Errorf("%w: PriorityGroup %q: at most 16 letters, digits, '-', '_', '/' or '='", ErrInvalidConfig, c.PriorityGroup)
+		}
+	default:
+		return fmt.Errorf("%w: Ack: unknown ack mode %d", ErrInvalidConfig, int(c.Ack))
+	}
 	if c.EnsureStream != nil && c.EnsureStream.Name != c.Stream {
 		return fmt.Errorf("%w: EnsureStream.Name %q differs from Stream %q", ErrInvalidConfig, c.EnsureStream.Name, c.Stream)
 	}
@@ -206,6 +293,12 @@ func (c ConsumerConfig) jetStreamConfig() jetstream.ConsumerConfig {
 		BackOff:       c.BackOff,
 		MaxAckPending: c.MaxAckPending,
 	}
+	if c.Ack == AckPerBatch {
+		cc.AckPolicy = jetstream.AckAllPolicy
+		cc.PriorityPolicy = jetstream.PriorityPolicyPinned
+		cc.PriorityGroups = []string{c.PriorityGroup}
+		cc.PinnedTTL = c.PinnedTTL
+	}
 	switch len(c.FilterSubjects) {
 	case 0:
 	case 1:
@@ -214,4 +307,25 @@ func (c ConsumerConfig) jetStreamConfig() jetstream.ConsumerConfig {
 		cc.FilterSubjects = c.FilterSubjects
 	}
 	return cc
+}
+
+// validGroup reports whether g is a valid priority group name for the server.
+func validGroup(g string) bool {
+	if g == "" || len(g) > 16 {
+		return false
+	}
+	for _, r := range g {
+		ok := r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("-_/=", r)
+		if !ok {
+			return false
+		}
+	}
+	return true
+}
+
+// sameAckMode reports whether an existing durable consumer's settings are those of the mode
+// of want: the ack policy and the priority groups cannot be changed in place.
+func sameAckMode(have, want jetstream.ConsumerConfig) bool {
+	return have.AckPolicy == want.AckPolicy && have.PriorityPolicy == want.PriorityPolicy &&
+		slices.Equal(have.PriorityGroups, want.PriorityGroups)
 }

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"runtime/debug"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -35,6 +36,12 @@ type Consumer struct {
 	health        Health
 
 	verdicts verdicts // the processor's naks per message; used by Run's goroutine only
+
+	// AckPerBatch only (see ackbatch.go).
+	gate  sync.RWMutex  // read-held by a fetch in flight; a rewind holds it, so no pull overlaps a reset
+	epoch atomic.Uint64 // rewinds so far: a batch fetched before the latest one is delivered again, not processed
+	pin   string        // the pin this instance processes under; Run's goroutine only
+	dead  deadLettered  // dead-lettered, not yet covered by an ack; Run's goroutine only
 }
 
 // Health is what a [Consumer] knows about its ability to fetch.
@@ -52,6 +59,7 @@ type fetched struct {
 	msgs          []jetstream.Msg
 	streamCreated time.Time
 	fetchedAt     time.Time // when the pull that delivered msgs began: their AckWait runs since
+	epoch         uint64    // the rewinds done when msgs were pulled ([AckPerBatch])
 	barrier       chan struct{}
 }
 
@@ -70,6 +78,10 @@ func NewConsumer(ctx context.Context, js jetstream.JetStream, cfg ConsumerConfig
 	c := newConsumer(cfg, p, newJetStreamSource(js, cfg), systemClock{})
 	if nc := js.Conn(); nc != nil {
 		c.flush = nc.FlushTimeout
+		if v := nc.ConnectedServerVersion(); cfg.Ack == AckPerBatch && v != "" && !versionAtLeast(v, 2, 14) {
+			return nil, fmt.Errorf("ponixnats: new consumer %s on stream %s: %w: Ack: AckPerBatch needs nats-server 2.14 or later (consumer reset, pinned priority groups); the server is %s: upgrade it or use AckPerMessage",
+				cfg.Durable, cfg.Stream, ErrInvalidConfig, nc.ConnectedServerVersion())
+		}
 	}
 	openDLQ := func(ctx context.Context, subjects []string) (*deadLetterer, error) {
 		return newDeadLetterer(ctx, js, cfg.DeadLetter, subjects)
@@ -102,6 +114,13 @@ func (c *Consumer) start(ctx context.Context, openDLQ func(ctx context.Context, 
 	}
 	if err := c.ensureConsumer(ctx); err != nil {
 		return fmt.Errorf("ponixnats: consumer %s on stream %s: %w", c.cfg.Durable, c.cfg.Stream, err)
+	}
+	if c.cfg.Ack == AckPerBatch {
+		// A pin that a killed process of this instance may still hold would keep it waiting
+		// PinnedTTL: a starting instance takes the durable over at once (see [AckPerBatch]).
+		if err := c.src.unpin(ctx); err != nil {
+			c.log.Debug("unpinning the durable consumer at start failed", "error", err)
+		}
 	}
 	return nil
 }
@@ -136,6 +155,12 @@ func (c *Consumer) ensureConsumer(ctx context.Context) error {
 	cc := c.cfg.jetStreamConfig()
 	cons, err := c.src.consumer(ctx)
 	switch {
+	case err == nil && !sameAckMode(cons.config(), cc):
+		// JetStream cannot change a consumer's ack policy or priority groups in place.
+		cons, err = c.recreate(ctx, cons, cc)
+		if err != nil {
+			return err
+		}
 	case err == nil:
 		// Keep where it started: JetStream cannot change a consumer's deliver policy.
 		old := cons.config()
@@ -271,7 +296,15 @@ func (c *Consumer) Run(ctx context.Context) error {
 			close(b.barrier)
 			continue
 		}
-		c.handle(ctx, pctx, b)
+		if c.cfg.Ack == AckPerBatch && !c.owned(ctx, b) {
+			continue
+		}
+		if rw := c.handle(ctx, pctx, b); rw.needed {
+			c.rewind(ctx, rw)
+		}
+	}
+	if c.cfg.Ack == AckPerBatch {
+		c.handOver(pctx)
 	}
 	return nil
 }
@@ -286,7 +319,7 @@ func (c *Consumer) fetchLoop(ctx context.Context, out chan<- fetched) {
 	for ctx.Err() == nil {
 		cons := c.current()
 		began := c.clk.now()
-		msgs, err := c.fetch(ctx, cons)
+		msgs, epoch, err := c.fetch(ctx, cons)
 		if err == nil {
 			// Before the hand-off: a batch that waits behind a held one may find the consumer
 			// deleted meanwhile, which Health then keeps saying until a fetch works again.
@@ -294,7 +327,7 @@ func (c *Consumer) fetchLoop(ctx context.Context, out chan<- fetched) {
 		}
 		if len(msgs) > 0 {
 			created := c.checkIncarnation(ctx, msgs)
-			if !c.handOff(ctx, out, fetched{msgs: msgs, streamCreated: created, fetchedAt: began}) {
+			if !c.handOff(ctx, out, fetched{msgs: msgs, streamCreated: created, fetchedAt: began, epoch: epoch}) {
 				return
 			}
 		}
@@ -329,19 +362,25 @@ func (c *Consumer) fetchLoop(ctx context.Context, out chan<- fetched) {
 // until the batch is full or MaxWait is used up, so a stop waits at most a second. A pull
 // request in flight is never abandoned, not even when ctx ends: the server may already be
 // delivering to it, and messages delivered to a dropped request sit unacked until AckWait.
-func (c *Consumer) fetch(ctx context.Context, cons pullConsumer) ([]jetstream.Msg, error) {
+// It returns the rewinds done so far ([AckPerBatch]): none happens while it pulls.
+func (c *Consumer) fetch(ctx context.Context, cons pullConsumer) ([]jetstream.Msg, uint64, error) {
+	if c.cfg.Ack == AckPerBatch {
+		c.gate.RLock()
+		defer c.gate.RUnlock()
+	}
+	epoch := c.epoch.Load()
 	buf := make([]jetstream.Msg, 0, c.cfg.BatchSize)
 	deadline := c.clk.now().Add(c.cfg.MaxWait)
 	bytes := 0
 	for {
 		wait := min(deadline.Sub(c.clk.now()), pullExpiry)
 		if wait < 10*time.Millisecond {
-			return buf, nil
+			return buf, epoch, nil
 		}
 		maxBytes := 0
 		if c.cfg.FetchMaxBytes > 0 {
 			if bytes >= c.cfg.FetchMaxBytes {
-				return buf, nil
+				return buf, epoch, nil
 			}
 			maxBytes = c.cfg.FetchMaxBytes - bytes
 		}
@@ -352,10 +391,10 @@ func (c *Consumer) fetch(ctx context.Context, cons pullConsumer) ([]jetstream.Ms
 			bytes += len(m.Data())
 		}
 		if err != nil {
-			return buf, err
+			return buf, epoch, err
 		}
 		if len(buf) == c.cfg.BatchSize || ctx.Err() != nil {
-			return buf, nil
+			return buf, epoch, nil
 		}
 	}
 }
@@ -509,8 +548,9 @@ func (c *Consumer) handOff(ctx context.Context, out chan<- fetched, b fetched) b
 }
 
 // handle runs the processor on one batch and applies its result. pctx is the processing
-// context (alive until the drain deadline); ctx ends when the consumer is asked to stop.
-func (c *Consumer) handle(ctx, pctx context.Context, b fetched) {
+// context (alive until the drain deadline); ctx ends when the consumer is asked to stop. It
+// returns where delivery must rewind to ([AckPerBatch]).
+func (c *Consumer) handle(ctx, pctx context.Context, b fetched) rewindTo {
 	c.st.batches.Add(1)
 	c.st.messages.Add(uint64(len(b.msgs)))
 	c.noteRedeliveries(b.msgs)
@@ -531,7 +571,11 @@ func (c *Consumer) handle(ctx, pctx context.Context, b fetched) {
 	stopKeep := c.keepAlive(b.msgs)
 	res, err := c.callProcessor(pctx, batch)
 	stopKeep()
+	if c.cfg.Ack == AckPerBatch && c.pin != "" {
+		return c.applyBatch(pctx, b.msgs, b.streamCreated, res, err, ctx.Err() != nil)
+	}
 	c.apply(pctx, b.msgs, b.streamCreated, res, err, ctx.Err() != nil)
+	return rewindTo{}
 }
 
 // noteRedeliveries counts the messages of a batch that were delivered before (after a restart,
@@ -582,6 +626,12 @@ func (c *Consumer) keepAlive(batch []jetstream.Msg) (stop func()) {
 				return
 			case <-tick:
 				inProgress(c.log, batch)
+				if c.cfg.Ack == AckPerBatch {
+					// A batch in hand, not a dead owner: keep the durable's pin (see AckPerBatch).
+					if err := c.current().keepPin(); err != nil {
+						c.log.Debug("renewing the pin failed", "error", err)
+					}
+				}
 			}
 		}
 	})

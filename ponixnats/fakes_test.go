@@ -303,6 +303,8 @@ type fakeSource struct {
 	ensured       int                        // streams created by ensureStream
 	failEnsure    error                      // the next ensureStream fails with it
 	lookups       int                        // calls of consumer
+	resets        []uint64                   // the sequences of resetConsumer calls
+	unpins        int                        // calls of unpin
 }
 
 // fakePull is one pull request in flight.
@@ -389,6 +391,37 @@ func (s *fakeSource) updateConsumer(_ context.Context, cfg jetstream.ConsumerCon
 	return &fakeConsumer{s, cfg}, nil
 }
 
+func (s *fakeSource) removeConsumer(context.Context) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.consumerCfg == nil {
+		return jetstream.ErrConsumerNotFound
+	}
+	s.consumerCfg, s.ackFloor = nil, 0
+	return nil
+}
+
+func (s *fakeSource) resetConsumer(_ context.Context, seq uint64) (uint64, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.consumerCfg == nil {
+		return 0, jetstream.ErrConsumerNotFound
+	}
+	s.resets = append(s.resets, seq)
+	if seq == 0 {
+		return s.ackFloor + 1, nil
+	}
+	s.ackFloor = seq - 1
+	return seq, nil
+}
+
+func (s *fakeSource) unpin(context.Context) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.unpins++
+	return nil
+}
+
 // deleteConsumer deletes the durable consumer (its ack floor goes with it).
 func (s *fakeSource) deleteConsumer() {
 	s.mu.Lock()
@@ -449,6 +482,8 @@ func (c *fakeConsumer) info(context.Context) (*jetstream.ConsumerInfo, error) {
 	}
 	return &jetstream.ConsumerInfo{Config: *c.s.consumerCfg, AckFloor: jetstream.SequenceInfo{Stream: c.s.ackFloor}}, nil
 }
+
+func (c *fakeConsumer) keepPin() error { return nil }
 
 func (c *fakeConsumer) fetch(buf []jetstream.Msg, n, maxBytes int, expiry time.Duration) ([]jetstream.Msg, error) {
 	p := &fakePull{n: n, maxBytes: maxBytes, expiry: expiry, reply: make(chan fakeReply, 1)}

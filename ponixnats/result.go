@@ -116,6 +116,12 @@ func ReleaseAll(n int, delay time.Duration, err error) Result {
 	return Result{n: n, fillN: n, fill: Decision{Action: ActionRelease, Delay: delay, Err: err}}
 }
 
+// ackedWhole reports whether the Result acknowledges every index of a batch of n and nothing
+// else.
+func (r *Result) ackedWhole(n int) bool {
+	return r.n == n && r.fillN == n && r.fill.Action == ActionAck && r.set == nil && r.extra == 0
+}
+
 // NewResult returns an empty Result for a batch of n messages; set the
 // decisions with its methods.
 func NewResult(n int) Result { return Result{n: n} }

@@ -26,6 +26,16 @@ type source interface {
 	createConsumer(ctx context.Context, cfg jetstream.ConsumerConfig) (pullConsumer, error)
 	// updateConsumer changes the existing durable consumer's settings to cfg.
 	updateConsumer(ctx context.Context, cfg jetstream.ConsumerConfig) (pullConsumer, error)
+	// removeConsumer deletes the durable consumer (to create it anew with settings that
+	// cannot be changed in place).
+	removeConsumer(ctx context.Context) error
+	// resetConsumer makes the durable consumer deliver again from stream sequence seq (0: from
+	// its ack floor + 1), forgetting what it delivered and nobody acknowledged; it returns the
+	// sequence delivery starts from.
+	resetConsumer(ctx context.Context, seq uint64) (uint64, error)
+	// unpin ends the pin of the consumer's priority group: the next pull request, from any
+	// instance, is pinned.
+	unpin(ctx context.Context) error
 }
 
 // streamInfo is what the consumer knows of its stream.
@@ -49,16 +59,25 @@ type pullConsumer interface {
 	fetch(buf []jetstream.Msg, n, maxBytes int, expiry time.Duration) ([]jetstream.Msg, error)
 	// info reads the consumer's current state from the server.
 	info(ctx context.Context) (*jetstream.ConsumerInfo, error)
+	// keepPin tells the server that this pinned client is alive without taking a message: a
+	// pull request of the priority group that no message fits (one byte), carrying the pin,
+	// renews it for PinnedTTL.
+	keepPin() error
 }
 
 // jetStreamSource is the [source] of a JetStream server.
 type jetStreamSource struct {
 	js            jetstream.JetStream
 	name, durable string
+	group         string // the priority group pulls name ([AckPerBatch]); "" for none
 }
 
 func newJetStreamSource(js jetstream.JetStream, cfg ConsumerConfig) jetStreamSource {
-	return jetStreamSource{js: js, name: cfg.Stream, durable: cfg.Durable}
+	s := jetStreamSource{js: js, name: cfg.Stream, durable: cfg.Durable}
+	if cfg.Ack == AckPerBatch {
+		s.group = cfg.PriorityGroup
+	}
+	return s
 }
 
 func (s jetStreamSource) stream(ctx context.Context) (streamInfo, error) {
@@ -83,26 +102,57 @@ func infoOf(st jetstream.Stream) streamInfo {
 }
 
 func (s jetStreamSource) consumer(ctx context.Context) (pullConsumer, error) {
-	return bound(s.js.Consumer(ctx, s.name, s.durable))
+	return s.bound(s.js.Consumer(ctx, s.name, s.durable))
 }
 
 func (s jetStreamSource) createConsumer(ctx context.Context, cfg jetstream.ConsumerConfig) (pullConsumer, error) {
-	return bound(s.js.CreateConsumer(ctx, s.name, cfg))
+	return s.bound(s.js.CreateConsumer(ctx, s.name, cfg))
 }
 
 func (s jetStreamSource) updateConsumer(ctx context.Context, cfg jetstream.ConsumerConfig) (pullConsumer, error) {
-	return bound(s.js.UpdateConsumer(ctx, s.name, cfg))
+	return s.bound(s.js.UpdateConsumer(ctx, s.name, cfg))
 }
 
-func bound(c jetstream.Consumer, err error) (pullConsumer, error) {
+func (s jetStreamSource) removeConsumer(ctx context.Context) error {
+	return s.js.DeleteConsumer(ctx, s.name, s.durable)
+}
+
+func (s jetStreamSource) resetConsumer(ctx context.Context, seq uint64) (uint64, error) {
+	var (
+		r   *jetstream.ConsumerResetResponse
+		err error
+	)
+	if seq == 0 {
+		r, err = s.js.ResetConsumer(ctx, s.name, s.durable)
+	} else {
+		r, err = s.js.ResetConsumerToSequence(ctx, s.name, s.durable, seq)
+	}
+	if err != nil {
+		return 0, err
+	}
+	return r.ResetSeq, nil
+}
+
+func (s jetStreamSource) unpin(ctx context.Context) error {
+	st, err := s.js.Stream(ctx, s.name)
+	if err != nil {
+		return err
+	}
+	return st.UnpinConsumer(ctx, s.durable, s.group)
+}
+
+func (s jetStreamSource) bound(c jetstream.Consumer, err error) (pullConsumer, error) {
 	if err != nil {
 		return nil, err
 	}
-	return jetStreamConsumer{c}, nil
+	return jetStreamConsumer{c: c, group: s.group}, nil
 }
 
 // jetStreamConsumer is the [pullConsumer] of a JetStream server.
-type jetStreamConsumer struct{ c jetstream.Consumer }
+type jetStreamConsumer struct {
+	c     jetstream.Consumer
+	group string // the priority group its pulls name, if any
+}
 
 func (c jetStreamConsumer) config() jetstream.ConsumerConfig { return c.c.CachedInfo().Config }
 
@@ -110,8 +160,27 @@ func (c jetStreamConsumer) info(ctx context.Context) (*jetstream.ConsumerInfo, e
 	return c.c.Info(ctx)
 }
 
+func (c jetStreamConsumer) keepPin() error {
+	b, err := c.c.Fetch(1, jetstream.FetchMaxBytes(1), jetstream.FetchMaxWait(200*time.Millisecond), jetstream.FetchPriorityGroup(c.group))
+	if err != nil {
+		return err
+	}
+	for m := range b.Messages() {
+		// Never: no message is one byte. Were one delivered, its AckWait would bring it back.
+		_ = m
+	}
+	if err := b.Error(); err != nil && !errors.Is(err, jetstream.ErrMaxBytesExceeded) && !errors.Is(err, nats.ErrTimeout) &&
+		!errors.Is(err, jetstream.ErrNoMessages) && !errors.Is(err, context.DeadlineExceeded) {
+		return err
+	}
+	return nil
+}
+
 func (c jetStreamConsumer) fetch(buf []jetstream.Msg, n, maxBytes int, expiry time.Duration) ([]jetstream.Msg, error) {
 	opts := []jetstream.FetchOpt{jetstream.FetchMaxWait(expiry)}
+	if c.group != "" {
+		opts = append(opts, jetstream.FetchPriorityGroup(c.group))
+	}
 	if maxBytes > 0 {
 		opts = append(opts, jetstream.FetchMaxBytes(maxBytes))
 	}
@@ -124,7 +193,8 @@ func (c jetStreamConsumer) fetch(buf []jetstream.Msg, n, maxBytes int, expiry ti
 	}
 	// A request that ends without (all) messages is a fetch that found the stream idle.
 	if err := b.Error(); err != nil && !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, context.Canceled) &&
-		!errors.Is(err, jetstream.ErrNoMessages) && !errors.Is(err, nats.ErrTimeout) {
+		!errors.Is(err, jetstream.ErrNoMessages) && !errors.Is(err, nats.ErrTimeout) &&
+		!errors.Is(err, jetstream.ErrPinIDMismatch) { // another instance took the pin: standing by is no failure
 		return buf, err
 	}
 	return buf, nil

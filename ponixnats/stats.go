@@ -27,12 +27,21 @@ type Stats struct {
 	// Recoveries counts the times the durable consumer (and, with
 	// ConsumerConfig.EnsureStream, the stream) was found missing and created again.
 	Recoveries uint64
+	// Takeovers counts the times this instance became the owner of an [AckPerBatch] durable
+	// consumer and rewound its delivery to what an earlier owner left unacknowledged.
+	Takeovers uint64
+	// Rewinds counts the times an [AckPerBatch] consumer rewound its delivery to a message
+	// that must be delivered again (a nak, a release).
+	Rewinds uint64
+	// Rewound counts messages fetched before a rewind and dropped unprocessed: they are
+	// delivered again.
+	Rewound uint64
 }
 
 type stats struct {
 	batches, messages, acked, naked, released, termed, deadLettered, deadLetterFailed, maxDelivered,
 	redelivered, unmentioned, conflicts, outOfRange, processorErrors, fetchErrors, ackErrors,
-	recoveries atomic.Uint64
+	recoveries, takeovers, rewinds, rewound atomic.Uint64
 }
 
 // Stats returns a snapshot of the counters.
@@ -44,6 +53,6 @@ func (c *Consumer) Stats() Stats {
 		MaxDelivered: s.maxDelivered.Load(), Redelivered: s.redelivered.Load(), Unmentioned: s.unmentioned.Load(), Conflicts: s.conflicts.Load(),
 		OutOfRange: s.outOfRange.Load(), ProcessorErrors: s.processorErrors.Load(),
 		FetchErrors: s.fetchErrors.Load(), AckErrors: s.ackErrors.Load(),
-		Recoveries: s.recoveries.Load(),
+		Recoveries: s.recoveries.Load(), Takeovers: s.takeovers.Load(), Rewinds: s.rewinds.Load(), Rewound: s.rewound.Load(),
 	}
 }

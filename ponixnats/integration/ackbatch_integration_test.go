@@ -1,0 +1,306 @@
+//go:build integration
+
+package integration
+
+import (
+	"bytes"
+	"context"
+	"log/slog"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/ponix-go/ponix/ponixnats"
+)
+
+// batchConfig is baseConfig acknowledging per batch.
+func batchConfig(stream string) ponixnats.ConsumerConfig {
+	cfg := baseConfig(stream)
+	cfg.Ack = ponixnats.AckPerBatch
+	cfg.BatchSize = 100
+	return cfg
+}
+
+// ackAll is a processor that records every message it is handed and acks them all.
+func ackAll(d *deliveries) ponixnats.Processor {
+	return func(_ context.Context, b ponixnats.Batch[jetstream.Msg]) (ponixnats.Result, error) {
+		d.add(b.Items)
+		return ponixnats.AckAll(b.Len()), nil
+	}
+}
+
+// ackCounter counts the acknowledgements the server receives for a stream's consumers (the
+// "+ACK" replies on $JS.ACK.<stream>.>).
+func ackCounter(t *testing.T, stream string) *atomic.Int64 {
+	t.Helper()
+	nc, _ := connectJS(t, testURL)
+	var n atomic.Int64
+	sub, err := nc.Subscribe("$JS.ACK."+stream+".>", func(m *nats.Msg) {
+		if bytes.HasPrefix(m.Data, []byte("+ACK")) || len(m.Data) == 0 {
+			n.Add(1)
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = sub.Unsubscribe() })
+	return &n
+}
+
+// One ack per batch: 1,000 messages in batches of 100 are each processed once, and the server
+// receives about one ack per batch, not one per message.
+func TestIntegrationAckPerBatchAcknowledgesOncePerBatch(t *testing.T) {
+	_, js := connectJS(t, testURL)
+	stream := testStream(t, js)
+	publishN(t, js, stream+".a", 1000, 0)
+	acks := ackCounter(t, stream)
+	var d deliveries
+	c, err := ponixnats.NewConsumer(context.Background(), js, batchConfig(stream), ackAll(&d))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg := consumerInfo(t, c).Config; cfg.AckPolicy != jetstream.AckAllPolicy || cfg.PriorityPolicy != jetstream.PriorityPolicyPinned {
+		t.Fatalf("durable consumer: ack policy %s, priority policy %v; want AckAll, pinned", cfg.AckPolicy, cfg.PriorityPolicy)
+	}
+	runConsumer(t, c)
+	waitSettled(t, js, c)
+	if d.distinct() != 1000 {
+		t.Fatalf("%d distinct messages processed, want 1000", d.distinct())
+	}
+	st := c.Stats()
+	if st.Takeovers != 1 || st.Acked != uint64(d.total()) {
+		t.Errorf("stats: %+v; want one takeover (the start) and every processed message counted acked", st)
+	}
+	// The first batch under the new pin is delivered again after the takeover's rewind.
+	if n := acks.Load(); n > 20 {
+		t.Errorf("the server received %d acks for 1,000 messages in batches of 100; want about one per batch", n)
+	}
+	t.Logf("processed %d (distinct %d), acks %d, stats %+v", d.total(), d.distinct(), acks.Load(), st)
+}
+
+// A batch with a message to be delivered again in its middle (released once) and a record
+// dead-lettered after it: the batch is acknowledged up to the released message, delivery
+// rewinds to it, the dead-lettered record is published once, and every message ends
+// acknowledged.
+func TestIntegrationAckPerBatchHoleInTheMiddle(t *testing.T) {
+	_, js := connectJS(t, testURL)
+	stream := testStream(t, js)
+	publishN(t, js, stream+".a", 100, 0)
+	var (
+		d        deliveries
+		released atomic.Bool
+	)
+	proc := func(_ context.Context, b ponixnats.Batch[jetstream.Msg]) (ponixnats.Result, error) {
+		d.add(b.Items)
+		r := ponixnats.NewResult(b.Len())
+		for i, m := range b.Items {
+			switch string(m.Data()) {
+			case "40":
+				if released.CompareAndSwap(false, true) {
+					r.Release(i, 0, nil)
+					continue
+				}
+			case "60":
+				r.DeadLetter(i, ponixnats.ReasonRejected, errBad)
+				continue
+			}
+			r.Ack(i)
+		}
+		return r, nil
+	}
+	c, err := ponixnats.NewConsumer(context.Background(), js, batchConfig(stream), proc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	runConsumer(t, c)
+	waitSettled(t, js, c)
+	st := c.Stats()
+	if st.DeadLettered != 1 {
+		t.Errorf("dead-lettered %d times, want once (the rewind delivers it again; it must not be published twice)", st.DeadLettered)
+	}
+	if n := dlqCount(t, js, stream+"_dlq"); n != 1 {
+		t.Errorf("the dead-letter stream holds %d messages, want 1", n)
+	}
+	if st.Rewinds != 1 {
+		t.Errorf("%d rewinds, want 1", st.Rewinds)
+	}
+	if d.get("40") != 2 || d.get("39") != 1 || d.get("41") != 2 {
+		t.Errorf("deliveries: 39 %d, 40 %d, 41 %d; want 1, 2, 2 (acknowledged up to the hole, delivered again from it)", d.get("39"), d.get("40"), d.get("41"))
+	}
+}
+
+var errBad = errorString("bad record")
+
+type errorString string
+
+func (e errorString) Error() string { return string(e) }
+
+func dlqCount(t *testing.T, js jetstream.JetStream, name string) uint64 {
+	t.Helper()
+	st, err := js.Stream(context.Background(), name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st.CachedInfo().State.Msgs
+}
+
+// Two instances on one durable, both running: one owns it at a time, the other stands by. The
+// owner dies in the middle of a batch (its connection closed without a word, as a SIGKILL
+// would); the other takes over after PinnedTTL, gets what the dead one left unacknowledged
+// delivered again, and every message ends stored and acknowledged.
+func TestIntegrationAckPerBatchOwnerDiesStandbyTakesOver(t *testing.T) {
+	_, js := connectJS(t, testURL)
+	stream := testStream(t, js)
+	publishN(t, js, stream+".a", 2000, 0)
+	cfg := batchConfig(stream)
+	cfg.PinnedTTL = time.Second
+	cfg.DrainTimeout = time.Second // the dying owner's processor hangs until its context ends
+
+	var (
+		mu      sync.Mutex
+		stored  = map[string]int{}
+		batches atomic.Int32
+		dying   = make(chan int, 1) // the instance that hangs in its batch
+	)
+	proc := func(id int) ponixnats.Processor {
+		return func(ctx context.Context, b ponixnats.Batch[jetstream.Msg]) (ponixnats.Result, error) {
+			if batches.Add(1) == 3 {
+				dying <- id
+				<-ctx.Done()
+				return ponixnats.Result{}, ctx.Err()
+			}
+			mu.Lock()
+			for _, m := range b.Items {
+				stored[string(m.Data())]++
+			}
+			mu.Unlock()
+			return ponixnats.AckAll(b.Len()), nil
+		}
+	}
+	var (
+		conns     [2]*nats.Conn
+		consumers [2]*ponixnats.Consumer
+		stops     [2]func()
+	)
+	for i := range 2 {
+		nc, jsi := connectJS(t, testURL)
+		c, err := ponixnats.NewConsumer(context.Background(), jsi, cfg, proc(i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		conns[i], consumers[i] = nc, c
+	}
+	for i := range 2 {
+		stops[i] = runConsumer(t, consumers[i])
+	}
+	dead := <-dying
+	conns[dead].Close()
+	other := consumers[1-dead]
+	waitSettled(t, js, other)
+	stops[dead]()
+	mu.Lock()
+	defer mu.Unlock()
+	for i := range 2000 {
+		if stored[strconv.Itoa(i)] == 0 {
+			t.Fatalf("message %d was acknowledged but never stored", i)
+		}
+	}
+	if other.Stats().Takeovers < 1 {
+		t.Errorf("the standby never took the durable over: %+v", other.Stats())
+	}
+	t.Logf("instance %d died; the other: %+v", dead, other.Stats())
+}
+
+// An upgrade: a durable consumer of an earlier release (per-message acks) with unacknowledged
+// messages is created anew with one ack per batch where the stream was acknowledged, and every
+// message is processed.
+func TestIntegrationAckPerBatchUpgradesAnAckExplicitDurable(t *testing.T) {
+	_, js := connectJS(t, testURL)
+	stream := testStream(t, js)
+	publishN(t, js, stream+".a", 500, 0)
+	ctx := context.Background()
+	old, err := js.CreateConsumer(ctx, stream, jetstream.ConsumerConfig{Durable: "test", AckPolicy: jetstream.AckExplicitPolicy, AckWait: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The earlier release acknowledged the first 100 and died holding the next 200.
+	b, err := old.Fetch(300, jetstream.FetchMaxWait(5*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	i := 0
+	for m := range b.Messages() {
+		if i < 100 {
+			if err := m.DoubleAck(ctx); err != nil {
+				t.Fatal(err)
+			}
+		}
+		i++
+	}
+	var d deliveries
+	logs := &logRecorder{}
+	cfg := batchConfig(stream)
+	cfg.Logger = slog.New(logs)
+	c, err := ponixnats.NewConsumer(ctx, js, cfg, ackAll(&d))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg := consumerInfo(t, c).Config; cfg.AckPolicy != jetstream.AckAllPolicy {
+		t.Fatalf("after the upgrade the durable consumer has ack policy %s", cfg.AckPolicy)
+	}
+	if !logs.logged("durable consumer created anew to change how it acknowledges") {
+		t.Errorf("the re-creation was not logged; logged: %v", logs.all())
+	}
+	runConsumer(t, c)
+	waitSettled(t, js, c)
+	for i := 100; i < 500; i++ {
+		if d.get(strconv.Itoa(i)) == 0 {
+			t.Fatalf("message %d never processed after the upgrade", i)
+		}
+	}
+	if d.get("0") != 0 {
+		t.Errorf("message 0, acknowledged before the upgrade, was delivered again")
+	}
+}
+
+// logRecorder keeps the messages logged.
+type logRecorder struct {
+	mu   sync.Mutex
+	msgs []string
+}
+
+func (l *logRecorder) Enabled(context.Context, slog.Level) bool { return true }
+func (l *logRecorder) WithAttrs([]slog.Attr) slog.Handler       { return l }
+func (l *logRecorder) WithGroup(string) slog.Handler            { return l }
+func (l *logRecorder) Handle(_ context.Context, r slog.Record) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.msgs = append(l.msgs, r.Message)
+	return nil
+}
+
+func (l *logRecorder) logged(s string) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, m := range l.msgs {
+		if strings.Contains(m, s) {
+			return true
+		}
+	}
+	return false
+}
+
+func (l *logRecorder) all() []string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return append([]string(nil), l.msgs...)
+}
