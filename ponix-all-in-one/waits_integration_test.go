@@ -103,3 +103,18 @@ func sumField(logs, msg, field string) int {
 	}
 	return total
 }
+
+// loggedSince counts the lines of s's log that contain text and were logged at or after since.
+func loggedSince(s *service, text string, since time.Time) int {
+	n := 0
+	for _, line := range strings.Split(s.logs.String(), "\n") {
+		if !strings.Contains(line, text) {
+			continue
+		}
+		ts, _, _ := strings.Cut(strings.TrimPrefix(line, "time="), " ")
+		if at, err := time.Parse(time.RFC3339Nano, ts); err == nil && !at.Before(since) {
+			n++
+		}
+	}
+	return n
+}

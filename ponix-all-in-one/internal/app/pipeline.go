@@ -55,6 +55,7 @@ func NewPipeline(cfg config.Config, js jetstream.JetStream, opts PipelineOptions
 			// message for itself (a record it cannot store is dead-lettered at once), so
 			// MaxDeliver has nothing to count: unlimited.
 			AckWait:       cfg.AckWait(),
+			Ack:           cfg.AckMode(),
 			MaxDeliver:    -1,
 			MaxAckPending: cfg.NATSMaxAckPending,
 			DrainTimeout:  drainTimeout(cfg),

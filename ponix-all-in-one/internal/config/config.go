@@ -58,6 +58,7 @@ type Config struct {
 	ClickHouseInsertTimeoutSecs int    `env:"CLICKHOUSE_INSERT_TIMEOUT_SECS" envDefault:"15" usage:"bound of one insert, in seconds: an insert (or readiness ping) that has not finished by then is cancelled and the batch held as class unresponsive (a stopped or hung ClickHouse keeps its connections open); set it well above the slowest healthy insert"`
 	NATSAckWaitSecs             int    `env:"NATS_ACK_WAIT_SECS" envDefault:"30" usage:"seconds JetStream waits for an ack before redelivering; must exceed PONIX_NATS_BATCH_WAIT_SECS (slow inserts send in-progress acks every third of it)"`
 	NATSMaxAckPending           int    `env:"NATS_MAX_ACK_PENDING" envDefault:"0" usage:"messages delivered but not yet acked, over all instances; 0 = the larger of 1000 and 2*PONIX_NATS_BATCH_SIZE"`
+	NATSAck                     string `env:"NATS_ACK" envDefault:"batch" usage:"how messages are acknowledged: batch (one ack per batch, the fastest; one instance at a time consumes the durable and the others stand by, taking over within PONIX_NATS_ACK_WAIT_SECS when it dies; needs nats-server 2.14+) or message (one ack per message; instances split the messages). A durable created with the other mode is created anew where the table says, in one log line"`
 	NATSReplicas                int    `env:"NATS_REPLICAS" envDefault:"0" usage:"replicas of the stream and dead-letter stream (3 on a 3-node JetStream cluster); 0 = 1 for a new stream, an existing one is left as it is"`
 
 	ClickHouseURL           string `env:"CLICKHOUSE_URL" usage:"upstream's HTTP URL; accepted but unused (Ponix speaks the native protocol)"`
@@ -363,6 +364,9 @@ func (c Config) validate(isSet func(key string) bool) []error {
 	if c.NATSMaxAckPending < 0 || (c.NATSMaxAckPending > 0 && c.NATSMaxAckPending < c.NATSBatchSize) {
 		bad("NATS_MAX_ACK_PENDING", strconv.Itoa(c.NATSMaxAckPending), "must be 0 (default) or at least PONIX_NATS_BATCH_SIZE ("+strconv.Itoa(c.NATSBatchSize)+")")
 	}
+	if _, err := ponixnats.ParseAckMode(c.NATSAck); err != nil {
+		bad("NATS_ACK", c.NATSAck, "must be batch or message")
+	}
 	if c.NATSReplicas < 0 || c.NATSReplicas > 5 {
 		bad("NATS_REPLICAS", strconv.Itoa(c.NATSReplicas), "must be between 0 (keep, or 1 for a new stream) and 5")
 	}
@@ -498,6 +502,12 @@ func (c Config) ClickHouseRetry() time.Duration {
 
 // BatchWait is NATSBatchWaitSecs as a duration.
 func (c Config) BatchWait() time.Duration { return time.Duration(c.NATSBatchWaitSecs) * time.Second }
+
+// AckMode is NATSAck as a ponixnats.AckMode (valid once Load accepted it).
+func (c Config) AckMode() ponixnats.AckMode {
+	m, _ := ponixnats.ParseAckMode(c.NATSAck)
+	return m
+}
 
 // AckWait is NATSAckWaitSecs as a duration.
 func (c Config) AckWait() time.Duration { return time.Duration(c.NATSAckWaitSecs) * time.Second }

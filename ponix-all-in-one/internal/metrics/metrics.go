@@ -221,6 +221,8 @@ func newConsumerCollector(src ConsumerSource, stream, consumer string, timeout t
 			{desc("consumer_processor_errors_total", "Batches released whole because the processor failed."), func(s ponixnats.Stats) uint64 { return s.ProcessorErrors }},
 			{desc("consumer_dead_letter_failures_total", "Dead-letter publishes that failed (the message was nak'd instead)."), func(s ponixnats.Stats) uint64 { return s.DeadLetterFailed }},
 			{desc("consumer_recoveries_total", "Times the durable consumer (or its stream) was found deleted and created again."), func(s ponixnats.Stats) uint64 { return s.Recoveries }},
+			{desc("consumer_takeovers_total", "Times this instance became the owner of the durable (one ack per batch) and had what an earlier owner left unacknowledged delivered again."), func(s ponixnats.Stats) uint64 { return s.Takeovers }},
+			{desc("consumer_rewinds_total", "Times delivery rewound to a message of a batch that must come again (one ack per batch: the batch was acknowledged up to it)."), func(s ponixnats.Stats) uint64 { return s.Rewinds }},
 		},
 		pending:    desc("consumer_pending_messages", "Messages in the stream not yet delivered to the consumer (JetStream num_pending)."),
 		ackPending: desc("consumer_ack_pending_messages", "Messages delivered and not yet acknowledged (JetStream num_ack_pending)."),
