@@ -43,7 +43,7 @@ func (p *Pipeline[T, R]) resumeAt(ctx context.Context, ri ponixnats.ResumeInfo) 
 			p.log.Warn("no stored sequences to resume after: the table cannot be read", "error", err, "start_sequence", next)
 			return next, nil
 		}
-		return 0, fmt.Errorf("reading the stored stream sequences: %w", err)
+		return p.resumeUnknown(ri, next, err), nil
 	}
 	defer rows.Close()
 	for rows.Next() {
@@ -57,18 +57,30 @@ func (p *Pipeline[T, R]) resumeAt(ctx context.Context, ri ponixnats.ResumeInfo) 
 		next++
 	}
 	if err := rows.Err(); err != nil {
-		return 0, err
+		return p.resumeUnknown(ri, next, err), nil
 	}
 	// Past a gap (a dead-lettered message, another instance's batch not stored yet) messages may
 	// be stored: those up to the last stored sequence are checked before they are inserted.
 	var last uint64
 	if err := p.conn.QueryRow(ctx, fmt.Sprintf("SELECT max(%[3]s) FROM %[1]s WHERE %[2]s = %[4]d",
 		table, created, seqCol, ri.StreamCreated.UnixNano())).Scan(&last); err != nil {
-		return 0, fmt.Errorf("reading the last stored stream sequence: %w", err)
+		return p.resumeUnknown(ri, next, err), nil
 	}
 	if last >= next {
 		p.noteResumed(ri.StreamCreated, last)
 	}
 	p.log.Info("resuming after the stored messages", "stream", ri.Stream, "ack_floor", ri.AckFloor, "start_sequence", next)
 	return next, nil
+}
+
+// resumeUnknown is where delivery resumes when the table could not be read (err) past next:
+// the sink is down or slow, so where the rows end is unknown. Delivery starts at next, and every
+// message up to the stream's last sequence is checked against the table before it is inserted,
+// which waits for the sink like any insert: a consumer created anew, or taken over, never waits
+// for the sink to start delivering.
+func (p *Pipeline[T, R]) resumeUnknown(ri ponixnats.ResumeInfo, next uint64, err error) uint64 {
+	p.noteResumed(ri.StreamCreated, ri.LastSeq)
+	p.log.Warn("where the stored rows end cannot be read: resuming there; messages up to the stream's last sequence are checked against the table before they are inserted",
+		"error", err, "start_sequence", next, "checked_through", ri.LastSeq)
+	return next
 }

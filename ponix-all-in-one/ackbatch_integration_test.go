@@ -64,6 +64,17 @@ func skippedStored(svcs []*service) int {
 	return n
 }
 
+// takenOverUnacked returns how many unacknowledged messages the takeovers logged in logs found.
+func takenOverUnacked(logs string) int {
+	n := 0
+	for _, line := range strings.Split(logs, "\n") {
+		if strings.Contains(line, ownsLine) {
+			n += logField(line, "unacknowledged")
+		}
+	}
+	return n
+}
+
 // logField returns the integer value of key=value in a text log line (0 if absent).
 func logField(line, key string) int {
 	_, v, ok := strings.Cut(line, " "+key+"=")

@@ -115,7 +115,10 @@ func TestFaultRestartsDuringAHoldNeverDeadLetter(t *testing.T) {
 				if lines := strings.Count(l, "\n"); lines > 40 {
 					t.Errorf("instance %d logged %d lines; want one per state change, none per message:\n%s", k+1, lines, l)
 				}
-				if k > 0 && !strings.Contains(l, "batch holds messages delivered before") {
+				// Each restart gets the held batch again: as messages delivered before (one ack
+				// per message), or delivered again by its takeover of the durable, which names what
+				// the earlier instance left unacknowledged (one ack per batch).
+				if k > 0 && !strings.Contains(l, "batch holds messages delivered before") && takenOverUnacked(l) == 0 {
 					t.Errorf("instance %d did not say that its batches were delivered before:\n%s", k+1, l)
 				}
 			}
