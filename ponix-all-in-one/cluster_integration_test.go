@@ -50,6 +50,7 @@ type clusterRun struct {
 	db       string
 	svcs     []*service
 	reads    *chcluster.Node // the node the test reads through
+	at       uint64          // the row count after which the fault is injected
 	healedAt time.Time       // the fault's end
 }
 
@@ -95,18 +96,26 @@ func clusterDatabase(t *testing.T, cl *chcluster.Cluster) string {
 	t.Cleanup(func() {
 		// Tables first (their ZooKeeper paths go with them): 18.16 fails a DROP DATABASE ON
 		// CLUSTER whose Replicated tables' directories are not empty yet ("Directory not empty").
+		dropOnCluster(t, cl, db, "processed_envelopes", "processed_envelopes_local", "goose_db_version", "goose_lock")
 		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 		defer cancel()
-		for _, table := range []string{"processed_envelopes", "processed_envelopes_local", "goose_db_version", "goose_lock"} {
-			if err := cl.Exec(ctx, cl.Node(1, 1), "DROP TABLE IF EXISTS "+db+"."+table+" ON CLUSTER "+cl.ClusterName()); err != nil {
-				t.Errorf("drop table %s.%s: %v", db, table, err)
-			}
-		}
 		if err := cl.Exec(ctx, cl.Node(1, 1), "DROP DATABASE IF EXISTS "+db+" ON CLUSTER "+cl.ClusterName()); err != nil {
 			t.Logf("drop database %s (its tables are gone): %v", db, err)
 		}
 	})
 	return db
+}
+
+// dropOnCluster drops tables of db ON CLUSTER, in the order given, those that exist.
+func dropOnCluster(t *testing.T, cl *chcluster.Cluster, db string, tables ...string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	for _, table := range tables {
+		if err := cl.Exec(ctx, cl.Node(1, 1), "DROP TABLE IF EXISTS "+db+"."+table+" ON CLUSTER "+cl.ClusterName()); err != nil {
+			t.Errorf("drop table %s.%s: %v", db, table, err)
+		}
+	}
 }
 
 // healAll undoes, at cleanup, every fault on every node and ZooKeeper.
@@ -206,6 +215,14 @@ func clusterEnv(t *testing.T, cl *chcluster.Cluster, db, natsURL string, seeds .
 // through the Distributed table on node reads).
 func startClusterRun(t *testing.T, cl *chcluster.Cluster, seed uint64, scenario string, reads *chcluster.Node, seeds ...[]*chcluster.Node) *clusterRun {
 	t.Helper()
+	r := newClusterRun(t, cl, seed, scenario, reads, seeds...)
+	r.publish()
+	return r
+}
+
+// newClusterRun is startClusterRun without the publisher: NATS and the services are started.
+func newClusterRun(t *testing.T, cl *chcluster.Cluster, seed uint64, scenario string, reads *chcluster.Node, seeds ...[]*chcluster.Node) *clusterRun {
+	t.Helper()
 	db := clusterDatabase(t, cl)
 	healAll(t, cl) // cleanups run last first: heal, then drop the database
 	nsrv := natstest.New(t)
@@ -217,15 +234,21 @@ func startClusterRun(t *testing.T, cl *chcluster.Cluster, seed uint64, scenario 
 		cl: cl, db: db, reads: reads,
 	}
 	r.stored = shardCounter(t, cl, db)
-	at := faultPoint(t, seed)
+	r.at = faultPoint(t, seed)
 	for _, s := range seeds {
 		r.startService(clusterEnv(t, cl, db, nsrv.URL(), s...))
 		r.svcs = append(r.svcs, r.svc)
 	}
-	// 500 envelopes every 250 ms: the stream is still being published when the fault starts.
-	r.pub = startPublisher(t, nsrv.URL(), r.want, 500, 250*time.Millisecond)
-	waitRaw(t, conn, at, 2*time.Minute, r.svcs...)
 	return r
+}
+
+// publish starts the publisher of the run's envelopes and returns once the cluster holds the
+// fault point's row count.
+func (r *clusterRun) publish() {
+	r.t.Helper()
+	// 500 envelopes every 250 ms: the stream is still being published when the fault starts.
+	r.pub = startPublisher(r.t, r.natsURL, r.want, 500, 250*time.Millisecond)
+	waitRaw(r.t, r.conn, r.at, 2*time.Minute, r.svcs...)
 }
 
 // shardCounter returns a count of the rows the shards hold: for each shard the most any of its
