@@ -453,6 +453,116 @@ func (w *ShardedWriter[T]) insert(ctx context.Context, conn driver.Conn, enc Enc
 	return nil
 }
 
+// ErrReplicaBehind is wrapped by [ShardedWriter.QueryShards]' error for a replica that does not
+// hold every part its shard has committed: it has entries of the shard's replication log to
+// read, or parts to fetch (from a replica that may be down).
+var ErrReplicaBehind = errors.New("the replica does not hold every part its shard committed yet")
+
+// catchUpWait is how long QueryShards waits for a replica of a shard to hold every part its
+// shard committed: a replica fetches a part moments after another one committed it, unless
+// that one is down.
+const catchUpWait = 5 * time.Second
+
+// QueryShards runs query on one replica of every shard and calls scan with each answer (a
+// replica that fails while scan reads is followed by the next: scan may see a shard's rows
+// more than once). query is run as given: it names the shard-local table ([ShardedWriter.Table]).
+//
+// The replica asked is one that holds every part its shard has committed — it has read the
+// shard's whole replication log and has no part left to fetch — so that an answer says what
+// the shard holds. A read through the Distributed table does not: it may be served by a
+// replica still fetching a part that another committed, and while that one is down, the part
+// is on it alone. QueryShards tries the replicas from the preferred one on, for up to 5 s while
+// one is behind; a shard none of whose replicas holds every part (one down, the other waiting
+// for its parts) fails it with a [*ShardError] holding each replica's error ([ErrReplicaBehind]
+// for one behind). A local table that is not Replicated has nothing to fetch.
+func (w *ShardedWriter[T]) QueryShards(ctx context.Context, query string, scan func(driver.Rows) error) error {
+	for _, sc := range w.shards {
+		if err := w.queryShard(ctx, sc, query, scan); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// queryShard is QueryShards on one shard.
+func (w *ShardedWriter[T]) queryShard(ctx context.Context, sc *shardConns[T], query string, scan func(driver.Rows) error) error {
+	deadline := time.Now().Add(catchUpWait)
+	failed := make([]error, len(sc.conns)) // a replica that failed otherwise than behind is not asked again
+	for {
+		first, behind := sc.preferred(), false
+		for k := range sc.conns {
+			r := (first + k) % len(sc.conns)
+			if failed[r] != nil && !errors.Is(failed[r], ErrReplicaBehind) {
+				continue
+			}
+			err := w.queryReplica(ctx, sc.conns[r], query, scan)
+			if err == nil {
+				return nil
+			}
+			if ctx.Err() != nil {
+				return err
+			}
+			failed[r] = err
+			behind = behind || errors.Is(err, ErrReplicaBehind)
+		}
+		if !behind || time.Now().After(deadline) {
+			se := &ShardError{Cluster: w.topo.Cluster, Shard: sc.shard.Num}
+			for k := range sc.conns {
+				r := (first + k) % len(sc.conns)
+				replica := sc.shard.Replicas[r]
+				se.Replicas = append(se.Replicas, &ReplicaError{Replica: replica, Addr: w.cfg.NodeAddr(replica), Err: failed[r]})
+			}
+			return se
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// queryReplica runs query on one replica if it holds every part its shard committed, within
+// InsertTimeout.
+func (w *ShardedWriter[T]) queryReplica(ctx context.Context, conn driver.Conn, query string, scan func(driver.Rows) error) error {
+	ctx, cancel := context.WithTimeout(ctx, w.cfg.InsertTimeout)
+	defer cancel()
+	if err := w.table.Validate(); err != nil {
+		return err
+	}
+	database := "currentDatabase()"
+	if w.table.Database != "" {
+		database = "'" + w.table.Database + "'" // a valid identifier: no quote in it
+	}
+	rows, err := conn.Query(ctx, "SELECT toUInt64(log_pointer <= log_max_index), toUInt64(inserts_in_queue) FROM system.replicas "+
+		"WHERE database = "+database+" AND table = '"+w.table.Name+"'")
+	if err != nil {
+		return err
+	}
+	var unread, fetches uint64
+	if rows.Next() {
+		err = rows.Scan(&unread, &fetches)
+	}
+	if err == nil {
+		err = rows.Err()
+	}
+	rows.Close()
+	switch {
+	case err != nil:
+		return err
+	case unread != 0:
+		return fmt.Errorf("%w: it has not read its shard's replication log to the end", ErrReplicaBehind)
+	case fetches != 0:
+		return fmt.Errorf("%w: %d parts to fetch", ErrReplicaBehind, fetches)
+	}
+	rows, err = conn.Query(ctx, query)
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	return scan(rows)
+}
+
 // CheckSchema checks, on one replica of each shard (the preferred one, else the next that
 // answers), that the local table exists and takes the writer's columns, and, when
 // DistributedTable is set, that the Distributed table exists on the seed's node. A mismatch
@@ -536,7 +646,7 @@ type ShardError struct {
 	// Cluster and Shard (its number) name the shard.
 	Cluster string
 	Shard   int
-	// Rows is the number of rows meant for the shard.
+	// Rows is the number of rows meant for the shard; 0 for a read or a check.
 	Rows int
 	// Replicas holds one *ReplicaError per replica tried, in the order tried.
 	Replicas []*ReplicaError
@@ -544,7 +654,11 @@ type ShardError struct {
 
 func (e *ShardError) Error() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "clickhouse: cluster %s shard %d: %d rows not stored", e.Cluster, e.Shard, e.Rows)
+	if e.Rows > 0 {
+		fmt.Fprintf(&b, "clickhouse: cluster %s shard %d: %d rows not stored", e.Cluster, e.Shard, e.Rows)
+	} else { // a read or a check
+		fmt.Fprintf(&b, "clickhouse: cluster %s shard %d: no replica answered", e.Cluster, e.Shard)
+	}
 	for i, r := range e.Replicas {
 		if i == 0 {
 			b.WriteString(": ")
