@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 	"github.com/nats-io/nats.go/jetstream"
 	"google.golang.org/protobuf/proto"
 
@@ -186,11 +187,30 @@ func (p *Pipeline[T, R]) noteWritten(recs []Record[T], err error) {
 	}
 }
 
+// shardReader is a writer into a cluster that reads each shard where it holds every part the
+// shard committed (ponixclickhouse.ShardedWriter).
+type shardReader interface {
+	Table() ponixclickhouse.Table
+	QueryShards(ctx context.Context, query string, scan func(driver.Rows) error) error
+}
+
 // storedSeqs returns the sequences of recs (all of one stream incarnation) that have a row.
+//
+// On a cluster it reads each shard's local table on a replica that holds every part the shard
+// committed, not the Distributed table: the rows of an insert that a replica committed and did
+// not answer (it was killed) are on that replica alone until it is back, and a read through the
+// Distributed table served by its peer would not see them — the messages would be stored again
+// in another composition (after a restart, say), which no block deduplication catches. While
+// no replica of a shard holds every part, the check fails and the batch is held.
 func (p *Pipeline[T, R]) storedSeqs(ctx context.Context, recs []Record[T]) (map[uint64]struct{}, error) {
 	table := p.cfg.Table
+	var shards shardReader
 	if p.cfg.Key.Lookup != (ponixclickhouse.Table{}) {
 		table = p.cfg.Key.Lookup
+	} else if ref := p.writer.Load(); ref != nil {
+		if sr, ok := ref.w.(shardReader); ok {
+			table, shards = sr.Table(), sr
+		}
 	}
 	quoted, err := table.Quoted()
 	if err != nil {
@@ -208,21 +228,31 @@ func (p *Pipeline[T, R]) storedSeqs(ctx context.Context, recs []Record[T]) (map[
 	for _, r := range recs {
 		lo, hi = min(lo, r.Seq), max(hi, r.Seq)
 	}
-	rows, err := p.conn.Query(ctx, fmt.Sprintf("SELECT DISTINCT %[3]s FROM %[1]s WHERE %[2]s = %[4]d AND %[3]s BETWEEN %[5]d AND %[6]d",
-		quoted, created, seqCol, recs[0].StreamCreatedNanos(), lo, hi))
+	query := fmt.Sprintf("SELECT DISTINCT %[3]s FROM %[1]s WHERE %[2]s = %[4]d AND %[3]s BETWEEN %[5]d AND %[6]d",
+		quoted, created, seqCol, recs[0].StreamCreatedNanos(), lo, hi)
+	stored := make(map[uint64]struct{})
+	scan := func(rows driver.Rows) error {
+		for rows.Next() {
+			var seq uint64
+			if err := rows.Scan(&seq); err != nil {
+				return err
+			}
+			stored[seq] = struct{}{}
+		}
+		return rows.Err()
+	}
+	if shards != nil {
+		if err := shards.QueryShards(ctx, query, scan); err != nil {
+			return nil, err
+		}
+		return stored, nil
+	}
+	rows, err := p.conn.Query(ctx, query)
 	if err != nil {
 		return nil, err
 	}
 	defer rows.Close()
-	stored := make(map[uint64]struct{})
-	for rows.Next() {
-		var seq uint64
-		if err := rows.Scan(&seq); err != nil {
-			return nil, err
-		}
-		stored[seq] = struct{}{}
-	}
-	return stored, rows.Err()
+	return stored, scan(rows)
 }
 
 // unstored returns the records of recs that have no row, and their indices in recs, when

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 	"github.com/nats-io/nats.go/jetstream"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
@@ -338,5 +339,73 @@ func TestAnInsertThatCommittedButFailedIsNotRepeated(t *testing.T) {
 	}
 	if got := p.hold.State(); got.Held || got.Holds != 1 {
 		t.Errorf("hold state %+v, want one hold, ended", got)
+	}
+}
+
+// shardWriter is a writer into a cluster (as ponixclickhouse.ShardedWriter): its QueryShards
+// answers the already-stored check with the sequences query returns.
+type shardWriter struct {
+	fakeWriter[testRow]
+	queries []string
+	query   func(n int) ([]uint64, error) // the n-th query's answer, from 1
+}
+
+func (w *shardWriter) Table() ponixclickhouse.Table { return ponixclickhouse.Table{Name: "t_local"} }
+
+func (w *shardWriter) QueryShards(_ context.Context, query string, scan func(driver.Rows) error) error {
+	w.queries = append(w.queries, query)
+	seqs, err := w.query(len(w.queries))
+	if err != nil {
+		return err
+	}
+	return scan(&seqRows{seqs: seqs, i: -1})
+}
+
+// seqRows are the rows of a one-column answer of sequences.
+type seqRows struct {
+	driver.Rows // nil: calling anything not overridden panics
+	seqs        []uint64
+	i           int
+}
+
+func (r *seqRows) Next() bool { r.i++; return r.i < len(r.seqs) }
+func (r *seqRows) Err() error { return nil }
+func (r *seqRows) Scan(dest ...any) error {
+	*dest[0].(*uint64) = r.seqs[r.i]
+	return nil
+}
+
+// On a cluster the check reads the shard-local table through the writer, where each shard holds
+// every part it committed, not the Distributed table through the seed connection (none here:
+// reading it would panic): a peer of a killed replica lacks the rows that replica committed.
+// A shard that cannot say (no replica holds every part) holds the batch until one can.
+func TestOnAClusterTheCheckReadsEachShardWhereItHoldsEveryPart(t *testing.T) {
+	p, proc := newTestPipeline(t, rawConfig(nil), nil)
+	p.lookup = p.storedSeqs
+	var writes [][]uint64
+	w := &shardWriter{fakeWriter: fakeWriter[testRow]{write: func(rows []testRow) error {
+		writes = append(writes, rowSeqs(rows))
+		return nil
+	}}}
+	w.query = func(n int) ([]uint64, error) {
+		if n == 1 {
+			return nil, &ponixclickhouse.ShardError{Cluster: "c", Shard: 2, Replicas: []*ponixclickhouse.ReplicaError{
+				{Replica: ponixclickhouse.Replica{Shard: 2, Num: 2}, Err: fmt.Errorf("%w: 3 parts to fetch", ponixclickhouse.ErrReplicaBehind)},
+			}}
+		}
+		return []uint64{1, 2}, nil // the killed replica is back: its rows are seen
+	}
+	p.writer.Store(&writerRef[testRow]{w})
+	wantDecisions(t, process(t, proc, newMsg(1, []byte("a")), newMsg(2, []byte("b"))), acked(), acked())
+	// The consumer went back: 1 and 2 come again, as first deliveries, with 3.
+	wantDecisions(t, process(t, proc, newMsg(1, []byte("a")), newMsg(2, []byte("b")), newMsg(3, []byte("c"))), acked(), acked(), acked())
+	if want := "[[1 2] [3]]"; fmt.Sprint(writes) != want {
+		t.Errorf("writes %v, want %s: 1 and 2 are stored already", writes, want)
+	}
+	if len(w.queries) != 2 || !strings.Contains(w.queries[1], "FROM `t_local` WHERE") {
+		t.Errorf("queries %q, want 2 of the shard-local table (the first one failed)", w.queries)
+	}
+	if got := p.hold.State(); got.Holds != 1 {
+		t.Errorf("hold state %+v, want one hold while no replica of the shard held every part", got)
 	}
 }
