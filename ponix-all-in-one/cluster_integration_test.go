@@ -75,6 +75,7 @@ func TestCluster(t *testing.T) {
 	t.Run("two-instances-on-different-nodes", func(t *testing.T) { clusterTwoInstances(t, cl) })
 	t.Run("replica-killed-and-restarted", func(t *testing.T) { clusterReplicaKilled(t, cl) })
 	t.Run("replica-failover-with-view", func(t *testing.T) { clusterReplicaFailoverWithView(t, cl) })
+	t.Run("service-and-replica-killed-with-view", func(t *testing.T) { clusterServiceAndReplicaKilledWithView(t, cl) })
 	t.Run("zookeeper-stopped-20s", func(t *testing.T) { clusterZooKeeperStopped(t, cl) })
 	t.Run("shard-down-20s", func(t *testing.T) { clusterShardDown(t, cl) })
 	t.Run("node-partitioned", func(t *testing.T) { clusterPartition(t, cl) })

@@ -12,9 +12,13 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+
+	"github.com/ponix-go/ponix/ponixclickhouse"
 	"github.com/ponix-go/ponix/ponixclickhouse/chcluster"
 )
 
@@ -36,13 +40,83 @@ const (
 // part reach the other replica once it is started again. Raw count() = count() FINAL = the
 // view's sum = every envelope, on both replicas of each shard.
 func clusterReplicaFailoverWithView(t *testing.T, cl *chcluster.Cluster) {
-	killed, peer := cl.Node(2, 1), cl.Node(2, 2) // the preferred replica of shard 2, and its peer
-	r := newClusterRun(t, cl, 209, "replica-failover-with-view", cl.Node(1, 2), cl.Nodes())
-	t.Cleanup(func() { // before healAll's cleanup: the drops need every node
+	r := startViewRun(t, cl, 209, "replica-failover-with-view")
+	w := r.openCommitWindow(cl.Node(2, 1), cl.Node(2, 2)) // the preferred replica of shard 2, and its peer
+	r.fault()
+	w.waitCommitted()
+	if err := cl.Kill(t.Context(), w.killed); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 30*time.Second, "a failover logged", func() bool { return strings.Contains(r.logsOf(), failedOver) }, r.svcs...)
+	if deduped := w.killedUnfetched(); deduped == 0 {
+		t.Errorf("%s deduplicated no block: the kill did not come between a commit and its answer", w.peer.Name)
+	}
+	// The shard works on one replica for a while.
+	time.Sleep(5 * time.Second)
+	w.restart()
+	r.finishWithViews("a replica failover")
+	if !strings.Contains(r.logsOf(), failedOver) {
+		t.Errorf("no failover to the other replica logged")
+	}
+}
+
+// The service SIGKILLed while the preferred replica of shard 2 holds an insert it committed and
+// has not answered, that replica SIGKILLed before its peer fetched the insert, and the service
+// started again, with smaller batches, while the replica is down: the batch comes again
+// (redelivered), composed otherwise, and is checked against the table. The peer alone cannot
+// say what shard 2 holds, so the check must not read it (through the Distributed table, it did:
+// it found none of the killed replica's rows, and they were stored twice, in the table and in
+// the view): the batch is held, /readyz says why, until the killed replica is back. Then raw
+// count() = count() FINAL = the view's sum = every envelope.
+func clusterServiceAndReplicaKilledWithView(t *testing.T, cl *chcluster.Cluster) {
+	r := startViewRun(t, cl, 210, "service-and-replica-killed-with-view")
+	ctx := t.Context()
+	w := r.openCommitWindow(cl.Node(2, 1), cl.Node(2, 2))
+	env := clusterEnv(t, cl, r.db, r.natsURL, cl.Nodes()...)
+	r.fault()
+	w.waitCommitted()
+	if err := r.svc.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	r.svc.wait(10 * time.Second)
+	if err := cl.Kill(ctx, w.killed); err != nil {
+		t.Fatal(err)
+	}
+	w.killedUnfetched()
+	dedupBefore := dedupedBlocks(t, cl, w.peer)
+	env["PONIX_NATS_BATCH_SIZE"] = "300" // the batches come again composed otherwise
+	restarted := time.Now()
+	r.startService(env)
+	r.svcs = []*service{r.svc}
+	var held readyEvent
+	waitFor(t, 2*time.Minute, "the redelivered batch checked", func() bool {
+		var ok bool
+		held, ok = r.watch.firstNotReady(restarted, checkSinkName, ponixclickhouse.ErrReplicaBehind.Error())
+		return ok || sumStored(r.svc.logs.String()) > 0
+	}, r.svc)
+	if held.code == 0 {
+		t.Errorf("the redelivered batch was checked without a hold while a replica of shard 2 is down and its peer lacks its parts")
+	} else {
+		t.Logf("/readyz 503 %s after the restart: %s", held.at.Sub(restarted).Round(time.Millisecond), held.body.Checks[checkSinkName])
+	}
+	w.restart()
+	r.finishWithViews("the service and a replica killed")
+	t.Logf("the restarted service found %d redelivered messages stored already; %s deduplicated %d blocks since",
+		sumStored(r.svc.logs.String()), w.peer.Name, dedupedBlocks(t, cl, w.peer)-dedupBefore)
+}
+
+// startViewRun starts a cluster run whose local tables have the count view (addCountViews),
+// and returns once the fault point is stored.
+func startViewRun(t *testing.T, cl *chcluster.Cluster, seed uint64, scenario string) *clusterRun {
+	t.Helper()
+	r := newClusterRun(t, cl, seed, scenario, cl.Node(1, 2), cl.Nodes())
+	t.Cleanup(func() { // before healAll's cleanup, which heals the nodes the drops need
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 		defer cancel()
-		if err := cl.Heal(ctx, killed); err != nil {
-			t.Errorf("heal %s: %v", killed.Name, err)
+		for _, n := range cl.Nodes() {
+			if err := cl.Heal(ctx, n); err != nil {
+				t.Errorf("heal %s: %v", n.Name, err)
+			}
 		}
 		dropOnCluster(t, cl, r.db, slowView, countView, countTable)
 	})
@@ -51,72 +125,108 @@ func clusterReplicaFailoverWithView(t *testing.T, cl *chcluster.Cluster) {
 	}
 	r.addCountViews()
 	r.publish()
+	return r
+}
 
-	ctx := t.Context()
-	if err := cl.Exec(ctx, killed, fmt.Sprintf("CREATE MATERIALIZED VIEW %s.%s ENGINE = Null AS "+
+// commitWindow is a replica whose inserts are answered about two seconds after they are
+// committed (slowView), and whose peer fetches nothing meanwhile: a replica killed in that
+// window leaves a committed insert the writer saw fail, on that replica alone.
+type commitWindow struct {
+	r            *clusterRun
+	killed, peer *chcluster.Node
+	kconn        driver.Conn
+	dedupBefore  uint64
+}
+
+// openCommitWindow makes the window on killed, whose shard's other replica is peer.
+func (r *clusterRun) openCommitWindow(killed, peer *chcluster.Node) *commitWindow {
+	t, cl := r.t, r.cl
+	t.Helper()
+	if err := cl.Exec(t.Context(), killed, fmt.Sprintf("CREATE MATERIALIZED VIEW %s.%s ENGINE = Null AS "+
 		"SELECT sleepEachRow(0.008) AS slept FROM %[1]s.processed_envelopes_local", r.db, slowView)); err != nil {
 		t.Fatal(err)
 	}
-	// The peer fetches nothing from now on: what the killed replica commits stays on it alone.
-	fetches := func(verb string) {
-		for _, table := range []string{"processed_envelopes_local", countTable} {
-			if err := cl.Exec(ctx, peer, "SYSTEM "+verb+" FETCHES "+r.db+"."+table); err != nil {
-				t.Fatalf("SYSTEM %s FETCHES on %s: %v", verb, peer.Name, err)
-			}
+	w := &commitWindow{r: r, killed: killed, peer: peer, kconn: clusterConn(t, cl, killed, r.db)}
+	w.fetches("STOP")
+	w.dedupBefore = dedupedBlocks(t, cl, peer)
+	return w
+}
+
+// fetches stops or starts (verb) the peer's fetches of the local table and the count view.
+func (w *commitWindow) fetches(verb string) {
+	t := w.r.t
+	t.Helper()
+	for _, table := range []string{"processed_envelopes_local", countTable} {
+		if err := w.r.cl.Exec(t.Context(), w.peer, "SYSTEM "+verb+" FETCHES "+w.r.db+"."+table); err != nil {
+			t.Fatalf("SYSTEM %s FETCHES on %s: %v", verb, w.peer.Name, err)
 		}
 	}
-	fetches("STOP")
-	dedupBefore := dedupedBlocks(t, cl, peer)
-	kconn := clusterConn(t, cl, killed, r.db)
-	r.fault()
-	// An insert that is past its table and count view, in the slow view: committed, unanswered.
-	waitFor(t, 30*time.Second, "an insert on "+killed.Name+" past its commit", func() bool {
+}
+
+// waitCommitted waits for an insert on the window's replica that is past its table and count
+// view, in the slow view: committed, unanswered.
+func (w *commitWindow) waitCommitted() {
+	t := w.r.t
+	t.Helper()
+	waitFor(t, 30*time.Second, "an insert on "+w.killed.Name+" past its commit", func() bool {
 		var n uint64
-		err := kconn.QueryRow(ctx, "SELECT count() FROM system.processes "+
+		err := w.kconn.QueryRow(t.Context(), "SELECT count() FROM system.processes "+
 			"WHERE query LIKE 'INSERT INTO%processed_envelopes_local%' AND elapsed > 1").Scan(&n)
 		return err == nil && n > 0
-	}, r.svcs...)
-	if err := cl.Kill(ctx, killed); err != nil {
-		t.Fatal(err)
-	}
-	waitFor(t, 30*time.Second, "a failover logged", func() bool { return strings.Contains(r.logsOf(), failedOver) }, r.svcs...)
-	deduped := dedupedBlocks(t, cl, peer) - dedupBefore
-	unfetched := unfetchedParts(t, cl, peer, r.db)
+	}, w.r.svcs...)
+}
+
+// killedUnfetched checks, once the window's replica is killed, that its peer has parts of it
+// (table and count view) to fetch, lets the peer fetch again (the parts wait for the killed
+// replica), and returns how many blocks the peer has deduplicated since the window opened.
+func (w *commitWindow) killedUnfetched() uint64 {
+	t, cl := w.r.t, w.r.cl
+	t.Helper()
+	deduped := dedupedBlocks(t, cl, w.peer) - w.dedupBefore
+	unfetched := unfetchedParts(t, cl, w.peer, w.r.db)
 	t.Logf("%s killed mid-insert; %s deduplicated %d retried blocks and has %v parts of the killed replica to fetch",
-		killed.Name, peer.Name, deduped, unfetched)
-	if deduped == 0 {
-		t.Errorf("%s deduplicated no block: the kill did not come between a commit and its answer", peer.Name)
-	}
+		w.killed.Name, w.peer.Name, deduped, unfetched)
 	if unfetched["processed_envelopes_local"] == 0 || unfetched[countTable] == 0 {
-		t.Errorf("%s has no part of the killed replica to fetch (%v): the kill did not come before the peer fetched the insert", peer.Name, unfetched)
+		t.Errorf("%s has no part of the killed replica to fetch (%v): the kill did not come before the peer fetched the insert",
+			w.peer.Name, unfetched)
 	}
-	fetches("START") // the parts wait for the killed replica
-	// The shard works on one replica for a while.
-	time.Sleep(5 * time.Second)
-	if err := cl.Start(ctx, killed); err != nil {
+	w.fetches("START")
+	return deduped
+}
+
+// restart starts the killed replica again, as it was before the window (merges stopped, no
+// slow view), and marks the end of the fault.
+func (w *commitWindow) restart() {
+	t, cl := w.r.t, w.r.cl
+	t.Helper()
+	ctx := t.Context()
+	if err := cl.Start(ctx, w.killed); err != nil {
 		t.Fatal(err)
 	}
-	if err := cl.WaitReady(ctx, killed); err != nil {
+	if err := cl.WaitReady(ctx, w.killed); err != nil {
 		t.Fatal(err)
 	}
 	// The restarted server merges again (SYSTEM STOP MERGES is not kept) and has the slow view.
-	for _, q := range []string{"SYSTEM STOP MERGES " + r.db + ".processed_envelopes_local", "DROP TABLE " + r.db + "." + slowView} {
-		if err := cl.Exec(ctx, killed, q); err != nil {
-			t.Fatalf("%s on %s: %v", q, killed.Name, err)
+	for _, q := range []string{"SYSTEM STOP MERGES " + w.r.db + ".processed_envelopes_local", "DROP TABLE " + w.r.db + "." + slowView} {
+		if err := cl.Exec(ctx, w.killed, q); err != nil {
+			t.Fatalf("%s on %s: %v", q, w.killed.Name, err)
 		}
 	}
-	r.healed()
+	w.r.healed()
+}
 
+// finishWithViews waits for every envelope, stops the services once every message is
+// acknowledged (nothing is inserted after that), then checks the table through the
+// Distributed table (finishExact), the count views and the shards.
+func (r *clusterRun) finishWithViews(fault string) {
+	t := r.t
+	t.Helper()
 	r.pub.wait(t, 3*time.Minute)
 	waitFinal(t, r.conn, faultN, 3*time.Minute, r.svcs...)
-	r.f.recovery = time.Since(r.healedAt) // the replica back -> every envelope stored
-	// Every message acknowledged and the services stopped: nothing is inserted after this.
-	finishExact(t, r.conn, r.natsURL, r.want, r.seed, &r.f, "a replica failover", r.svcs...)
+	r.f.recovery = time.Since(r.healedAt) // the fault's end -> every envelope stored
+	finishExact(t, r.conn, r.natsURL, r.want, r.seed, &r.f, fault, r.svcs...)
 	r.checkCountViews()
 	r.checkShards()
-	if !strings.Contains(r.logsOf(), failedOver) {
-		t.Errorf("no failover to the other replica logged")
-	}
 }
 
 // addCountViews puts a count per device and hour on every shard-local table — a
