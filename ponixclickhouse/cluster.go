@@ -534,8 +534,10 @@ func (w *ShardedWriter[T]) queryReplica(ctx context.Context, conn driver.Conn, q
 	if w.table.Database != "" {
 		database = "'" + w.table.Database + "'" // a valid identifier: no quote in it
 	}
-	rows, err := conn.Query(ctx, "SELECT toUInt64(log_pointer <= log_max_index), toUInt64(inserts_in_queue) FROM system.replicas "+
-		"WHERE database = "+database+" AND table = '"+w.table.Name+"'")
+	// log_pointer is the next log entry to read; 0 and 0 is a log without entries (or a first
+	// entry read moments later: reading the log needs no other replica).
+	rows, err := conn.Query(ctx, "SELECT toUInt64(log_pointer <= log_max_index AND log_max_index + log_pointer > 0), "+
+		"toUInt64(inserts_in_queue) FROM system.replicas WHERE database = "+database+" AND table = '"+w.table.Name+"'")
 	if err != nil {
 		return err
 	}
