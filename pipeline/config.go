@@ -60,7 +60,9 @@ func (r Record[T]) StreamCreatedNanos() uint64 {
 //     resumes after the messages already stored instead of at the last known ack floor.
 //
 // The check reads the key columns of the stream incarnation in the batch's sequence range:
-// cheap when the table's sorting key (or a Lookup table's) starts with them.
+// cheap when the table's sorting key (or a Lookup table's) starts with them. On a cluster
+// (without Lookup) it reads each shard's local table on a replica that holds every part its
+// shard committed, not the Distributed table, and holds the batch while a shard has none.
 type Key struct {
 	StreamCreated string
 	StreamSeq     string
