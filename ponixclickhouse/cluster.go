@@ -535,15 +535,17 @@ func (w *ShardedWriter[T]) queryReplica(ctx context.Context, conn driver.Conn, q
 		database = "'" + w.table.Database + "'" // a valid identifier: no quote in it
 	}
 	// log_pointer is the next log entry to read; 0 and 0 is a log without entries (or a first
-	// entry read moments later: reading the log needs no other replica).
-	rows, err := conn.Query(ctx, "SELECT toUInt64(log_pointer <= log_max_index AND log_max_index + log_pointer > 0), "+
-		"toUInt64(inserts_in_queue) FROM system.replicas WHERE database = "+database+" AND table = '"+w.table.Name+"'")
+	// entry read moments later: reading the log needs no other replica). A replica without its
+	// ZooKeeper session cannot tell what its shard committed (and reports zeros).
+	rows, err := conn.Query(ctx, "SELECT toUInt64(is_session_expired), "+
+		"toUInt64(log_pointer <= log_max_index AND log_max_index + log_pointer > 0), toUInt64(inserts_in_queue) "+
+		"FROM system.replicas WHERE database = "+database+" AND table = '"+w.table.Name+"'")
 	if err != nil {
 		return err
 	}
-	var unread, fetches uint64
+	var expired, unread, fetches uint64
 	if rows.Next() {
-		err = rows.Scan(&unread, &fetches)
+		err = rows.Scan(&expired, &unread, &fetches)
 	}
 	if err == nil {
 		err = rows.Err()
@@ -552,6 +554,8 @@ func (w *ShardedWriter[T]) queryReplica(ctx context.Context, conn driver.Conn, q
 	switch {
 	case err != nil:
 		return err
+	case expired != 0:
+		return fmt.Errorf("%w: its ZooKeeper session expired, it cannot tell", ErrReplicaBehind)
 	case unread != 0:
 		return fmt.Errorf("%w: it has not read its shard's replication log to the end", ErrReplicaBehind)
 	case fetches != 0:
