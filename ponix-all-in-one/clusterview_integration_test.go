@@ -5,8 +5,11 @@ package main_test
 // Exactly once into the table and into a materialized view on it across a replica failover
 // (issue 19): a ReplicatedSummingMergeTree view (a count per device and hour) on every
 // shard-local table, the local tables' merges stopped (a copy stays visible to a raw count()),
-// the preferred replica of shard 2 SIGKILLed while an insert it has committed is still
-// unanswered, and the same batch retried on the shard's other replica.
+// and the preferred replica of shard 2 SIGKILLed while an insert it has committed is still
+// unanswered and not fetched by its peer. Either the writer retries the same batch on the peer
+// (replica-failover-with-view), or the service is SIGKILLed first and the batch comes again,
+// composed otherwise, while the replica is down (service-and-replica-killed-with-view). Each
+// ends with raw count() = count() FINAL = the view's sum = 20,000 on every replica.
 
 import (
 	"context"
