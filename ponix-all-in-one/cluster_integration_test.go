@@ -402,17 +402,20 @@ func clusterPlain(t *testing.T, cl *chcluster.Cluster) {
 }
 
 // Two instances started at once against different nodes: they migrate the fresh database once
-// (the cluster-wide lock), share the durable consumer and both store batches.
+// (the cluster-wide lock) and share the durable consumer: with one ack per batch, the default,
+// one owns it at a time and stores the batches while the other stands by.
 func clusterTwoInstances(t *testing.T, cl *chcluster.Cluster) {
 	r := startClusterRun(t, cl, 202, "two-instances", cl.Node(1, 1),
 		[]*chcluster.Node{cl.Node(1, 2)}, []*chcluster.Node{cl.Node(2, 1)})
 	r.finishCluster("two instances on different nodes")
+	stored := 0
 	for i, s := range r.svcs {
-		if n := countLines(s.logs.String(), "stored batch"); n == 0 {
-			t.Errorf("instance %d stored no batch", i)
-		} else {
-			t.Logf("instance %d (seed node %s) stored %d batches", i, []string{cl.Node(1, 2).Name, cl.Node(2, 1).Name}[i], n)
-		}
+		n := countLines(s.logs.String(), "stored batch")
+		stored += n
+		t.Logf("instance %d (seed node %s) stored %d batches", i, []string{cl.Node(1, 2).Name, cl.Node(2, 1).Name}[i], n)
+	}
+	if stored == 0 {
+		t.Errorf("no instance stored a batch")
 	}
 	applied := 0
 	for _, s := range r.svcs {
