@@ -5,13 +5,17 @@
 //   - reference: a naive single goroutine that fetches a batch, decodes each
 //     message (proto.Unmarshal, json.Marshal of data.AsMap), inserts the batch
 //     in one native batch and acks each message;
-//   - ceilings: a JetStream drain with per-message acks and no sink, and the
-//     ClickHouse insert of the same rows from memory;
+//   - ceilings: JetStream drains with no sink, one acking every message
+//     (AckExplicit, "drain") and one acking the last message of each batch
+//     (AckAll, "drain-ackall"), and the ClickHouse insert of the same rows from
+//     memory;
 //   - ponix: the consumer path of ponix-all-in-one (the same code the service
 //     runs) draining the backlog into a fresh table.
 //
 // It prints envelopes/s, CPU seconds (its own, and the servers'), peak RSS for
-// each, the ratios ponix/reference and ponix/min(ceilings), and checks that the
+// each, the ratios ponix/reference and ponix/min(ceilings) — the drain ceiling
+// of the ack mode Ponix runs with (-ack: batch, one ack per batch, or message)
+// and the insert ceiling — and checks that the
 // table holds every envelope exactly once. With -latency it instead publishes
 // at a fixed rate and reports publish→row-committed latency percentiles.
 //
@@ -40,6 +44,7 @@ type options struct {
 	refBatch       int
 	batchSize      int
 	batchWait      time.Duration
+	ack            string
 	natsURL        string
 	chAddr         string
 	chUser         string
@@ -51,6 +56,7 @@ type options struct {
 	phases         string
 	verbose        bool
 	cpuProfile     string
+	memProfile     string
 	cluster        bool
 	clusterFaults  bool
 	dir            string
@@ -70,6 +76,7 @@ func run() int {
 	flag.IntVar(&o.refBatch, "ref-batch", 10_000, "batch size of the reference and of the drain ceiling")
 	flag.IntVar(&o.batchSize, "batch", 0, "Ponix batch size (PONIX_NATS_BATCH_SIZE); 0 = the service default")
 	flag.DurationVar(&o.batchWait, "batch-wait", 0, "Ponix batch wait; 0 = the service default")
+	flag.StringVar(&o.ack, "ack", ackBatch, "Ponix ack mode (PONIX_NATS_ACK): batch (AckAll, one ack per batch) or message (AckExplicit, one ack each); ponix/min(ceilings) uses the drain ceiling of this mode")
 	flag.StringVar(&o.natsURL, "nats-url", "", "use this NATS server instead of starting one")
 	flag.StringVar(&o.chAddr, "clickhouse-addr", "", "use this ClickHouse (host:port, native) instead of starting one")
 	flag.StringVar(&o.chUser, "clickhouse-user", "default", "ClickHouse user (with -clickhouse-addr)")
@@ -78,17 +85,22 @@ func run() int {
 	flag.BoolVar(&o.latency, "latency", false, "measure publish→row latency at a fixed rate instead of throughput")
 	flag.IntVar(&o.rate, "rate", 5000, "envelopes per second in -latency mode")
 	flag.DurationVar(&o.duration, "duration", 60*time.Second, "how long to publish in -latency mode")
-	flag.StringVar(&o.phases, "phases", "", "throughput phases to run, in order (default reference,drain,ponix,insert; with -cluster drain,ponix,insert,insert-distributed)")
+	flag.StringVar(&o.phases, "phases", "", "throughput phases to run, in order (default reference,drain,drain-ackall,ponix,insert; with -cluster drain,drain-ackall,ponix,insert,insert-distributed)")
 	flag.BoolVar(&o.clusterFaults, "cluster-faults", false, "instead of throughput: on a 2 x 2 cluster, compare the cluster writer with a synchronous Distributed insert while a replica is partitioned and while a shard is down (batch latency, failures)")
 	flag.BoolVar(&o.cluster, "cluster", false, "run against a 2 shards x 2 replicas ClickHouse 18.16 cluster that it starts in Docker (ponixclickhouse/chcluster; images from docker/cluster/build-images.sh) instead of one server")
 	flag.BoolVar(&o.verbose, "v", false, "log progress")
 	flag.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of the ponix phase to this file")
+	flag.StringVar(&o.memProfile, "memprofile", "", "write an allocation profile of the ponix phase to this file (and its start to this file + \".start\"; use pprof -base)")
 	flag.Parse()
 	if o.phases == "" {
-		o.phases = "reference,drain,ponix,insert"
+		o.phases = "reference,drain,drain-ackall,ponix,insert"
 		if o.cluster {
-			o.phases = "drain,ponix,insert,insert-distributed"
+			o.phases = "drain,drain-ackall,ponix,insert,insert-distributed"
 		}
+	}
+	if o.ack != ackBatch && o.ack != ackMessage {
+		fmt.Fprintf(os.Stderr, "ponix-bench: -ack %q: want %s or %s\n", o.ack, ackBatch, ackMessage)
+		return 2
 	}
 	if o.cluster && o.chAddr != "" {
 		fmt.Fprintln(os.Stderr, "ponix-bench: -cluster starts its own cluster; it does not take -clickhouse-addr")

@@ -51,8 +51,22 @@ type report struct {
 	PreloadPerSecond float64  `json:"preload_envelopes_per_second"`
 	Phases           []result `json:"phases"`
 	PonixVsReference float64  `json:"ponix_vs_reference,omitempty"`
-	PonixVsCeiling   float64  `json:"ponix_vs_min_ceiling,omitempty"`
+	// AckMode is how Ponix acked (-ack): "batch" or "message".
+	AckMode string `json:"ack_mode"`
+	// PonixVsCeiling is ponix / min(the drain ceiling of AckMode, the insert ceiling).
+	PonixVsCeiling float64 `json:"ponix_vs_min_ceiling,omitempty"`
+	// PonixVsCeilingByAck is ponix / min(drain ceiling, insert ceiling) for each ack mode whose
+	// drain ran ("message": drain, "batch": drain-ackall).
+	PonixVsCeilingByAck map[string]float64 `json:"ponix_vs_min_ceiling_by_ack,omitempty"`
 }
+
+// Ack modes (-ack, PONIX_NATS_ACK) and the drain phase that is their ceiling.
+const (
+	ackBatch   = "batch"   // AckAll policy: the last message of each batch is acked
+	ackMessage = "message" // AckExplicit policy: every message is acked
+)
+
+var drainPhaseOfAck = map[string]string{ackMessage: "drain", ackBatch: "drain-ackall"}
 
 // measure runs fn as one phase: CPU, wall time and peak RSS of this process,
 // and the CPU of the server processes.
@@ -95,7 +109,7 @@ func runThroughput(ctx context.Context, o *options, logger *slog.Logger) error {
 	if err != nil {
 		return fmt.Errorf("preload: %w", err)
 	}
-	rep := report{Envelopes: o.n, PreloadPerSecond: float64(o.n) / took.Seconds()}
+	rep := report{Envelopes: o.n, PreloadPerSecond: float64(o.n) / took.Seconds(), AckMode: o.ack}
 	byPhase := map[string]result{}
 	for _, phase := range strings.Split(o.phases, ",") {
 		phase = strings.TrimSpace(phase)
@@ -104,7 +118,9 @@ func runThroughput(ctx context.Context, o *options, logger *slog.Logger) error {
 		case "reference":
 			r, err = e.reference(ctx)
 		case "drain":
-			r, err = e.drain(ctx)
+			r, err = e.drain(ctx, jetstream.AckExplicitPolicy)
+		case "drain-ackall":
+			r, err = e.drain(ctx, jetstream.AckAllPolicy)
 		case "ponix":
 			r, err = e.ponix(ctx, cfg)
 		case "insert":
@@ -115,7 +131,7 @@ func runThroughput(ctx context.Context, o *options, logger *slog.Logger) error {
 			}
 			r, err = e.insertDistributed(ctx, cfg.NATSBatchSize)
 		default:
-			return fmt.Errorf("unknown phase %q (want reference, drain, ponix, insert, insert-distributed)", phase)
+			return fmt.Errorf("unknown phase %q (want reference, drain, drain-ackall, ponix, insert, insert-distributed)", phase)
 		}
 		if err != nil {
 			return fmt.Errorf("phase %s: %w", phase, err)
@@ -127,10 +143,16 @@ func runThroughput(ctx context.Context, o *options, logger *slog.Logger) error {
 		if ref, ok := byPhase["reference"]; ok {
 			rep.PonixVsReference = p.PerSecond / ref.PerSecond
 		}
-		d, okD := byPhase["drain"]
-		i, okI := byPhase["insert"]
-		if okD && okI {
-			rep.PonixVsCeiling = p.PerSecond / min(d.PerSecond, i.PerSecond)
+		if i, ok := byPhase["insert"]; ok {
+			for mode, phase := range drainPhaseOfAck {
+				if d, ok := byPhase[phase]; ok {
+					if rep.PonixVsCeilingByAck == nil {
+						rep.PonixVsCeilingByAck = map[string]float64{}
+					}
+					rep.PonixVsCeilingByAck[mode] = p.PerSecond / min(d.PerSecond, i.PerSecond)
+				}
+			}
+			rep.PonixVsCeiling = rep.PonixVsCeilingByAck[o.ack]
 		}
 	}
 	if o.jsonOut {
@@ -161,7 +183,14 @@ func printReport(rep report) {
 		fmt.Printf("\nponix / reference      = %.2f\n", rep.PonixVsReference)
 	}
 	if rep.PonixVsCeiling > 0 {
-		fmt.Printf("ponix / min(ceilings)  = %.2f\n", rep.PonixVsCeiling)
+		fmt.Printf("ponix / min(ceilings)  = %.2f   (ack %s: min(%s, insert))\n", rep.PonixVsCeiling, rep.AckMode, drainPhaseOfAck[rep.AckMode])
+	} else if len(rep.PonixVsCeilingByAck) > 0 {
+		fmt.Printf("ponix / min(ceilings)  = -      (ack %s: phase %s did not run)\n", rep.AckMode, drainPhaseOfAck[rep.AckMode])
+	}
+	for _, mode := range []string{ackMessage, ackBatch} {
+		if v, ok := rep.PonixVsCeilingByAck[mode]; ok && mode != rep.AckMode {
+			fmt.Printf("  with the %s ceiling  = %.2f   (min(%s, insert))\n", mode, v, drainPhaseOfAck[mode])
+		}
 	}
 }
 
@@ -175,15 +204,21 @@ func serviceConfig(o *options) (config.Config, error) {
 	if o.batchWait > 0 {
 		environ = append(environ, fmt.Sprintf("PONIX_NATS_BATCH_WAIT_SECS=%d", int(o.batchWait.Seconds())))
 	}
+	if o.ack != "" {
+		// The service's ack mode. A config without the variable ignores it (config.Load reads
+		// only the variables it knows): Ponix then acks as its default says.
+		environ = append(environ, "PONIX_NATS_ACK="+o.ack)
+	}
 	return config.Load(environ)
 }
 
-// consumer makes a fresh durable pull consumer on the benchmark stream.
-func (e *env) consumer(ctx context.Context, name string) (jetstream.Consumer, error) {
+// consumer makes a fresh durable pull consumer on the benchmark stream with the ack policy
+// (AckExplicit or AckAll).
+func (e *env) consumer(ctx context.Context, name string, policy jetstream.AckPolicy) (jetstream.Consumer, error) {
 	_ = e.js.DeleteConsumer(ctx, benchStream, name)
 	return e.js.CreateConsumer(ctx, benchStream, jetstream.ConsumerConfig{
 		Durable:       name,
-		AckPolicy:     jetstream.AckExplicitPolicy,
+		AckPolicy:     policy,
 		AckWait:       time.Minute,
 		MaxAckPending: 2 * e.o.refBatch,
 	})
@@ -198,7 +233,7 @@ func (e *env) reference(ctx context.Context) (result, error) {
 		return result{}, err
 	}
 	defer conn.Close()
-	cons, err := e.consumer(ctx, "bench-reference")
+	cons, err := e.consumer(ctx, "bench-reference", jetstream.AckExplicitPolicy)
 	if err != nil {
 		return result{}, err
 	}
@@ -262,26 +297,41 @@ func (e *env) reference(ctx context.Context) (result, error) {
 	return r, e.verify(ctx, conn, &r)
 }
 
-// drain is the JetStream ceiling: fetch and ack every message, no sink.
-func (e *env) drain(ctx context.Context) (result, error) {
-	cons, err := e.consumer(ctx, "bench-drain")
+// drain is a JetStream ceiling: fetch every message, no sink. With AckExplicitPolicy
+// ("drain") every message is acked; with AckAllPolicy ("drain-ackall") only the last message
+// of each fetched batch, which acks the batch (one ack per batch, as PONIX_NATS_ACK=batch).
+func (e *env) drain(ctx context.Context, policy jetstream.AckPolicy) (result, error) {
+	name, consumer := "drain (ceiling)", "bench-drain"
+	if policy == jetstream.AckAllPolicy {
+		name, consumer = "drain-ackall (ceiling)", "bench-drain-ackall"
+	}
+	cons, err := e.consumer(ctx, consumer, policy)
 	if err != nil {
 		return result{}, err
 	}
-	return e.measure("drain (ceiling)", e.o.refBatch, func() error {
+	return e.measure(name, e.o.refBatch, func() error {
 		for done := 0; done < e.o.n; {
 			b, err := cons.Fetch(e.o.refBatch, jetstream.FetchMaxWait(5*time.Second))
 			if err != nil {
 				return err
 			}
+			var last jetstream.Msg
 			for m := range b.Messages() {
-				if err := m.Ack(); err != nil {
-					return err
+				if policy != jetstream.AckAllPolicy {
+					if err := m.Ack(); err != nil {
+						return err
+					}
 				}
+				last = m
 				done++
 			}
 			if err := b.Error(); err != nil && !errors.Is(err, jetstream.ErrNoMessages) {
 				return err
+			}
+			if policy == jetstream.AckAllPolicy && last != nil {
+				if err := last.Ack(); err != nil {
+					return err
+				}
 			}
 		}
 		return e.flush(ctx)
@@ -394,6 +444,11 @@ func (e *env) ponix(ctx context.Context, cfg config.Config) (result, error) {
 	defer cancel()
 	var runErr error
 	runDone := make(chan struct{})
+	if e.o.memProfile != "" {
+		if err := writeAllocProfile(e.o.memProfile + ".start"); err != nil {
+			return result{}, err
+		}
+	}
 	r, err := e.measure("ponix", cfg.NATSBatchSize, func() error {
 		go func() {
 			defer close(runDone)
@@ -437,6 +492,9 @@ func (e *env) ponix(ctx context.Context, cfg config.Config) (result, error) {
 	})
 	cancel()
 	<-runDone
+	if e.o.memProfile != "" && err == nil {
+		err = writeAllocProfile(e.o.memProfile)
+	}
 	if err == nil && runErr != nil {
 		err = fmt.Errorf("consumer: %w", runErr)
 	}
@@ -444,6 +502,21 @@ func (e *env) ponix(ctx context.Context, cfg config.Config) (result, error) {
 		return r, err
 	}
 	return r, e.verify(ctx, conn, &r)
+}
+
+// writeAllocProfile writes the allocations since the process started and the heap in use at
+// the last GC. The ponix phase writes one as it starts (-memprofile's file + ".start") and
+// one as it ends: `go tool pprof -base f.start f` shows the phase's own allocations.
+func writeAllocProfile(path string) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if err := pprof.Lookup("allocs").WriteTo(f, 0); err != nil {
+		_ = f.Close()
+		return err
+	}
+	return f.Close()
 }
 
 // verify checks that the phase's table holds every envelope exactly once.
