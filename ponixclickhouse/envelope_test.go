@@ -121,7 +121,7 @@ func TestEnvelopeEncoderRejectsWithFieldNames(t *testing.T) {
 			if err := e.Encode(EnvelopeRow{Wire: wire, StreamSeq: 1}); err == nil {
 				t.Fatal("accepted")
 			}
-			if len(e.orgs) != 0 || len(e.ends) != 0 || len(e.buf) != 0 {
+			if len(e.ids) != 0 || len(e.idEnds) != 0 || len(e.ends) != 0 || len(e.buf) != 0 {
 				t.Fatal("a rejected row left data in the encoder")
 			}
 		})
