@@ -18,7 +18,9 @@ import (
 // which keeps each column's name with its value. A [BatchWriter] takes an
 // Encoder from its pool for each Write, calls Reset, Encode for every row, then AppendTo once,
 // so an Encoder can keep per-column slices and reuse them from batch to batch. An Encoder is
-// used by one goroutine at a time.
+// used by one goroutine at a time. A writer neither resets nor reuses an Encoder before the
+// batch its AppendTo filled is sent or abandoned, so AppendTo may append values that point
+// into the Encoder's buffers (clickhouse-go's columns copy what they are given).
 type Encoder[T any] interface {
 	// Columns are the column names of the INSERT, in the order AppendTo fills them. They must
 	// be plain identifiers (see [ValidateIdentifier]).
@@ -70,7 +72,7 @@ type BatchWriter[T any] struct {
 	query   string
 	logger  *slog.Logger
 	timeout time.Duration
-	pool    sync.Pool
+	pool    encoderPool[T]
 	// renew: the last Write met a credential or permission fault; the next one renews the
 	// connection pool first (see renewAfter).
 	renew atomic.Bool
@@ -124,8 +126,8 @@ func newBatchWriter[T any](conn driver.Conn, table Table, newEncoder func() Enco
 		return nil, fmt.Errorf("clickhouse writer for %s: negative insert timeout %s", table, o.insertTimeout)
 	}
 	w := &BatchWriter[T]{conn: conn, table: table, columns: cols, query: q.String(), logger: o.logger, timeout: o.insertTimeout}
-	w.pool.New = func() any { return newEncoder() }
-	w.pool.Put(enc)
+	w.pool.newEncoder = newEncoder
+	w.pool.put(enc)
 	return w, nil
 }
 
@@ -144,8 +146,8 @@ func (w *BatchWriter[T]) Write(ctx context.Context, rows []T) (err error) {
 	if len(rows) == 0 {
 		return nil
 	}
-	enc := w.pool.Get().(Encoder[T])
-	defer w.pool.Put(enc)
+	enc := w.pool.get()
+	defer w.pool.put(enc)
 	if w.renew.Swap(false) {
 		if c, ok := w.conn.(*Conn); ok {
 			c.Renew()
@@ -201,6 +203,40 @@ func (w *BatchWriter[T]) Write(ctx context.Context, rows []T) (err error) {
 	return nil
 }
 
+// encoderPool keeps the encoders of finished Writes for the next ones, up to maxIdleEncoders.
+// A sync.Pool would drop them at every garbage collection — several per 10,000-row batch —
+// and the next Write would grow an encoder's buffers anew (megabytes per batch).
+type encoderPool[T any] struct {
+	newEncoder func() Encoder[T]
+	mu         sync.Mutex
+	idle       []Encoder[T]
+}
+
+// maxIdleEncoders bounds the encoders an idle writer keeps: one per Write that ran at once,
+// up to this many.
+const maxIdleEncoders = 4
+
+func (p *encoderPool[T]) get() Encoder[T] {
+	p.mu.Lock()
+	if n := len(p.idle); n > 0 {
+		enc := p.idle[n-1]
+		p.idle[n-1] = nil
+		p.idle = p.idle[:n-1]
+		p.mu.Unlock()
+		return enc
+	}
+	p.mu.Unlock()
+	return p.newEncoder()
+}
+
+func (p *encoderPool[T]) put(enc Encoder[T]) {
+	p.mu.Lock()
+	if len(p.idle) < maxIdleEncoders {
+		p.idle = append(p.idle, enc)
+	}
+	p.mu.Unlock()
+}
+
 // renewAfter makes the next Write renew the writer's connections after a credential or
 // permission fault, when its connection is a [*Conn]: connections opened before a fix keep
 // the user's old rights (a user made read-only stays read-only on its pooled connections, and
@@ -244,8 +280,8 @@ func (w *BatchWriter[T]) CheckSchema(ctx context.Context) error {
 		return err
 	}
 	defer func() { _ = batch.Abort() }()
-	enc := w.pool.Get().(Encoder[T])
-	defer w.pool.Put(enc)
+	enc := w.pool.get()
+	defer w.pool.put(enc)
 	enc.Reset(0)
 	if err := enc.AppendTo(batch); err != nil {
 		setTable(err, w.table)

@@ -190,7 +190,7 @@ type ShardedWriter[T any] struct {
 	query  string
 	key    func(T) uint64
 	seed   driver.Conn
-	pool   sync.Pool
+	pool   encoderPool[T]
 	shards []*shardConns[T]
 	logger *slog.Logger
 }
@@ -267,7 +267,7 @@ func NewShardedWriterFor[T any](topo Topology, seed driver.Conn, cfg ClusterConf
 	}
 	w := &ShardedWriter[T]{cfg: cfg, topo: topo, table: table, query: probe.query,
 		key: key, seed: seed, logger: o.logger.With("cluster", topo.Cluster)}
-	w.pool.New = func() any { return newEncoder() }
+	w.pool.newEncoder = newEncoder
 	for _, s := range topo.Shards {
 		sc := &shardConns[T]{shard: s}
 		for _, r := range s.Replicas {
@@ -319,7 +319,7 @@ func (w *ShardedWriter[T]) Write(ctx context.Context, rows []T) error {
 	defer func() {
 		for _, e := range encs {
 			if e != nil {
-				w.pool.Put(e)
+				w.pool.put(e)
 			}
 		}
 	}()
@@ -327,7 +327,7 @@ func (w *ShardedWriter[T]) Write(ctx context.Context, rows []T) error {
 		if len(idx) == 0 {
 			continue
 		}
-		enc := w.pool.Get().(Encoder[T])
+		enc := w.pool.get()
 		encs[s] = enc
 		if err := encode(enc, rows, idx); err != nil {
 			return err
