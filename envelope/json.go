@@ -161,6 +161,9 @@ func appendJSONFloat(dst []byte, f float64) ([]byte, error) {
 	if math.IsNaN(f) || math.IsInf(f, 0) {
 		return dst, &PathError{Err: ErrNonFiniteNumber}
 	}
+	if out, ok := appendShortDecimal(dst, f); ok {
+		return out, nil
+	}
 	abs := math.Abs(f)
 	format := byte('f')
 	if abs != 0 && (abs < 1e-6 || abs >= 1e21) {
@@ -176,6 +179,69 @@ func appendJSONFloat(dst []byte, f float64) ([]byte, error) {
 		}
 	}
 	return dst, nil
+}
+
+// shortDecimalMaxFrac is the most fractional digits appendShortDecimal handles.
+const shortDecimalMaxFrac = 6
+
+var pow10f = [shortDecimalMaxFrac + 1]float64{1, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6}
+
+// appendShortDecimal appends f as strconv.AppendFloat(dst, f, 'f', -1, 64) does — the
+// shortest decimal that reads back as f — for the usual readings, several times faster than
+// the general shortest-digits search: integers up to 2^50, and numbers from 1e-6 (below,
+// encoding/json uses the exponent form) to 2^50/10^6 (~1.1e9) whose shortest decimal has at
+// most shortDecimalMaxFrac fractional digits (21.5, 1013.25, 0.000125). Otherwise it appends
+// nothing and reports false.
+//
+// Why the text is the shortest decimal: an integer up to 2^50 is a float64 whose neighbours
+// are at most 1/4 away, so no decimal with fewer significant digits reads back as it. For the
+// others, if a decimal d = m/10^k (k <= 6) reads back as f, then |f|·10^6 is within 1/8 of
+// M = m·10^(6-k) <= 2^50 (float64 precision), and the computed product within 1/4: rounding
+// it gives M, and stripping M's trailing zeros gives the fewest fractional digits k. Then
+// m/10^k, computed in float64, is the correctly rounded value of the decimal (m < 2^53 and
+// 10^k are exact), which is what parsing it gives, so comparing it with |f| checks that the
+// decimal reads back as f. As m <= 2^50, the float64 spacing around f is at most 10^-k/4, so
+// no other decimal of k fractional digits reads back as f, and none with fewer does.
+func appendShortDecimal(dst []byte, f float64) ([]byte, bool) {
+	abs := math.Abs(f)
+	if !(abs >= 1e-6) || abs > 1<<50 { // also NaN
+		return dst, false
+	}
+	var m uint64
+	k := 0
+	if t := math.Trunc(abs); t == abs {
+		m = uint64(t)
+	} else {
+		if abs > (1<<50)/1e6 {
+			return dst, false
+		}
+		t6 := abs * 1e6
+		r := math.Round(t6)
+		if math.Abs(t6-r) > 0.25 {
+			return dst, false // more than six fractional digits
+		}
+		m, k = uint64(r), shortDecimalMaxFrac
+		for k > 0 && m%10 == 0 {
+			m, k = m/10, k-1
+		}
+		if float64(m)/pow10f[k] != abs {
+			return dst, false
+		}
+	}
+	if f < 0 {
+		dst = append(dst, '-')
+	}
+	if k == 0 {
+		return strconv.AppendUint(dst, m, 10), true
+	}
+	p := uint64(pow10f[k])
+	dst = strconv.AppendUint(dst, m/p, 10)
+	var frac [shortDecimalMaxFrac + 1]byte
+	frac[0] = '.'
+	for i, r := k, m%p; i > 0; i, r = i-1, r/10 {
+		frac[i] = byte('0' + r%10)
+	}
+	return append(dst, frac[:k+1]...), true
 }
 
 const hexDigits = "0123456789abcdef"

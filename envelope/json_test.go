@@ -5,6 +5,7 @@ import (
 	"errors"
 	"math"
 	"math/rand/v2"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -148,6 +149,63 @@ func TestDataJSONRejectsNonFiniteNumbersWithPath(t *testing.T) {
 			ok, err := e.Append(nil, &structpb.Struct{Fields: map[string]*structpb.Value{"a": structpb.NewBoolValue(true)}})
 			if err != nil || string(ok) != `{"a":true}` {
 				t.Fatalf("after error: %s, %v", ok, err)
+			}
+		})
+	}
+}
+
+// The short-decimal path of the number encoder gives exactly encoding/json's text: decimals of
+// every fractional length around its limits, their float64 neighbours, the bounds of its
+// range, and random float64s of every magnitude.
+func TestShortDecimalFormatsNumbersLikeEncodingJSON(t *testing.T) {
+	r := rand.New(rand.NewPCG(5, 6))
+	var nums []float64
+	for k := range shortDecimalMaxFrac + 3 {
+		for range 4000 {
+			m := r.Uint64N(uint64(1) << (1 + r.IntN(53)))
+			s := strconv.FormatUint(m, 10)
+			if k > 0 {
+				s = strings.Repeat("0", k) + s
+				s = s[:len(s)-k] + "." + s[len(s)-k:]
+			}
+			f, err := strconv.ParseFloat(s, 64)
+			if err != nil {
+				t.Fatal(err)
+			}
+			nums = append(nums, f, -f, math.Nextafter(f, math.Inf(1)), math.Nextafter(f, math.Inf(-1)))
+		}
+	}
+	for range 20000 {
+		nums = append(nums, math.Float64frombits(r.Uint64()), r.Float64()*math.Pow(10, float64(r.IntN(40)-20)))
+	}
+	for _, f := range []float64{1e-6, 9.99999e-7, 1.000001e-6, 1 << 50, 1<<50 + 0.25, 1<<50 - 0.25, 1<<50 + 1, 1<<50 - 1,
+		1 << 51, 0.1 + 0.2, 1.0 / 3, 2.0 / 3, 0.000001, 0.0000015, 123456.654321, 1125899906842.624, 999999.9999995} {
+		nums = append(nums, f, -f, math.Nextafter(f, math.Inf(1)), math.Nextafter(f, math.Inf(-1)))
+	}
+	for _, f := range nums {
+		if math.IsNaN(f) || math.IsInf(f, 0) {
+			continue
+		}
+		got, err := appendJSONFloat(nil, f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want, err := json.Marshal(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if string(got) != string(want) {
+			t.Fatalf("%v (bits %#x): got %s want %s", f, math.Float64bits(f), got, want)
+		}
+	}
+}
+
+func BenchmarkJSONFloat(b *testing.B) {
+	for _, f := range []float64{21.5, -71, 1013.25, 52.523456789012345} {
+		b.Run(strconv.FormatFloat(f, 'g', -1, 64), func(b *testing.B) {
+			buf := make([]byte, 0, 64)
+			for b.Loop() {
+				buf, _ = appendJSONFloat(buf[:0], f)
 			}
 		})
 	}
