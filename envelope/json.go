@@ -246,6 +246,26 @@ func appendShortDecimal(dst []byte, f float64) ([]byte, bool) {
 
 const hexDigits = "0123456789abcdef"
 
+// jsonSafe[b]: ASCII byte b is written as it is inside a JSON string (encoding/json's
+// htmlSafeSet: not a control character, '"', '\\', '<', '>' or '&').
+var jsonSafe = func() (safe [utf8.RuneSelf]bool) {
+	for b := range safe {
+		safe[b] = b >= 0x20 && b != '"' && b != '\\' && b != '<' && b != '>' && b != '&'
+	}
+	return safe
+}()
+
+// validUTF8 is utf8.Valid with the short ASCII strings of data (keys, short values) checked
+// inline.
+func validUTF8(b []byte) bool {
+	for _, c := range b {
+		if c >= utf8.RuneSelf {
+			return utf8.Valid(b)
+		}
+	}
+	return true
+}
+
 // appendJSONString escapes like encoding/json with HTML escaping on.
 func appendJSONString(dst []byte, s string) []byte {
 	dst = append(dst, '"')
@@ -253,7 +273,7 @@ func appendJSONString(dst []byte, s string) []byte {
 	for i := 0; i < len(s); {
 		b := s[i]
 		if b < utf8.RuneSelf {
-			if b >= 0x20 && b != '"' && b != '\\' && b != '<' && b != '>' && b != '&' {
+			if jsonSafe[b] {
 				i++
 				continue
 			}
@@ -373,7 +393,7 @@ func (e *DataJSON) appendWireStruct(dst []byte, b []byte, depth int) ([]byte, er
 			}
 			entry = entry[n:]
 		}
-		if !utf8.Valid(key) {
+		if !validUTF8(key) {
 			return dst, fmt.Errorf("%w: key is not valid UTF-8", ErrMalformed)
 		}
 		if val == nil {
@@ -385,7 +405,9 @@ func (e *DataJSON) appendWireStruct(dst []byte, b []byte, depth int) ([]byte, er
 	if len(entries) == 0 {
 		return append(dst, '{', '}'), nil
 	}
-	slices.SortStableFunc(entries, func(a, b wireEntry) int { return strings.Compare(a.key, b.key) })
+	if !keysAscending(entries) { // deterministic encoders (and ponixnats' producer) sort them already
+		slices.SortStableFunc(entries, func(a, b wireEntry) int { return strings.Compare(a.key, b.key) })
+	}
 	dst = append(dst, '{')
 	first := true
 	var err error
@@ -404,6 +426,17 @@ func (e *DataJSON) appendWireStruct(dst []byte, b []byte, depth int) ([]byte, er
 		}
 	}
 	return append(dst, '}'), nil
+}
+
+// keysAscending reports whether the keys of entries are in strictly ascending order (sorted,
+// no key repeated).
+func keysAscending(entries []wireEntry) bool {
+	for i := 1; i < len(entries); i++ {
+		if entries[i-1].key >= entries[i].key {
+			return false
+		}
+	}
+	return true
 }
 
 // appendWireValue appends the JSON of a google.protobuf.Value given as wire bytes. Of several
@@ -462,7 +495,7 @@ func (e *DataJSON) appendWireValue(dst []byte, b []byte, depth int) ([]byte, err
 	case fieldValueNumber:
 		return appendJSONFloat(dst, math.Float64frombits(scalar))
 	case fieldValueString:
-		if !utf8.Valid(payload) {
+		if !validUTF8(payload) {
 			return dst, fmt.Errorf("%w: string is not valid UTF-8", ErrMalformed)
 		}
 		return appendJSONString(dst, bytesString(payload)), nil

@@ -3,12 +3,16 @@ package envelope
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"math"
 	"math/rand/v2"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
 
+	"google.golang.org/protobuf/encoding/protowire"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/structpb"
 )
 
@@ -222,6 +226,44 @@ func BenchmarkDataJSON(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// BenchmarkDataJSONWire is the service's path: data of a realistic envelope (eight readings,
+// one nested; as ponix-bench publishes it), from its wire bytes, keys sorted
+// (deterministic encoding) or not.
+func BenchmarkDataJSONWire(b *testing.B) {
+	data, err := structpb.NewStruct(map[string]any{
+		"temperature": 21.5, "humidity": 40.2, "battery": 87, "rssi": -71, "status": "active",
+		"firmware": "v2.4.1", "door_open": false, "location": map[string]any{"lat": 52.523456789012345, "lon": 13.401234567890123},
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, deterministic := range []bool{true, false} {
+		wire, err := proto.MarshalOptions{Deterministic: deterministic}.Marshal(data)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if !deterministic { // reverse the order of the entries, whatever it was
+			var entries [][]byte
+			for rest := wire; len(rest) > 0; {
+				_, _, n := protowire.ConsumeField(rest)
+				entries = append([][]byte{rest[:n]}, entries...)
+				rest = rest[n:]
+			}
+			wire = slices.Concat(entries...)
+		}
+		b.Run(fmt.Sprintf("sorted=%v", deterministic), func(b *testing.B) {
+			var e DataJSON
+			buf := make([]byte, 0, 4096)
+			b.ReportAllocs()
+			for b.Loop() {
+				if buf, err = e.AppendWire(buf[:0], wire); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
 	}
 }
 
