@@ -508,6 +508,7 @@ func (e *env) ponix(ctx context.Context, cfg config.Config) (result, error) {
 // the last GC. The ponix phase writes one as it starts (-memprofile's file + ".start") and
 // one as it ends: `go tool pprof -base f.start f` shows the phase's own allocations.
 func writeAllocProfile(path string) error {
+	runtime.GC() // the profile holds the allocations up to the last collection: up to now
 	f, err := os.Create(path)
 	if err != nil {
 		return err
