@@ -367,13 +367,13 @@ func (e *DataJSON) appendWireStruct(dst []byte, b []byte, depth int) ([]byte, er
 		}
 		var key, val []byte
 		for len(entry) > 0 {
-			num, typ, n := protowire.ConsumeTag(entry)
+			num, typ, n := consumeTag(entry)
 			if n < 0 {
 				return dst, ErrMalformed
 			}
 			entry = entry[n:]
 			if typ == protowire.BytesType && (num == fieldEntryKey || num == fieldEntryValue) {
-				v, n := protowire.ConsumeBytes(entry)
+				v, n := consumeBytes(entry)
 				if n < 0 {
 					return dst, ErrMalformed
 				}
@@ -452,7 +452,7 @@ func (e *DataJSON) appendWireValue(dst []byte, b []byte, depth int) ([]byte, err
 		msgSeen bool
 	)
 	for len(b) > 0 {
-		num, typ, n := protowire.ConsumeTag(b)
+		num, typ, n := consumeTag(b)
 		if n < 0 {
 			return dst, ErrMalformed
 		}
@@ -471,7 +471,7 @@ func (e *DataJSON) appendWireValue(dst []byte, b []byte, depth int) ([]byte, err
 			}
 			b, kind, scalar = b[n:], num, v
 		case (num == fieldValueString || num == fieldValueStruct || num == fieldValueList) && typ == protowire.BytesType:
-			v, n := protowire.ConsumeBytes(b)
+			v, n := consumeBytes(b)
 			if n < 0 {
 				return dst, ErrMalformed
 			}

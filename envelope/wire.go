@@ -94,7 +94,7 @@ type Wire struct {
 func (w *Wire) Parse(b []byte) error {
 	*w = Wire{}
 	for len(b) > 0 {
-		num, typ, n := protowire.ConsumeTag(b)
+		num, typ, n := consumeTag(b)
 		if n < 0 {
 			return &FieldError{Field: "envelope", Err: ErrMalformed}
 		}
@@ -106,7 +106,7 @@ func (w *Wire) Parse(b []byte) error {
 			b = b[n:]
 			continue
 		}
-		v, n := protowire.ConsumeBytes(b)
+		v, n := consumeBytes(b)
 		if n < 0 {
 			return &FieldError{Field: "envelope", Err: ErrMalformed}
 		}
@@ -148,7 +148,7 @@ func (w *Wire) Parse(b []byte) error {
 func (t *Timestamp) parse(b []byte) error {
 	t.Set = true
 	for len(b) > 0 {
-		num, typ, n := protowire.ConsumeTag(b)
+		num, typ, n := consumeTag(b)
 		if n < 0 {
 			return ErrMalformed
 		}
@@ -178,13 +178,13 @@ func (t *Timestamp) parse(b []byte) error {
 // field, and the bytes after it; ok is false when b holds no more such field.
 func nextBytes(b []byte, want protowire.Number) (val, rest []byte, ok bool, err error) {
 	for len(b) > 0 {
-		num, typ, n := protowire.ConsumeTag(b)
+		num, typ, n := consumeTag(b)
 		if n < 0 {
 			return nil, nil, false, ErrMalformed
 		}
 		b = b[n:]
 		if num == want && typ == protowire.BytesType {
-			v, n := protowire.ConsumeBytes(b)
+			v, n := consumeBytes(b)
 			if n < 0 {
 				return nil, nil, false, ErrMalformed
 			}
@@ -196,6 +196,24 @@ func nextBytes(b []byte, want protowire.Number) (val, rest []byte, ok bool, err 
 		b = b[n:]
 	}
 	return nil, nil, false, nil
+}
+
+// consumeTag is protowire.ConsumeTag with one-byte tags (field numbers 1 to 15, all of an
+// envelope's and of data's) decoded inline.
+func consumeTag(b []byte) (protowire.Number, protowire.Type, int) {
+	if len(b) > 0 && b[0] >= 1<<3 && b[0] < 0x80 {
+		return protowire.Number(b[0] >> 3), protowire.Type(b[0] & 7), 1
+	}
+	return protowire.ConsumeTag(b)
+}
+
+// consumeBytes is protowire.ConsumeBytes with one-byte lengths (below 128) decoded inline.
+func consumeBytes(b []byte) ([]byte, int) {
+	if len(b) > 0 && b[0] < 0x80 && int(b[0]) < len(b) {
+		n := 1 + int(b[0])
+		return b[1:n], n
+	}
+	return protowire.ConsumeBytes(b)
 }
 
 // bytesString views b as a string without copying; the string must not outlive b or be kept.
