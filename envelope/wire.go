@@ -2,7 +2,6 @@ package envelope
 
 import (
 	"fmt"
-	"unicode/utf8"
 	"unsafe"
 
 	"google.golang.org/protobuf/encoding/protowire"
@@ -90,7 +89,7 @@ type Wire struct {
 // several times the last wins, the occurrences of a timestamp merge, fields of another wire
 // type or unknown numbers are skipped. It does not allocate. Bytes proto.Unmarshal refuses
 // give a [*FieldError] wrapping [ErrMalformed] (a string that is not valid UTF-8 among
-// them). The data field is not looked into (see [DataJSON.AppendWire]).
+// them, in any occurrence of the field). The data field is not looked into (see [DataJSON.AppendWire]).
 func (w *Wire) Parse(b []byte) error {
 	*w = Wire{}
 	for len(b) > 0 {
@@ -113,8 +112,14 @@ func (w *Wire) Parse(b []byte) error {
 		b = b[n:]
 		switch num {
 		case fieldEndDeviceID:
+			if w.EndDeviceID != nil && !validUTF8(w.EndDeviceID) { // every occurrence must be valid
+				return &FieldError{Field: "end_device_id", Err: fmt.Errorf("%w: not valid UTF-8", ErrMalformed)}
+			}
 			w.EndDeviceID = v
 		case fieldOrganizationID:
+			if w.OrganizationID != nil && !validUTF8(w.OrganizationID) {
+				return &FieldError{Field: "organization_id", Err: fmt.Errorf("%w: not valid UTF-8", ErrMalformed)}
+			}
 			w.OrganizationID = v
 		case fieldOccurredAt:
 			if err := w.OccurredAt.parse(v); err != nil {
@@ -134,10 +139,10 @@ func (w *Wire) Parse(b []byte) error {
 			}
 		}
 	}
-	if !utf8.Valid(w.EndDeviceID) {
+	if !validUTF8(w.EndDeviceID) {
 		return &FieldError{Field: "end_device_id", Err: fmt.Errorf("%w: not valid UTF-8", ErrMalformed)}
 	}
-	if !utf8.Valid(w.OrganizationID) {
+	if !validUTF8(w.OrganizationID) {
 		return &FieldError{Field: "organization_id", Err: fmt.Errorf("%w: not valid UTF-8", ErrMalformed)}
 	}
 	return nil
