@@ -190,3 +190,27 @@ func TestAckPerBatchUpgradeFromPerMessageDurable(t *testing.T) {
 		t.Errorf("after the upgrade the durable has ack policy %s, want all", p)
 	}
 }
+
+// Two instances on one durable; the owner is stalled (SIGSTOP) past its pin's TTL while the
+// stream is being published, so the standby takes the durable over and has what the stalled one
+// held delivered again. Then the stalled one continues (SIGCONT): the batch it fetched ahead
+// waited past half the TTL, it finds the pin gone and leaves the batch to the owner instead of
+// storing it a second time. Exactly once under FINAL and in the view.
+func TestAckPerBatchOwnerStalledPastPinnedTTL(t *testing.T) {
+	t.Parallel()
+	r := newExactRun(t, 430, "")
+	svcs := []*service{startConsuming(t, r.env(true)), startConsuming(t, r.env(true))}
+	addCountView(t, r.db.Conn)
+	pub := startPublisher(t, r.natsURL, r.want, 500, 100*time.Millisecond)
+	waitRaw(t, r.db.Conn, r.at, 60*time.Second, svcs...)
+	stalled := owner(t, svcs)
+	other := svcs[1-stalled]
+	stoppedAt := time.Now()
+	svcs[stalled].signal(syscall.SIGSTOP)
+	waitFor(t, 60*time.Second, "the standby taking the durable over", func() bool {
+		return loggedSince(other, ownsLine, stoppedAt) > 0
+	}, other)
+	svcs[stalled].signal(syscall.SIGCONT)
+	r.finish(pub, "owner-stalled-past-pinned-ttl", svcs...)
+	t.Logf("the stalled instance left %d batches to the owner", countLines(svcs[stalled].logs.String(), "lost the durable consumer's pin"))
+}

@@ -44,9 +44,10 @@ func pinOf(m jetstream.Msg) string {
 }
 
 // owned reports whether b is to be processed by this instance now: it was fetched after the
-// latest rewind, under the pin this instance processes under. A batch under a new pin makes
-// this instance the owner: delivery rewinds first (see [AckPerBatch]) and b, delivered again,
-// is not processed.
+// latest rewind, under the pin this instance processes under, and — when it waited half the
+// pin's TTL or more — that pin is still this instance's. A batch under a new pin makes this
+// instance the owner: delivery rewinds first (see [AckPerBatch]) and b, delivered again, is
+// not processed.
 func (c *Consumer) owned(ctx context.Context, b fetched) bool {
 	if b.epoch != c.epoch.Load() {
 		c.st.rewound.Add(uint64(len(b.msgs)))
@@ -64,7 +65,17 @@ func (c *Consumer) owned(ctx context.Context, b fetched) bool {
 		return true
 	}
 	if first == c.pin && last == c.pin {
-		return true
+		if c.clk.now().Sub(b.fetchedAt) < c.cfg.PinnedTTL/2 || c.stillPinned(ctx) {
+			return true
+		}
+		// The batch waited long enough for the pin to move (this process was stalled, say):
+		// another instance may own the durable and have had the batch delivered again. It is
+		// dropped; whoever owns the durable gets it (this instance after a takeover of its own).
+		c.log.Warn("this instance lost the durable consumer's pin while a batch waited: the batch is left to the owner",
+			"batch", len(b.msgs), "waited", c.clk.now().Sub(b.fetchedAt))
+		c.st.rewound.Add(uint64(len(b.msgs)))
+		c.pin = ""
+		return false
 	}
 	c.st.rewound.Add(uint64(len(b.msgs)))
 	if ctx.Err() != nil {
@@ -72,6 +83,24 @@ func (c *Consumer) owned(ctx context.Context, b fetched) bool {
 	}
 	c.rewind(ctx, rewindTo{needed: true, resume: true, pin: last})
 	return false
+}
+
+// stillPinned reports whether the durable's pin is still this instance's, as the server says;
+// true when it cannot tell (each ack covers only what this instance stored, in order: a batch
+// stored by two owners is a copy, never a loss).
+func (c *Consumer) stillPinned(ctx context.Context) bool {
+	ictx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	info, err := c.current().info(ictx)
+	if err != nil {
+		return true
+	}
+	for _, g := range info.PriorityGroups {
+		if g.Group == c.cfg.PriorityGroup {
+			return g.PinnedClientID == c.pin
+		}
+	}
+	return true
 }
 
 // rewind makes the server deliver again from rw's sequence, after rw's delay, with no pull
