@@ -121,3 +121,18 @@ func TestApplyBatchNakDelayGrows(t *testing.T) {
 		t.Errorf("nak delays %v: want growing", delays)
 	}
 }
+
+func TestVersionAtLeast(t *testing.T) {
+	for _, tc := range []struct {
+		v    string
+		want bool
+	}{
+		{"2.14.0", true}, {"2.15.3", true}, {"v2.14.1-beta.2", true}, {"3.0.0", true},
+		{"2.13.9", false}, {"2.12.1", false}, {"1.99.0", false},
+		{"", true}, {"unknown", true}, // unreadable: the server's own answers say what it lacks
+	} {
+		if got := versionAtLeast(tc.v, 2, 14); got != tc.want {
+			t.Errorf("versionAtLeast(%q, 2, 14) = %v, want %v", tc.v, got, tc.want)
+		}
+	}
+}

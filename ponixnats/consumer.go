@@ -80,7 +80,7 @@ func NewConsumer(ctx context.Context, js jetstream.JetStream, cfg ConsumerConfig
 		c.flush = nc.FlushTimeout
 		if v := nc.ConnectedServerVersion(); cfg.Ack == AckPerBatch && v != "" && !versionAtLeast(v, 2, 14) {
 			return nil, fmt.Errorf("ponixnats: new consumer %s on stream %s: %w: Ack: AckPerBatch needs nats-server 2.14 or later (consumer reset, pinned priority groups); the server is %s: upgrade it or use AckPerMessage",
-				cfg.Durable, cfg.Stream, ErrInvalidConfig, nc.ConnectedServerVersion())
+				cfg.Durable, cfg.Stream, ErrServerTooOld, v)
 		}
 	}
 	openDLQ := func(ctx context.Context, subjects []string) (*deadLetterer, error) {

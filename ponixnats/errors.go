@@ -42,3 +42,7 @@ var (
 	// messages dead-lettered with ReasonMaxDeliver wraps it).
 	ErrMaxDeliver = errors.New("maximum deliveries reached")
 )
+
+// ErrServerTooOld is wrapped by [NewConsumer]'s error when the server lacks what the
+// configuration needs ([AckPerBatch] needs nats-server 2.14 or later).
+var ErrServerTooOld = errors.New("nats-server too old")

@@ -234,6 +234,9 @@ func (s *service) addProcesses(ctx context.Context, r *runner.Runner) error {
 		return err
 	}
 	if err := p.Start(ctx); err != nil {
+		if errors.Is(err, ponixnats.ErrServerTooOld) {
+			return fmt.Errorf("%w (PONIX_NATS_ACK=batch, the default, needs nats-server 2.14 or later: upgrade it, or set PONIX_NATS_ACK=message)", err)
+		}
 		return err
 	}
 	s.pipeline.Store(p)
