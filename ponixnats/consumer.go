@@ -63,7 +63,7 @@ type fetched struct {
 	barrier       chan struct{}
 }
 
-// NewConsumer creates or updates the durable pull consumer described by cfg (explicit acks)
+// NewConsumer creates or updates the durable pull consumer described by cfg (its Ack mode)
 // and, unless disabled, ensures the dead-letter stream. The dead-letter subjects must not be
 // captured by the source stream. When the durable consumer does not exist yet it is created
 // where [ConsumerConfig].ResumeAt says.
