@@ -143,18 +143,11 @@ func (c *Consumer) resetOnce(ctx context.Context, rw rewindTo) error {
 	seq := rw.seq
 	var floor, pending uint64
 	if rw.resume {
-		info, err := c.current().info(rctx)
+		info, start, err := c.resumeAfter(rctx, c.current())
 		if err != nil {
-			return fmt.Errorf("reading the consumer: %w", err)
+			return err
 		}
 		floor, pending = info.AckFloor.Stream, uint64(info.NumAckPending)
-		c.mu.Lock()
-		c.ackFloor = floor
-		c.mu.Unlock()
-		start, err := c.resumeAt(rctx)
-		if err != nil {
-			return fmt.Errorf("where to resume: %w", err)
-		}
 		seq = 0 // the ack floor + 1, as the server has it then
 		if start > floor+1 {
 			seq = start
@@ -393,27 +386,14 @@ func (d *deadLettered) coveredThrough(seq uint64) {
 // recreate deletes the durable consumer old and creates it with cc where ResumeAt says: the
 // way to change its ack policy or priority groups, which JetStream cannot change in place.
 func (c *Consumer) recreate(ctx context.Context, old pullConsumer, cc jetstream.ConsumerConfig) (pullConsumer, error) {
-	info, err := old.info(ctx)
+	info, start, err := c.resumeAfter(ctx, old)
 	if err != nil {
-		return nil, fmt.Errorf("reading the consumer before creating it anew with another ack policy: %w", err)
-	}
-	c.mu.Lock()
-	c.ackFloor = info.AckFloor.Stream
-	c.mu.Unlock()
-	start, err := c.resumeAt(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("consumer %s must be created anew to change its ack policy, and where to resume it is unknown: %w", c.cfg.Durable, err)
+		return nil, fmt.Errorf("consumer %s must be created anew to change its ack policy: %w", c.cfg.Durable, err)
 	}
 	if err := c.src.removeConsumer(ctx); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
 		return nil, fmt.Errorf("deleting consumer %s to create it anew with another ack policy: %w", c.cfg.Durable, err)
 	}
-	if start > 1 {
-		cc.DeliverPolicy, cc.OptStartSeq = jetstream.DeliverByStartSequencePolicy, start
-	}
-	cons, err := c.src.createConsumer(ctx, cc)
-	if errors.Is(err, jetstream.ErrConsumerExists) {
-		cons, err = c.src.consumer(ctx) // another instance was faster
-	}
+	cons, _, err := c.createAt(ctx, cc, start)
 	if err != nil {
 		return nil, fmt.Errorf("creating consumer %s anew: %w", c.cfg.Durable, err)
 	}

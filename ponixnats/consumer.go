@@ -178,17 +178,13 @@ func (c *Consumer) ensureConsumer(ctx context.Context) error {
 		if rerr != nil {
 			return fmt.Errorf("consumer %s does not exist, and where to resume it is unknown: %w", c.cfg.Durable, rerr)
 		}
-		if start > 1 {
-			cc.DeliverPolicy, cc.OptStartSeq = jetstream.DeliverByStartSequencePolicy, start
-		}
-		cons, err = c.src.createConsumer(ctx, cc)
-		if errors.Is(err, jetstream.ErrConsumerExists) {
-			cons, err = c.src.consumer(ctx) // another instance was faster
-		} else if err == nil {
-			c.log.Info("durable consumer created", "start_sequence", max(start, 1))
-		}
+		var created bool
+		cons, created, err = c.createAt(ctx, cc, start)
 		if err != nil {
 			return fmt.Errorf("creating consumer: %w", err)
+		}
+		if created {
+			c.log.Info("durable consumer created", "start_sequence", max(start, 1))
 		}
 	default:
 		return fmt.Errorf("looking up consumer: %w", err)
@@ -201,6 +197,38 @@ func (c *Consumer) ensureConsumer(ctx context.Context) error {
 	c.cons, c.keep, c.lastCSeq = cons, keep, 0
 	c.mu.Unlock()
 	return nil
+}
+
+// createAt creates the durable consumer with cc, delivering from stream sequence start (0 or
+// 1: the start of the stream), or binds to the one another instance created first; created
+// says whether this call created it.
+func (c *Consumer) createAt(ctx context.Context, cc jetstream.ConsumerConfig, start uint64) (cons pullConsumer, created bool, err error) {
+	if start > 1 {
+		cc.DeliverPolicy, cc.OptStartSeq = jetstream.DeliverByStartSequencePolicy, start
+	}
+	cons, err = c.src.createConsumer(ctx, cc)
+	if errors.Is(err, jetstream.ErrConsumerExists) {
+		cons, err = c.src.consumer(ctx) // another instance was faster
+		return cons, false, err
+	}
+	return cons, err == nil, err
+}
+
+// resumeAfter reads cons's ack floor (remembered as the last one read) and asks where a
+// delivery starting anew resumes after it (see resumeAt).
+func (c *Consumer) resumeAfter(ctx context.Context, cons pullConsumer) (*jetstream.ConsumerInfo, uint64, error) {
+	info, err := cons.info(ctx)
+	if err != nil {
+		return nil, 0, fmt.Errorf("reading the consumer: %w", err)
+	}
+	c.mu.Lock()
+	c.ackFloor = info.AckFloor.Stream
+	c.mu.Unlock()
+	start, err := c.resumeAt(ctx)
+	if err != nil {
+		return nil, 0, fmt.Errorf("where to resume: %w", err)
+	}
+	return info, start, nil
 }
 
 // resumeAt asks ResumeAt (or the default: after the last known ack floor) where a new durable
