@@ -479,6 +479,43 @@ func TestExactlyOnceTwoInstancesOneStalledPastAckWait(t *testing.T) {
 	}
 }
 
+// Acknowledging per message, an instance fetches a batch ahead while the answer to its insert
+// is held, then stalls (SIGSTOP) past AckWait. A second instance, started meanwhile, is given
+// both batches again: it finds the first stored and stores the second. When the first instance
+// continues (SIGCONT, the answer released) it must not store the batch it fetched ahead: left
+// unrenewed for half its AckWait, it is dropped (before that rule: 100 copies, every run).
+func TestExactlyOnceBatchFetchedAheadByAStalledInstance(t *testing.T) {
+	t.Parallel()
+	r := newExactRun(t, 407, "")
+	stalled := startConsuming(t, perMessage(r.env(false)))
+	addCountView(t, r.db.Conn)
+	publish(t, r.natsURL, r.want[:r.at])
+	waitRaw(t, r.db.Conn, r.at, 60*time.Second, stalled)
+
+	r.gate.arm()
+	publish(t, r.natsURL, r.want[r.at:r.at+100])
+	r.waitHeld(stalled)
+	publish(t, r.natsURL, r.want[r.at+100:r.at+200]) // fetched ahead while the insert is held
+	deadline := time.Now().Add(30 * time.Second)
+	for consumerState(t, r.natsURL).NumAckPending < 200 {
+		checkAlive(t, stalled)
+		if time.Now().After(deadline) {
+			t.Fatalf("the batch after the held one was not delivered within 30 s%s", serviceLogs(stalled))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	stalled.signal(syscall.SIGSTOP)
+	other := startConsuming(t, perMessage(r.env(true)))
+	waitRaw(t, r.db.Conn, r.at+200, 60*time.Second, other) // both batches given to the other
+	stalled.signal(syscall.SIGCONT)
+	r.gate.release()
+	publish(t, r.natsURL, r.want[r.at+200:])
+	r.finish(nil, "batch-fetched-ahead-by-a-stalled-instance", stalled, other)
+	if !strings.Contains(stalled.logs.String(), "dropped unprocessed, they come again") {
+		t.Errorf("the stalled instance did not drop the batch it fetched ahead%s", serviceLogs(stalled))
+	}
+}
+
 // An insert whose answer comes later than PONIX_CLICKHOUSE_INSERT_TIMEOUT_SECS although its
 // rows were committed: the service cancels it, holds the batch as unresponsive and stores it
 // again in place. The rows must not be stored twice.

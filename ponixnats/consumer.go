@@ -59,8 +59,11 @@ type fetched struct {
 	msgs          []jetstream.Msg
 	streamCreated time.Time
 	fetchedAt     time.Time // when the pull that delivered msgs began: their AckWait runs since
-	epoch         uint64    // the rewinds done when msgs were pulled ([AckPerBatch])
-	barrier       chan struct{}
+	// renewed is when msgs' AckWait last started again (unix nanoseconds on the consumer's
+	// clock): the pull's start, then each round of in-progress acks sent for them.
+	renewed *atomic.Int64
+	epoch   uint64 // the rewinds done when msgs were pulled ([AckPerBatch])
+	barrier chan struct{}
 }
 
 // NewConsumer creates or updates the durable pull consumer described by cfg (its Ack mode)
@@ -327,6 +330,9 @@ func (c *Consumer) Run(ctx context.Context) error {
 		if c.cfg.Ack == AckPerBatch && !c.owned(ctx, b) {
 			continue
 		}
+		if c.cfg.Ack == AckPerMessage && c.expired(b) {
+			continue
+		}
 		if rw := c.handle(ctx, pctx, b); rw.needed {
 			c.rewind(ctx, rw)
 		}
@@ -355,7 +361,9 @@ func (c *Consumer) fetchLoop(ctx context.Context, out chan<- fetched) {
 		}
 		if len(msgs) > 0 {
 			created := c.checkIncarnation(ctx, msgs)
-			if !c.handOff(ctx, out, fetched{msgs: msgs, streamCreated: created, fetchedAt: began, epoch: epoch}) {
+			renewed := new(atomic.Int64)
+			renewed.Store(began.UnixNano())
+			if !c.handOff(ctx, out, fetched{msgs: msgs, streamCreated: created, fetchedAt: began, renewed: renewed, epoch: epoch}) {
 				return
 			}
 		}
@@ -555,7 +563,7 @@ func (c *Consumer) recoverOnce(ctx context.Context) error {
 // whether fetching should go on: after ctx ended the batch is still handed over (Run processes
 // it), then fetching stops.
 func (c *Consumer) handOff(ctx context.Context, out chan<- fetched, b fetched) bool {
-	stop := c.keepAlive(b.msgs)
+	stop := c.keepAlive(b.msgs, b.renewed)
 	defer stop()
 	tick, stopTicker := c.clk.ticker(infoEvery)
 	defer stopTicker()
@@ -591,12 +599,13 @@ func (c *Consumer) handle(ctx, pctx context.Context, b fetched) rewindTo {
 	c.mu.Lock()
 	every := c.keep
 	c.mu.Unlock()
-	if !b.fetchedAt.IsZero() && c.clk.now().Sub(b.fetchedAt) >= every {
+	if b.renewed != nil && c.clk.now().Sub(time.Unix(0, b.renewed.Load())) >= every {
 		// The batch waited (a slow pull, a busy machine) a keep-alive interval already: renew its
 		// AckWait now rather than a whole interval after the hand-off.
+		b.renewed.Store(c.clk.now().UnixNano())
 		inProgress(c.log, b.msgs)
 	}
-	stopKeep := c.keepAlive(b.msgs)
+	stopKeep := c.keepAlive(b.msgs, b.renewed)
 	res, err := c.callProcessor(pctx, batch)
 	stopKeep()
 	if c.cfg.Ack == AckPerBatch && c.pin != "" {
@@ -637,9 +646,35 @@ func inProgress(log *slog.Logger, batch []jetstream.Msg) {
 	}
 }
 
+// expired reports (and counts, and logs) a batch acknowledged per message whose AckWait may
+// have run out before it is processed: its AckWait was last renewed half an AckWait ago or
+// more, which only happens when this process stalled (stopped, starved, a long GC pause), as
+// in-progress acks renew it every third of AckWait. The server may have delivered its
+// messages again to another instance sharing the durable, which stores them too if this one
+// went on: two copies. It is dropped unprocessed and unacknowledged instead; its messages come
+// again, to whichever instance pulls (here too, where the table check finds the stored ones).
+// A batch that passes is renewed at once and every third of AckWait while it is processed, so
+// its AckWait cannot run out before it is acknowledged unless the process stalls again.
+func (c *Consumer) expired(b fetched) bool {
+	if b.renewed == nil {
+		return false
+	}
+	waited := c.clk.now().Sub(time.Unix(0, b.renewed.Load()))
+	if waited < c.cfg.AckWait/2 {
+		return false
+	}
+	c.st.expired.Add(uint64(len(b.msgs)))
+	first, _ := StreamSequence(b.msgs[0])
+	c.log.Warn("a batch waited unrenewed for half its AckWait or more (this process stalled): its messages may be delivered to another instance already; dropped unprocessed, they come again",
+		"batch", len(b.msgs), "first_stream_seq", first, "unrenewed_for", waited, "ack_wait", c.cfg.AckWait)
+	return true
+}
+
 // keepAlive sends in-progress acks for batch every AckWait/3 until stopped, so that the server
-// does not redeliver messages that are waiting or being processed.
-func (c *Consumer) keepAlive(batch []jetstream.Msg) (stop func()) {
+// does not redeliver messages that are waiting or being processed. Acknowledging per message,
+// it stores when each round began in renewed (if not nil), and stops renewing a batch left
+// unrenewed for half its AckWait (see expired).
+func (c *Consumer) keepAlive(batch []jetstream.Msg, renewed *atomic.Int64) (stop func()) {
 	c.mu.Lock()
 	every := c.keep
 	c.mu.Unlock()
@@ -653,6 +688,16 @@ func (c *Consumer) keepAlive(batch []jetstream.Msg) (stop func()) {
 			case <-done:
 				return
 			case <-tick:
+				now := c.clk.now()
+				if c.cfg.Ack == AckPerMessage && renewed != nil {
+					if now.Sub(time.Unix(0, renewed.Load())) >= c.cfg.AckWait/2 {
+						// Run out while this process stalled: the messages may be another
+						// instance's now, and renewing would extend that delivery. Run drops the
+						// batch if it waits still (see expired).
+						continue
+					}
+					renewed.Store(now.UnixNano())
+				}
 				inProgress(c.log, batch)
 				if c.cfg.Ack == AckPerBatch {
 					// A batch in hand, not a dead owner: keep the durable's pin (see AckPerBatch).

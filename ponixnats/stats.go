@@ -36,12 +36,16 @@ type Stats struct {
 	// Rewound counts messages fetched before a rewind and dropped unprocessed: they are
 	// delivered again.
 	Rewound uint64
+	// Expired counts messages of batches acknowledged per message that were dropped
+	// unprocessed because their AckWait may have run out while they waited (the process
+	// stalled): the server delivers them again, maybe to another instance.
+	Expired uint64
 }
 
 type stats struct {
 	batches, messages, acked, naked, released, termed, deadLettered, deadLetterFailed, maxDelivered,
 	redelivered, unmentioned, conflicts, outOfRange, processorErrors, fetchErrors, ackErrors,
-	recoveries, takeovers, rewinds, rewound atomic.Uint64
+	recoveries, takeovers, rewinds, rewound, expired atomic.Uint64
 }
 
 // Stats returns a snapshot of the counters.
@@ -54,5 +58,6 @@ func (c *Consumer) Stats() Stats {
 		OutOfRange: s.outOfRange.Load(), ProcessorErrors: s.processorErrors.Load(),
 		FetchErrors: s.fetchErrors.Load(), AckErrors: s.ackErrors.Load(),
 		Recoveries: s.recoveries.Load(), Takeovers: s.takeovers.Load(), Rewinds: s.rewinds.Load(), Rewound: s.rewound.Load(),
+		Expired: s.expired.Load(),
 	}
 }
