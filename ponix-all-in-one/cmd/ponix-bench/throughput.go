@@ -121,6 +121,8 @@ func runThroughput(ctx context.Context, o *options, logger *slog.Logger) error {
 			r, err = e.drain(ctx, jetstream.AckExplicitPolicy)
 		case "drain-ackall":
 			r, err = e.drain(ctx, jetstream.AckAllPolicy)
+		case "drain-pinned":
+			r, err = e.drainPinned(ctx)
 		case "ponix":
 			r, err = e.ponix(ctx, cfg)
 		case "insert":
@@ -131,7 +133,7 @@ func runThroughput(ctx context.Context, o *options, logger *slog.Logger) error {
 			}
 			r, err = e.insertDistributed(ctx, cfg.NATSBatchSize)
 		default:
-			return fmt.Errorf("unknown phase %q (want reference, drain, drain-ackall, ponix, insert, insert-distributed)", phase)
+			return fmt.Errorf("unknown phase %q (want reference, drain, drain-ackall, drain-pinned, ponix, insert, insert-distributed)", phase)
 		}
 		if err != nil {
 			return fmt.Errorf("phase %s: %w", phase, err)
@@ -309,9 +311,37 @@ func (e *env) drain(ctx context.Context, policy jetstream.AckPolicy) (result, er
 	if err != nil {
 		return result{}, err
 	}
+	return e.drainWith(ctx, name, cons, policy)
+}
+
+// drainPinned is drain-ackall through a pinned priority group, as PONIX_NATS_ACK=batch
+// consumes: it shows what the server's pin costs (a Nats-Pin-Id header on every delivery).
+// It is not one of the ceilings ponix/min(ceilings) uses.
+func (e *env) drainPinned(ctx context.Context) (result, error) {
+	const name = "bench-drain-pinned"
+	_ = e.js.DeleteConsumer(ctx, benchStream, name)
+	cons, err := e.js.CreateConsumer(ctx, benchStream, jetstream.ConsumerConfig{
+		Durable:        name,
+		AckPolicy:      jetstream.AckAllPolicy,
+		AckWait:        time.Minute,
+		MaxAckPending:  2 * e.o.refBatch,
+		PriorityPolicy: jetstream.PriorityPolicyPinned,
+		PriorityGroups: []string{"owner"},
+		PinnedTTL:      time.Minute,
+	})
+	if err != nil {
+		return result{}, err
+	}
+	return e.drainWith(ctx, "drain-pinned (pinned group)", cons, jetstream.AckAllPolicy, jetstream.FetchPriorityGroup("owner"))
+}
+
+// drainWith fetches every message through cons and acks each (AckExplicit) or the last of
+// each batch (AckAll).
+func (e *env) drainWith(ctx context.Context, name string, cons jetstream.Consumer, policy jetstream.AckPolicy, opts ...jetstream.FetchOpt) (result, error) {
+	opts = append(opts, jetstream.FetchMaxWait(5*time.Second))
 	return e.measure(name, e.o.refBatch, func() error {
 		for done := 0; done < e.o.n; {
-			b, err := cons.Fetch(e.o.refBatch, jetstream.FetchMaxWait(5*time.Second))
+			b, err := cons.Fetch(e.o.refBatch, opts...)
 			if err != nil {
 				return err
 			}
