@@ -483,7 +483,7 @@ func TestExactlyOnceTwoInstancesOneStalledPastAckWait(t *testing.T) {
 // is held, then stalls (SIGSTOP) past AckWait. A second instance, started meanwhile, is given
 // both batches again: it finds the first stored and stores the second. When the first instance
 // continues (SIGCONT, the answer released) it must not store the batch it fetched ahead: left
-// unrenewed for half its AckWait, it is dropped (before that rule: 100 copies, every run).
+// unrenewed for most of its AckWait, it is dropped (before that rule: 100 copies, every run).
 func TestExactlyOnceBatchFetchedAheadByAStalledInstance(t *testing.T) {
 	t.Parallel()
 	r := newExactRun(t, 407, "")

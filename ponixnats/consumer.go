@@ -563,7 +563,7 @@ func (c *Consumer) recoverOnce(ctx context.Context) error {
 // whether fetching should go on: after ctx ended the batch is still handed over (Run processes
 // it), then fetching stops.
 func (c *Consumer) handOff(ctx context.Context, out chan<- fetched, b fetched) bool {
-	stop := c.keepAlive(b.msgs, b.renewed)
+	stop := c.keepAlive(b.msgs, b.renewed, true)
 	defer stop()
 	tick, stopTicker := c.clk.ticker(infoEvery)
 	defer stopTicker()
@@ -605,7 +605,7 @@ func (c *Consumer) handle(ctx, pctx context.Context, b fetched) rewindTo {
 		b.renewed.Store(c.clk.now().UnixNano())
 		inProgress(c.log, b.msgs)
 	}
-	stopKeep := c.keepAlive(b.msgs, b.renewed)
+	stopKeep := c.keepAlive(b.msgs, b.renewed, false)
 	res, err := c.callProcessor(pctx, batch)
 	stopKeep()
 	if c.cfg.Ack == AckPerBatch && c.pin != "" {
@@ -646,35 +646,43 @@ func inProgress(log *slog.Logger, batch []jetstream.Msg) {
 	}
 }
 
-// expired reports (and counts, and logs) a batch acknowledged per message whose AckWait may
-// have run out before it is processed: its AckWait was last renewed half an AckWait ago or
-// more, which only happens when this process stalled (stopped, starved, a long GC pause), as
-// in-progress acks renew it every third of AckWait. The server may have delivered its
-// messages again to another instance sharing the durable, which stores them too if this one
-// went on: two copies. It is dropped unprocessed and unacknowledged instead; its messages come
-// again, to whichever instance pulls (here too, where the table check finds the stored ones).
-// A batch that passes is renewed at once and every third of AckWait while it is processed, so
-// its AckWait cannot run out before it is acknowledged unless the process stalls again.
-func (c *Consumer) expired(b fetched) bool {
-	if b.renewed == nil {
-		return false
+// stale reports whether a batch's AckWait may run out before a renewal sent now reaches the
+// server: it was last renewed three quarters of an AckWait ago or more. In-progress acks renew
+// it every third of AckWait, so only a stalled process (stopped, starved, a long GC pause)
+// leaves a batch that long.
+func (c *Consumer) stale(renewed *atomic.Int64) (time.Duration, bool) {
+	if renewed == nil {
+		return 0, false
 	}
-	waited := c.clk.now().Sub(time.Unix(0, b.renewed.Load()))
-	if waited < c.cfg.AckWait/2 {
+	waited := c.clk.now().Sub(time.Unix(0, renewed.Load()))
+	return waited, waited >= c.cfg.AckWait*3/4
+}
+
+// expired reports (and counts, and logs) a batch acknowledged per message that went
+// [Consumer.stale] before it was processed. The server may have delivered its messages again
+// to another instance sharing the durable, which stores them too if this one went on: two
+// copies. It is dropped unprocessed and unacknowledged instead; its messages come again, to
+// whichever instance pulls (here too, where the table check finds the stored ones). A batch
+// that passes is renewed at once and every third of AckWait while it is processed.
+func (c *Consumer) expired(b fetched) bool {
+	waited, stale := c.stale(b.renewed)
+	if !stale {
 		return false
 	}
 	c.st.expired.Add(uint64(len(b.msgs)))
 	first, _ := StreamSequence(b.msgs[0])
-	c.log.Warn("a batch waited unrenewed for half its AckWait or more (this process stalled): its messages may be delivered to another instance already; dropped unprocessed, they come again",
+	c.log.Warn("a batch waited unrenewed for most of its AckWait (this process stalled): its messages may be delivered to another instance already; dropped unprocessed, they come again",
 		"batch", len(b.msgs), "first_stream_seq", first, "unrenewed_for", waited, "ack_wait", c.cfg.AckWait)
 	return true
 }
 
 // keepAlive sends in-progress acks for batch every AckWait/3 until stopped, so that the server
-// does not redeliver messages that are waiting or being processed. Acknowledging per message,
-// it stores when each round began in renewed (if not nil), and stops renewing a batch left
-// unrenewed for half its AckWait (see expired).
-func (c *Consumer) keepAlive(batch []jetstream.Msg, renewed *atomic.Int64) (stop func()) {
+// does not redeliver messages that are waiting or being processed, and stores when each round
+// began in renewed (if not nil). Acknowledging per message, a round that finds the batch
+// [Consumer.stale] (this process stalled) leaves renewed as it is, so that Run drops a batch
+// still waiting (see expired); it renews only a batch being processed (waiting is false),
+// whose rows are being stored whatever happens.
+func (c *Consumer) keepAlive(batch []jetstream.Msg, renewed *atomic.Int64, waiting bool) (stop func()) {
 	c.mu.Lock()
 	every := c.keep
 	c.mu.Unlock()
@@ -688,15 +696,14 @@ func (c *Consumer) keepAlive(batch []jetstream.Msg, renewed *atomic.Int64) (stop
 			case <-done:
 				return
 			case <-tick:
-				now := c.clk.now()
-				if c.cfg.Ack == AckPerMessage && renewed != nil {
-					if now.Sub(time.Unix(0, renewed.Load())) >= c.cfg.AckWait/2 {
-						// Run out while this process stalled: the messages may be another
-						// instance's now, and renewing would extend that delivery. Run drops the
-						// batch if it waits still (see expired).
+				if _, stale := c.stale(renewed); stale && c.cfg.Ack == AckPerMessage {
+					if waiting {
+						// The messages may be another instance's now: renewing would extend
+						// that delivery, and Run drops this batch (see expired).
 						continue
 					}
-					renewed.Store(now.UnixNano())
+				} else if renewed != nil {
+					renewed.Store(c.clk.now().UnixNano())
 				}
 				inProgress(c.log, batch)
 				if c.cfg.Ack == AckPerBatch {

@@ -530,7 +530,7 @@ func TestConsumerDrainsAtShutdown(t *testing.T) {
 func TestConsumerDrainDeadline(t *testing.T) {
 	cfg := loopConfig()
 	// The clock jumps past DrainTimeout at once: an AckWait that long keeps the batch fetched
-	// at the stop from counting as one that waited half its AckWait unrenewed (and its
+	// at the stop from counting as one that waited most of its AckWait unrenewed (and its
 	// keep-alive interval, AckWait/3, apart from DrainTimeout, which the test waits for).
 	cfg.AckWait = 4 * loopDrain
 	l := startLoop(t, cfg)
@@ -607,16 +607,16 @@ func TestConsumerFillsABatchUntilMaxWait(t *testing.T) {
 	l.stop()
 }
 
-// Acknowledging per message, a batch whose AckWait was last renewed half an AckWait ago or
+// Acknowledging per message, a batch whose AckWait was last renewed 3/4 of an AckWait ago or
 // more when Run takes it (the process stalled while the server delivered it) may be in another
 // instance's hands already: it is dropped, neither processed nor acknowledged, and counted;
 // its messages come again and are processed then.
-func TestConsumerDropsABatchUnrenewedForHalfItsAckWait(t *testing.T) {
+func TestConsumerDropsABatchUnrenewedForMostOfItsAckWait(t *testing.T) {
 	cfg := loopConfig()
-	cfg.MaxWait = loopAckWait/2 + time.Second
+	cfg.MaxWait = loopAckWait*3/4 + time.Second
 	l := startLoop(t, cfg)
 	p1 := l.nextPull()
-	l.clk.advance(loopAckWait / 2) // stalled: no keep-alive runs before the hand-off
+	l.clk.advance(loopAckWait * 3 / 4) // stalled: no keep-alive runs before the hand-off
 	p1.respond(l.msgs(1, 2), nil)
 	waitUntil(t, &l.logs.changes, "the batch dropped", func() bool { return l.logs.logged("dropped unprocessed, they come again") })
 	if s := l.c.Stats(); s.Expired != 2 || s.Batches != 0 {
@@ -638,10 +638,10 @@ func TestConsumerDropsABatchUnrenewedForHalfItsAckWait(t *testing.T) {
 	l.stop()
 }
 
-// A batch fetched ahead waits behind one in hand; the process stalls past half an AckWait (the
-// clock jumps; the keep-alive ticks come only after it). The ticks renew neither batch (another
-// instance may hold their messages now, and a renewal would extend its delivery); the batch in
-// hand is acknowledged once processed (its rows are stored), the waiting one is dropped.
+// A batch fetched ahead waits behind one in hand; the process stalls for 3/4 of an AckWait (the
+// clock jumps; the keep-alive ticks come only after it). The tick does not renew the waiting
+// batch (another instance may hold its messages now, and a renewal would extend that delivery),
+// and Run drops it; the batch in hand is acknowledged once processed (its rows are stored).
 func TestConsumerDoesNotRenewABatchAfterAStall(t *testing.T) {
 	l := startLoop(t, loopConfig())
 	l.nextPull().respond(l.msgs(1, 2), nil)
@@ -649,23 +649,18 @@ func TestConsumerDoesNotRenewABatchAfterAStall(t *testing.T) {
 	l.nextPull().respond(l.msgs(3, 2), nil) // fetched ahead, waiting in the hand-off
 	l.clk.waitFor(t, loopKeep, 2, "keep-alives of the batch in hand and the one waiting")
 
-	l.clk.advance(loopAckWait / 2) // the stall
+	l.clk.advance(loopAckWait * 3 / 4) // the stall
 	a.answer(AckAll(2), nil)
 	waitUntil(t, &l.logs.changes, "the waiting batch dropped", func() bool { return l.logs.logged("dropped unprocessed, they come again") })
 	for _, seq := range []uint64{3, 4} {
 		if got := l.acks.kinds(seq); len(got) != 0 {
-			t.Fatalf("message %d: %v; want nothing sent for a batch left unrenewed for half its AckWait", seq, got)
+			t.Fatalf("message %d: %v; want nothing sent for a batch left unrenewed for most of its AckWait", seq, got)
 		}
 	}
 	if s := l.c.Stats(); s.Expired != 2 || s.Batches != 1 {
 		t.Fatalf("stats %+v; want the first batch processed, 2 messages expired", s)
 	}
 	l.waitAcks("ack", 1, 1, 2)
-	for _, seq := range []uint64{1, 2} {
-		if got := l.acks.kinds(seq); !slices.Equal(got, []string{"ack"}) {
-			t.Fatalf("message %d: %v; want the ack only (no renewal after the stall)", seq, got)
-		}
-	}
 	l.stop()
 }
 

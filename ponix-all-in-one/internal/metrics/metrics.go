@@ -223,7 +223,7 @@ func newConsumerCollector(src ConsumerSource, stream, consumer string, timeout t
 			{desc("consumer_recoveries_total", "Times the durable consumer (or its stream) was found deleted and created again."), func(s ponixnats.Stats) uint64 { return s.Recoveries }},
 			{desc("consumer_takeovers_total", "Times this instance became the owner of the durable (one ack per batch) and had what an earlier owner left unacknowledged delivered again."), func(s ponixnats.Stats) uint64 { return s.Takeovers }},
 			{desc("consumer_rewinds_total", "Times delivery rewound to a message of a batch that must come again (one ack per batch: the batch was acknowledged up to it)."), func(s ponixnats.Stats) uint64 { return s.Rewinds }},
-			{desc("consumer_expired_total", "Messages of batches dropped unprocessed because they waited half their AckWait unrenewed (this process stalled) and may have been delivered to another instance (one ack per message); they come again."), func(s ponixnats.Stats) uint64 { return s.Expired }},
+			{desc("consumer_expired_total", "Messages of batches dropped unprocessed because they waited 3/4 of their AckWait unrenewed (this process stalled) and may have been delivered to another instance (one ack per message); they come again."), func(s ponixnats.Stats) uint64 { return s.Expired }},
 		},
 		pending:    desc("consumer_pending_messages", "Messages in the stream not yet delivered to the consumer (JetStream num_pending)."),
 		ackPending: desc("consumer_ack_pending_messages", "Messages delivered and not yet acknowledged (JetStream num_ack_pending)."),
