@@ -123,8 +123,6 @@ func runThroughput(ctx context.Context, o *options, logger *slog.Logger) error {
 			r, err = e.drain(ctx, jetstream.AckAllPolicy)
 		case "drain-pinned":
 			r, err = e.drainPinned(ctx)
-		case "drain-lean":
-			r, err = e.drainLean(ctx)
 		case "ponix":
 			r, err = e.ponix(ctx, cfg)
 		case "insert":
