@@ -724,8 +724,9 @@ func TestIntegrationReconnectAfterServerRestart(t *testing.T) {
 	}
 	eventually(t, 15*time.Second, "all 40 consumed after the restart", func() bool { return d.distinct() == 40 })
 	stop()
-	info := consumerInfo(t, c)
-	if info.NumAckPending != 0 || info.AckFloor.Stream != 40 {
+	// The server applies acks in the background: wait for it to have every one.
+	waitSettled(t, js, c)
+	if info := consumerInfo(t, c); info.NumAckPending != 0 || info.AckFloor.Stream != 40 {
 		t.Fatalf("ack pending %d, ack floor %d", info.NumAckPending, info.AckFloor.Stream)
 	}
 }
