@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -102,4 +103,27 @@ func DeliveryOf(m jetstream.Msg) (Delivery, error) {
 		return Delivery{}, fmt.Errorf("%w: reply subject %q: stream sequence: %w", ErrNotJetStreamMsg, reply, err)
 	}
 	return Delivery{StreamSeq: seq, Delivered: delivered}, nil
+}
+
+// metadataOf parses a JetStream ack subject into a message's metadata, as
+// jetstream.Msg.Metadata does.
+func metadataOf(reply string) (*jetstream.MsgMetadata, error) {
+	rest, pos, err := ackTokens(reply)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", jetstream.ErrNotJSMessage, err)
+	}
+	tokens := strings.Split(rest, ".")
+	md := &jetstream.MsgMetadata{Stream: tokens[pos-3], Consumer: tokens[pos-2]}
+	if pos == 5 && tokens[0] != "_" {
+		md.Domain = tokens[0]
+	}
+	nums := [5]uint64{}
+	for i, what := range [5]string{"delivery count", "stream sequence", "consumer sequence", "timestamp", "pending count"} {
+		if nums[i], err = strconv.ParseUint(tokens[pos+i-1], 10, 64); err != nil {
+			return nil, fmt.Errorf("%w: %w: reply subject %q: %s: %w", jetstream.ErrNotJSMessage, ErrNotJetStreamMsg, reply, what, err)
+		}
+	}
+	md.NumDelivered, md.Sequence.Stream, md.Sequence.Consumer = nums[0], nums[1], nums[2]
+	md.Timestamp, md.NumPending = time.Unix(0, int64(nums[3])), nums[4]
+	return md, nil
 }

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
@@ -145,13 +144,13 @@ func (s jetStreamSource) bound(c jetstream.Consumer, err error) (pullConsumer, e
 	if err != nil {
 		return nil, err
 	}
-	return jetStreamConsumer{c: c, group: s.group}, nil
+	return jetStreamConsumer{c: c, pull: newPuller(s.js, s.name, s.durable, s.group)}, nil
 }
 
 // jetStreamConsumer is the [pullConsumer] of a JetStream server.
 type jetStreamConsumer struct {
-	c     jetstream.Consumer
-	group string // the priority group its pulls name, if any
+	c    jetstream.Consumer
+	pull *puller // its pull requests (naming the priority group, if any)
 }
 
 func (c jetStreamConsumer) config() jetstream.ConsumerConfig { return c.c.CachedInfo().Config }
@@ -161,41 +160,16 @@ func (c jetStreamConsumer) info(ctx context.Context) (*jetstream.ConsumerInfo, e
 }
 
 func (c jetStreamConsumer) keepPin() error {
-	b, err := c.c.Fetch(1, jetstream.FetchMaxBytes(1), jetstream.FetchMaxWait(200*time.Millisecond), jetstream.FetchPriorityGroup(c.group))
-	if err != nil {
-		return err
-	}
-	for m := range b.Messages() {
-		// Never: no message is one byte. Were one delivered, its AckWait would bring it back.
-		_ = m
-	}
-	if err := b.Error(); err != nil && !errors.Is(err, jetstream.ErrMaxBytesExceeded) && !errors.Is(err, nats.ErrTimeout) &&
-		!errors.Is(err, jetstream.ErrNoMessages) && !errors.Is(err, context.DeadlineExceeded) {
-		return err
-	}
-	return nil
+	// No message is one byte: the request ends at once, or after 200 ms when the stream is idle.
+	// (Were one delivered, its AckWait would bring it back.)
+	_, err := c.pull.fetch(nil, 1, 1, 200*time.Millisecond)
+	return err
 }
 
 func (c jetStreamConsumer) fetch(buf []jetstream.Msg, n, maxBytes int, expiry time.Duration) ([]jetstream.Msg, error) {
-	opts := []jetstream.FetchOpt{jetstream.FetchMaxWait(expiry)}
-	if c.group != "" {
-		opts = append(opts, jetstream.FetchPriorityGroup(c.group))
+	buf, err := c.pull.fetch(buf, n, maxBytes, expiry)
+	if errors.Is(err, jetstream.ErrPinIDMismatch) {
+		return buf, nil // another instance took the pin: standing by is no failure
 	}
-	if maxBytes > 0 {
-		opts = append(opts, jetstream.FetchMaxBytes(maxBytes))
-	}
-	b, err := c.c.Fetch(n, opts...)
-	if err != nil {
-		return buf, err
-	}
-	for m := range b.Messages() {
-		buf = append(buf, m)
-	}
-	// A request that ends without (all) messages is a fetch that found the stream idle.
-	if err := b.Error(); err != nil && !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, context.Canceled) &&
-		!errors.Is(err, jetstream.ErrNoMessages) && !errors.Is(err, nats.ErrTimeout) &&
-		!errors.Is(err, jetstream.ErrPinIDMismatch) { // another instance took the pin: standing by is no failure
-		return buf, err
-	}
-	return buf, nil
+	return buf, err
 }

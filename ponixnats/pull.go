@@ -1,0 +1,295 @@
+package ponixnats
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// puller sends the pull requests of one durable pull consumer over the core NATS connection
+// and gathers the messages they bring. It does what nats.go's Consumer.Fetch does, without
+// what that costs per message at full speed (a goroutine hand-off, a timer, a parse of the ack
+// subject and allocations): measured in ponix-bench, 0.35 µs of CPU and 4 allocations per
+// message of a 10,000-message batch. The messages it returns are [jetstream.Msg]s.
+type puller struct {
+	nc      *nats.Conn
+	subject string        // the consumer's CONSUMER.MSG.NEXT API subject
+	timeout time.Duration // of a DoubleAck whose context has no deadline: the JetStream default
+	group   string        // the priority group its pulls name, if any
+
+	mu  sync.Mutex
+	pin string // the group's pin id, as the last message brought by a pull said
+}
+
+// newPuller returns the puller of consumer durable on stream, with js's API prefix or domain.
+func newPuller(js jetstream.JetStream, stream, durable, group string) *puller {
+	opts := js.Options()
+	prefix := jetstream.DefaultAPIPrefix
+	switch {
+	case opts.Domain != "":
+		prefix = "$JS." + opts.Domain + ".API."
+	case opts.APIPrefix != "":
+		prefix = opts.APIPrefix
+		if !strings.HasSuffix(prefix, ".") {
+			prefix += "."
+		}
+	}
+	timeout := opts.DefaultTimeout
+	if timeout <= 0 {
+		timeout = 5 * time.Second
+	}
+	return &puller{nc: js.Conn(), subject: prefix + "CONSUMER.MSG.NEXT." + stream + "." + durable, timeout: timeout, group: group}
+}
+
+func (p *puller) pinID() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.pin
+}
+
+func (p *puller) setPinID(id string) {
+	p.mu.Lock()
+	p.pin = id
+	p.mu.Unlock()
+}
+
+// request is the JSON of a pull request for up to n messages and maxBytes (0: no bound),
+// expiring after expiry.
+func (p *puller) request(n, maxBytes int, expiry time.Duration) []byte {
+	b := make([]byte, 0, 128)
+	b = append(b, `{"batch":`...)
+	b = strconv.AppendInt(b, int64(n), 10)
+	b = append(b, `,"expires":`...)
+	b = strconv.AppendInt(b, expiry.Nanoseconds(), 10)
+	if maxBytes > 0 {
+		b = append(b, `,"max_bytes":`...)
+		b = strconv.AppendInt(b, int64(maxBytes), 10)
+	}
+	if p.group != "" {
+		b = append(b, `,"group":`...)
+		b = strconv.AppendQuote(b, p.group)
+		if pin := p.pinID(); pin != "" {
+			b = append(b, `,"id":`...)
+			b = strconv.AppendQuote(b, pin)
+		}
+	}
+	return append(b, '}')
+}
+
+// fetch sends one pull request for up to n messages (and maxBytes, 0: no bound) that the
+// server ends after expiry, and appends what it brings to buf. It returns when the request
+// ended: n messages (or maxBytes) came, the server said it ended (no messages, expired, the
+// byte bound), or expiry and a second more passed without that word (a message the request
+// brings later is not taken: its AckWait brings it back). Endings that are no failure return
+// no error; a pull refused under a pin that moved returns [jetstream.ErrPinIDMismatch] and
+// forgets the pin, so the next pull asks for it anew.
+func (p *puller) fetch(buf []jetstream.Msg, n, maxBytes int, expiry time.Duration) ([]jetstream.Msg, error) {
+	if n < 1 {
+		return buf, fmt.Errorf("%w: a pull request asks for at least 1 message, got %d", ErrInvalidConfig, n)
+	}
+	inbox := p.nc.NewInbox()
+	// Room for every message and the status that ends the request: the connection's reader
+	// never waits on this channel, and never drops into it.
+	ch := make(chan *nats.Msg, n+4)
+	sub, err := p.nc.ChanSubscribe(inbox, ch)
+	if err != nil {
+		return buf, err
+	}
+	defer func() { _ = sub.Unsubscribe() }()
+	if err := p.nc.PublishRequest(p.subject, inbox, p.request(n, maxBytes, expiry)); err != nil {
+		return buf, err
+	}
+	timer := time.NewTimer(expiry + time.Second)
+	defer timer.Stop()
+	// One allocation for the wrappers of the whole batch.
+	msgs := make([]pulledMsg, 0, n)
+	bytes := 0
+	for len(msgs) < n {
+		select {
+		case m := <-ch:
+			end, err := pullStatus(m)
+			if errors.Is(err, jetstream.ErrPinIDMismatch) {
+				p.setPinID("")
+			}
+			if err != nil || end {
+				return buf, err
+			}
+			if len(m.Data) == 0 && len(m.Header) > 0 && m.Header.Get(statusHeader) != "" {
+				continue // a heartbeat or another control message that ends nothing
+			}
+			if len(msgs) == 0 && p.group != "" {
+				if pin := m.Header.Get(pinHeader); pin != "" {
+					p.setPinID(pin)
+				}
+			}
+			msgs = msgs[:len(msgs)+1]
+			pm := &msgs[len(msgs)-1]
+			pm.msg, pm.p = m, p
+			buf = append(buf, pm)
+			if maxBytes > 0 {
+				if bytes += m.Size(); bytes >= maxBytes {
+					return buf, nil
+				}
+			}
+		case <-timer.C:
+			return buf, nil
+		}
+	}
+	return buf, nil
+}
+
+const statusHeader = "Status"
+
+// pullStatus reads a status message that a pull request brings: whether it ends the request,
+// and the error it means, if it is a failure. A message with data, or without a status header,
+// is a message of the stream (false, nil); so is a control message that ends nothing.
+func pullStatus(m *nats.Msg) (end bool, err error) {
+	if len(m.Data) > 0 || len(m.Header) == 0 {
+		return false, nil
+	}
+	status := m.Header.Get(statusHeader)
+	descr := m.Header.Get("Description")
+	switch status {
+	case "":
+		return false, nil
+	case "100": // idle heartbeat, flow control
+		return false, nil
+	case "404", "408": // no messages, request expired
+		return true, nil
+	case "400":
+		return true, fmt.Errorf("%w: %s", jetstream.ErrBadRequest, descr)
+	case "423":
+		return true, jetstream.ErrPinIDMismatch
+	case "503":
+		return true, nats.ErrNoResponders
+	case "409":
+		switch d := strings.ToLower(descr); {
+		case strings.Contains(d, "message size exceeds maxbytes"), strings.Contains(d, "batch completed"):
+			return true, nil
+		case strings.Contains(d, "consumer deleted"):
+			return true, jetstream.ErrConsumerDeleted
+		case strings.Contains(d, "leadership change"):
+			return true, jetstream.ErrConsumerLeadershipChanged
+		case strings.Contains(d, "server shutdown"):
+			return true, jetstream.ErrServerShutdown
+		}
+	}
+	return true, fmt.Errorf("nats: pull request: %s %s", status, descr)
+}
+
+// pulledMsg is a message a [puller] fetched: a [jetstream.Msg] over the core NATS message,
+// acknowledged as nats.go's are (a second final acknowledgement is refused with
+// [jetstream.ErrMsgAlreadyAckd]; in-progress acks may repeat).
+type pulledMsg struct {
+	msg  *nats.Msg
+	p    *puller
+	ackd atomic.Bool
+}
+
+var _ jetstream.Msg = (*pulledMsg)(nil)
+
+// Metadata parses the message's ack subject.
+func (m *pulledMsg) Metadata() (*jetstream.MsgMetadata, error) { return metadataOf(m.msg.Reply) }
+
+// Data returns the message body.
+func (m *pulledMsg) Data() []byte { return m.msg.Data }
+
+// Headers returns the message's headers.
+func (m *pulledMsg) Headers() nats.Header { return m.msg.Header }
+
+// Subject returns the subject the message was published to.
+func (m *pulledMsg) Subject() string { return m.msg.Subject }
+
+// Reply returns the message's ack subject.
+func (m *pulledMsg) Reply() string { return m.msg.Reply }
+
+// Ack acknowledges the message.
+func (m *pulledMsg) Ack() error { return m.publish(ackAck, true) }
+
+// DoubleAck acknowledges the message and waits for the server to confirm it (until ctx ends,
+// or the JetStream default timeout when ctx has no deadline).
+func (m *pulledMsg) DoubleAck(ctx context.Context) error { return m.request(ctx, ackAck) }
+
+// Nak asks the server to deliver the message again.
+func (m *pulledMsg) Nak() error { return m.publish(ackNak, true) }
+
+// NakWithDelay asks the server to deliver the message again after delay.
+func (m *pulledMsg) NakWithDelay(delay time.Duration) error {
+	if delay <= 0 {
+		return m.Nak()
+	}
+	return m.publish([]byte(`-NAK {"delay": `+strconv.FormatInt(delay.Nanoseconds(), 10)+`}`), true)
+}
+
+// InProgress tells the server the message is being worked on: its AckWait starts again.
+func (m *pulledMsg) InProgress() error { return m.publish(ackProgress, false) }
+
+// Term tells the server never to deliver the message again.
+func (m *pulledMsg) Term() error { return m.publish(ackTerm, true) }
+
+// TermWithReason terminates the message with a reason the server reports in its advisory.
+func (m *pulledMsg) TermWithReason(reason string) error {
+	if reason == "" {
+		return m.Term()
+	}
+	return m.publish([]byte("+TERM "+reason), true)
+}
+
+var (
+	ackAck      = []byte("+ACK")
+	ackNak      = []byte("-NAK")
+	ackProgress = []byte("+WPI")
+	ackTerm     = []byte("+TERM")
+)
+
+// publish sends an acknowledgement of kind body, without waiting for the server.
+func (m *pulledMsg) publish(body []byte, final bool) error {
+	if err := m.check(); err != nil {
+		return err
+	}
+	if err := m.p.nc.Publish(m.msg.Reply, body); err != nil {
+		return err
+	}
+	if final {
+		m.ackd.Store(true)
+	}
+	return nil
+}
+
+// request sends a final acknowledgement of kind body and waits for the server to confirm it,
+// until ctx ends (or the JetStream default timeout, when ctx has no deadline).
+func (m *pulledMsg) request(ctx context.Context, body []byte) error {
+	if err := m.check(); err != nil {
+		return err
+	}
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, m.p.timeout)
+		defer cancel()
+	}
+	if _, err := m.p.nc.RequestWithContext(ctx, m.msg.Reply, body); err != nil {
+		return err
+	}
+	m.ackd.Store(true)
+	return nil
+}
+
+// check refuses an acknowledgement of a message without an ack subject, or already given a
+// final one.
+func (m *pulledMsg) check() error {
+	if m.msg.Reply == "" {
+		return jetstream.ErrMsgNoReply
+	}
+	if m.ackd.Load() {
+		return jetstream.ErrMsgAlreadyAckd
+	}
+	return nil
+}
