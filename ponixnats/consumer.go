@@ -426,6 +426,11 @@ func (c *Consumer) fetch(ctx context.Context, cons pullConsumer) ([]jetstream.Ms
 		for _, m := range buf[had:] {
 			bytes += len(m.Data())
 		}
+		if errors.Is(err, errByteBound) {
+			// The next message does not fit in the bytes left (the server counts subjects and
+			// headers too): the batch is as full as FetchMaxBytes lets it be.
+			return buf, epoch, nil
+		}
 		if err != nil {
 			return buf, epoch, err
 		}

@@ -607,6 +607,27 @@ func TestConsumerFillsABatchUntilMaxWait(t *testing.T) {
 	l.stop()
 }
 
+// A pull that the server ended at its byte bound (the next message does not fit in the bytes
+// left: the server counts subjects and headers, the consumer the bodies) hands the batch over at
+// once, with no pull for the bytes left: that one would end the same way, again and again until
+// MaxWait.
+func TestConsumerHandsOverABatchAtItsByteBound(t *testing.T) {
+	cfg := loopConfig()
+	cfg.FetchMaxBytes = 10
+	l := startLoop(t, cfg)
+	l.nextPull().respond(l.msgs(1, 1), errByteBound) // 1 body byte, the next message too large
+	a := l.nextCall()                                // no clock advance: MaxWait has not passed
+	if got := a.seqs(); !slices.Equal(got, []uint64{1}) {
+		t.Fatalf("batch %v, want [1] as soon as the byte bound ended the pull", got)
+	}
+	a.answer(AckAll(1), nil)
+	l.waitAcks("ack", 1, 1)
+	if s := l.c.Stats(); s.FetchErrors != 0 {
+		t.Errorf("stats %+v; the byte bound is no fetch error", s)
+	}
+	l.stop()
+}
+
 // Acknowledging per message, a batch whose AckWait was last renewed 3/4 of an AckWait ago or
 // more when Run takes it (the process stalled while the server delivered it) may be in another
 // instance's hands already: it is dropped, neither processed nor acknowledged, and counted;

@@ -89,7 +89,8 @@ func (p *puller) request(n, maxBytes int, expiry time.Duration) []byte {
 // ended: n messages (or maxBytes) came, the server said it ended (no messages, expired, the
 // byte bound), or expiry and a second more passed without that word (a message the request
 // brings later is not taken: its AckWait brings it back). Endings that are no failure return
-// no error; a pull refused under a pin that moved returns [jetstream.ErrPinIDMismatch] and
+// no error, except the byte bound: [errByteBound] says the bytes left are too few for the next
+// message. A pull refused under a pin that moved returns [jetstream.ErrPinIDMismatch] and
 // forgets the pin, so the next pull asks for it anew.
 func (p *puller) fetch(buf []jetstream.Msg, n, maxBytes int, expiry time.Duration) ([]jetstream.Msg, error) {
 	if n < 1 {
@@ -136,7 +137,7 @@ func (p *puller) fetch(buf []jetstream.Msg, n, maxBytes int, expiry time.Duratio
 			buf = append(buf, pm)
 			if maxBytes > 0 {
 				if bytes += m.Size(); bytes >= maxBytes {
-					return buf, nil
+					return buf, errByteBound
 				}
 			}
 		case <-timer.C:
@@ -147,6 +148,10 @@ func (p *puller) fetch(buf []jetstream.Msg, n, maxBytes int, expiry time.Duratio
 }
 
 const statusHeader = "Status"
+
+// errByteBound ends a pull request at its byte bound: the next message would not fit. It is no
+// failure, but it says that pulling again for the bytes left is pointless.
+var errByteBound = errors.New("pull request ended at its byte bound")
 
 // pullStatus reads a status message that a pull request brings: whether it ends the request,
 // and the error it means, if it is a failure. A message with data, or without a status header,
@@ -172,7 +177,9 @@ func pullStatus(m *nats.Msg) (end bool, err error) {
 		return true, nats.ErrNoResponders
 	case "409":
 		switch d := strings.ToLower(descr); {
-		case strings.Contains(d, "message size exceeds maxbytes"), strings.Contains(d, "batch completed"):
+		case strings.Contains(d, "message size exceeds maxbytes"):
+			return true, errByteBound
+		case strings.Contains(d, "batch completed"):
 			return true, nil
 		case strings.Contains(d, "consumer deleted"):
 			return true, jetstream.ErrConsumerDeleted

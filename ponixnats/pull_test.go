@@ -67,7 +67,7 @@ func TestPullStatusEndsTheRequestAndNamesTheFailure(t *testing.T) {
 		{"heartbeat", statusMsg("100", "Idle Heartbeat"), false, nil, false},
 		{"no messages", statusMsg("404", "No Messages"), true, nil, false},
 		{"request expired", statusMsg("408", "Request Timeout"), true, nil, false},
-		{"byte bound", statusMsg("409", "Message Size Exceeds MaxBytes"), true, nil, false},
+		{"byte bound", statusMsg("409", "Message Size Exceeds MaxBytes"), true, errByteBound, false},
 		{"batch completed", statusMsg("409", "Batch Completed"), true, nil, false},
 		{"consumer deleted", statusMsg("409", "Consumer Deleted"), true, jetstream.ErrConsumerDeleted, false},
 		{"leader moved", statusMsg("409", "Leadership Change"), true, jetstream.ErrConsumerLeadershipChanged, false},

@@ -53,8 +53,9 @@ type pullConsumer interface {
 	config() jetstream.ConsumerConfig
 	// fetch sends one pull request for up to n messages (and up to maxBytes, 0: no byte
 	// bound) that expires after expiry, appends the messages it brought to buf and returns
-	// it. A request that expires, full or not, is no error. It is never abandoned: it returns
-	// once the request ended.
+	// it. A request that expires, full or not, is no error; one that the byte bound ended
+	// returns errByteBound (pulling again for the bytes left would bring nothing). It is never
+	// abandoned: it returns once the request ended.
 	fetch(buf []jetstream.Msg, n, maxBytes int, expiry time.Duration) ([]jetstream.Msg, error)
 	// info reads the consumer's current state from the server.
 	info(ctx context.Context) (*jetstream.ConsumerInfo, error)
@@ -162,8 +163,10 @@ func (c jetStreamConsumer) info(ctx context.Context) (*jetstream.ConsumerInfo, e
 func (c jetStreamConsumer) keepPin() error {
 	// No message is one byte: the request ends at once, or after 200 ms when the stream is idle.
 	// (Were one delivered, its AckWait would bring it back.)
-	_, err := c.pull.fetch(nil, 1, 1, 200*time.Millisecond)
-	return err
+	if _, err := c.pull.fetch(nil, 1, 1, 200*time.Millisecond); err != nil && !errors.Is(err, errByteBound) {
+		return err
+	}
+	return nil
 }
 
 func (c jetStreamConsumer) fetch(buf []jetstream.Msg, n, maxBytes int, expiry time.Duration) ([]jetstream.Msg, error) {
