@@ -110,25 +110,27 @@ func (p *puller) fetch(buf []jetstream.Msg, n, maxBytes int, expiry time.Duratio
 	}
 	timer := time.NewTimer(expiry + time.Second)
 	defer timer.Stop()
-	// One allocation for the wrappers of the whole batch.
-	msgs := make([]pulledMsg, 0, n)
+	var msgs []pulledMsg // the wrappers of the whole batch, allocated once the first message came
 	bytes := 0
 	for len(msgs) < n {
 		select {
 		case m := <-ch:
-			end, err := pullStatus(m)
-			if errors.Is(err, jetstream.ErrPinIDMismatch) {
-				p.setPinID("")
-			}
-			if err != nil || end {
-				return buf, err
-			}
-			if len(m.Data) == 0 && len(m.Header) > 0 && m.Header.Get(statusHeader) != "" {
+			if isStatus(m) {
+				end, err := pullStatus(m)
+				if errors.Is(err, jetstream.ErrPinIDMismatch) {
+					p.setPinID("")
+				}
+				if err != nil || end {
+					return buf, err
+				}
 				continue // a heartbeat or another control message that ends nothing
 			}
-			if len(msgs) == 0 && p.group != "" {
-				if pin := m.Header.Get(pinHeader); pin != "" {
-					p.setPinID(pin)
+			if msgs == nil {
+				msgs = make([]pulledMsg, 0, n)
+				if p.group != "" {
+					if pin := m.Header.Get(pinHeader); pin != "" {
+						p.setPinID(pin)
+					}
 				}
 			}
 			msgs = msgs[:len(msgs)+1]
@@ -153,18 +155,19 @@ const statusHeader = "Status"
 // failure, but it says that pulling again for the bytes left is pointless.
 var errByteBound = errors.New("pull request ended at its byte bound")
 
-// pullStatus reads a status message that a pull request brings: whether it ends the request,
-// and the error it means, if it is a failure. A message with data, or without a status header,
-// is a message of the stream (false, nil); so is a control message that ends nothing.
+// isStatus reports whether a message a pull request brings is a status from the server rather
+// than a message of the stream: no body, and a Status header.
+func isStatus(m *nats.Msg) bool {
+	return len(m.Data) == 0 && len(m.Header) > 0 && m.Header.Get(statusHeader) != ""
+}
+
+// pullStatus reads a status message (see [isStatus]) that a pull request brings: whether it
+// ends the request, and the error it means, if it is a failure. A control message that ends
+// nothing (a heartbeat) is (false, nil).
 func pullStatus(m *nats.Msg) (end bool, err error) {
-	if len(m.Data) > 0 || len(m.Header) == 0 {
-		return false, nil
-	}
 	status := m.Header.Get(statusHeader)
 	descr := m.Header.Get("Description")
 	switch status {
-	case "":
-		return false, nil
 	case "100": // idle heartbeat, flow control
 		return false, nil
 	case "404", "408": // no messages, request expired

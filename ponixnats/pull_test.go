@@ -54,6 +54,18 @@ func statusMsg(status, descr string) *nats.Msg {
 	return &nats.Msg{Header: h}
 }
 
+func TestIsStatusTellsStatusesFromStreamMessages(t *testing.T) {
+	for name, m := range map[string]*nats.Msg{
+		"a stream message with a Status header": {Data: []byte("x"), Header: nats.Header{statusHeader: {"404"}}},
+		"a message without headers":             {},
+		"an empty message with other headers":   {Header: nats.Header{"X-Test": {"1"}}},
+	} {
+		if isStatus(m) {
+			t.Errorf("%s: read as a status", name)
+		}
+	}
+}
+
 func TestPullStatusEndsTheRequestAndNamesTheFailure(t *testing.T) {
 	for _, tc := range []struct {
 		name    string
@@ -62,8 +74,6 @@ func TestPullStatusEndsTheRequestAndNamesTheFailure(t *testing.T) {
 		wantErr error // nil: no error
 		anyErr  bool  // an error that is none of the named ones
 	}{
-		{"a stream message", &nats.Msg{Data: []byte("x"), Header: nats.Header{statusHeader: {"404"}}}, false, nil, false},
-		{"a message without headers", &nats.Msg{}, false, nil, false},
 		{"heartbeat", statusMsg("100", "Idle Heartbeat"), false, nil, false},
 		{"no messages", statusMsg("404", "No Messages"), true, nil, false},
 		{"request expired", statusMsg("408", "Request Timeout"), true, nil, false},
@@ -77,6 +87,9 @@ func TestPullStatusEndsTheRequestAndNamesTheFailure(t *testing.T) {
 		{"bad request", statusMsg("400", "Bad Request"), true, jetstream.ErrBadRequest, false},
 		{"limit", statusMsg("409", "Exceeded MaxWaiting"), true, nil, true},
 	} {
+		if !isStatus(tc.m) {
+			t.Errorf("%s: not read as a status", tc.name)
+		}
 		end, err := pullStatus(tc.m)
 		switch {
 		case end != tc.end:
