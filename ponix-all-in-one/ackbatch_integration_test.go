@@ -87,7 +87,7 @@ func logField(line, key string) int {
 
 // n instances on one durable, each writing through the gate. The owner is SIGKILLed while
 // ClickHouse holds the answer to its insert (the rows committed, the batch's single ack never
-// sent); a standby takes over once the owner's pin expires, has the dead owner's messages
+// sent); a standby takes over once the owner's key has gone unrenewed for its TTL, has the dead owner's messages
 // delivered again, finds them stored and goes on. Nothing is lost and nothing is stored twice.
 func TestAckPerBatchOwnerKilledMidInsert(t *testing.T) {
 	for _, n := range []int{2, 3} {
@@ -191,12 +191,14 @@ func TestAckPerBatchUpgradeFromPerMessageDurable(t *testing.T) {
 	}
 }
 
-// Two instances on one durable; the owner is stalled (SIGSTOP) past its pin's TTL while the
+// Two instances on one durable; the owner is stalled (SIGSTOP) past its key's TTL while the
 // stream is being published, so the standby takes the durable over and has what the stalled one
 // held delivered again. Then the stalled one continues (SIGCONT): the batch it fetched ahead
-// waited past half the TTL, it finds the pin gone and leaves the batch to the owner instead of
-// storing it a second time. Exactly once under FINAL and in the view.
-func TestAckPerBatchOwnerStalledPastPinnedTTL(t *testing.T) {
+// waited past half the TTL, it finds the owner key naming the other and leaves the batch to the
+// owner instead of storing it a second time; should it pull again before it notices, its
+// deliveries break the owner's consumer sequences and the owner has them delivered again.
+// Exactly once under FINAL and in the view.
+func TestAckPerBatchOwnerStalledPastOwnerTTL(t *testing.T) {
 	t.Parallel()
 	r := newExactRun(t, 430, "")
 	svcs := []*service{startConsuming(t, r.env(true)), startConsuming(t, r.env(true))}
@@ -211,6 +213,6 @@ func TestAckPerBatchOwnerStalledPastPinnedTTL(t *testing.T) {
 		return loggedSince(other, ownsLine, stoppedAt) > 0
 	}, other)
 	svcs[stalled].signal(syscall.SIGCONT)
-	r.finish(pub, "owner-stalled-past-pinned-ttl", svcs...)
-	t.Logf("the stalled instance left %d batches to the owner", countLines(svcs[stalled].logs.String(), "lost the durable consumer's pin"))
+	r.finish(pub, "owner-stalled-past-owner-ttl", svcs...)
+	t.Logf("the stalled instance left %d batches to the owner", countLines(svcs[stalled].logs.String(), "lost the durable consumer while a batch waited"))
 }

@@ -275,10 +275,10 @@ func TestExactlyOnceSIGKILLBetweenInsertAndAcks(t *testing.T) {
 // issue 19: SIGSTOP while the answer to an insert is held (its rows committed), for longer than
 // AckWait, then SIGCONT. The service has caught up with the stream, so its pull is given the
 // batch's messages again. Acknowledging per message, they are found stored and acknowledged
-// without a second insert. Acknowledging per batch, the stall also outlived the instance's pin:
-// the delivery again counts as a takeover, which waits for the batch in hand, and delivery starts
-// after what it acknowledged or what the table holds; the copies fetched before are dropped
-// unprocessed, or found stored if they came after.
+// without a second insert. Acknowledging per batch, the instance still owns the durable after
+// the stall (no other instance took its key over): the messages delivered again come to its own
+// pulls and are found stored, or the batch fetched before the stall is checked against the owner
+// key (it waited past half its TTL) and processed.
 func TestExactlyOnceServiceStalledPastAckWait(t *testing.T) {
 	for _, mode := range []string{"batch", "message"} {
 		t.Run(mode, func(t *testing.T) {

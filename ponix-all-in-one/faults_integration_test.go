@@ -684,6 +684,16 @@ func TestFaultSlowInsertLongerThanAckWait(t *testing.T) {
 	f.recovery = waitFinal(t, db.Conn, faultN, 90*time.Second, svcs...)
 	pub.wait(t, 30*time.Second)
 	waitSettled(t, nsrv.URL(), 60*time.Second, svcs...)
+	// Nothing came again once the inserts were slow: no batch of messages delivered before, and
+	// (one ack per batch) no takeover of the durable — its owner keeps renewing its key while it
+	// works. (Counted before the stops: the first one stopped hands the durable over.)
+	for i, s := range svcs {
+		for _, line := range []string{"batch holds messages delivered before", ownsLine} {
+			if n := loggedSince(s, line, slowStart); n != 0 {
+				t.Errorf("instance %d logged %q %d times while inserts were slower than AckWait: in-progress acks did not keep the batches alive", i, line, n)
+			}
+		}
+	}
 	for _, s := range svcs {
 		stopService(t, s)
 	}
@@ -692,15 +702,6 @@ func TestFaultSlowInsertLongerThanAckWait(t *testing.T) {
 		t.Fatal("no batch took longer than AckWait: the test did not slow the inserts")
 	}
 	t.Logf("batches slower than AckWait (3s): %v", slow)
-	// Nothing came again once the inserts were slow: no batch of messages delivered before, and
-	// (one ack per batch) no takeover of the durable — its owner keeps its pin while it works.
-	for i, s := range svcs {
-		for _, line := range []string{"batch holds messages delivered before", ownsLine} {
-			if n := loggedSince(s, line, slowStart); n != 0 {
-				t.Errorf("instance %d logged %q %d times while inserts were slower than AckWait: in-progress acks (or pin renewals) did not keep the batches alive", i, line, n)
-			}
-		}
-	}
 	checkExact(t, db.Conn, want, seed, &f)
 	if f.raw != f.stored {
 		t.Errorf("%d copies stored: a slow batch was redelivered", f.raw-f.stored)

@@ -10,11 +10,13 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/ponix-go/ponix/runner/backoff"
 )
 
 // This file holds what an [AckPerBatch] consumer does beyond fetching and processing: one ack
-// per batch, the ownership of the durable (a pinned priority group) and the rewinds that keep
-// every ack from covering a message that was not processed.
+// per batch, the ownership of the durable (owner.go holds the lease) and the rewinds that
+// keep every ack from covering a message that was not processed.
 //
 // The rule that makes one ack per batch safe: an ack of stream sequence S acknowledges every
 // message up to S delivered to the consumer, so S is acknowledged only when every such message
@@ -29,78 +31,99 @@ type rewindTo struct {
 	seq    uint64        // the stream sequence to deliver from (a hole)
 	delay  time.Duration // how long to wait first (the hole's nak or release delay)
 	resume bool          // a takeover: from where ResumeAt (or the ack floor) says
-	pin    string        // a takeover: the pin this instance processes under from now on
-}
-
-// pinHeader names the pin of a pinned priority group's deliveries.
-const pinHeader = "Nats-Pin-Id"
-
-func pinOf(m jetstream.Msg) string {
-	h := m.Headers()
-	if h == nil {
-		return ""
-	}
-	return h.Get(pinHeader)
 }
 
 // owned reports whether b is to be processed by this instance now: it was fetched after the
-// latest rewind, under the pin this instance processes under, and — when it waited half the
-// pin's TTL or more — that pin is still this instance's. A batch under a new pin makes this
-// instance the owner: delivery rewinds first (see [AckPerBatch]) and b, delivered again, is
-// not processed.
+// latest rewind and — when it waited half of OwnerTTL or more (this process stalled, say) —
+// this instance still owns the durable, as the owner bucket says. A batch it no longer owns
+// is dropped: the owner has it delivered again.
 func (c *Consumer) owned(ctx context.Context, b fetched) bool {
 	if b.epoch != c.epoch.Load() {
 		c.st.rewound.Add(uint64(len(b.msgs)))
 		return false
 	}
-	first, last := pinOf(b.msgs[0]), pinOf(b.msgs[len(b.msgs)-1])
-	if first == "" && last == "" {
-		// Not pinned: the durable consumer is not (or no longer) in per-batch mode, re-created
-		// by an instance of an earlier release, say. Each message is acknowledged on its own,
-		// which is right whatever its ack policy.
-		if c.pin != "" {
-			c.log.Warn("the durable consumer delivers without a pinned priority group (created by another release?): acknowledging per message")
-		}
-		c.pin = ""
+	if c.own == nil || c.clk.now().Sub(b.fetchedAt) < c.cfg.OwnerTTL/2 || c.own.confirm(ctx) {
 		return true
 	}
-	if first == c.pin && last == c.pin {
-		if c.clk.now().Sub(b.fetchedAt) < c.cfg.PinnedTTL/2 || c.stillPinned(ctx) {
-			return true
-		}
-		// The batch waited long enough for the pin to move (this process was stalled, say):
-		// another instance may own the durable and have had the batch delivered again. It is
-		// dropped; whoever owns the durable gets it (this instance after a takeover of its own).
-		c.log.Warn("this instance lost the durable consumer's pin while a batch waited: the batch is left to the owner",
-			"batch", len(b.msgs), "waited", c.clk.now().Sub(b.fetchedAt))
-		c.st.rewound.Add(uint64(len(b.msgs)))
-		c.pin = ""
-		return false
-	}
+	c.log.Warn("this instance lost the durable consumer while a batch waited: the batch is left to the owner",
+		"batch", len(b.msgs), "waited", c.clk.now().Sub(b.fetchedAt))
 	c.st.rewound.Add(uint64(len(b.msgs)))
-	if ctx.Err() != nil {
-		return false // stopping: what it holds is delivered again to the next owner
-	}
-	c.rewind(ctx, rewindTo{needed: true, resume: true, pin: last})
 	return false
 }
 
-// stillPinned reports whether the durable's pin is still this instance's, as the server says;
-// true when it cannot tell (each ack covers only what this instance stored, in order: a batch
-// stored by two owners is a copy, never a loss).
-func (c *Consumer) stillPinned(ctx context.Context) bool {
-	ictx, cancel := context.WithTimeout(ctx, 2*time.Second)
-	defer cancel()
-	info, err := c.current().info(ictx)
-	if err != nil {
-		return true
-	}
-	for _, g := range info.PriorityGroups {
-		if g.Group == c.cfg.PriorityGroup {
-			return g.PinnedClientID == c.pin
+// mayPull reports whether this instance may pull now ([AckPerBatch]): it owns the durable —
+// it waits while it stands by —, it reset the durable since it came to own it, and the owner
+// bucket still names it.
+func (c *Consumer) mayPull(ctx context.Context, ch *chain, retry *backoff.Backoff) bool {
+	owned, gen, changed := c.own.state()
+	if !owned {
+		select {
+		case <-changed:
+		case <-ctx.Done():
 		}
+		return false
 	}
+	if gen != ch.gen {
+		// A new owner: what an earlier one left unacknowledged is delivered again, from the
+		// table's end (ResumeAt) or the ack floor, and consumer sequences start again at 1.
+		c.rewind(ctx, rewindTo{needed: true, resume: true})
+		ch.gen = gen
+		return false
+	}
+	if !c.own.confirm(ctx) {
+		_ = retry.Wait(ctx) // the bucket cannot be read: the server is probably unreachable too
+		return false
+	}
+	retry.Reset()
 	return true
+}
+
+// chain is what an [AckPerBatch] owner's fetch loop knows of the consumer sequences
+// delivered to it: a durable numbers its deliveries 1, 2, 3, … from its creation or its latest
+// reset, so deliveries that continue this instance's own without a gap went to no one else.
+type chain struct {
+	gen   uint64 // the lease's acquisitions when this instance last reset the durable
+	epoch uint64 // the consumer's rewinds when next was set
+	next  uint64 // the consumer sequence the next delivery must carry (0: 1, after a reset)
+}
+
+// restart expects the next delivery to be the first of a durable created anew.
+func (ch *chain) restart() { ch.next = 0 }
+
+// continues reports whether msgs, pulled in the rewind epoch epoch, continue the chain without a
+// gap, and extends it by them.
+func (ch *chain) continues(epoch uint64, msgs []jetstream.Msg) bool {
+	if epoch != ch.epoch {
+		ch.epoch, ch.next = epoch, 0 // reset since: numbering starts again at 1
+	}
+	first, err1 := consumerSequence(msgs[0])
+	last, err2 := consumerSequence(msgs[len(msgs)-1])
+	if err1 != nil || err2 != nil {
+		return false
+	}
+	// Each delivery has its own consumer sequence, so n messages from first to last are
+	// every delivery in between when last-first+1 == n.
+	if first != max(ch.next, 1) || last-first+1 != uint64(len(msgs)) {
+		return false
+	}
+	ch.next = last + 1
+	return true
+}
+
+// chainBroken handles a batch whose consumer sequences do not continue this instance's own:
+// another client pulled from the durable (an earlier owner that went on after a stall) or
+// reset it (a new owner). The batch is not processed; if the owner bucket still names this
+// instance, it resets the durable — what the other client took is delivered again —
+// otherwise it stands by.
+func (c *Consumer) chainBroken(ctx context.Context, msgs []jetstream.Msg) {
+	c.st.rewound.Add(uint64(len(msgs)))
+	first, _ := consumerSequence(msgs[0])
+	c.log.Warn("the durable consumer delivered to another client too (or was reset by one): this batch is not processed, and delivery starts again after what is stored",
+		"batch", len(msgs), "first_consumer_seq", first)
+	if ctx.Err() != nil || !c.own.confirm(ctx) {
+		return
+	}
+	c.rewind(ctx, rewindTo{needed: true, resume: true})
 }
 
 // rewind makes the server deliver again from rw's sequence, after rw's delay, with no pull
@@ -166,7 +189,6 @@ func (c *Consumer) resetOnce(ctx context.Context, rw rewindTo) error {
 	c.lastCSeq = 0 // consumer sequences may start again
 	c.mu.Unlock()
 	if rw.resume {
-		c.pin = rw.pin
 		c.st.takeovers.Add(1)
 		c.log.Info("this instance owns the durable consumer now: delivery starts again after what is acknowledged or stored; what an earlier owner left unacknowledged is delivered again",
 			"ack_floor", floor, "unacknowledged", pending, "start_sequence", at)
@@ -176,19 +198,6 @@ func (c *Consumer) resetOnce(ctx context.Context, rw rewindTo) error {
 	c.log.Info("delivery rewound to a message that must be delivered again: the batch was acknowledged up to it, the messages after it are delivered again",
 		"start_sequence", at, "waited", rw.delay)
 	return nil
-}
-
-// handOver, at a graceful stop, ends this instance's pin so that another one takes the
-// durable over at once instead of after PinnedTTL.
-func (c *Consumer) handOver(ctx context.Context) {
-	if c.pin == "" {
-		return
-	}
-	uctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-	defer cancel()
-	if err := c.src.unpin(uctx); err != nil {
-		c.log.Debug("unpinning the durable consumer at stop failed: another instance takes over after PinnedTTL", "error", err)
-	}
 }
 
 // applyBatch carries out res (or a whole-batch release on perr) in [AckPerBatch] mode: dead
@@ -401,6 +410,25 @@ func (c *Consumer) recreate(ctx context.Context, old pullConsumer, cc jetstream.
 		"from", old.config().AckPolicy.String(), "to", cc.AckPolicy.String(), "ack_mode", c.cfg.Ack,
 		"ack_floor", info.AckFloor.Stream, "unacknowledged", info.NumAckPending, "start_sequence", max(start, 1))
 	return cons, nil
+}
+
+// retakeMode creates the durable anew for [AckPerBatch] when a pull was refused because an
+// instance of another release or mode created it its way meanwhile (its priority groups are
+// not this release's), and reports whether it did.
+func (c *Consumer) retakeMode(ctx context.Context) bool {
+	lctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	cons, err := c.src.consumer(lctx)
+	if err != nil || sameAckMode(cons.config(), c.cfg.jetStreamConfig()) {
+		return false
+	}
+	c.log.Warn("the durable consumer was created anew by an instance of another release or ack mode, which refuses this release's pulls: creating it anew")
+	if err := c.ensureConsumer(lctx); err != nil {
+		c.log.Warn("creating the durable consumer anew failed", "error", err)
+		return false
+	}
+	c.epoch.Add(1) // the batches fetched from the other incarnation are delivered again
+	return true
 }
 
 // versionAtLeast reports whether the server version v ("2.14.1", "v2.15.0-beta.1") is at

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
-	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -24,9 +23,9 @@ const (
 	DefaultNakDelay     = time.Second
 	DefaultMaxNakDelay  = time.Minute
 	DefaultDrainTimeout = 30 * time.Second
-	// DefaultPriorityGroup is the priority group through which instances of an [AckPerBatch]
-	// consumer take turns owning the durable.
-	DefaultPriorityGroup = "owner"
+	// DefaultOwnerBucket is the key-value bucket in which instances of an [AckPerBatch]
+	// consumer record which of them owns the durable.
+	DefaultOwnerBucket = "ponixnats_owners"
 )
 
 // AckMode says how a [Consumer] acknowledges what its processor decided.
@@ -41,12 +40,16 @@ const (
 	// AckPerBatch acknowledges a batch with one ack of its last message (JetStream's AckAll
 	// policy: an ack covers every earlier message delivered to the consumer). The broker's
 	// work per message, its largest cost, drops to a fraction. Because an ack covers every
-	// earlier message, one instance at a time owns the durable: the consumer joins a pinned
-	// priority group ([ConsumerConfig].PriorityGroup); the others stand by and one of them
-	// takes over when the owner stops pulling for PinnedTTL. A new owner first has the
-	// server deliver again everything the previous one left unacknowledged (a consumer reset
-	// to where [ConsumerConfig].ResumeAt says, by default the ack floor), so that no ack of
-	// its own ever covers a message it did not process. A batch with a message that must be
+	// earlier message, one instance at a time owns the durable: it holds a lease, a key in
+	// the key-value bucket [ConsumerConfig].OwnerBucket that it writes again every third of
+	// OwnerTTL; the others stand by and one of them takes over when the key has not been
+	// written for OwnerTTL (the owner died, stalled or was cut off) or at once when the owner
+	// gave it up at a stop. A starting instance takes the key at once. A new owner first has
+	// the server deliver again everything the previous one left unacknowledged (a consumer
+	// reset to where [ConsumerConfig].ResumeAt says, by default the ack floor), and an owner
+	// processes only deliveries whose consumer sequences continue its own without a gap
+	// (another client's pull, a reset by another owner, make it reset or stand by), so that
+	// no ack of its own ever covers a message it did not process. A batch with a message that must be
 	// delivered again (a nak, a release) is acknowledged up to that message, and delivery
 	// rewinds to it after its delay: the durable waits for it, messages after it are
 	// delivered again, and those already dead-lettered are not published twice (within this
@@ -149,16 +152,17 @@ type ConsumerConfig struct {
 	// anew (JetStream cannot change a consumer's ack policy in place) where ResumeAt says,
 	// which the consumer logs in one line.
 	Ack AckMode
-	// PriorityGroup is the pinned priority group of an [AckPerBatch] consumer (letters,
-	// digits, '-', '_', '/', '=', at most 16). Default [DefaultPriorityGroup]. Not used by
-	// [AckPerMessage].
-	PriorityGroup string
-	// PinnedTTL is how long an [AckPerBatch] owner may go without pulling before another
-	// instance takes the durable over: the longest a dead owner's messages wait. A live owner
-	// does not pull while its batch is processed (held by a failing sink, say); a takeover
-	// then costs a second delivery of the batches in hand, never a loss. Default AckWait.
-	// Not used by [AckPerMessage].
-	PinnedTTL time.Duration
+	// OwnerBucket is the JetStream key-value bucket in which the instances of an
+	// [AckPerBatch] consumer record which of them owns the durable (one key per stream and
+	// durable, "<stream>.<durable>", naming the owner by host, pid and a random suffix). It is
+	// created (one revision per key, as many replicas as the stream) when missing. Default
+	// [DefaultOwnerBucket]. Not used by [AckPerMessage].
+	OwnerBucket string
+	// OwnerTTL is how long an [AckPerBatch] owner's key may go unwritten before a standby
+	// takes the durable over: the longest a dead owner's messages wait. The owner writes it
+	// every third of OwnerTTL, also while a batch is held by a failing sink (another instance
+	// would find the same sink). Default AckWait. Not used by [AckPerMessage].
+	OwnerTTL time.Duration
 	// DeadLetter configures the dead-letter stream.
 	DeadLetter DeadLetterConfig
 	// EnsureStream, if not nil, is the configuration the stream is created with when the
@@ -219,11 +223,11 @@ func (c ConsumerConfig) withDefaults() ConsumerConfig {
 		c.DrainTimeout = DefaultDrainTimeout
 	}
 	if c.Ack == AckPerBatch {
-		if c.PriorityGroup == "" {
-			c.PriorityGroup = DefaultPriorityGroup
+		if c.OwnerBucket == "" {
+			c.OwnerBucket = DefaultOwnerBucket
 		}
-		if c.PinnedTTL <= 0 {
-			c.PinnedTTL = c.AckWait
+		if c.OwnerTTL <= 0 {
+			c.OwnerTTL = c.AckWait
 		}
 	}
 	if c.Logger == nil {
@@ -265,12 +269,15 @@ func (c ConsumerConfig) validate() error {
 	}
 	switch c.Ack {
 	case AckPerMessage:
-		if c.PriorityGroup != "" || c.PinnedTTL != 0 {
-			return fmt.Errorf("%w: PriorityGroup and PinnedTTL are for Ack: AckPerBatch; this consumer acknowledges per message", ErrInvalidConfig)
+		if c.OwnerBucket != "" || c.OwnerTTL != 0 {
+			return fmt.Errorf("%w: OwnerBucket and OwnerTTL are for Ack: AckPerBatch; this consumer acknowledges per message", ErrInvalidConfig)
 		}
 	case AckPerBatch:
-		if !validGroup(c.PriorityGroup) {
-			return fmt.Errorf("%w: PriorityGroup %q: at most 16 letters, digits, '-', '_', '/' or '='", ErrInvalidConfig, c.PriorityGroup)
+		if !validBucket(c.OwnerBucket) {
+			return fmt.Errorf("%w: OwnerBucket %q: a bucket name is letters, digits, '-' and '_'", ErrInvalidConfig, c.OwnerBucket)
+		}
+		if c.OwnerTTL < time.Second {
+			return fmt.Errorf("%w: OwnerTTL (%s) must be at least a second", ErrInvalidConfig, c.OwnerTTL)
 		}
 	default:
 		return fmt.Errorf("%w: Ack: unknown ack mode %d", ErrInvalidConfig, int(c.Ack))
@@ -295,9 +302,11 @@ func (c ConsumerConfig) jetStreamConfig() jetstream.ConsumerConfig {
 	}
 	if c.Ack == AckPerBatch {
 		cc.AckPolicy = jetstream.AckAllPolicy
-		cc.PriorityPolicy = jetstream.PriorityPolicyPinned
-		cc.PriorityGroups = []string{c.PriorityGroup}
-		cc.PinnedTTL = c.PinnedTTL
+		// A priority group that no pull of another release or client names: their pulls are
+		// refused (400), so nothing but this release's owner is delivered to. With no
+		// min_pending in the pulls, the overflow policy delivers as if there were none.
+		cc.PriorityPolicy = jetstream.PriorityPolicyOverflow
+		cc.PriorityGroups = []string{ownerGroup}
 	}
 	switch len(c.FilterSubjects) {
 	case 0:
@@ -309,13 +318,16 @@ func (c ConsumerConfig) jetStreamConfig() jetstream.ConsumerConfig {
 	return cc
 }
 
-// validGroup reports whether g is a valid priority group name for the server.
-func validGroup(g string) bool {
-	if g == "" || len(g) > 16 {
+// ownerGroup is the priority group the pulls of an [AckPerBatch] consumer name.
+const ownerGroup = "ponixnats-lease"
+
+// validBucket reports whether b is a valid key-value bucket name.
+func validBucket(b string) bool {
+	if b == "" {
 		return false
 	}
-	for _, r := range g {
-		ok := r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("-_/=", r)
+	for _, r := range b {
+		ok := r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_'
 		if !ok {
 			return false
 		}
@@ -324,7 +336,8 @@ func validGroup(g string) bool {
 }
 
 // sameAckMode reports whether an existing durable consumer's settings are those of the mode
-// of want: the ack policy and the priority groups cannot be changed in place.
+// of want: the ack policy and the priority groups cannot be changed in place (a durable of an
+// earlier release, owned through a pinned priority group, is created anew without it).
 func sameAckMode(have, want jetstream.ConsumerConfig) bool {
 	return have.AckPolicy == want.AckPolicy && have.PriorityPolicy == want.PriorityPolicy &&
 		slices.Equal(have.PriorityGroups, want.PriorityGroups)

@@ -40,7 +40,7 @@ type Consumer struct {
 	// AckPerBatch only (see ackbatch.go).
 	gate  sync.RWMutex  // read-held by a fetch in flight; a rewind holds it, so no pull overlaps a reset
 	epoch atomic.Uint64 // rewinds so far: a batch fetched before the latest one is delivered again, not processed
-	pin   string        // the pin this instance processes under; Run's goroutine only
+	own   *lease        // this instance's claim on the durable (nil: owned whatever happens)
 	dead  deadLettered  // dead-lettered, not yet covered by an ack; Run's goroutine only
 }
 
@@ -82,7 +82,7 @@ func NewConsumer(ctx context.Context, js jetstream.JetStream, cfg ConsumerConfig
 	if nc := js.Conn(); nc != nil {
 		c.flush = nc.FlushTimeout
 		if v := nc.ConnectedServerVersion(); cfg.Ack == AckPerBatch && v != "" && !versionAtLeast(v, 2, 14) {
-			return nil, fmt.Errorf("ponixnats: new consumer %s on stream %s: %w: Ack: AckPerBatch needs nats-server 2.14 or later (consumer reset, pinned priority groups); the server is %s: upgrade it or use AckPerMessage",
+			return nil, fmt.Errorf("ponixnats: new consumer %s on stream %s: %w: Ack: AckPerBatch needs nats-server 2.14 or later (consumer reset); the server is %s: upgrade it or use AckPerMessage",
 				cfg.Durable, cfg.Stream, ErrServerTooOld, v)
 		}
 	}
@@ -91,6 +91,17 @@ func NewConsumer(ctx context.Context, js jetstream.JetStream, cfg ConsumerConfig
 	}
 	if err := c.start(ctx, openDLQ); err != nil {
 		return nil, err
+	}
+	if cfg.Ack == AckPerBatch {
+		replicas := 1
+		if st, err := js.Stream(ctx, cfg.Stream); err == nil {
+			replicas = st.CachedInfo().Config.Replicas
+		}
+		kv, err := openOwnerKV(ctx, js, cfg, replicas)
+		if err != nil {
+			return nil, fmt.Errorf("ponixnats: new consumer %s on stream %s: %w", cfg.Durable, cfg.Stream, err)
+		}
+		c.own = newLease(kv, instanceID(), cfg.OwnerTTL, c.clk, c.log)
 	}
 	return c, nil
 }
@@ -117,13 +128,6 @@ func (c *Consumer) start(ctx context.Context, openDLQ func(ctx context.Context, 
 	}
 	if err := c.ensureConsumer(ctx); err != nil {
 		return fmt.Errorf("ponixnats: consumer %s on stream %s: %w", c.cfg.Durable, c.cfg.Stream, err)
-	}
-	if c.cfg.Ack == AckPerBatch {
-		// A pin that a killed process of this instance may still hold would keep it waiting
-		// PinnedTTL: a starting instance takes the durable over at once (see [AckPerBatch]).
-		if err := c.src.unpin(ctx); err != nil {
-			c.log.Debug("unpinning the durable consumer at start failed", "error", err)
-		}
 	}
 	return nil
 }
@@ -317,6 +321,17 @@ func (c *Consumer) Run(ctx context.Context) error {
 	// At shutdown the batch fetched ahead is processed too: once fetched, a batch is in hand.
 	fetchCtx, stopFetching := context.WithCancel(ctx)
 	defer stopFetching()
+	if c.own != nil {
+		// The lease outlives ctx until the batches in hand are acknowledged, then is given up.
+		leaseCtx, stopLease := context.WithCancel(context.WithoutCancel(ctx))
+		var leaseDone sync.WaitGroup
+		leaseDone.Go(func() { c.own.run(leaseCtx) })
+		defer func() {
+			stopLease()
+			leaseDone.Wait()
+			c.own.release(pctx)
+		}()
+	}
 	batches := make(chan fetched)
 	go func() {
 		defer close(batches)
@@ -337,9 +352,6 @@ func (c *Consumer) Run(ctx context.Context) error {
 			c.rewind(ctx, rw)
 		}
 	}
-	if c.cfg.Ack == AckPerBatch {
-		c.handOver(pctx)
-	}
 	return nil
 }
 
@@ -350,7 +362,11 @@ func (c *Consumer) fetchLoop(ctx context.Context, out chan<- fetched) {
 		errLog   = rateLimit{every: logEvery}
 		nextInfo = c.clk.now().Add(infoEvery)
 	)
+	var ch chain
 	for ctx.Err() == nil {
+		if c.own != nil && !c.mayPull(ctx, &ch, retry) {
+			continue
+		}
 		cons := c.current()
 		began := c.clk.now()
 		msgs, epoch, err := c.fetch(ctx, cons)
@@ -358,6 +374,10 @@ func (c *Consumer) fetchLoop(ctx context.Context, out chan<- fetched) {
 			// Before the hand-off: a batch that waits behind a held one may find the consumer
 			// deleted meanwhile, which Health then keeps saying until a fetch works again.
 			c.setHealth(nil, false)
+		}
+		if len(msgs) > 0 && c.own != nil && !ch.continues(epoch, msgs) {
+			c.chainBroken(ctx, msgs)
+			continue
 		}
 		if len(msgs) > 0 {
 			created := c.checkIncarnation(ctx, msgs)
@@ -381,6 +401,11 @@ func (c *Consumer) fetchLoop(ctx context.Context, out chan<- fetched) {
 		c.st.fetchErrors.Add(1)
 		if c.missing(ctx, err) {
 			c.recover(ctx, out)
+			ch.restart() // a consumer created anew delivers from consumer sequence 1
+			continue
+		}
+		if c.cfg.Ack == AckPerBatch && errors.Is(err, jetstream.ErrBadRequest) && c.retakeMode(ctx) {
+			ch.restart()
 			continue
 		}
 		c.setHealth(fmt.Errorf("fetching from consumer %s on stream %s: %w", c.cfg.Durable, c.cfg.Stream, err), false)
@@ -613,7 +638,7 @@ func (c *Consumer) handle(ctx, pctx context.Context, b fetched) rewindTo {
 	stopKeep := c.keepAlive(b.msgs, b.renewed, false)
 	res, err := c.callProcessor(pctx, batch)
 	stopKeep()
-	if c.cfg.Ack == AckPerBatch && c.pin != "" {
+	if c.cfg.Ack == AckPerBatch {
 		return c.applyBatch(pctx, b.msgs, b.streamCreated, res, err, ctx.Err() != nil)
 	}
 	c.apply(pctx, b.msgs, b.streamCreated, res, err, ctx.Err() != nil)
@@ -711,12 +736,6 @@ func (c *Consumer) keepAlive(batch []jetstream.Msg, renewed *atomic.Int64, waiti
 					renewed.Store(c.clk.now().UnixNano())
 				}
 				inProgress(c.log, batch)
-				if c.cfg.Ack == AckPerBatch {
-					// A batch in hand, not a dead owner: keep the durable's pin (see AckPerBatch).
-					if err := c.current().keepPin(); err != nil {
-						c.log.Debug("renewing the pin failed", "error", err)
-					}
-				}
 			}
 		}
 	})

@@ -304,7 +304,6 @@ type fakeSource struct {
 	failEnsure    error                      // the next ensureStream fails with it
 	lookups       int                        // calls of consumer
 	resets        []uint64                   // the sequences of resetConsumer calls
-	unpins        int                        // calls of unpin
 }
 
 // fakePull is one pull request in flight.
@@ -415,13 +414,6 @@ func (s *fakeSource) resetConsumer(_ context.Context, seq uint64) (uint64, error
 	return seq, nil
 }
 
-func (s *fakeSource) unpin(context.Context) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.unpins++
-	return nil
-}
-
 // deleteConsumer deletes the durable consumer (its ack floor goes with it).
 func (s *fakeSource) deleteConsumer() {
 	s.mu.Lock()
@@ -482,8 +474,6 @@ func (c *fakeConsumer) info(context.Context) (*jetstream.ConsumerInfo, error) {
 	}
 	return &jetstream.ConsumerInfo{Config: *c.s.consumerCfg, AckFloor: jetstream.SequenceInfo{Stream: c.s.ackFloor}}, nil
 }
-
-func (c *fakeConsumer) keepPin() error { return nil }
 
 func (c *fakeConsumer) fetch(buf []jetstream.Msg, n, maxBytes int, expiry time.Duration) ([]jetstream.Msg, error) {
 	p := &fakePull{n: n, maxBytes: maxBytes, expiry: expiry, reply: make(chan fakeReply, 1)}

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -24,9 +23,6 @@ type puller struct {
 	subject string        // the consumer's CONSUMER.MSG.NEXT API subject
 	timeout time.Duration // of a DoubleAck whose context has no deadline: the JetStream default
 	group   string        // the priority group its pulls name, if any
-
-	mu  sync.Mutex
-	pin string // the group's pin id, as the last message brought by a pull said
 }
 
 // newPuller returns the puller of consumer durable on stream, with js's API prefix or domain.
@@ -49,18 +45,6 @@ func newPuller(js jetstream.JetStream, stream, durable, group string) *puller {
 	return &puller{nc: js.Conn(), subject: prefix + "CONSUMER.MSG.NEXT." + stream + "." + durable, timeout: timeout, group: group}
 }
 
-func (p *puller) pinID() string {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.pin
-}
-
-func (p *puller) setPinID(id string) {
-	p.mu.Lock()
-	p.pin = id
-	p.mu.Unlock()
-}
-
 // request is the JSON of a pull request for up to n messages and maxBytes (0: no bound),
 // expiring after expiry.
 func (p *puller) request(n, maxBytes int, expiry time.Duration) []byte {
@@ -76,10 +60,6 @@ func (p *puller) request(n, maxBytes int, expiry time.Duration) []byte {
 	if p.group != "" {
 		b = append(b, `,"group":`...)
 		b = strconv.AppendQuote(b, p.group)
-		if pin := p.pinID(); pin != "" {
-			b = append(b, `,"id":`...)
-			b = strconv.AppendQuote(b, pin)
-		}
 	}
 	return append(b, '}')
 }
@@ -90,8 +70,7 @@ func (p *puller) request(n, maxBytes int, expiry time.Duration) []byte {
 // byte bound), or expiry and a second more passed without that word (a message the request
 // brings later is not taken: its AckWait brings it back). Endings that are no failure return
 // no error, except the byte bound: [errByteBound] says the bytes left are too few for the next
-// message. A pull refused under a pin that moved returns [jetstream.ErrPinIDMismatch] and
-// forgets the pin, so the next pull asks for it anew.
+// message.
 func (p *puller) fetch(buf []jetstream.Msg, n, maxBytes int, expiry time.Duration) ([]jetstream.Msg, error) {
 	if n < 1 {
 		return buf, fmt.Errorf("%w: a pull request asks for at least 1 message, got %d", ErrInvalidConfig, n)
@@ -117,9 +96,6 @@ func (p *puller) fetch(buf []jetstream.Msg, n, maxBytes int, expiry time.Duratio
 		case m := <-ch:
 			if isStatus(m) {
 				end, err := pullStatus(m)
-				if errors.Is(err, jetstream.ErrPinIDMismatch) {
-					p.setPinID("")
-				}
 				if err != nil || end {
 					return buf, err
 				}
@@ -127,11 +103,6 @@ func (p *puller) fetch(buf []jetstream.Msg, n, maxBytes int, expiry time.Duratio
 			}
 			if msgs == nil {
 				msgs = make([]pulledMsg, 0, n)
-				if p.group != "" {
-					if pin := m.Header.Get(pinHeader); pin != "" {
-						p.setPinID(pin)
-					}
-				}
 			}
 			msgs = msgs[:len(msgs)+1]
 			pm := &msgs[len(msgs)-1]

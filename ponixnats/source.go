@@ -2,7 +2,6 @@ package ponixnats
 
 import (
 	"context"
-	"errors"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -32,9 +31,6 @@ type source interface {
 	// its ack floor + 1), forgetting what it delivered and nobody acknowledged; it returns the
 	// sequence delivery starts from.
 	resetConsumer(ctx context.Context, seq uint64) (uint64, error)
-	// unpin ends the pin of the consumer's priority group: the next pull request, from any
-	// instance, is pinned.
-	unpin(ctx context.Context) error
 }
 
 // streamInfo is what the consumer knows of its stream.
@@ -59,10 +55,6 @@ type pullConsumer interface {
 	fetch(buf []jetstream.Msg, n, maxBytes int, expiry time.Duration) ([]jetstream.Msg, error)
 	// info reads the consumer's current state from the server.
 	info(ctx context.Context) (*jetstream.ConsumerInfo, error)
-	// keepPin tells the server that this pinned client is alive without taking a message: a
-	// pull request of the priority group that no message fits (one byte), carrying the pin,
-	// renews it for PinnedTTL.
-	keepPin() error
 }
 
 // jetStreamSource is the [source] of a JetStream server.
@@ -75,7 +67,7 @@ type jetStreamSource struct {
 func newJetStreamSource(js jetstream.JetStream, cfg ConsumerConfig) jetStreamSource {
 	s := jetStreamSource{js: js, name: cfg.Stream, durable: cfg.Durable}
 	if cfg.Ack == AckPerBatch {
-		s.group = cfg.PriorityGroup
+		s.group = ownerGroup
 	}
 	return s
 }
@@ -133,14 +125,6 @@ func (s jetStreamSource) resetConsumer(ctx context.Context, seq uint64) (uint64,
 	return r.ResetSeq, nil
 }
 
-func (s jetStreamSource) unpin(ctx context.Context) error {
-	st, err := s.js.Stream(ctx, s.name)
-	if err != nil {
-		return err
-	}
-	return st.UnpinConsumer(ctx, s.durable, s.group)
-}
-
 func (s jetStreamSource) bound(c jetstream.Consumer, err error) (pullConsumer, error) {
 	if err != nil {
 		return nil, err
@@ -151,7 +135,7 @@ func (s jetStreamSource) bound(c jetstream.Consumer, err error) (pullConsumer, e
 // jetStreamConsumer is the [pullConsumer] of a JetStream server.
 type jetStreamConsumer struct {
 	c    jetstream.Consumer
-	pull *puller // its pull requests (naming the priority group, if any)
+	pull *puller // its pull requests
 }
 
 func (c jetStreamConsumer) config() jetstream.ConsumerConfig { return c.c.CachedInfo().Config }
@@ -160,19 +144,6 @@ func (c jetStreamConsumer) info(ctx context.Context) (*jetstream.ConsumerInfo, e
 	return c.c.Info(ctx)
 }
 
-func (c jetStreamConsumer) keepPin() error {
-	// No message is one byte: the request ends at once, or after 200 ms when the stream is idle.
-	// (Were one delivered, its AckWait would bring it back.)
-	if _, err := c.pull.fetch(nil, 1, 1, 200*time.Millisecond); err != nil && !errors.Is(err, errByteBound) {
-		return err
-	}
-	return nil
-}
-
 func (c jetStreamConsumer) fetch(buf []jetstream.Msg, n, maxBytes int, expiry time.Duration) ([]jetstream.Msg, error) {
-	buf, err := c.pull.fetch(buf, n, maxBytes, expiry)
-	if errors.Is(err, jetstream.ErrPinIDMismatch) {
-		return buf, nil // another instance took the pin: standing by is no failure
-	}
-	return buf, err
+	return c.pull.fetch(buf, n, maxBytes, expiry)
 }

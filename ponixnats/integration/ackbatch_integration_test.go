@@ -6,6 +6,7 @@ import (
 	"bytes"
 	"context"
 	"log/slog"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -68,11 +69,23 @@ func TestIntegrationAckPerBatchAcknowledgesOncePerBatch(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if cfg := consumerInfo(t, c).Config; cfg.AckPolicy != jetstream.AckAllPolicy || cfg.PriorityPolicy != jetstream.PriorityPolicyPinned {
-		t.Fatalf("durable consumer: ack policy %s, priority policy %v; want AckAll, pinned", cfg.AckPolicy, cfg.PriorityPolicy)
+	if cfg := consumerInfo(t, c).Config; cfg.AckPolicy != jetstream.AckAllPolicy || cfg.PriorityPolicy != jetstream.PriorityPolicyOverflow || len(cfg.PriorityGroups) != 1 {
+		t.Fatalf("durable consumer: ack policy %s, priority policy %v, groups %v; want AckAll, overflow (no pin), one group", cfg.AckPolicy, cfg.PriorityPolicy, cfg.PriorityGroups)
 	}
 	runConsumer(t, c)
 	waitSettled(t, js, c)
+	// The owner bucket names this process as the durable's owner.
+	kv, err := js.KeyValue(context.Background(), ponixnats.DefaultOwnerBucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, err := kv.Get(context.Background(), stream+"."+c.Config().Durable)
+	if err != nil {
+		t.Fatalf("owner key: %v", err)
+	}
+	if host, _ := os.Hostname(); !strings.HasPrefix(string(e.Value()), host+"/"+strconv.Itoa(os.Getpid())+"/") {
+		t.Errorf("owner key %q does not name this process", e.Value())
+	}
 	if d.distinct() != 1000 {
 		t.Fatalf("%d distinct messages processed, want 1000", d.distinct())
 	}
@@ -80,7 +93,6 @@ func TestIntegrationAckPerBatchAcknowledgesOncePerBatch(t *testing.T) {
 	if st.Takeovers != 1 || st.Acked != uint64(d.total()) {
 		t.Errorf("stats: %+v; want one takeover (the start) and every processed message counted acked", st)
 	}
-	// The first batch under the new pin is delivered again after the takeover's rewind.
 	if n := acks.Load(); n > 20 {
 		t.Errorf("the server received %d acks for 1,000 messages in batches of 100; want about one per batch", n)
 	}
@@ -155,14 +167,14 @@ func dlqCount(t *testing.T, js jetstream.JetStream, name string) uint64 {
 
 // Two instances on one durable, both running: one owns it at a time, the other stands by. The
 // owner dies in the middle of a batch (its connection closed without a word, as a SIGKILL
-// would); the other takes over after PinnedTTL, gets what the dead one left unacknowledged
+// would); the other takes over after OwnerTTL, gets what the dead one left unacknowledged
 // delivered again, and every message ends stored and acknowledged.
 func TestIntegrationAckPerBatchOwnerDiesStandbyTakesOver(t *testing.T) {
 	_, js := connectJS(t, testURL)
 	stream := testStream(t, js)
 	publishN(t, js, stream+".a", 2000, 0)
 	cfg := batchConfig(stream)
-	cfg.PinnedTTL = time.Second
+	cfg.OwnerTTL = time.Second
 	cfg.DrainTimeout = time.Second // the dying owner's processor hangs until its context ends
 
 	var (
@@ -303,4 +315,78 @@ func (l *logRecorder) all() []string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return append([]string(nil), l.msgs...)
+}
+
+// Another client pulls from the durable while its owner consumes it. One that names no priority
+// group (another tool, an earlier release) is refused. One that names the owners' group — an
+// earlier owner that went on pulling after a stall — takes 50 messages and dies without
+// acknowledging them.
+// Acknowledging per batch, the owner's next ack would cover those 50 had it not noticed: its
+// deliveries no longer continue its own consumer sequences, so it resets the durable and the
+// 50 are delivered to it again. Every message ends processed and acknowledged.
+func TestIntegrationAckPerBatchAnotherClientsPullIsDeliveredAgain(t *testing.T) {
+	ctx := context.Background()
+	_, js := connectJS(t, testURL)
+	stream := testStream(t, js)
+	publishN(t, js, stream+".a", 3000, 0)
+	cfg := batchConfig(stream)
+	var (
+		d       deliveries
+		batches atomic.Int32
+		intrude = make(chan struct{})
+		done    = make(chan struct{})
+	)
+	proc := func(_ context.Context, b ponixnats.Batch[jetstream.Msg]) (ponixnats.Result, error) {
+		if batches.Add(1) == 3 {
+			close(intrude) // the owner is busy with this batch while the other client pulls
+			<-done
+		}
+		d.add(b.Items)
+		return ponixnats.AckAll(b.Len()), nil
+	}
+	c, err := ponixnats.NewConsumer(ctx, js, cfg, proc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop := runConsumer(t, c)
+	defer stop()
+	<-intrude
+	_, js2 := connectJS(t, testURL)
+	other, err := js2.Consumer(ctx, stream, cfg.Durable)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A client of another release or tool names no priority group, or another: refused.
+	plain, err := other.FetchNoWait(50)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for m := range plain.Messages() {
+		t.Fatalf("a pull naming no priority group was delivered %q", m.Data())
+	}
+	if plain.Error() == nil {
+		t.Error("a pull naming no priority group was not refused")
+	}
+	// An earlier owner of this release names the group.
+	taken, err := other.Fetch(50, jetstream.FetchMaxWait(time.Second), jetstream.FetchPriorityGroup("ponixnats-lease"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var grabbed []string
+	for m := range taken.Messages() {
+		grabbed = append(grabbed, string(m.Data())) // never acknowledged
+	}
+	close(done)
+	if len(grabbed) == 0 {
+		t.Fatal("the other client's pull brought nothing: the test did not interleave")
+	}
+	waitSettled(t, js, c)
+	for i := range 3000 {
+		if d.get(strconv.Itoa(i)) == 0 {
+			t.Fatalf("message %d was acknowledged but never processed by the owner (the other client took %d: %v…)", i, len(grabbed), grabbed[0])
+		}
+	}
+	if st := c.Stats(); st.Rewound == 0 {
+		t.Errorf("the owner never dropped a batch whose deliveries skipped the other client's: %+v", st)
+	}
 }
