@@ -8,8 +8,7 @@
 //   - ceilings: JetStream drains with no sink, one acking every message
 //     (AckExplicit, "drain") and one acking the last message of each batch
 //     (AckAll, "drain-ackall"), and the ClickHouse insert of the same rows from
-//     memory; beside them "drain-pinned", drain-ackall through a pinned priority
-//     group as one ack per batch consumes (what the server's pin costs);
+//     memory;
 //   - ponix: the consumer path of ponix-all-in-one (the same code the service
 //     runs) draining the backlog into a fresh table.
 //
@@ -86,7 +85,7 @@ func run() int {
 	flag.BoolVar(&o.latency, "latency", false, "measure publish→row latency at a fixed rate instead of throughput")
 	flag.IntVar(&o.rate, "rate", 5000, "envelopes per second in -latency mode")
 	flag.DurationVar(&o.duration, "duration", 60*time.Second, "how long to publish in -latency mode")
-	flag.StringVar(&o.phases, "phases", "", "throughput phases to run, in order (default reference,drain,drain-ackall,drain-pinned,ponix,insert; with -cluster drain,drain-ackall,drain-pinned,ponix,insert,insert-distributed)")
+	flag.StringVar(&o.phases, "phases", "", "throughput phases to run, in order (default reference,drain,drain-ackall,ponix,insert; with -cluster drain,drain-ackall,ponix,insert,insert-distributed)")
 	flag.BoolVar(&o.clusterFaults, "cluster-faults", false, "instead of throughput: on a 2 x 2 cluster, compare the cluster writer with a synchronous Distributed insert while a replica is partitioned and while a shard is down (batch latency, failures)")
 	flag.BoolVar(&o.cluster, "cluster", false, "run against a 2 shards x 2 replicas ClickHouse 18.16 cluster that it starts in Docker (ponixclickhouse/chcluster; images from docker/cluster/build-images.sh) instead of one server")
 	flag.BoolVar(&o.verbose, "v", false, "log progress")
@@ -94,9 +93,9 @@ func run() int {
 	flag.StringVar(&o.memProfile, "memprofile", "", "write an allocation profile of the ponix phase to this file (and its start to this file + \".start\"; use pprof -base)")
 	flag.Parse()
 	if o.phases == "" {
-		o.phases = "reference,drain,drain-ackall,drain-pinned,ponix,insert"
+		o.phases = "reference,drain,drain-ackall,ponix,insert"
 		if o.cluster {
-			o.phases = "drain,drain-ackall,drain-pinned,ponix,insert,insert-distributed"
+			o.phases = "drain,drain-ackall,ponix,insert,insert-distributed"
 		}
 	}
 	if o.ack != ackBatch && o.ack != ackMessage {

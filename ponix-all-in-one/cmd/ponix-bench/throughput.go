@@ -121,8 +121,6 @@ func runThroughput(ctx context.Context, o *options, logger *slog.Logger) error {
 			r, err = e.drain(ctx, jetstream.AckExplicitPolicy)
 		case "drain-ackall":
 			r, err = e.drain(ctx, jetstream.AckAllPolicy)
-		case "drain-pinned":
-			r, err = e.drainPinned(ctx)
 		case "ponix":
 			r, err = e.ponix(ctx, cfg)
 		case "insert":
@@ -133,7 +131,7 @@ func runThroughput(ctx context.Context, o *options, logger *slog.Logger) error {
 			}
 			r, err = e.insertDistributed(ctx, cfg.NATSBatchSize)
 		default:
-			return fmt.Errorf("unknown phase %q (want reference, drain, drain-ackall, drain-pinned, ponix, insert, insert-distributed)", phase)
+			return fmt.Errorf("unknown phase %q (want reference, drain, drain-ackall, ponix, insert, insert-distributed)", phase)
 		}
 		if err != nil {
 			return fmt.Errorf("phase %s: %w", phase, err)
@@ -312,27 +310,6 @@ func (e *env) drain(ctx context.Context, policy jetstream.AckPolicy) (result, er
 		return result{}, err
 	}
 	return e.drainWith(ctx, name, cons, policy)
-}
-
-// drainPinned is drain-ackall through a pinned priority group, as PONIX_NATS_ACK=batch
-// consumes: it shows what the server's pin costs (a Nats-Pin-Id header on every delivery).
-// It is not one of the ceilings ponix/min(ceilings) uses.
-func (e *env) drainPinned(ctx context.Context) (result, error) {
-	const name = "bench-drain-pinned"
-	_ = e.js.DeleteConsumer(ctx, benchStream, name)
-	cons, err := e.js.CreateConsumer(ctx, benchStream, jetstream.ConsumerConfig{
-		Durable:        name,
-		AckPolicy:      jetstream.AckAllPolicy,
-		AckWait:        time.Minute,
-		MaxAckPending:  2 * e.o.refBatch,
-		PriorityPolicy: jetstream.PriorityPolicyPinned,
-		PriorityGroups: []string{"owner"},
-		PinnedTTL:      time.Minute,
-	})
-	if err != nil {
-		return result{}, err
-	}
-	return e.drainWith(ctx, "drain-pinned (pinned group)", cons, jetstream.AckAllPolicy, jetstream.FetchPriorityGroup("owner"))
 }
 
 // drainWith fetches every message through cons and acks each (AckExplicit) or the last of
