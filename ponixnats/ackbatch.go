@@ -42,7 +42,12 @@ func (c *Consumer) owned(ctx context.Context, b fetched) bool {
 		c.st.rewound.Add(uint64(len(b.msgs)))
 		return false
 	}
-	if c.own == nil || c.clk.now().Sub(b.fetchedAt) < c.cfg.OwnerTTL/2 || c.own.confirm(ctx) {
+	if c.own == nil || c.clk.now().Sub(b.fetchedAt) < c.cfg.OwnerTTL/2 {
+		return true
+	}
+	if owned, err := c.own.confirm(ctx); owned || err != nil {
+		// Owned, or unknown: each ack covers only what this instance stored, in order, from
+		// deliveries that continued its own (see fetchLoop) — a copy at worst, never a loss.
 		return true
 	}
 	c.log.Warn("this instance lost the durable consumer while a batch waited: the batch is left to the owner",
@@ -70,12 +75,14 @@ func (c *Consumer) mayPull(ctx context.Context, ch *chain, retry *backoff.Backof
 		ch.gen = gen
 		return false
 	}
-	if !c.own.confirm(ctx) {
-		_ = retry.Wait(ctx) // the bucket cannot be read: the server is probably unreachable too
+	owned, err := c.own.confirm(ctx)
+	if err != nil {
+		c.setHealth(fmt.Errorf("consumer %s on stream %s: %w", c.cfg.Durable, c.cfg.Stream, err), false)
+		_ = retry.Wait(ctx)
 		return false
 	}
 	retry.Reset()
-	return true
+	return owned
 }
 
 // chain is what an [AckPerBatch] owner's fetch loop knows of the consumer sequences
@@ -120,8 +127,11 @@ func (c *Consumer) chainBroken(ctx context.Context, msgs []jetstream.Msg) {
 	first, _ := consumerSequence(msgs[0])
 	c.log.Warn("the durable consumer delivered to another client too (or was reset by one): this batch is not processed, and delivery starts again after what is stored",
 		"batch", len(msgs), "first_consumer_seq", first)
-	if ctx.Err() != nil || !c.own.confirm(ctx) {
+	if ctx.Err() != nil {
 		return
+	}
+	if owned, err := c.own.confirm(ctx); !owned || err != nil {
+		return // a standby now, or the key cannot be read: fetchLoop asks again before it pulls
 	}
 	c.rewind(ctx, rewindTo{needed: true, resume: true})
 }

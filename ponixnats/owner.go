@@ -47,53 +47,111 @@ type ownerKV interface {
 	remove(ctx context.Context, rev uint64) error
 }
 
-// kvOwner is the [ownerKV] of one key in a JetStream bucket.
+// kvOwner is the [ownerKV] of one key in a JetStream bucket. A bucket found missing (an
+// operator deleted it) is created again, and the call made once more.
 type kvOwner struct {
-	kv  jetstream.KeyValue
-	key string
+	js       jetstream.JetStream
+	bucket   string
+	key      string
+	replicas int
+
+	mu sync.Mutex
+	kv jetstream.KeyValue
 }
 
-func (o kvOwner) get(ctx context.Context) ([]byte, uint64, error) {
-	e, err := o.kv.Get(ctx, o.key)
-	if err != nil {
-		return nil, 0, err
+// do calls f with the bucket, opening (or creating) it first when needed, and once more after
+// creating it again when f's error says it is missing.
+func (o *kvOwner) do(ctx context.Context, f func(kv jetstream.KeyValue) error) error {
+	o.mu.Lock()
+	kv := o.kv
+	o.mu.Unlock()
+	if kv == nil {
+		var err error
+		if kv, err = o.open(ctx); err != nil {
+			return err
+		}
 	}
-	return e.Value(), e.Revision(), nil
+	err := f(kv)
+	if !bucketGone(err) {
+		return err
+	}
+	if _, lerr := o.js.KeyValue(ctx, o.bucket); !errors.Is(lerr, jetstream.ErrBucketNotFound) {
+		return err
+	}
+	if kv, err = o.open(ctx); err != nil {
+		return err
+	}
+	return f(kv)
 }
 
-func (o kvOwner) put(ctx context.Context, v []byte) (uint64, error) { return o.kv.Put(ctx, o.key, v) }
-
-func (o kvOwner) create(ctx context.Context, v []byte) (uint64, error) {
-	return o.kv.Create(ctx, o.key, v)
+// bucketGone reports whether err may mean that the bucket's stream does not exist.
+func bucketGone(err error) bool {
+	return errors.Is(err, jetstream.ErrStreamNotFound) || errors.Is(err, jetstream.ErrBucketNotFound) ||
+		errors.Is(err, nats.ErrNoResponders) || errors.Is(err, jetstream.ErrNoStreamResponse)
 }
 
-func (o kvOwner) update(ctx context.Context, v []byte, rev uint64) (uint64, error) {
-	return o.kv.Update(ctx, o.key, v, rev)
+// open binds to the bucket, creating it (one revision per key, replicated like the source
+// stream) when it does not exist.
+func (o *kvOwner) open(ctx context.Context) (jetstream.KeyValue, error) {
+	kv, err := o.js.KeyValue(ctx, o.bucket)
+	if errors.Is(err, jetstream.ErrBucketNotFound) {
+		kv, err = o.js.CreateKeyValue(ctx, jetstream.KeyValueConfig{
+			Bucket:      o.bucket,
+			Description: "ponixnats: which instance consumes each durable consumer that acknowledges per batch",
+			History:     1,
+			Replicas:    max(o.replicas, 1),
+		})
+		if errors.Is(err, jetstream.ErrBucketExists) {
+			kv, err = o.js.KeyValue(ctx, o.bucket) // another instance was faster
+		}
+	}
+	if err != nil {
+		return nil, fmt.Errorf("opening the owner bucket %s: %w", o.bucket, err)
+	}
+	o.mu.Lock()
+	o.kv = kv
+	o.mu.Unlock()
+	return kv, nil
 }
 
-func (o kvOwner) remove(ctx context.Context, rev uint64) error {
-	return o.kv.Delete(ctx, o.key, jetstream.LastRevision(rev))
+func (o *kvOwner) get(ctx context.Context) (val []byte, rev uint64, err error) {
+	err = o.do(ctx, func(kv jetstream.KeyValue) error {
+		e, err := kv.Get(ctx, o.key)
+		if err == nil {
+			val, rev = e.Value(), e.Revision()
+		}
+		return err
+	})
+	return val, rev, err
+}
+
+func (o *kvOwner) put(ctx context.Context, v []byte) (rev uint64, err error) {
+	err = o.do(ctx, func(kv jetstream.KeyValue) error { rev, err = kv.Put(ctx, o.key, v); return err })
+	return rev, err
+}
+
+func (o *kvOwner) create(ctx context.Context, v []byte) (rev uint64, err error) {
+	err = o.do(ctx, func(kv jetstream.KeyValue) error { rev, err = kv.Create(ctx, o.key, v); return err })
+	return rev, err
+}
+
+func (o *kvOwner) update(ctx context.Context, v []byte, rev uint64) (next uint64, err error) {
+	err = o.do(ctx, func(kv jetstream.KeyValue) error { next, err = kv.Update(ctx, o.key, v, rev); return err })
+	return next, err
+}
+
+func (o *kvOwner) remove(ctx context.Context, rev uint64) error {
+	return o.do(ctx, func(kv jetstream.KeyValue) error { return kv.Delete(ctx, o.key, jetstream.LastRevision(rev)) })
 }
 
 // openOwnerKV binds to the key of cfg's durable in cfg.OwnerBucket, creating the bucket (one
 // revision per key, replicated like the source stream) when it does not exist.
-func openOwnerKV(ctx context.Context, js jetstream.JetStream, cfg ConsumerConfig, replicas int) (kvOwner, error) {
-	kv, err := js.KeyValue(ctx, cfg.OwnerBucket)
-	if errors.Is(err, jetstream.ErrBucketNotFound) {
-		kv, err = js.CreateKeyValue(ctx, jetstream.KeyValueConfig{
-			Bucket:      cfg.OwnerBucket,
-			Description: "ponixnats: which instance consumes each durable consumer that acknowledges per batch",
-			History:     1,
-			Replicas:    max(replicas, 1),
-		})
-		if errors.Is(err, jetstream.ErrBucketExists) {
-			kv, err = js.KeyValue(ctx, cfg.OwnerBucket) // another instance was faster
-		}
+func openOwnerKV(ctx context.Context, js jetstream.JetStream, cfg ConsumerConfig, replicas int) (*kvOwner, error) {
+	o := &kvOwner{js: js, bucket: cfg.OwnerBucket, key: ownerKey(cfg.Stream, cfg.Durable), replicas: replicas}
+	if _, err := o.open(ctx); err != nil {
+		return nil, err
 	}
-	if err != nil {
-		return kvOwner{}, fmt.Errorf("opening the owner bucket %s: %w", cfg.OwnerBucket, err)
-	}
-	return kvOwner{kv: kv, key: ownerKey(cfg.Stream, cfg.Durable)}, nil
+	return o, nil
 }
 
 // ownerKey is the key of a durable in the owner bucket: "<stream>.<durable>", each byte that
@@ -298,25 +356,26 @@ func (l *lease) watch(ctx context.Context) {
 }
 
 // confirm asks the server whether this instance still owns the durable; false when the key
-// names another instance or cannot be read. Another owner makes this instance a standby.
-func (l *lease) confirm(ctx context.Context) bool {
+// names another instance (which makes this instance a standby) or cannot be read (err says
+// why).
+func (l *lease) confirm(ctx context.Context) (bool, error) {
 	rctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
 	val, _, err := l.kv.get(rctx)
 	if err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
-		return false
+		return false, fmt.Errorf("reading the owner key: %w", err)
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if err == nil && string(val) == string(l.id) {
-		return l.owned
+		return l.owned, nil
 	}
 	if err != nil {
 		l.lostLocked("its owner key is gone")
 	} else {
 		l.lostLocked("another instance owns it", "owner", string(val))
 	}
-	return false
+	return false, nil
 }
 
 // release gives the durable up (at a graceful stop), so that a standby takes over at once.

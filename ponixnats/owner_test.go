@@ -115,8 +115,8 @@ func TestLeaseStartTakesOverAndTheFormerOwnerStandsBy(t *testing.T) {
 	if err := b.take(ctx); err != nil || !owns(b) || kv.owner() != "b" {
 		t.Fatalf("b.take: %v, owns %v, key names %q", err, owns(b), kv.owner())
 	}
-	if a.confirm(ctx) {
-		t.Fatal("a still confirms its ownership after b took the key")
+	if owned, err := a.confirm(ctx); owned || err != nil {
+		t.Fatalf("a.confirm after b took the key: %v, %v; want false, nil", owned, err)
 	}
 	select {
 	case <-changed:
@@ -147,8 +147,8 @@ func TestLeaseStandbyTakesOverAKeyUnrenewedForTheTTL(t *testing.T) {
 	if err := a.take(ctx); err != nil {
 		t.Fatal(err)
 	}
-	b.confirm(ctx) // b learns that a took it: standby
-	for range 5 {  // a renews every TTL/3: b never takes over
+	_, _ = b.confirm(ctx) // b learns that a took it: standby
+	for range 5 {         // a renews every TTL/3: b never takes over
 		b.watch(ctx)
 		clk.advance(leaseTTL / 3)
 		a.renew(ctx)
@@ -184,7 +184,7 @@ func TestLeaseReleaseLetsAStandbyTakeOverAtOnce(t *testing.T) {
 	a, b := testLease(kv, "a", clk), testLease(kv, "b", clk)
 	_ = b.take(ctx)
 	_ = a.take(ctx)
-	b.confirm(ctx)
+	_, _ = b.confirm(ctx)
 	b.watch(ctx)
 	a.release(ctx)
 	if owns(a) {
@@ -207,8 +207,11 @@ func TestLeaseOwnerCutOffStandsByAfterTheTTL(t *testing.T) {
 	kv.mu.Lock()
 	kv.fail = errors.New("connection closed")
 	kv.mu.Unlock()
-	if a.confirm(ctx) {
-		t.Error("confirm said yes while the bucket could not be read")
+	if owned, err := a.confirm(ctx); owned || err == nil {
+		t.Errorf("confirm while the bucket could not be read: %v, %v; want false and the error", owned, err)
+	}
+	if !owns(a) {
+		t.Fatal("a gave the durable up because the bucket could not be read once")
 	}
 	clk.advance(leaseTTL / 3)
 	a.renew(ctx)

@@ -390,3 +390,40 @@ func TestIntegrationAckPerBatchAnotherClientsPullIsDeliveredAgain(t *testing.T) 
 		t.Errorf("the owner never dropped a batch whose deliveries skipped the other client's: %+v", st)
 	}
 }
+
+// The owner bucket is deleted while the owner consumes (an operator's mistake): it is created
+// again, the owner writes its key into it again, and consuming goes on.
+func TestIntegrationAckPerBatchOwnerBucketDeletedIsCreatedAgain(t *testing.T) {
+	ctx := context.Background()
+	_, js := connectJS(t, testURL)
+	stream := testStream(t, js)
+	cfg := batchConfig(stream)
+	cfg.OwnerBucket = "owners_" + stream
+	cfg.OwnerTTL = time.Second
+	publishN(t, js, stream+".a", 500, 0)
+	var d deliveries
+	c, err := ponixnats.NewConsumer(ctx, js, cfg, ackAll(&d))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer runConsumer(t, c)()
+	waitSettled(t, js, c)
+	if err := js.DeleteKeyValue(ctx, cfg.OwnerBucket); err != nil {
+		t.Fatal(err)
+	}
+	publishN(t, js, stream+".a", 500, 500)
+	waitSettled(t, js, c)
+	for i := range 1000 {
+		if d.get(strconv.Itoa(i)) == 0 {
+			t.Fatalf("message %d was acknowledged but never processed", i)
+		}
+	}
+	eventually(t, 10*time.Second, "the owner key written again into a bucket created again", func() bool {
+		kv, err := js.KeyValue(ctx, cfg.OwnerBucket)
+		if err != nil {
+			return false
+		}
+		_, err = kv.Get(ctx, stream+"."+cfg.Durable)
+		return err == nil
+	})
+}
