@@ -256,6 +256,16 @@ func (c *Consumer) resumeAt(ctx context.Context) (uint64, error) {
 	return 0, nil
 }
 
+// Owner reports whether this instance consumes the durable now: acknowledging per batch, whether
+// it owns it (false while it stands by); acknowledging per message, always.
+func (c *Consumer) Owner() bool {
+	if c.own == nil {
+		return true
+	}
+	owned, _, _ := c.own.state()
+	return owned
+}
+
 // Config returns the effective configuration (defaults applied).
 func (c *Consumer) Config() ConsumerConfig { return c.cfg }
 

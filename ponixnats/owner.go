@@ -172,14 +172,15 @@ func ownerKey(stream, durable string) string {
 	return esc(stream) + "." + esc(durable)
 }
 
-// instanceID names this process in the owner bucket: host, pid and a random suffix, so that
-// an operator reading the bucket sees who owns a durable.
+// instanceID names a consumer in the owner bucket: host, pid and a unique suffix (two consumers
+// of one durable in one process are two instances), so that an operator reading the bucket sees
+// who owns a durable.
 func instanceID() string {
 	host, _ := os.Hostname()
 	if host == "" {
 		host = "unknown"
 	}
-	return host + "/" + strconv.Itoa(os.Getpid()) + "/" + nats.NewInbox()[len(nats.InboxPrefix):][:8]
+	return host + "/" + strconv.Itoa(os.Getpid()) + "/" + nats.NewInbox()[len(nats.InboxPrefix):]
 }
 
 // standbyPoll is how often a standby reads the owner key (at most).

@@ -270,3 +270,11 @@ func TestOwnerKeyEscapesWhatAKeyCannotHold(t *testing.T) {
 		}
 	}
 }
+
+// Two consumers of one durable in one process are two instances: their names differ.
+func TestInstanceIDsDifferWithinAProcess(t *testing.T) {
+	a, b := instanceID(), instanceID()
+	if a == b {
+		t.Fatalf("two consumers are both named %q: each would take the other's key for its own", a)
+	}
+}

@@ -215,8 +215,11 @@ func TestIntegrationAckPerBatchOwnerDiesStandbyTakesOver(t *testing.T) {
 		stops[i] = runConsumer(t, consumers[i])
 	}
 	dead := <-dying
-	conns[dead].Close()
 	other := consumers[1-dead]
+	if !consumers[dead].Owner() || other.Owner() {
+		t.Errorf("while one instance processes a batch: Owner() %v and %v; want the processing one alone", consumers[dead].Owner(), other.Owner())
+	}
+	conns[dead].Close()
 	waitSettled(t, js, other)
 	stops[dead]()
 	mu.Lock()
@@ -226,8 +229,8 @@ func TestIntegrationAckPerBatchOwnerDiesStandbyTakesOver(t *testing.T) {
 			t.Fatalf("message %d was acknowledged but never stored", i)
 		}
 	}
-	if other.Stats().Takeovers < 1 {
-		t.Errorf("the standby never took the durable over: %+v", other.Stats())
+	if other.Stats().Takeovers < 1 || !other.Owner() {
+		t.Errorf("the standby never took the durable over: Owner() %v, %+v", other.Owner(), other.Stats())
 	}
 	t.Logf("instance %d died; the other: %+v", dead, other.Stats())
 }
@@ -426,4 +429,71 @@ func TestIntegrationAckPerBatchOwnerBucketDeletedIsCreatedAgain(t *testing.T) {
 		_, err = kv.Get(ctx, stream+"."+cfg.Durable)
 		return err == nil
 	})
+}
+
+// An upgrade from the release that owned an AckPerBatch durable through a pinned priority
+// group: the durable (AckAll, pinned, 100 messages acknowledged and 200 held by the earlier
+// release) is created anew without the pin where it was acknowledged, and every message after
+// the acknowledged ones is processed. A pull of the earlier release (naming its group) is
+// refused from then on.
+func TestIntegrationAckPerBatchUpgradesAPinnedDurable(t *testing.T) {
+	_, js := connectJS(t, testURL)
+	stream := testStream(t, js)
+	publishN(t, js, stream+".a", 500, 0)
+	ctx := context.Background()
+	old, err := js.CreateConsumer(ctx, stream, jetstream.ConsumerConfig{Durable: "test", AckPolicy: jetstream.AckAllPolicy,
+		AckWait: time.Minute, PriorityPolicy: jetstream.PriorityPolicyPinned, PriorityGroups: []string{"owner"}, PinnedTTL: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := old.Fetch(300, jetstream.FetchMaxWait(5*time.Second), jetstream.FetchPriorityGroup("owner"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	i := 0
+	for m := range b.Messages() {
+		if i == 99 {
+			if err := m.DoubleAck(ctx); err != nil { // covers the first 100
+				t.Fatal(err)
+			}
+		}
+		i++
+	}
+	if i != 300 {
+		t.Fatalf("the earlier release's pull brought %d messages, want 300", i)
+	}
+	var d deliveries
+	logs := &logRecorder{}
+	cfg := batchConfig(stream)
+	cfg.Logger = slog.New(logs)
+	c, err := ponixnats.NewConsumer(ctx, js, cfg, ackAll(&d))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg := consumerInfo(t, c).Config; cfg.PriorityPolicy == jetstream.PriorityPolicyPinned {
+		t.Fatalf("after the upgrade the durable is still pinned: %+v", cfg)
+	}
+	if !logs.logged("durable consumer created anew to change how it acknowledges") {
+		t.Errorf("the re-creation was not logged; logged: %v", logs.all())
+	}
+	runConsumer(t, c)
+	waitSettled(t, js, c)
+	for i := 100; i < 500; i++ {
+		if d.get(strconv.Itoa(i)) == 0 {
+			t.Fatalf("message %d never processed after the upgrade", i)
+		}
+	}
+	if d.get("0") != 0 {
+		t.Errorf("message 0, acknowledged before the upgrade, was delivered again")
+	}
+	refused, err := old.Fetch(10, jetstream.FetchMaxWait(time.Second), jetstream.FetchPriorityGroup("owner"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for m := range refused.Messages() {
+		t.Fatalf("a pull of the earlier release was delivered %q", m.Data())
+	}
+	if refused.Error() == nil {
+		t.Error("a pull of the earlier release was not refused")
+	}
 }

@@ -162,6 +162,7 @@ func (m *Metrics) ObserveInsert(n, already int, d time.Duration, err error) {
 type ConsumerSource interface {
 	Stats() ponixnats.Stats
 	Info(ctx context.Context) (*jetstream.ConsumerInfo, error)
+	Owner() bool
 }
 
 // WatchConsumer registers a collector that reports, at each scrape, the
@@ -190,6 +191,7 @@ type consumerCollector struct {
 	ackPending *prometheus.Desc
 	redeliv    *prometheus.Desc
 	infoOK     *prometheus.Desc
+	owner      *prometheus.Desc
 }
 
 type counterDesc struct {
@@ -229,6 +231,7 @@ func newConsumerCollector(src ConsumerSource, stream, consumer string, timeout t
 		ackPending: desc("consumer_ack_pending_messages", "Messages delivered and not yet acknowledged (JetStream num_ack_pending)."),
 		redeliv:    desc("consumer_redelivered_messages", "Messages delivered more than once and not yet acknowledged (JetStream num_redelivered)."),
 		infoOK:     desc("consumer_info_ok", "1 when the last consumer info request succeeded, 0 when it failed."),
+		owner:      desc("consumer_owner", "1 while this instance consumes the durable (owns it, one ack per batch; always, one ack per message), 0 while it stands by."),
 	}
 }
 
@@ -241,6 +244,7 @@ func (c *consumerCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- c.ackPending
 	ch <- c.redeliv
 	ch <- c.infoOK
+	ch <- c.owner
 }
 
 // Collect implements prometheus.Collector.
@@ -249,6 +253,11 @@ func (c *consumerCollector) Collect(ch chan<- prometheus.Metric) {
 	for _, cd := range c.counters {
 		ch <- prometheus.MustNewConstMetric(cd.desc, prometheus.CounterValue, float64(cd.value(stats)), c.labels...)
 	}
+	owner := 0.0
+	if c.src.Owner() {
+		owner = 1
+	}
+	ch <- prometheus.MustNewConstMetric(c.owner, prometheus.GaugeValue, owner, c.labels...)
 	ctx, cancel := context.WithTimeout(context.Background(), c.timeout)
 	defer cancel()
 	info, err := c.src.Info(ctx)

@@ -18,12 +18,14 @@ import (
 )
 
 type fakeConsumer struct {
-	stats ponixnats.Stats
-	info  *jetstream.ConsumerInfo
-	err   error
+	stats   ponixnats.Stats
+	info    *jetstream.ConsumerInfo
+	err     error
+	standby bool
 }
 
 func (f *fakeConsumer) Stats() ponixnats.Stats { return f.stats }
+func (f *fakeConsumer) Owner() bool            { return !f.standby }
 func (f *fakeConsumer) Info(context.Context) (*jetstream.ConsumerInfo, error) {
 	return f.info, f.err
 }
@@ -159,6 +161,17 @@ func TestConsumerCollector(t *testing.T) {
 		"ponix_consumer_info_ok" + labels + " 0\n"
 	if err := testutil.GatherAndCompare(m.Registry(), strings.NewReader(want), "ponix_envelopes_released_total", "ponix_envelopes_redelivered_total", "ponix_consumer_info_ok"); err != nil {
 		t.Error(err)
+	}
+
+	// The owner gauge follows the consumer: 1 while it consumes, 0 while it stands by.
+	for _, standby := range []bool{false, true} {
+		f.standby = standby
+		want := "# HELP ponix_consumer_owner 1 while this instance consumes the durable (owns it, one ack per batch; always, one ack per message), 0 while it stands by.\n" +
+			"# TYPE ponix_consumer_owner gauge\n" +
+			"ponix_consumer_owner" + labels + " " + map[bool]string{false: "1", true: "0"}[standby] + "\n"
+		if err := testutil.GatherAndCompare(m.Registry(), strings.NewReader(want), "ponix_consumer_owner"); err != nil {
+			t.Errorf("standby %v: %v", standby, err)
+		}
 	}
 	if err := m.WatchConsumer(f, "s1", "c1", 0, nil); err == nil {
 		t.Error("watching the same consumer twice was accepted")
