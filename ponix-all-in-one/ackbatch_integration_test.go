@@ -106,6 +106,19 @@ func TestAckPerBatchOwnerKilledMidInsert(t *testing.T) {
 			pub := startPublisher(t, r.natsURL, r.want[r.at:], 500, 100*time.Millisecond)
 			r.waitHeld(svcs...)
 			dead := owner(t, svcs)
+			// The operator's view: ponix_consumer_owner is 1 on the owner alone.
+			waitFor(t, 30*time.Second, "ponix_consumer_owner 1 on the owner and 0 on the standbys", func() bool {
+				for i, s := range svcs {
+					want := 0.0
+					if i == dead {
+						want = 1
+					}
+					if metric(t, scrape(t, httpBase(t, s)), "ponix_consumer_owner") != want {
+						return false
+					}
+				}
+				return true
+			}, svcs...)
 			svcs[dead].signal(syscall.SIGKILL)
 			svcs[dead].wait(10 * time.Second)
 			r.gate.release()
