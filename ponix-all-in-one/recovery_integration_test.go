@@ -42,11 +42,11 @@ func TestRecoveryDurableConsumerDeleted(t *testing.T) {
 	}
 }
 
-// The durable consumer is deleted while ClickHouse is unreachable. Where the stored rows end
-// cannot be read, so the consumer is created again at once at the last known ack floor, and every
-// message up to the stream's last sequence is checked against the table before it is inserted:
-// the check holds on the sink (/readyz names it) until ClickHouse is back, and nothing is stored
-// twice.
+// The durable consumer is deleted while ClickHouse is unreachable and the service has stored
+// what was published (so no batch of it is held: one held would be finished first). Where the
+// stored rows end cannot be read, so the consumer is created again at once at the last known ack
+// floor (saying so); what is published next is held by the sink (/readyz names it) until
+// ClickHouse is back, and nothing is stored twice.
 func TestRecoveryConsumerDeletedWhileClickHouseDown(t *testing.T) {
 	t.Parallel()
 	db := chSrv.NewDatabase(t)
@@ -54,23 +54,27 @@ func TestRecoveryConsumerDeletedWhileClickHouseDown(t *testing.T) {
 	r := startSinkRun(t, 302, "consumer-deleted+clickhouse-down", db, db.Conn, func(env map[string]string) {
 		env["PONIX_CLICKHOUSE_NATIVE_URL"] = proxy.addr()
 	})
+	all := envelopes(faultN+500, r.seed) // the first faultN are r.want; 500 more after the fault
+	r.pub.wait(t, 120*time.Second)
+	waitRaw(t, db.Conn, faultN, 120*time.Second, r.svc) // caught up: no batch in hand
 	js := dlqJS(t, r.natsURL)
 	r.fault()
 	proxy.setDown(true)
 	if err := js.DeleteConsumer(context.Background(), "processed_envelopes", "ponix-all-in-one"); err != nil {
 		t.Fatal(err)
 	}
-	r.expectHold(pipelineCheckSink, "", "", 0)
 	waitLog(t, r.svc, "the durable consumer no longer exists", 30*time.Second)
 	waitFor(t, 30*time.Second, "the durable consumer created again while ClickHouse is down", func() bool {
 		_, err := js.Consumer(context.Background(), "processed_envelopes", "ponix-all-in-one")
 		return err == nil
 	}, r.svc)
+	publish(t, r.natsURL, all[faultN:])
+	r.expectHold(pipelineCheckSink, "", "", 0)
 	if !strings.Contains(r.svc.logs.String(), "where the stored rows end cannot be read") {
 		t.Errorf("the service did not say that it resumed without knowing where the rows end")
 	}
 	proxy.setDown(false)
-	r.finish("a consumer deleted while ClickHouse was down", r.want)
+	r.finish("a consumer deleted while ClickHouse was down", all)
 	if dups := r.f.raw - r.f.stored; dups != 0 {
 		t.Errorf("%d rows stored twice: the messages delivered again were not all checked", dups)
 	}
