@@ -462,7 +462,12 @@ func TestExactlyOnceTwoInstancesOneStalledPastAckWait(t *testing.T) {
 		waitRaw(t, r.db.Conn, uint64(next), 30*time.Second, stalled, other) // the chunk before is stored
 	}
 	stalled.signal(syscall.SIGSTOP)
-	r.waitRedelivered(stalled, other) // to the other: the stalled one pulls nothing
+	// The stalled one's batches run out of AckWait in the order of their last renewal, so the one
+	// it fetched ahead may come again first: wait until the held batch's messages were given to
+	// the other and found stored (the stalled one pulls nothing).
+	waitFor(t, 60*time.Second, "the other instance finding the stalled one's messages stored", func() bool {
+		return sumStored(other.logs.String()) > 0
+	}, other)
 	stalled.signal(syscall.SIGCONT)
 	r.gate.release()
 	publish(t, r.natsURL, r.want[next:])
