@@ -60,8 +60,15 @@ type kvOwner struct {
 }
 
 // do calls f with the bucket, opening (or creating) it first when needed, and once more after
-// creating it again when f's error says it is missing.
+// creating it again when f's error says it is missing. Its errors name the key and the bucket.
 func (o *kvOwner) do(ctx context.Context, f func(kv jetstream.KeyValue) error) error {
+	if err := o.try(ctx, f); err != nil {
+		return fmt.Errorf("key %s of bucket %s: %w", o.key, o.bucket, err)
+	}
+	return nil
+}
+
+func (o *kvOwner) try(ctx context.Context, f func(kv jetstream.KeyValue) error) error {
 	o.mu.Lock()
 	kv := o.kv
 	o.mu.Unlock()
@@ -364,7 +371,7 @@ func (l *lease) confirm(ctx context.Context) (bool, error) {
 	defer cancel()
 	val, _, err := l.kv.get(rctx)
 	if err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
-		return false, fmt.Errorf("reading the owner key: %w", err)
+		return false, fmt.Errorf("reading the durable's owner key: %w", err)
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()

@@ -235,20 +235,23 @@ func TestIntegrationAckPerBatchOwnerDiesStandbyTakesOver(t *testing.T) {
 	t.Logf("instance %d died; the other: %+v", dead, other.Stats())
 }
 
-// An upgrade: a durable consumer of an earlier release (per-message acks) with unacknowledged
-// messages is created anew with one ack per batch where the stream was acknowledged, and every
-// message is processed.
-func TestIntegrationAckPerBatchUpgradesAnAckExplicitDurable(t *testing.T) {
+// upgradeFrom is an upgrade from a durable of an earlier release, created with old on a stream
+// of 500 messages: that release took 300 (with opts), acknowledged the first 100 and died
+// holding the rest. The new consumer must create the durable anew (one log line) where it was
+// acknowledged and process every message after the acknowledged ones, and none before. It
+// returns the earlier release's consumer and the new one (settled).
+func upgradeFrom(t *testing.T, old jetstream.ConsumerConfig, opts ...jetstream.FetchOpt) (jetstream.Consumer, *ponixnats.Consumer) {
+	t.Helper()
 	_, js := connectJS(t, testURL)
 	stream := testStream(t, js)
 	publishN(t, js, stream+".a", 500, 0)
 	ctx := context.Background()
-	old, err := js.CreateConsumer(ctx, stream, jetstream.ConsumerConfig{Durable: "test", AckPolicy: jetstream.AckExplicitPolicy, AckWait: time.Minute})
+	old.Durable = "test"
+	earlier, err := js.CreateConsumer(ctx, stream, old)
 	if err != nil {
 		t.Fatal(err)
 	}
-	// The earlier release acknowledged the first 100 and died holding the next 200.
-	b, err := old.Fetch(300, jetstream.FetchMaxWait(5*time.Second))
+	b, err := earlier.Fetch(300, append(opts, jetstream.FetchMaxWait(5*time.Second))...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -261,6 +264,9 @@ func TestIntegrationAckPerBatchUpgradesAnAckExplicitDurable(t *testing.T) {
 		}
 		i++
 	}
+	if i != 300 {
+		t.Fatalf("the earlier release's pull brought %d messages, want 300", i)
+	}
 	var d deliveries
 	logs := &logRecorder{}
 	cfg := batchConfig(stream)
@@ -268,9 +274,6 @@ func TestIntegrationAckPerBatchUpgradesAnAckExplicitDurable(t *testing.T) {
 	c, err := ponixnats.NewConsumer(ctx, js, cfg, ackAll(&d))
 	if err != nil {
 		t.Fatal(err)
-	}
-	if cfg := consumerInfo(t, c).Config; cfg.AckPolicy != jetstream.AckAllPolicy {
-		t.Fatalf("after the upgrade the durable consumer has ack policy %s", cfg.AckPolicy)
 	}
 	if !logs.logged("durable consumer created anew to change how it acknowledges") {
 		t.Errorf("the re-creation was not logged; logged: %v", logs.all())
@@ -284,6 +287,17 @@ func TestIntegrationAckPerBatchUpgradesAnAckExplicitDurable(t *testing.T) {
 	}
 	if d.get("0") != 0 {
 		t.Errorf("message 0, acknowledged before the upgrade, was delivered again")
+	}
+	return earlier, c
+}
+
+// An upgrade: a durable consumer of an earlier release (per-message acks) with unacknowledged
+// messages is created anew with one ack per batch where the stream was acknowledged, and every
+// message is processed.
+func TestIntegrationAckPerBatchUpgradesAnAckExplicitDurable(t *testing.T) {
+	_, c := upgradeFrom(t, jetstream.ConsumerConfig{AckPolicy: jetstream.AckExplicitPolicy, AckWait: time.Minute})
+	if cfg := consumerInfo(t, c).Config; cfg.AckPolicy != jetstream.AckAllPolicy {
+		t.Fatalf("after the upgrade the durable consumer has ack policy %s", cfg.AckPolicy)
 	}
 }
 
@@ -437,56 +451,13 @@ func TestIntegrationAckPerBatchOwnerBucketDeletedIsCreatedAgain(t *testing.T) {
 // the acknowledged ones is processed. A pull of the earlier release (naming its group) is
 // refused from then on.
 func TestIntegrationAckPerBatchUpgradesAPinnedDurable(t *testing.T) {
-	_, js := connectJS(t, testURL)
-	stream := testStream(t, js)
-	publishN(t, js, stream+".a", 500, 0)
-	ctx := context.Background()
-	old, err := js.CreateConsumer(ctx, stream, jetstream.ConsumerConfig{Durable: "test", AckPolicy: jetstream.AckAllPolicy,
-		AckWait: time.Minute, PriorityPolicy: jetstream.PriorityPolicyPinned, PriorityGroups: []string{"owner"}, PinnedTTL: time.Minute})
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := old.Fetch(300, jetstream.FetchMaxWait(5*time.Second), jetstream.FetchPriorityGroup("owner"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	i := 0
-	for m := range b.Messages() {
-		if i == 99 {
-			if err := m.DoubleAck(ctx); err != nil { // covers the first 100
-				t.Fatal(err)
-			}
-		}
-		i++
-	}
-	if i != 300 {
-		t.Fatalf("the earlier release's pull brought %d messages, want 300", i)
-	}
-	var d deliveries
-	logs := &logRecorder{}
-	cfg := batchConfig(stream)
-	cfg.Logger = slog.New(logs)
-	c, err := ponixnats.NewConsumer(ctx, js, cfg, ackAll(&d))
-	if err != nil {
-		t.Fatal(err)
-	}
+	earlier, c := upgradeFrom(t, jetstream.ConsumerConfig{AckPolicy: jetstream.AckAllPolicy, AckWait: time.Minute,
+		PriorityPolicy: jetstream.PriorityPolicyPinned, PriorityGroups: []string{"owner"}, PinnedTTL: time.Minute},
+		jetstream.FetchPriorityGroup("owner"))
 	if cfg := consumerInfo(t, c).Config; cfg.PriorityPolicy == jetstream.PriorityPolicyPinned {
 		t.Fatalf("after the upgrade the durable is still pinned: %+v", cfg)
 	}
-	if !logs.logged("durable consumer created anew to change how it acknowledges") {
-		t.Errorf("the re-creation was not logged; logged: %v", logs.all())
-	}
-	runConsumer(t, c)
-	waitSettled(t, js, c)
-	for i := 100; i < 500; i++ {
-		if d.get(strconv.Itoa(i)) == 0 {
-			t.Fatalf("message %d never processed after the upgrade", i)
-		}
-	}
-	if d.get("0") != 0 {
-		t.Errorf("message 0, acknowledged before the upgrade, was delivered again")
-	}
-	refused, err := old.Fetch(10, jetstream.FetchMaxWait(time.Second), jetstream.FetchPriorityGroup("owner"))
+	refused, err := earlier.Fetch(10, jetstream.FetchMaxWait(time.Second), jetstream.FetchPriorityGroup("owner"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -314,11 +314,10 @@ func (e *env) drain(ctx context.Context, policy jetstream.AckPolicy) (result, er
 
 // drainWith fetches every message through cons and acks each (AckExplicit) or the last of
 // each batch (AckAll).
-func (e *env) drainWith(ctx context.Context, name string, cons jetstream.Consumer, policy jetstream.AckPolicy, opts ...jetstream.FetchOpt) (result, error) {
-	opts = append(opts, jetstream.FetchMaxWait(5*time.Second))
+func (e *env) drainWith(ctx context.Context, name string, cons jetstream.Consumer, policy jetstream.AckPolicy) (result, error) {
 	return e.measure(name, e.o.refBatch, func() error {
 		for done := 0; done < e.o.n; {
-			b, err := cons.Fetch(e.o.refBatch, opts...)
+			b, err := cons.Fetch(e.o.refBatch, jetstream.FetchMaxWait(5*time.Second))
 			if err != nil {
 				return err
 			}
