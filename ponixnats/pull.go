@@ -107,6 +107,7 @@ func (p *puller) fetch(buf []jetstream.Msg, n, maxBytes int, expiry time.Duratio
 			msgs = msgs[:len(msgs)+1]
 			pm := &msgs[len(msgs)-1]
 			pm.msg, pm.p = m, p
+			pm.seqs, pm.seqsErr = parseAckSeqs(m.Reply)
 			buf = append(buf, pm)
 			if maxBytes > 0 {
 				if bytes += m.Size(); bytes >= maxBytes {
@@ -170,9 +171,11 @@ func pullStatus(m *nats.Msg) (end bool, err error) {
 // acknowledged as nats.go's are (a second final acknowledgement is refused with
 // [jetstream.ErrMsgAlreadyAckd]; in-progress acks may repeat).
 type pulledMsg struct {
-	msg  *nats.Msg
-	p    *puller
-	ackd atomic.Bool
+	msg     *nats.Msg
+	p       *puller
+	ackd    atomic.Bool
+	seqs    ackSeqs // of the ack subject, read once at the fetch (see ackSeqsOf)
+	seqsErr error
 }
 
 var _ jetstream.Msg = (*pulledMsg)(nil)

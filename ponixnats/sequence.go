@@ -20,38 +20,66 @@ var ErrNotJetStreamMsg = errors.New("not a JetStream message")
 // jetstream.Msg.Metadata, which makes it cheap enough for the per-message hot
 // path (e.g. as a de-duplication key).
 func StreamSequence(m jetstream.Msg) (uint64, error) {
-	return ackToken(m.Reply(), 0, "stream sequence")
+	s, err := ackSeqsOf(m)
+	return s.stream, err
 }
 
 // consumerSequence returns the consumer (delivery) sequence of a delivered message: it grows
 // with every delivery of one consumer, so a smaller one means the consumer was created anew.
 func consumerSequence(m jetstream.Msg) (uint64, error) {
-	return ackToken(m.Reply(), 1, "consumer sequence")
+	s, err := ackSeqsOf(m)
+	return s.consumer, err
 }
 
 // numDelivered returns how many times a delivered message was delivered, this delivery
 // included, from its ack subject, without allocating.
 func numDelivered(m jetstream.Msg) (uint64, error) {
-	return ackToken(m.Reply(), -1, "delivery count")
+	s, err := ackSeqsOf(m)
+	return s.delivered, err
 }
 
-// ackToken parses the number at offset (-1: delivery count, 0: stream sequence, 1: consumer
-// sequence) in a
-// JetStream ack subject, without allocating.
-func ackToken(reply string, offset int, what string) (uint64, error) {
+// ackSeqs are the numbers of a JetStream ack subject that a consumer reads per message.
+type ackSeqs struct {
+	delivered, stream, consumer uint64
+}
+
+// ackSeqsOf returns the numbers of m's ack subject: read when a [puller] fetched m (once per
+// message, however many of them are asked for), or now for a message from elsewhere.
+func ackSeqsOf(m jetstream.Msg) (ackSeqs, error) {
+	if pm, ok := m.(*pulledMsg); ok {
+		return pm.seqs, pm.seqsErr
+	}
+	return parseAckSeqs(m.Reply())
+}
+
+// parseAckSeqs reads the delivery count, stream sequence and consumer sequence of a JetStream
+// ack subject in one pass, without allocating.
+func parseAckSeqs(reply string) (ackSeqs, error) {
 	rest, pos, err := ackTokens(reply)
 	if err != nil {
-		return 0, err
+		return ackSeqs{}, err
 	}
-	var tok string
-	for range pos + offset + 1 {
-		tok, rest, _ = strings.Cut(rest, ".")
+	for range pos - 1 {
+		_, rest, _ = strings.Cut(rest, ".")
 	}
-	seq, err := strconv.ParseUint(tok, 10, 64)
-	if err != nil {
-		return 0, fmt.Errorf("%w: reply subject %q: %s: %w", ErrNotJetStreamMsg, reply, what, err)
+	deliveredTok, rest, _ := strings.Cut(rest, ".")
+	streamTok, rest, _ := strings.Cut(rest, ".")
+	consumerTok, _, _ := strings.Cut(rest, ".")
+	var s ackSeqs
+	if s.delivered, err = strconv.ParseUint(deliveredTok, 10, 64); err != nil {
+		return ackSeqs{}, ackSeqError(reply, "delivery count", err)
 	}
-	return seq, nil
+	if s.stream, err = strconv.ParseUint(streamTok, 10, 64); err != nil {
+		return ackSeqs{}, ackSeqError(reply, "stream sequence", err)
+	}
+	if s.consumer, err = strconv.ParseUint(consumerTok, 10, 64); err != nil {
+		return ackSeqs{}, ackSeqError(reply, "consumer sequence", err)
+	}
+	return s, nil
+}
+
+func ackSeqError(reply, what string, err error) error {
+	return fmt.Errorf("%w: reply subject %q: %s: %w", ErrNotJetStreamMsg, reply, what, err)
 }
 
 // ackTokens returns the tokens of a JetStream ack subject after "$JS.ACK." and the index of the
@@ -84,25 +112,11 @@ type Delivery struct {
 // allocating (see [StreamSequence]). A Delivered above 1 means the message was
 // delivered before (a crash, an expired AckWait, a restart): its row may already be stored.
 func DeliveryOf(m jetstream.Msg) (Delivery, error) {
-	reply := m.Reply()
-	rest, pos, err := ackTokens(reply)
+	s, err := ackSeqsOf(m)
 	if err != nil {
 		return Delivery{}, err
 	}
-	for range pos - 1 {
-		_, rest, _ = strings.Cut(rest, ".")
-	}
-	deliveredTok, rest, _ := strings.Cut(rest, ".")
-	seqTok, _, _ := strings.Cut(rest, ".")
-	delivered, err := strconv.ParseUint(deliveredTok, 10, 64)
-	if err != nil {
-		return Delivery{}, fmt.Errorf("%w: reply subject %q: delivery count: %w", ErrNotJetStreamMsg, reply, err)
-	}
-	seq, err := strconv.ParseUint(seqTok, 10, 64)
-	if err != nil {
-		return Delivery{}, fmt.Errorf("%w: reply subject %q: stream sequence: %w", ErrNotJetStreamMsg, reply, err)
-	}
-	return Delivery{StreamSeq: seq, Delivered: delivered}, nil
+	return Delivery{StreamSeq: s.stream, Delivered: s.delivered}, nil
 }
 
 // metadataOf parses a JetStream ack subject into a message's metadata, as

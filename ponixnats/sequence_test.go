@@ -2,8 +2,10 @@ package ponixnats
 
 import (
 	"errors"
+	"strings"
 	"testing"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
@@ -67,5 +69,30 @@ func BenchmarkStreamSequence(b *testing.B) {
 	var m jetstream.Msg = &replyMsg{reply: "$JS.ACK.processed_envelopes.ponix.1.4242.17.1700000000000000000.3"}
 	for b.Loop() {
 		_, _ = StreamSequence(m)
+	}
+}
+
+// The numbers read once per message (at the fetch, see pulledMsg) are those of Metadata.
+func TestParseAckSeqsAgreesWithMetadata(t *testing.T) {
+	for _, reply := range []string{
+		"$JS.ACK.s.c.3.42.7.1700000000000000000.0",
+		"$JS.ACK.domain.hash.s.c.3.42.7.1700000000000000000.0.token",
+		"$JS.ACK._.ACCHASH.processed_envelopes.ponix.2.99.18.1700000000000000000.0.RND",
+	} {
+		s, err := parseAckSeqs(reply)
+		md, merr := metadataOf(reply)
+		if err != nil || merr != nil {
+			t.Fatalf("%s: %v / %v", reply, err, merr)
+		}
+		if s != (ackSeqs{delivered: md.NumDelivered, stream: md.Sequence.Stream, consumer: md.Sequence.Consumer}) {
+			t.Errorf("%s: %+v, metadata %+v", reply, s, md)
+		}
+		pm := &pulledMsg{msg: &nats.Msg{Reply: reply}, seqs: s}
+		if c, err := consumerSequence(pm); err != nil || c != md.Sequence.Consumer {
+			t.Errorf("%s: consumer sequence of a fetched message %d, %v", reply, c, err)
+		}
+	}
+	if _, err := parseAckSeqs("$JS.ACK.s.c.1.2.x.4.5"); !errors.Is(err, ErrNotJetStreamMsg) || !strings.Contains(err.Error(), "consumer sequence") {
+		t.Errorf("bad consumer sequence: %v", err)
 	}
 }
