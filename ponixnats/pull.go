@@ -92,30 +92,35 @@ func (p *puller) fetch(buf []jetstream.Msg, n, maxBytes int, expiry time.Duratio
 	var msgs []pulledMsg // the wrappers of the whole batch, allocated once the first message came
 	bytes := 0
 	for len(msgs) < n {
-		select {
-		case m := <-ch:
-			if isStatus(m) {
-				end, err := pullStatus(m)
-				if err != nil || end {
-					return buf, err
-				}
-				continue // a heartbeat or another control message that ends nothing
+		var m *nats.Msg
+		select { // a plain receive while messages are queued: cheaper than the select below
+		case m = <-ch:
+		default:
+			select {
+			case m = <-ch:
+			case <-timer.C:
+				return buf, nil
 			}
-			if msgs == nil {
-				msgs = make([]pulledMsg, 0, n)
+		}
+		if isStatus(m) {
+			end, err := pullStatus(m)
+			if err != nil || end {
+				return buf, err
 			}
-			msgs = msgs[:len(msgs)+1]
-			pm := &msgs[len(msgs)-1]
-			pm.msg, pm.p = m, p
-			pm.seqs, pm.seqsErr = parseAckSeqs(m.Reply)
-			buf = append(buf, pm)
-			if maxBytes > 0 {
-				if bytes += m.Size(); bytes >= maxBytes {
-					return buf, errByteBound
-				}
+			continue // a heartbeat or another control message that ends nothing
+		}
+		if msgs == nil {
+			msgs = make([]pulledMsg, 0, n)
+		}
+		msgs = msgs[:len(msgs)+1]
+		pm := &msgs[len(msgs)-1]
+		pm.msg, pm.p = m, p
+		pm.seqs, pm.seqsErr = parseAckSeqs(m.Reply)
+		buf = append(buf, pm)
+		if maxBytes > 0 {
+			if bytes += m.Size(); bytes >= maxBytes {
+				return buf, errByteBound
 			}
-		case <-timer.C:
-			return buf, nil
 		}
 	}
 	return buf, nil
