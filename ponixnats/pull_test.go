@@ -2,6 +2,8 @@ package ponixnats
 
 import (
 	"errors"
+	"fmt"
+	"maps"
 	"strings"
 	"testing"
 	"time"
@@ -102,5 +104,31 @@ func TestPullStatusEndsTheRequestAndNamesTheFailure(t *testing.T) {
 	}
 	if _, err := pullStatus(statusMsg("409", "Exceeded MaxWaiting")); err == nil || !strings.Contains(err.Error(), "Exceeded MaxWaiting") {
 		t.Errorf("an unknown 409 does not name its description: %v", err)
+	}
+}
+
+// A fetched message whose only header is Nats-Msg-Id holds it as a string, and Headers gives
+// it as nats.go decoded it; any other header is kept as it came.
+func TestPulledMsgHeadersAfterCompaction(t *testing.T) {
+	for _, h := range []nats.Header{
+		{jetstream.MsgIDHeader: {"id-1"}},
+		{jetstream.MsgIDHeader: {"id-1"}, "X-Other": {"a"}},
+		{jetstream.MsgIDHeader: {"id-1", "id-2"}},
+		{"X-Other": {"a"}},
+		nil,
+	} {
+		var hc nats.Header
+		if h != nil {
+			hc = nats.Header(maps.Clone(map[string][]string(h)))
+		}
+		pm := &pulledMsg{msg: &nats.Msg{Header: hc}}
+		pm.compactHeader()
+		compacted := pm.msg.Header == nil && h != nil
+		if want := len(h) == 1 && len(h[jetstream.MsgIDHeader]) == 1; compacted != want {
+			t.Errorf("%v: compacted %v, want %v", h, compacted, want)
+		}
+		if got := pm.Headers(); fmt.Sprint(got) != fmt.Sprint(h) {
+			t.Errorf("Headers() = %v, want %v", got, h)
+		}
 	}
 }

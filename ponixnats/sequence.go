@@ -44,10 +44,12 @@ type ackSeqs struct {
 }
 
 // ackSeqsOf returns the numbers of m's ack subject: read when a [puller] fetched m (once per
-// message, however many of them are asked for), or now for a message from elsewhere.
+// message, however many of them are asked for), or now for a message from elsewhere or whose
+// subject could not be read then (stream sequences start at 1, so zero says so; the error is
+// made again).
 func ackSeqsOf(m jetstream.Msg) (ackSeqs, error) {
-	if pm, ok := m.(*pulledMsg); ok {
-		return pm.seqs, pm.seqsErr
+	if pm, ok := m.(*pulledMsg); ok && pm.seqs.stream != 0 {
+		return pm.seqs, nil
 	}
 	return parseAckSeqs(m.Reply())
 }

@@ -92,6 +92,9 @@ func TestParseAckSeqsAgreesWithMetadata(t *testing.T) {
 			t.Errorf("%s: consumer sequence of a fetched message %d, %v", reply, c, err)
 		}
 	}
+	if _, err := StreamSequence(&pulledMsg{msg: &nats.Msg{Reply: "_INBOX.x"}}); !errors.Is(err, ErrNotJetStreamMsg) {
+		t.Errorf("a fetched message whose subject could not be read: %v, want ErrNotJetStreamMsg", err)
+	}
 	if _, err := parseAckSeqs("$JS.ACK.s.c.1.2.x.4.5"); !errors.Is(err, ErrNotJetStreamMsg) || !strings.Contains(err.Error(), "consumer sequence") {
 		t.Errorf("bad consumer sequence: %v", err)
 	}

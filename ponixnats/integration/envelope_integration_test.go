@@ -244,6 +244,23 @@ func TestIntegrationEnvelopeWireProcessorDeadLettersWithTheStoresReasons(t *test
 			t.Errorf("dead letter of %s: headers %v, want reason %s and an error naming %q", subject, raw.Header, want.reason, want.names)
 		}
 	}
+	// The producer's only header, Nats-Msg-Id, which the consumer keeps as a string while it
+	// holds the message, reaches the dead letter.
+	src, err := js.Stream(ctx, stream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	orig, err := src.GetLastMsgForSubject(ctx, stream+".dev-4")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dl, err := dlq.GetLastMsgForSubject(ctx, stream+"_dlq."+stream+".dev-4")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if id := orig.Header.Get(jetstream.MsgIDHeader); len(orig.Header) != 1 || id == "" || dl.Header.Get(ponixnats.HeaderOriginalMsgID) != id {
+		t.Errorf("original headers %v, dead letter's %s = %q", orig.Header, ponixnats.HeaderOriginalMsgID, dl.Header.Get(ponixnats.HeaderOriginalMsgID))
+	}
 	if info := consumerInfo(t, c); info.NumAckPending != 0 || info.NumPending != 0 {
 		t.Fatalf("ack pending %d pending %d", info.NumAckPending, info.NumPending)
 	}
