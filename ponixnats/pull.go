@@ -190,8 +190,8 @@ var _ jetstream.Msg = (*pulledMsg)(nil)
 
 // compactHeader keeps a header that is a single Nats-Msg-Id as that string and lets the map
 // nats.go decoded it into go: the map is most of the memory of a small message held in hand
-// (~400 of ~1,000 bytes; a consumer holds two batches), and its garbage costs less than
-// keeping it live. Headers makes the map again when asked.
+// (~400 of ~1,000 bytes; a consumer holds two batches, ~10 MB of such maps at 10,000 each).
+// Headers makes the map again when asked.
 func (m *pulledMsg) compactHeader() {
 	h := m.msg.Header
 	if len(h) != 1 {
@@ -209,7 +209,7 @@ func (m *pulledMsg) Metadata() (*jetstream.MsgMetadata, error) { return metadata
 func (m *pulledMsg) Data() []byte { return m.msg.Data }
 
 // Headers returns the message's headers. A header that is a single Nats-Msg-Id is made into
-// a new nats.Header at each call (see compactHeader).
+// a new nats.Header at each call (see compactHeader), so a change to it is not kept.
 func (m *pulledMsg) Headers() nats.Header {
 	if m.msgID != "" {
 		return nats.Header{jetstream.MsgIDHeader: []string{m.msgID}}

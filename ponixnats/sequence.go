@@ -80,6 +80,7 @@ func parseAckSeqs(reply string) (ackSeqs, error) {
 	return s, nil
 }
 
+// ackSeqError says which number of the ack subject reply could not be read.
 func ackSeqError(reply, what string, err error) error {
 	return fmt.Errorf("%w: reply subject %q: %s: %w", ErrNotJetStreamMsg, reply, what, err)
 }
