@@ -1,6 +1,7 @@
 package envelope
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"math"
@@ -321,8 +322,9 @@ func appendJSONString(dst []byte, s string) []byte {
 
 // wireEntry is one key/value of a Struct read from the wire.
 type wireEntry struct {
-	key string // points into the message bytes (no copy); used only while encoding
-	val []byte
+	key   string // points into the message bytes (no copy); used only while encoding
+	val   []byte
+	plain bool // key needs no escaping (plainJSON)
 }
 
 // AppendWire appends the JSON encoding of the google.protobuf.Struct whose wire bytes are b
@@ -353,79 +355,137 @@ func (e *DataJSON) appendWireStruct(dst []byte, b []byte, depth int) ([]byte, er
 	}
 	base := len(e.entries)
 	defer func() { e.entries = e.entries[:base] }()
-	for {
-		entry, rest, ok, err := nextBytes(b, fieldStructFields)
-		if err != nil {
-			return dst, err
-		}
-		if !ok {
-			break
-		}
-		b = rest
-		if depth-1 < 0 { // the map entry is a message
+	for len(b) > 0 {
+		key, val, rest, ok := shortMapEntry(b)
+		if !ok { // any other shape: read it field by field
+			var entry []byte
+			var err error
+			if entry, rest, ok, err = nextBytes(b, fieldStructFields); err != nil {
+				return dst, err
+			} else if !ok {
+				break
+			}
+			if depth-1 < 0 { // the map entry is a message
+				return dst, errTooDeep
+			}
+			if key, val, err = readMapEntry(entry); err != nil {
+				return dst, err
+			}
+		} else if depth-1 < 0 {
 			return dst, errTooDeep
 		}
-		var key, val []byte
-		for len(entry) > 0 {
-			num, typ, n := consumeTag(entry)
-			if n < 0 {
-				return dst, ErrMalformed
-			}
-			entry = entry[n:]
-			if typ == protowire.BytesType && (num == fieldEntryKey || num == fieldEntryValue) {
-				v, n := consumeBytes(entry)
-				if n < 0 {
-					return dst, ErrMalformed
-				}
-				entry = entry[n:]
-				if num == fieldEntryKey {
-					key = v
-				} else {
-					if val != nil {
-						return dst, ErrIrregular // a repeated message field is merged
-					}
-					val = v
-				}
-				continue
-			}
-			if n = protowire.ConsumeFieldValue(num, typ, entry); n < 0 {
-				return dst, ErrMalformed
-			}
-			entry = entry[n:]
-		}
-		if !validUTF8(key) {
+		b = rest
+		plain := plainJSON(key)
+		if !plain && !validUTF8(key) {
 			return dst, fmt.Errorf("%w: key is not valid UTF-8", ErrMalformed)
 		}
 		if val == nil {
 			val = []byte{} // a missing value is a Value with no kind: null
 		}
-		e.entries = append(e.entries, wireEntry{key: bytesString(key), val: val})
+		e.entries = append(e.entries, wireEntry{key: bytesString(key), val: val, plain: plain})
 	}
 	entries := e.entries[base:]
 	if len(entries) == 0 {
 		return append(dst, '{', '}'), nil
 	}
-	if !keysAscending(entries) { // deterministic encoders (and ponixnats' producer) sort them already
+	ascending := keysAscending(entries) // deterministic encoders (and ponixnats' producer) sort them already
+	if !ascending {
 		slices.SortStableFunc(entries, func(a, b wireEntry) int { return strings.Compare(a.key, b.key) })
 	}
 	dst = append(dst, '{')
 	first := true
 	var err error
 	for i, en := range entries {
-		if i+1 < len(entries) && entries[i+1].key == en.key {
-			continue // a later entry with the same key wins
+		if !ascending && i+1 < len(entries) && entries[i+1].key == en.key {
+			// A key given twice: the last value wins, and proto.Unmarshal still reads the
+			// others (and refuses them if broken). Rare enough to leave to it.
+			return dst, ErrIrregular
 		}
 		if !first {
 			dst = append(dst, ',')
 		}
 		first = false
-		dst = appendJSONString(dst, en.key)
-		dst = append(dst, ':')
+		if en.plain {
+			dst = append(dst, '"')
+			dst = append(dst, en.key...)
+			dst = append(dst, '"', ':')
+		} else {
+			dst = appendJSONString(dst, en.key)
+			dst = append(dst, ':')
+		}
 		if dst, err = e.appendWireValue(dst, en.val, depth-2); err != nil {
 			return dst, prefixPath(err, jsonPathKey(en.key))
 		}
 	}
 	return append(dst, '}'), nil
+}
+
+// shortMapEntry reads the next field of a Struct's wire bytes b in the shape every protobuf
+// encoder writes for a usual reading: a map entry (field 1) of under 128 bytes holding the key,
+// then the value, each once and under 128 bytes. ok is false for anything else, which
+// nextBytes and readMapEntry then read.
+func shortMapEntry(b []byte) (key, val, rest []byte, ok bool) {
+	const entryTag, keyTag, valTag = fieldStructFields<<3 | 2, fieldEntryKey<<3 | 2, fieldEntryValue<<3 | 2
+	if len(b) < 2 || b[0] != entryTag || b[1] >= 0x80 || len(b) < 2+int(b[1]) {
+		return nil, nil, nil, false
+	}
+	entry, rest := b[2:2+int(b[1])], b[2+int(b[1]):]
+	if len(entry) < 2 || entry[0] != keyTag || entry[1] >= 0x80 {
+		return nil, nil, nil, false
+	}
+	k := 2 + int(entry[1]) // where the value's tag is
+	if len(entry) < k+2 || entry[k] != valTag || entry[k+1] >= 0x80 || len(entry) != k+2+int(entry[k+1]) {
+		return nil, nil, nil, false
+	}
+	return entry[2:k], entry[k+2:], rest, true
+}
+
+// readMapEntry reads the key and the value of a Struct's map entry in any shape protobuf
+// accepts: fields in any order, unknown fields skipped. A key or a value given twice is
+// [ErrIrregular] (protobuf merges values, and checks every key).
+func readMapEntry(entry []byte) (key, val []byte, err error) {
+	for len(entry) > 0 {
+		num, typ, n := consumeTag(entry)
+		if n < 0 {
+			return nil, nil, ErrMalformed
+		}
+		entry = entry[n:]
+		if typ == protowire.BytesType && (num == fieldEntryKey || num == fieldEntryValue) {
+			v, n := consumeBytes(entry)
+			if n < 0 {
+				return nil, nil, ErrMalformed
+			}
+			entry = entry[n:]
+			if num == fieldEntryKey {
+				if key != nil {
+					return nil, nil, ErrIrregular // proto.Unmarshal checks every one given
+				}
+				key = v
+			} else {
+				if val != nil {
+					return nil, nil, ErrIrregular // a repeated message field is merged
+				}
+				val = v
+			}
+			continue
+		}
+		if n = protowire.ConsumeFieldValue(num, typ, entry); n < 0 {
+			return nil, nil, ErrMalformed
+		}
+		entry = entry[n:]
+	}
+	return key, val, nil
+}
+
+// plainJSON reports whether s is ASCII that a JSON string holds as it is (nothing to escape),
+// which also makes it valid UTF-8.
+func plainJSON(s []byte) bool {
+	for _, c := range s {
+		if c >= utf8.RuneSelf || !jsonSafe[c] {
+			return false
+		}
+	}
+	return true
 }
 
 // keysAscending reports whether the keys of entries are in strictly ascending order (sorted,
@@ -439,17 +499,30 @@ func keysAscending(entries []wireEntry) bool {
 	return true
 }
 
-// appendWireValue appends the JSON of a google.protobuf.Value given as wire bytes. Of several
-// kinds the last one wins (oneof semantics); a message kind that appears twice is irregular.
+// appendWireValue appends the JSON of a google.protobuf.Value given as wire bytes. A Value
+// with more than one kind field is irregular.
 func (e *DataJSON) appendWireValue(dst []byte, b []byte, depth int) ([]byte, error) {
 	if depth < 0 {
 		return dst, errTooDeep
+	}
+	// The shapes every protobuf encoder writes for a number, a short string or a bool: the
+	// kind's field alone.
+	switch {
+	case len(b) == 9 && b[0] == fieldValueNumber<<3|1:
+		return appendJSONFloat(dst, math.Float64frombits(binary.LittleEndian.Uint64(b[1:])))
+	case len(b) >= 2 && b[0] == fieldValueString<<3|2 && len(b) == 2+int(b[1]) && b[1] < 0x80:
+		if s := b[2:]; plainJSON(s) {
+			dst = append(dst, '"')
+			dst = append(dst, s...)
+			return append(dst, '"'), nil
+		}
+	case len(b) == 2 && b[0] == fieldValueBool<<3 && b[1] < 0x80:
+		return strconv.AppendBool(dst, b[1] != 0), nil
 	}
 	var (
 		kind    protowire.Number
 		payload []byte
 		scalar  uint64
-		msgSeen bool
 	)
 	for len(b) > 0 {
 		num, typ, n := consumeTag(b)
@@ -457,6 +530,11 @@ func (e *DataJSON) appendWireValue(dst []byte, b []byte, depth int) ([]byte, err
 			return dst, ErrMalformed
 		}
 		b = b[n:]
+		if kind != 0 && num >= fieldValueNull && num <= fieldValueList {
+			// A second kind: the last one wins, but proto.Unmarshal still reads (and checks)
+			// the first, and merges a message kind given twice. Rare enough to leave to it.
+			return dst, ErrIrregular
+		}
 		switch {
 		case (num == fieldValueNull || num == fieldValueBool) && typ == protowire.VarintType:
 			v, n := protowire.ConsumeVarint(b)
@@ -474,12 +552,6 @@ func (e *DataJSON) appendWireValue(dst []byte, b []byte, depth int) ([]byte, err
 			v, n := consumeBytes(b)
 			if n < 0 {
 				return dst, ErrMalformed
-			}
-			if num != fieldValueString {
-				if msgSeen {
-					return dst, ErrIrregular
-				}
-				msgSeen = true
 			}
 			b, kind, payload = b[n:], num, v
 		default:

@@ -305,3 +305,71 @@ func randomStruct(r *rand.Rand, depth int) *structpb.Struct {
 	}
 	return s
 }
+
+// FuzzAppendWire: whatever the bytes, AppendWire gives what proto.Unmarshal and Append give
+// (or refuses bytes proto.Unmarshal refuses, or calls them irregular). The seeds hold the
+// shapes the fast paths skip: a value before its key, unknown fields, a key given twice, two
+// kinds in one Value, multi-byte lengths and varints.
+func FuzzAppendWire(f *testing.F) {
+	r := rand.New(rand.NewPCG(11, 12))
+	for range 20 {
+		b, err := proto.Marshal(randomStruct(r, 0))
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(b)
+	}
+	b, _ := proto.Marshal(everyKind(f))
+	f.Add(b)
+	entry := func(fields ...[]byte) []byte { // a map entry of Struct.fields
+		e := slices.Concat(fields...)
+		return protowire.AppendBytes(protowire.AppendTag(nil, 1, protowire.BytesType), e)
+	}
+	field := func(num protowire.Number, v []byte) []byte {
+		return protowire.AppendBytes(protowire.AppendTag(nil, num, protowire.BytesType), v)
+	}
+	number := protowire.AppendFixed64(protowire.AppendTag(nil, 2, protowire.Fixed64Type), math.Float64bits(21.5))
+	str := func(s string) []byte { return field(3, []byte(s)) }
+	boolean := func(v uint64) []byte {
+		return protowire.AppendVarint(protowire.AppendTag(nil, 4, protowire.VarintType), v)
+	}
+	unknown := protowire.AppendVarint(protowire.AppendTag(nil, 9, protowire.VarintType), 7)
+	for _, seed := range [][]byte{
+		entry(field(2, number), field(1, []byte("v_first"))),                                                                    // value before key
+		entry(field(1, []byte("k")), unknown, field(2, number)),                                                                 // unknown field in the entry
+		slices.Concat(unknown, entry(field(1, []byte("k")), field(2, str("x")))),                                                // unknown field in the Struct
+		slices.Concat(entry(field(1, []byte("k")), field(2, str("a"))), entry(field(1, []byte("k")), field(2, str("b")))),       // key twice
+		entry(field(1, []byte("k")), field(2, slices.Concat(number, str("then a string")))),                                     // two kinds
+		entry(field(1, []byte("k")), field(2, str(strings.Repeat("long ", 40)))),                                                // lengths over 127
+		entry(field(1, []byte("k")), field(2, protowire.AppendVarint(protowire.AppendTag(nil, 4, protowire.VarintType), 1<<8))), // bool as a 2-byte varint
+		entry(field(1, []byte("k")), field(2, boolean(0)), field(2, boolean(1))),                                                // value twice: merged
+		entry(field(1, []byte("k\"<&")), field(2, str("q\"uo\\te <b>"))),                                                        // escapes
+		entry(field(1, []byte("k")), field(2, str("\xff"))),                                                                     // invalid UTF-8
+		entry(field(1, []byte("k")), field(2, protowire.AppendFixed64(protowire.AppendTag(nil, 2, protowire.Fixed64Type), math.Float64bits(math.NaN())))),
+		entry(field(1, []byte("k")), field(2, number))[:5], // cut short
+	} {
+		f.Add(seed)
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		var e DataJSON
+		got, gerr := e.AppendWire(nil, b)
+		if errors.Is(gerr, ErrIrregular) {
+			return
+		}
+		s := new(structpb.Struct)
+		// Within an envelope, as AppendWire counts it: one level for the envelope.
+		if err := (proto.UnmarshalOptions{RecursionLimit: protowire.DefaultRecursionLimit - 1}).Unmarshal(b, s); err != nil {
+			if gerr == nil {
+				t.Fatalf("proto.Unmarshal refuses %x (%v), AppendWire gives %s", b, err, got)
+			}
+			return
+		}
+		want, werr := e.Append(nil, s)
+		if (werr == nil) != (gerr == nil) || string(want) != string(got) {
+			t.Fatalf("bytes %x: AppendWire %s (%v), Append %s (%v)", b, got, gerr, want, werr)
+		}
+		if werr != nil && werr.Error() != gerr.Error() {
+			t.Fatalf("bytes %x: errors differ: wire %v, decoded %v", b, gerr, werr)
+		}
+	})
+}

@@ -204,12 +204,17 @@ func nextBytes(b []byte, want protowire.Number) (val, rest []byte, ok bool, err 
 }
 
 // consumeTag is protowire.ConsumeTag with one-byte tags (field numbers 1 to 15, all of an
-// envelope's and of data's) decoded inline.
+// envelope's and of data's) decoded inline, and field numbers above protobuf's maximum
+// refused as proto.Unmarshal refuses them (protowire.ConsumeTag takes them).
 func consumeTag(b []byte) (protowire.Number, protowire.Type, int) {
 	if len(b) > 0 && b[0] >= 1<<3 && b[0] < 0x80 {
 		return protowire.Number(b[0] >> 3), protowire.Type(b[0] & 7), 1
 	}
-	return protowire.ConsumeTag(b)
+	num, typ, n := protowire.ConsumeTag(b)
+	if n >= 0 && num > protowire.MaxValidNumber {
+		return 0, 0, -1
+	}
+	return num, typ, n
 }
 
 // consumeBytes is protowire.ConsumeBytes with one-byte lengths (below 128) decoded inline.
