@@ -68,16 +68,33 @@ func parseAckSeqs(reply string) (ackSeqs, error) {
 	streamTok, rest, _ := strings.Cut(rest, ".")
 	consumerTok, _, _ := strings.Cut(rest, ".")
 	var s ackSeqs
-	if s.delivered, err = strconv.ParseUint(deliveredTok, 10, 64); err != nil {
+	if s.delivered, err = parseSeq(deliveredTok); err != nil {
 		return ackSeqs{}, ackSeqError(reply, "delivery count", err)
 	}
-	if s.stream, err = strconv.ParseUint(streamTok, 10, 64); err != nil {
+	if s.stream, err = parseSeq(streamTok); err != nil {
 		return ackSeqs{}, ackSeqError(reply, "stream sequence", err)
 	}
-	if s.consumer, err = strconv.ParseUint(consumerTok, 10, 64); err != nil {
+	if s.consumer, err = parseSeq(consumerTok); err != nil {
 		return ackSeqs{}, ackSeqError(reply, "consumer sequence", err)
 	}
 	return s, nil
+}
+
+// parseSeq is strconv.ParseUint(tok, 10, 64) with the usual numbers of an ack subject (1 to
+// 19 digits) read inline; anything else goes to strconv, for its result and error.
+func parseSeq(tok string) (uint64, error) {
+	if len(tok) == 0 || len(tok) > 19 { // 19 digits cannot overflow a uint64
+		return strconv.ParseUint(tok, 10, 64)
+	}
+	var v uint64
+	for i := 0; i < len(tok); i++ {
+		d := tok[i] - '0'
+		if d > 9 {
+			return strconv.ParseUint(tok, 10, 64)
+		}
+		v = v*10 + uint64(d)
+	}
+	return v, nil
 }
 
 // ackSeqError says which number of the ack subject reply could not be read.

@@ -2,6 +2,7 @@ package ponixnats
 
 import (
 	"errors"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -97,5 +98,17 @@ func TestParseAckSeqsAgreesWithMetadata(t *testing.T) {
 	}
 	if _, err := parseAckSeqs("$JS.ACK.s.c.1.2.x.4.5"); !errors.Is(err, ErrNotJetStreamMsg) || !strings.Contains(err.Error(), "consumer sequence") {
 		t.Errorf("bad consumer sequence: %v", err)
+	}
+}
+
+// parseSeq reads what strconv.ParseUint reads, and refuses what it refuses.
+func TestParseSeqAgreesWithParseUint(t *testing.T) {
+	for _, tok := range []string{"", "0", "7", "1700000000000000000", "9999999999999999999", "18446744073709551615",
+		"18446744073709551616", "00000000000000000001", "+1", "-1", "1_0", " 1", "1a", "a", "0x10", "١"} {
+		got, gerr := parseSeq(tok)
+		want, werr := strconv.ParseUint(tok, 10, 64)
+		if got != want || (gerr == nil) != (werr == nil) {
+			t.Errorf("parseSeq(%q) = %d, %v; ParseUint %d, %v", tok, got, gerr, want, werr)
+		}
 	}
 }
