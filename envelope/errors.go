@@ -33,8 +33,9 @@ var (
 	// of [Validate]. Its dead-letter reason is "invalid".
 	ErrInvalid error = &reasonError{msg: "invalid envelope", reason: reasonInvalid}
 	// ErrIrregular: a valid encoding that the wire reader does not take apart itself — a
-	// message field of data given more than once, which protobuf merges. Decode the envelope
-	// with proto.Unmarshal instead.
+	// message field of data given more than once, which protobuf merges; a key of a Struct
+	// given twice; a Value with more than one kind — none of which protobuf encoders write.
+	// Decode the envelope with proto.Unmarshal instead.
 	ErrIrregular = errors.New("irregular protobuf encoding")
 	// ErrNilTimestamp: a timestamp the envelope needs is missing (the Err of its
 	// [*ValidationError]).

@@ -331,9 +331,10 @@ type wireEntry struct {
 // (an envelope's data, [Wire].Data) to dst, exactly as [DataJSON.Append] encodes the Struct
 // proto.Unmarshal makes of b, without building it: no allocation once the buffers are warm.
 // Data nested beyond protobuf's recursion limit (counted as proto.Unmarshal counts it within
-// an envelope) is refused as proto.Unmarshal refuses it ([ErrMalformed]). A message field given
-// more than once (protobuf merges those) gives [ErrIrregular]: decode then. On error dst is
-// returned unchanged in length.
+// an envelope) is refused as proto.Unmarshal refuses it ([ErrMalformed]). What no protobuf
+// encoder writes but protobuf accepts — a message field given more than once (protobuf merges
+// those), a key given twice, a Value with two kinds — gives [ErrIrregular]: decode then. On
+// error dst is returned unchanged in length.
 func (e *DataJSON) AppendWire(dst []byte, b []byte) ([]byte, error) {
 	n := len(dst)
 	// One level for the envelope, one for the Struct.
@@ -345,8 +346,7 @@ func (e *DataJSON) AppendWire(dst []byte, b []byte) ([]byte, error) {
 }
 
 // appendWireStruct appends the JSON of a google.protobuf.Struct given as wire bytes, as
-// appendStruct does for the decoded Struct: keys sorted; of repeated keys the last one wins
-// (as protobuf's map decoding does).
+// appendStruct does for the decoded Struct: keys sorted; a key given twice is irregular.
 //
 // depth is what remains of the recursion budget for this Struct (negative: too deep).
 func (e *DataJSON) appendWireStruct(dst []byte, b []byte, depth int) ([]byte, error) {

@@ -7,11 +7,13 @@ import (
 	"math"
 	"math/rand/v2"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	envelopev1 "buf.build/gen/go/ponix/ponix/protocolbuffers/go/envelope/v1"
+	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/structpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -161,6 +163,48 @@ func TestWirePathTakesRepeatedKeysAndUnknownFieldsLikeProtobuf(t *testing.T) {
 	row, err := encodeOne(EnvelopeRow{Wire: b})
 	if err != nil || row.data != `{"k":"last"}` {
 		t.Fatalf("row %+v, err %v", row, err)
+	}
+}
+
+// Data that protobuf encoders do not write but proto.Unmarshal reads in full: the wire path
+// stores what the decoded path stores, and refuses what proto.Unmarshal refuses, even in a
+// value that a later one replaces (bytes a fuzz test found the wire path took).
+func TestWirePathTakesShadowedFieldsLikeProtobuf(t *testing.T) {
+	field := func(num protowire.Number, v []byte) []byte {
+		return protowire.AppendBytes(protowire.AppendTag(nil, num, protowire.BytesType), v)
+	}
+	entry := func(fields ...[]byte) []byte { return field(1, slices.Concat(fields...)) } // of Struct.fields
+	str := func(s string) []byte { return field(3, []byte(s)) }
+	boolean := protowire.AppendVarint(protowire.AppendTag(nil, 4, protowire.VarintType), 1)
+	broken := []byte{0x31, 0x30} // a fixed64 field cut short
+	env, _ := proto.Marshal(&envelopev1.ProcessedEnvelope{EndDeviceId: "d", OrganizationId: "o", OccurredAt: timestamppb.Now(), ProcessedAt: timestamppb.Now()})
+	for _, c := range []struct {
+		name   string
+		data   []byte
+		stored string // "": refused as malformed
+	}{
+		{"key twice", append(entry(field(1, []byte("k")), field(2, str("first"))), entry(field(1, []byte("k")), field(2, str("last")))...), `{"k":"last"}`},
+		{"key twice, the first value broken", append(entry(field(1, []byte("k")), field(2, broken)), entry(field(1, []byte("k")), field(2, str("last")))...), ""},
+		{"two kinds", entry(field(1, []byte("k")), field(2, append(str("a string"), boolean...))), "{\"k\":true}"},
+		{"two kinds, the first a broken Struct", entry(field(1, []byte("k")), field(2, append(field(5, broken), str("s")...))), ""},
+		{"two kinds, the first a string not UTF-8", entry(field(1, []byte("k")), field(2, append(str("\xff"), boolean...))), ""},
+		{"an entry's key twice, the first not UTF-8", entry(field(1, []byte("\xff")), field(1, []byte("k")), field(2, boolean)), ""},
+		{"a field number above protobuf's maximum", protowire.AppendVarint(protowire.AppendTag(nil, protowire.MaxValidNumber+1, protowire.VarintType), 1), ""},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			b := append(append([]byte{}, env...), field(3, c.data)...)
+			sameAsDecoded(t, b)
+			row, err := encodeOne(EnvelopeRow{Wire: b})
+			if c.stored == "" {
+				if !errors.Is(err, envelope.ErrMalformed) {
+					t.Fatalf("stored %q, err %v; want ErrMalformed", row.data, err)
+				}
+				return
+			}
+			if err != nil || row.data != c.stored {
+				t.Fatalf("row data %q, err %v; want %q", row.data, err, c.stored)
+			}
+		})
 	}
 }
 
