@@ -478,6 +478,12 @@ func (p *chProxy) serve() {
 			continue
 		}
 		p.mu.Lock()
+		if p.down { // cut off while dialling: setDown did not see this connection
+			p.mu.Unlock()
+			c.Close()
+			s.Close()
+			continue
+		}
 		p.conns[c], p.conns[s] = struct{}{}, struct{}{}
 		p.mu.Unlock()
 		go p.pipe(s, c, false)

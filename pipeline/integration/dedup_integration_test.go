@@ -20,10 +20,15 @@ import (
 func TestRedeliveredMessagesAlreadyStoredAreNotInsertedAgain(t *testing.T) {
 	t.Parallel()
 	ch := srv.Config(newDatabaseName(t))
-	var alreadyStored atomic.Int64
+	var alreadyStored, inserted atomic.Int64
 	r := newRun(t, ch, func(c *pipeline.Config[*envelopev1.ProcessedEnvelope, event]) {
 		c.Consumer.AckWait = time.Second
-		c.Observe = func(ins pipeline.Insert[*envelopev1.ProcessedEnvelope]) { alreadyStored.Add(int64(ins.Stored)) }
+		c.Observe = func(ins pipeline.Insert[*envelopev1.ProcessedEnvelope]) {
+			alreadyStored.Add(int64(ins.Stored))
+			if ins.Err == nil {
+				inserted.Add(int64(len(ins.Records) - ins.Stored))
+			}
+		}
 	})
 	if err := r.p.Start(t.Context()); err != nil {
 		t.Fatal(err)
@@ -71,6 +76,12 @@ func TestRedeliveredMessagesAlreadyStoredAreNotInsertedAgain(t *testing.T) {
 	// The pipeline gets the 100 messages again after AckWait: 60 are stored already.
 	r.start()
 	waitRows(t, conn, seqs) // FINAL and raw: each message once
+	// One INSERT writes the table, then the view: the rows can show in the table a moment
+	// before the view has them. Observe runs once the INSERT has returned.
+	waitFor(t, "the pipeline's INSERT returned", func() (bool, string) {
+		n := inserted.Load()
+		return n >= 40, fmt.Sprintf("%d rows inserted", n)
+	})
 	var viewed uint64
 	if err := conn.QueryRow(t.Context(), "SELECT sum(n) FROM events_per_device").Scan(&viewed); err != nil {
 		t.Fatal(err)

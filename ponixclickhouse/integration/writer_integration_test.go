@@ -417,9 +417,10 @@ func TestServerRefusingOneRowIsADataFault(t *testing.T) {
 
 // that goes away, whatever way the server was started.
 type proxy struct {
-	l     net.Listener
-	mu    sync.Mutex
-	conns []net.Conn
+	l      net.Listener
+	mu     sync.Mutex
+	conns  []net.Conn
+	closed bool
 }
 
 func startProxy(t *testing.T, target string) *proxy {
@@ -440,6 +441,12 @@ func startProxy(t *testing.T, target string) *proxy {
 				continue
 			}
 			p.mu.Lock()
+			if p.closed { // closed while dialling: close did not see this connection
+				p.mu.Unlock()
+				c.Close()
+				s.Close()
+				continue
+			}
 			p.conns = append(p.conns, c, s)
 			p.mu.Unlock()
 			go func() { _, _ = io.Copy(s, c); s.Close() }()
@@ -456,6 +463,7 @@ func (p *proxy) close() {
 	p.l.Close()
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	p.closed = true
 	for _, c := range p.conns {
 		c.Close()
 	}
