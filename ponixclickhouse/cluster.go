@@ -453,9 +453,10 @@ func (w *ShardedWriter[T]) insert(ctx context.Context, conn driver.Conn, enc Enc
 	return nil
 }
 
-// ErrReplicaBehind is wrapped by [ShardedWriter.QueryShards]' error for a replica that does not
-// hold every part its shard has committed: it has entries of the shard's replication log to
-// read, or parts to fetch (from a replica that may be down).
+// ErrReplicaBehind is wrapped by [ShardedWriter.QueryShards]' error for a replica that cannot
+// tell what its shard has committed: it has entries of the shard's replication log to read,
+// parts to fetch (from a replica that may be down), or parts to check against ZooKeeper (one an
+// insert cut off left on it, which its shard may not have committed).
 var ErrReplicaBehind = errors.New("the replica does not hold every part its shard committed yet")
 
 // catchUpWait is how long QueryShards waits for a replica of a shard to hold every part its
@@ -471,8 +472,10 @@ const catchUpWait = 5 * time.Second
 // shard's whole replication log and has no part left to fetch — so that an answer says what
 // the shard holds. A read through the Distributed table does not: it may be served by a
 // replica still fetching a part that another committed, and while that one is down, the part
-// is on it alone. QueryShards tries the replicas from the preferred one on, for up to 5 s while
-// one is behind; a shard none of whose replicas holds every part (one down, the other waiting
+// is on it alone. Nor does a replica with a part to check against ZooKeeper: an insert cut off
+// in its commit may have left a part there that the shard never committed, and that the check
+// removes minutes later. QueryShards tries the replicas from the preferred one on, for up to 5 s
+// while one is behind; a shard none of whose replicas holds every part (one down, the other waiting
 // for its parts) fails it with a [*ShardError] holding each replica's error ([ErrReplicaBehind]
 // for one behind). A local table that is not Replicated has nothing to fetch.
 func (w *ShardedWriter[T]) QueryShards(ctx context.Context, query string, scan func(driver.Rows) error) error {
@@ -537,15 +540,22 @@ func (w *ShardedWriter[T]) queryReplica(ctx context.Context, conn driver.Conn, q
 	// log_pointer is the next log entry to read; 0 and 0 is a log without entries (or a first
 	// entry read moments later: reading the log needs no other replica). A replica without its
 	// ZooKeeper session cannot tell what its shard committed (and reports zeros).
+	//
+	// parts_to_check counts the parts the replica is to check against ZooKeeper. An insert whose
+	// commit to ZooKeeper was cut off (ZooKeeper lost mid-insert: "Unknown status, client must
+	// retry") leaves its part on that replica, queued there for a check minutes later: if the
+	// commit did not happen, the check removes the part and no other replica ever gets it. Its
+	// rows show on that replica until then, and are not the shard's: the replica cannot answer.
 	rows, err := conn.Query(ctx, "SELECT toUInt64(is_session_expired), "+
-		"toUInt64(log_pointer <= log_max_index AND log_max_index + log_pointer > 0), toUInt64(inserts_in_queue) "+
+		"toUInt64(log_pointer <= log_max_index AND log_max_index + log_pointer > 0), toUInt64(inserts_in_queue), "+
+		"toUInt64(parts_to_check) "+
 		"FROM system.replicas WHERE database = "+database+" AND table = '"+w.table.Name+"'")
 	if err != nil {
 		return err
 	}
-	var expired, unread, fetches uint64
+	var expired, unread, fetches, toCheck uint64
 	if rows.Next() {
-		err = rows.Scan(&expired, &unread, &fetches)
+		err = rows.Scan(&expired, &unread, &fetches, &toCheck)
 	}
 	if err == nil {
 		err = rows.Err()
@@ -560,6 +570,8 @@ func (w *ShardedWriter[T]) queryReplica(ctx context.Context, conn driver.Conn, q
 		return fmt.Errorf("%w: it has not read its shard's replication log to the end", ErrReplicaBehind)
 	case fetches != 0:
 		return fmt.Errorf("%w: %d parts to fetch", ErrReplicaBehind, fetches)
+	case toCheck != 0:
+		return fmt.Errorf("%w: %d parts to check against ZooKeeper (an insert cut off may have left one that its shard did not commit)", ErrReplicaBehind, toCheck)
 	}
 	rows, err = conn.Query(ctx, query)
 	if err != nil {
