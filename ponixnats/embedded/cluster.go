@@ -86,19 +86,33 @@ func (c *Cluster) Node(name string) *Server {
 	return nil
 }
 
-// WaitJetStream waits until a running node is the JetStream meta leader.
+// WaitJetStream waits until a running node is the JetStream meta leader and counts every
+// running node as a JetStream peer it has current statistics of: until then, creating a
+// stream with a replica on each node fails ("no suitable peers for placement").
 func (c *Cluster) WaitJetStream(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	poll := backoff.Constant(100 * time.Millisecond).Start()
 	for {
+		running, peers, leader := 0, 0, false
 		for _, s := range c.Nodes {
-			if ns := s.NATSServer(); ns != nil && ns.JetStreamIsLeader() {
-				return nil
+			ns := s.NATSServer()
+			if ns == nil || !ns.Running() {
+				continue
+			}
+			running++
+			if ns.JetStreamIsLeader() {
+				leader, peers = true, len(ns.JetStreamClusterPeers())
 			}
 		}
+		if leader && peers >= running {
+			return nil
+		}
 		if err := poll.Wait(ctx); err != nil {
-			return fmt.Errorf("embedded: no JetStream meta leader in the cluster: %w", err)
+			if !leader {
+				return fmt.Errorf("embedded: no JetStream meta leader in the cluster: %w", err)
+			}
+			return fmt.Errorf("embedded: the JetStream meta leader counts %d of %d running nodes as peers: %w", peers, running, err)
 		}
 	}
 }
