@@ -137,11 +137,74 @@ func waitRaw(t *testing.T, conn driver.Conn, n uint64, within time.Duration, svc
 func waitFinal(t *testing.T, conn driver.Conn, n uint64, within time.Duration, svcs ...*service) time.Duration {
 	t.Helper()
 	start := time.Now()
+	var final uint64
+	defer func() {
+		if t.Failed() {
+			t.Logf("the table held %d rows (FINAL) at the last count; want %d", final, n)
+		}
+	}()
 	waitFor(t, within, fmt.Sprintf("%d rows (FINAL)", n), func() bool {
-		final, _, _ := tableCounts(t, conn)
+		final, _, _ = tableCounts(t, conn)
 		return final >= n
 	}, svcs...)
 	return time.Since(start)
+}
+
+// reportMissing logs, for a test that failed waiting for rows, how many envelopes of want the
+// table lacks (read with FINAL), the stream sequences of the first few, and the durable
+// consumer's state: whether the messages were never delivered, held, or acknowledged without
+// a row.
+func reportMissing(t *testing.T, conn driver.Conn, natsURL string, want []*envelopev1.ProcessedEnvelope) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	rs, err := conn.Query(ctx, "SELECT end_device_id FROM processed_envelopes FINAL")
+	if err != nil {
+		t.Logf("reading the stored envelopes: %v", err)
+		return
+	}
+	stored := map[string]bool{}
+	for rs.Next() {
+		var id string
+		if err := rs.Scan(&id); err != nil {
+			t.Logf("reading the stored envelopes: %v", err)
+			return
+		}
+		stored[id] = true
+	}
+	if err := rs.Err(); err != nil {
+		t.Logf("reading the stored envelopes: %v", err)
+	}
+	rs.Close()
+	var missing []*envelopev1.ProcessedEnvelope
+	for _, e := range want {
+		if !stored[e.GetEndDeviceId()] {
+			missing = append(missing, e)
+		}
+	}
+	js := dlqJS(t, natsURL)
+	prod := ponixnats.NewEnvelopeProducer(js, "processed_envelopes")
+	var seqs []string
+	for _, e := range missing[:min(len(missing), 5)] {
+		subj, err := prod.Subject(e)
+		if err != nil {
+			t.Fatal(err)
+		}
+		seq := "?"
+		if m, err := js.Stream(ctx, "processed_envelopes"); err == nil {
+			if msg, err := m.GetLastMsgForSubject(ctx, subj); err == nil {
+				seq = strconv.FormatUint(msg.Sequence, 10)
+			}
+		}
+		seqs = append(seqs, e.GetEndDeviceId()+"@"+seq)
+	}
+	t.Logf("%d of %d envelopes have no row; the first (device@stream sequence): %s", len(missing), len(want), strings.Join(seqs, ", "))
+	if c, err := js.Consumer(ctx, "processed_envelopes", "ponix-all-in-one"); err == nil {
+		if info, err := c.Info(ctx); err == nil {
+			t.Logf("the durable consumer: ack floor %d, delivered %d, %d pending, %d unacknowledged, %d redelivered",
+				info.AckFloor.Stream, info.Delivered.Stream, info.NumPending, info.NumAckPending, info.NumRedelivered)
+		}
+	}
 }
 
 func checkAlive(t *testing.T, svcs ...*service) {

@@ -295,6 +295,11 @@ func (r *sinkRun) finish(fault string, want []*envelopev1.ProcessedEnvelope) {
 	r.f.faultDuration = fixed.Sub(r.start)
 	r.f.published = len(want)
 	r.pub.wait(t, 120*time.Second)
+	defer func() {
+		if t.Failed() {
+			reportMissing(t, r.conn, r.natsURL, want)
+		}
+	}()
 	r.f.recovery = waitFinal(t, r.conn, uint64(len(want)), 120*time.Second, r.svc)
 	waitReady(t, r.svc, r.base, http.StatusOK, 30*time.Second)
 	t.Logf("resumed: /readyz 200 %s after the fix", time.Since(fixed).Round(time.Millisecond))
@@ -514,8 +519,9 @@ func TestSinkFaultColumnRenamedByTableSwap(t *testing.T) {
 }
 
 // dropTable drops the table as an operator would, knowing exactly which rows went with it: it
-// is renamed away atomically, its device ids read, then dropped. It returns the envelopes of
-// want whose rows were not dropped: those the table must hold in the end.
+// is renamed away atomically, the inserts that may still write to it are waited for, its device
+// ids read, then it is dropped. It returns the envelopes of want whose rows were not dropped:
+// those the table must hold in the end.
 func dropTable(t *testing.T, conn driver.Conn, want []*envelopev1.ProcessedEnvelope) []*envelopev1.ProcessedEnvelope {
 	t.Helper()
 	ctx := context.Background()
@@ -535,6 +541,21 @@ func dropTable(t *testing.T, conn driver.Conn, want []*envelopev1.ProcessedEnvel
 	if err := conn.Exec(ctx, "RENAME TABLE processed_envelopes TO "+dropped); err != nil {
 		t.Fatal(err)
 	}
+	// An INSERT that found the table by its name before the rename, and waited for its lock
+	// behind the rename (behind a read, say), writes to it under its new name after the rename
+	// returned; the service then acknowledges those rows, rightly. Read the table before that
+	// INSERT returns and the drop takes rows the test still expects (CI saw 500 such rows). So
+	// wait until no INSERT that started before the rename runs (in any database: seconds).
+	renamed := time.Now()
+	waitFor(t, 30*time.Second, "the INSERTs that started before the rename to return", func() bool {
+		var n uint64
+		err := conn.QueryRow(ctx, "SELECT count() FROM system.processes WHERE query LIKE 'INSERT%' AND elapsed > ?",
+			max(0, time.Since(renamed).Seconds()-0.5)).Scan(&n)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return n == 0
+	})
 	rows, err := conn.Query(ctx, "SELECT DISTINCT end_device_id FROM "+dropped)
 	if err != nil {
 		t.Fatal(err)
@@ -547,7 +568,17 @@ func dropTable(t *testing.T, conn driver.Conn, want []*envelopev1.ProcessedEnvel
 		}
 		gone[id] = true
 	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
 	rows.Close()
+	var raw uint64
+	if err := conn.QueryRow(ctx, "SELECT count() FROM "+dropped).Scan(&raw); err != nil {
+		t.Fatal(err)
+	}
+	if raw != uint64(len(gone)) {
+		t.Errorf("the dropped table held %d rows of %d envelopes: some stored twice", raw, len(gone))
+	}
 	if err := conn.Exec(ctx, "DROP TABLE "+dropped); err != nil {
 		t.Fatal(err)
 	}
