@@ -447,11 +447,64 @@ func (s *Server) writeUsers() error {
 
 // Pause stops the server process with SIGSTOP, as a hung server: it keeps its connections
 // open and its kernel still accepts new ones, but nothing answers. Resume continues it.
+//
+// A signal is delivered asynchronously: a thread running on another core goes on for a moment
+// after kill returns, long enough to answer a request sent at once. Where there is a /proc,
+// Pause returns once every thread of the process is stopped.
 func (s *Server) Pause() error {
 	if err := s.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
 		return fmt.Errorf("chserver: pause: %w", err)
 	}
+	if err := waitStopped(fmt.Sprintf("/proc/%d/task", s.cmd.Process.Pid), 10*time.Second); err != nil {
+		return fmt.Errorf("chserver: pause: %w", err)
+	}
 	return nil
+}
+
+// waitStopped waits until every thread listed in tasks (a /proc/PID/task directory) is stopped.
+// Without such a directory (no procfs) there is nothing to wait on.
+func waitStopped(tasks string, within time.Duration) error {
+	if _, err := os.Stat(tasks); err != nil {
+		return nil
+	}
+	deadline := time.Now().Add(within)
+	for {
+		running, err := runningThreads(tasks)
+		if err != nil || running == 0 {
+			return err
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%d threads still running %s after SIGSTOP", running, within)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// runningThreads counts the threads in tasks whose state (/proc/PID/task/TID/stat, the field
+// after the command name in parentheses) is not stopped ("T", or "t" when traced).
+func runningThreads(tasks string) (int, error) {
+	entries, err := os.ReadDir(tasks)
+	if err != nil {
+		return 0, err
+	}
+	running := 0
+	for _, e := range entries {
+		stat, err := os.ReadFile(filepath.Join(tasks, e.Name(), "stat"))
+		if errors.Is(err, os.ErrNotExist) {
+			continue // the thread ended
+		}
+		if err != nil {
+			return 0, err
+		}
+		i := bytes.LastIndexByte(stat, ')')
+		if i < 0 || i+2 >= len(stat) {
+			return 0, fmt.Errorf("%s/%s/stat: no state in %q", tasks, e.Name(), stat)
+		}
+		if state := stat[i+2]; state != 'T' && state != 't' {
+			running++
+		}
+	}
+	return running, nil
 }
 
 // Resume continues a server stopped by Pause (SIGCONT).

@@ -111,3 +111,38 @@ func TestStartStopsALeftoverServerOfTheSameDir(t *testing.T) {
 	}
 	conn.Close()
 }
+
+// Pause returns once the server answers nothing: a ping sent at once times out, every time,
+// and after Resume the server answers again.
+func TestPauseReturnsOnceTheServerAnswersNothing(t *testing.T) {
+	s, err := chserver.Start(t.Context(), chserver.Config{Dir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = s.Resume()
+		_ = s.Stop(context.Background())
+	})
+	conn, err := ponixclickhouse.Open(t.Context(), ponixclickhouse.Config{Addr: s.Addr(), DialTimeout: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	for i := range 10 {
+		if err := s.Pause(); err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithTimeout(t.Context(), 300*time.Millisecond)
+		err := conn.Ping(ctx)
+		cancel()
+		if err == nil {
+			t.Fatalf("pause %d: the server answered a ping sent after Pause returned", i)
+		}
+		if err := s.Resume(); err != nil {
+			t.Fatal(err)
+		}
+		if err := conn.Ping(t.Context()); err != nil {
+			t.Fatalf("pause %d: no answer after Resume: %v", i, err)
+		}
+	}
+}
