@@ -184,14 +184,15 @@ func reportMissing(t *testing.T, conn driver.Conn, natsURL string, want []*envel
 	}
 	js := dlqJS(t, natsURL)
 	prod := ponixnats.NewEnvelopeProducer(js, "processed_envelopes")
+	stream, serr := js.Stream(ctx, "processed_envelopes")
 	var seqs []string
 	for _, e := range missing[:min(len(missing), 5)] {
 		seq := "?"
 		subj, err := prod.Subject(e)
 		if err != nil {
 			t.Logf("the subject of %s: %v", e.GetEndDeviceId(), err)
-		} else if m, err := js.Stream(ctx, "processed_envelopes"); err == nil {
-			if msg, err := m.GetLastMsgForSubject(ctx, subj); err == nil {
+		} else if serr == nil {
+			if msg, err := stream.GetLastMsgForSubject(ctx, subj); err == nil {
 				seq = strconv.FormatUint(msg.Sequence, 10)
 			}
 		}

@@ -481,7 +481,8 @@ func waitStopped(tasks string, within time.Duration) error {
 }
 
 // runningThreads counts the threads in tasks whose state (/proc/PID/task/TID/stat, the field
-// after the command name in parentheses) is not stopped ("T", or "t" when traced).
+// after the command name in parentheses) is not stopped ("T", or "t" when traced) nor dead
+// ("Z", "X": a server that exited answers nothing either).
 func runningThreads(tasks string) (int, error) {
 	entries, err := os.ReadDir(tasks)
 	if err != nil {
@@ -500,7 +501,9 @@ func runningThreads(tasks string) (int, error) {
 		if i < 0 || i+2 >= len(stat) {
 			return 0, fmt.Errorf("%s/%s/stat: no state in %q", tasks, e.Name(), stat)
 		}
-		if state := stat[i+2]; state != 'T' && state != 't' {
+		switch stat[i+2] {
+		case 'T', 't', 'Z', 'X':
+		default:
 			running++
 		}
 	}

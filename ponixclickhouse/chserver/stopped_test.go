@@ -39,7 +39,7 @@ func TestRunningThreadsReadsTheStateAfterTheCommandName(t *testing.T) {
 }
 
 func TestWaitStoppedReturnsOnceEveryThreadIsStopped(t *testing.T) {
-	dir := fakeTasks(t, map[string]string{"10": "10 (a) T 1", "11": "11 (b) t 1"})
+	dir := fakeTasks(t, map[string]string{"10": "10 (a) T 1", "11": "11 (b) t 1", "12": "12 (exited) Z 1"})
 	if err := waitStopped(dir, time.Second); err != nil {
 		t.Fatal(err)
 	}
