@@ -92,7 +92,8 @@ type Server struct {
 }
 
 // Start writes the configuration into cfg.Dir, starts clickhouse-server and waits until it
-// accepts native connections. The caller must call Stop.
+// accepts native connections. The caller must call Stop. On Linux the server is killed when
+// the process that started it dies without calling Stop.
 func Start(ctx context.Context, cfg Config) (*Server, error) {
 	if cfg.Dir == "" {
 		return nil, errors.New("chserver: Config.Dir is required")
@@ -230,9 +231,7 @@ func launch(ctx context.Context, cfg Config, bin string) (*Server, error) {
 		return nil, fmt.Errorf("chserver: open stdout log: %w", err)
 	}
 	cmd.Stdout, cmd.Stderr = out, out
-	// Own process group, so a terminal's Ctrl-C reaches the parent, which then stops the server
-	// in order.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.SysProcAttr = procAttr()
 	if err := cmd.Start(); err != nil {
 		_ = out.Close()
 		return nil, fmt.Errorf("chserver: start %s: %w", bin, err)
