@@ -59,7 +59,8 @@ func TestCluster(t *testing.T) {
 	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Minute)
 	defer cancel()
 	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
-	cl, err := chcluster.Start(ctx, chcluster.Config{User: clusterUser, Password: clusterPassword, Logger: logger})
+	// docker/cluster/test.sh names the cluster, so that a stopped run can remove it.
+	cl, err := chcluster.Start(ctx, chcluster.Config{Name: os.Getenv("PONIX_TEST_CLUSTER_NAME"), User: clusterUser, Password: clusterPassword, Logger: logger})
 	if err != nil {
 		t.Fatalf("start the ClickHouse cluster (images: docker/cluster/build-images.sh): %v", err)
 	}

@@ -19,10 +19,25 @@ mkdir -p "$logs"
 logs="$(cd "$logs" && pwd)"
 summary='^(=== RUN|--- |    --- |ok|FAIL|PASS|panic)|FIGURES|CLUSTER|FINDING|MEASURE|_test\.go:[0-9]+: '
 
+# Each suite's cluster is named after this run. A run that is stopped (Ctrl-C, or .ci/run
+# ending its background jobs' process group when a step failed), or a test binary that panics
+# at its timeout, ends before the tests' own cleanup: on exit the run's two clusters
+# (containers and networks, found by their label) are removed instead of left running.
+run_id="ponix-cl-$$-$(od -An -N2 -tx1 /dev/urandom | tr -d ' \n')"
+remove_clusters() {
+	for name in "$run_id-svc" "$run_id-chc"; do
+		docker ps -aq --filter "label=ponix.chcluster=$name" | xargs -r docker rm -f >/dev/null 2>&1 || true
+		docker network ls -q --filter "label=ponix.chcluster=$name" | xargs -r docker network rm >/dev/null 2>&1 || true
+	done
+}
+trap remove_clusters EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
 begin=$(date +%s)
-(cd ponixclickhouse/chcluster && "$go" test -tags integration -count=1 -timeout "$timeout" -v ./... >"$logs/chcluster.log" 2>&1) &
+(cd ponixclickhouse/chcluster && PONIX_TEST_CLUSTER_NAME="$run_id-chc" "$go" test -tags integration -count=1 -timeout "$timeout" -v ./... >"$logs/chcluster.log" 2>&1) &
 chcluster=$!
-(cd ponix-all-in-one && "$go" test -tags 'integration cluster' -count=1 -timeout "$timeout" -run '^TestCluster$' -v . >"$logs/service.log" 2>&1) &
+(cd ponix-all-in-one && PONIX_TEST_CLUSTER_NAME="$run_id-svc" "$go" test -tags 'integration cluster' -count=1 -timeout "$timeout" -run '^TestCluster$' -v . >"$logs/service.log" 2>&1) &
 service=$!
 
 status=0

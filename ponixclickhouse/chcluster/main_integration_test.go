@@ -35,7 +35,8 @@ func run(m *testing.M) int {
 	ctx, cancel := context.WithTimeout(context.Background(), 6*time.Minute)
 	defer cancel()
 	begin := time.Now()
-	c, err := chcluster.Start(ctx, chcluster.Config{Password: password, Logger: logger})
+	// docker/cluster/test.sh names the cluster, so that a stopped run can remove it.
+	c, err := chcluster.Start(ctx, chcluster.Config{Name: os.Getenv("PONIX_TEST_CLUSTER_NAME"), Password: password, Logger: logger})
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "FAIL: the chcluster integration tests could not start their cluster: %v\n", err)
 		if errors.Is(err, chcluster.ErrNoImage) || errors.Is(err, chcluster.ErrNoDocker) {
