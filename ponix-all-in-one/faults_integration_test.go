@@ -158,24 +158,15 @@ func reportMissing(t *testing.T, conn driver.Conn, natsURL string, want []*envel
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	rs, err := conn.Query(ctx, "SELECT end_device_id FROM processed_envelopes FINAL")
+	ids, err := finalDeviceIDs(ctx, conn)
 	if err != nil {
 		t.Logf("reading the stored envelopes: %v", err)
 		return
 	}
-	stored := map[string]bool{}
-	for rs.Next() {
-		var id string
-		if err := rs.Scan(&id); err != nil {
-			t.Logf("reading the stored envelopes: %v", err)
-			return
-		}
+	stored := make(map[string]bool, len(ids))
+	for _, id := range ids {
 		stored[id] = true
 	}
-	if err := rs.Err(); err != nil {
-		t.Logf("reading the stored envelopes: %v", err)
-	}
-	rs.Close()
 	var missing []*envelopev1.ProcessedEnvelope
 	for _, e := range want {
 		if !stored[e.GetEndDeviceId()] {
@@ -253,16 +244,12 @@ func checkExact(t *testing.T, conn driver.Conn, want []*envelopev1.ProcessedEnve
 	for _, e := range want {
 		byID[e.GetEndDeviceId()] = e
 	}
-	rs, err := conn.Query(context.Background(), "SELECT end_device_id FROM processed_envelopes FINAL")
+	stored, err := finalDeviceIDs(context.Background(), conn)
 	if err != nil {
 		t.Fatal(err)
 	}
 	seen := make(map[string]bool, len(want))
-	for rs.Next() {
-		var id string
-		if err := rs.Scan(&id); err != nil {
-			t.Fatal(err)
-		}
+	for _, id := range stored {
 		if _, ok := byID[id]; !ok {
 			t.Errorf("row %s was never published (or is poison)", id)
 		}
@@ -271,7 +258,6 @@ func checkExact(t *testing.T, conn driver.Conn, want []*envelopev1.ProcessedEnve
 		}
 		seen[id] = true
 	}
-	rs.Close()
 	if len(seen) != len(want) {
 		t.Errorf("%d distinct rows, want %d", len(seen), len(want))
 	}
@@ -290,6 +276,24 @@ func checkExact(t *testing.T, conn driver.Conn, want []*envelopev1.ProcessedEnve
 		}
 		checkRow(t, r, byID[id])
 	}
+}
+
+// finalDeviceIDs reads the end_device_id of every row of the table, with FINAL.
+func finalDeviceIDs(ctx context.Context, conn driver.Conn) ([]string, error) {
+	rs, err := conn.Query(ctx, "SELECT end_device_id FROM processed_envelopes FINAL")
+	if err != nil {
+		return nil, err
+	}
+	defer rs.Close()
+	var ids []string
+	for rs.Next() {
+		var id string
+		if err := rs.Scan(&id); err != nil {
+			return nil, err
+		}
+		ids = append(ids, id)
+	}
+	return ids, rs.Err()
 }
 
 // readRowsFinal reads the rows of the given end_device_ids with FINAL.

@@ -479,9 +479,9 @@ func waitStopped(tasks string, within time.Duration) error {
 	}
 }
 
-// runningThreads counts the threads in tasks whose state (/proc/PID/task/TID/stat, the field
-// after the command name in parentheses) is not stopped ("T", or "t" when traced) nor dead
-// ("Z", "X": a server that exited answers nothing either).
+// runningThreads counts the threads in tasks whose state (/proc/PID/task/TID/stat, see
+// procState) is not stopped ("T", or "t" when traced) nor dead ("Z", "X": a server that
+// exited answers nothing either).
 func runningThreads(tasks string) (int, error) {
 	entries, err := os.ReadDir(tasks)
 	if err != nil {
@@ -496,17 +496,27 @@ func runningThreads(tasks string) (int, error) {
 		if err != nil {
 			return 0, err
 		}
-		i := bytes.LastIndexByte(stat, ')')
-		if i < 0 || i+2 >= len(stat) {
+		state, ok := procState(stat)
+		if !ok {
 			return 0, fmt.Errorf("%s/%s/stat: no state in %q", tasks, e.Name(), stat)
 		}
-		switch stat[i+2] {
+		switch state {
 		case 'T', 't', 'Z', 'X':
 		default:
 			running++
 		}
 	}
 	return running, nil
+}
+
+// procState reads the state of a process or thread from its /proc stat line: the field after
+// the command name, which is in parentheses and may itself hold ')' (so the last one ends it).
+func procState(stat []byte) (byte, bool) {
+	i := bytes.LastIndexByte(stat, ')')
+	if i < 0 || i+2 >= len(stat) {
+		return 0, false
+	}
+	return stat[i+2], true
 }
 
 // Resume continues a server stopped by Pause (SIGCONT).

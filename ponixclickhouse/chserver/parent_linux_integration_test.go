@@ -1,6 +1,6 @@
 //go:build integration && linux
 
-package chserver_test
+package chserver
 
 import (
 	"bufio"
@@ -13,8 +13,6 @@ import (
 	"syscall"
 	"testing"
 	"time"
-
-	"github.com/ponix-go/ponix/ponixclickhouse/chserver"
 )
 
 // helperDirEnv makes the test binary the helper of TestServerDiesWithItsParent: it starts a
@@ -28,7 +26,7 @@ func TestHelperProcess(t *testing.T) {
 	if dir == "" {
 		return
 	}
-	if _, err := chserver.Start(context.Background(), chserver.Config{Dir: dir}); err != nil {
+	if _, err := Start(context.Background(), Config{Dir: dir}); err != nil {
 		fmt.Println("start:", err)
 		os.Exit(1)
 	}
@@ -90,7 +88,6 @@ func alive(pid int) bool {
 	if err != nil {
 		return false
 	}
-	s := string(b)
-	i := strings.LastIndexByte(s, ')')
-	return i >= 0 && i+2 < len(s) && s[i+2] != 'Z' && s[i+2] != 'X'
+	state, ok := procState(b)
+	return ok && state != 'Z' && state != 'X'
 }
