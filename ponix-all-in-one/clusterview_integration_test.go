@@ -13,6 +13,8 @@ package main_test
 
 import (
 	"context"
+	"database/sql"
+	"errors"
 	"fmt"
 	"strings"
 	"syscall"
@@ -29,10 +31,12 @@ const (
 	// countView is the materialized view on processed_envelopes_local, countTable its target.
 	countView  = "envelopes_per_device"
 	countTable = "envelopes_per_device_local"
-	// slowView, on the killed replica only, sleeps after the count view has been written: it
-	// holds the insert's answer back for about two seconds after the insert is committed in
-	// ZooKeeper (views are written in the order of their names, after the table).
-	slowView = "zz_slow_answer"
+	// slowView, on the killed replica only, sleeps after the count view has been written: while
+	// windowTable holds a row, it holds the insert's answer back for about two seconds after the
+	// insert is committed in ZooKeeper (views are written in the order of their names, after
+	// the table). windowTable is a Memory table: a restart of the replica empties it.
+	slowView    = "zz_slow_answer"
+	windowTable = "commit_window_open"
 	// failedOver is the service's log line for an insert stored by a shard's other replica.
 	failedOver = "insert failed over to another replica of the shard"
 )
@@ -43,8 +47,8 @@ const (
 // part reach the other replica once it is started again. Raw count() = count() FINAL = the
 // view's sum = every envelope, on both replicas of each shard.
 func clusterReplicaFailoverWithView(t *testing.T, cl *chcluster.Cluster) {
-	r := startViewRun(t, cl, 209, "replica-failover-with-view")
-	w := r.openCommitWindow(cl.Node(2, 1), cl.Node(2, 2)) // the preferred replica of shard 2, and its peer
+	r, w := startViewRun(t, cl, 209, "replica-failover-with-view")
+	w.open()
 	r.fault()
 	w.waitCommitted()
 	if err := cl.Kill(t.Context(), w.killed); err != nil {
@@ -72,9 +76,9 @@ func clusterReplicaFailoverWithView(t *testing.T, cl *chcluster.Cluster) {
 // the view): the batch is held, /readyz says why, until the killed replica is back. Then raw
 // count() = count() FINAL = the view's sum = every envelope.
 func clusterServiceAndReplicaKilledWithView(t *testing.T, cl *chcluster.Cluster) {
-	r := startViewRun(t, cl, 210, "service-and-replica-killed-with-view")
+	r, w := startViewRun(t, cl, 210, "service-and-replica-killed-with-view")
 	ctx := t.Context()
-	w := r.openCommitWindow(cl.Node(2, 1), cl.Node(2, 2))
+	w.open()
 	env := clusterEnv(t, cl, r.db, r.natsURL, cl.Nodes()...)
 	r.fault()
 	w.waitCommitted()
@@ -109,8 +113,9 @@ func clusterServiceAndReplicaKilledWithView(t *testing.T, cl *chcluster.Cluster)
 }
 
 // startViewRun starts a cluster run whose local tables have the count view (addCountViews),
-// and returns once the fault point is stored.
-func startViewRun(t *testing.T, cl *chcluster.Cluster, seed uint64, scenario string) *clusterRun {
+// with a commit window (closed) on the preferred replica of shard 2, and returns once the
+// fault point is stored.
+func startViewRun(t *testing.T, cl *chcluster.Cluster, seed uint64, scenario string) (*clusterRun, *commitWindow) {
 	t.Helper()
 	r := newClusterRun(t, cl, seed, scenario, cl.Node(1, 2), cl.Nodes())
 	t.Cleanup(func() { // before healAll's cleanup, which heals the nodes the drops need
@@ -121,14 +126,18 @@ func startViewRun(t *testing.T, cl *chcluster.Cluster, seed uint64, scenario str
 				t.Errorf("heal %s: %v", n.Name, err)
 			}
 		}
-		dropOnCluster(t, cl, r.db, slowView, countView, countTable)
+		dropOnCluster(t, cl, r.db, slowView, windowTable, countView, countTable)
 	})
 	for _, s := range r.svcs {
 		waitLog(t, s, "fits the writer: consuming", 2*time.Minute) // the service migrated the database
 	}
+	// Views are made while the service has nothing to insert: ClickHouse 18.16 registers a new
+	// view with its table before the view exists, and an insert in between fails with "Table
+	// ... doesn't exist" (the writer then fails over, and the window never sees an insert).
 	r.addCountViews()
+	w := r.newCommitWindow(cl.Node(2, 1), cl.Node(2, 2)) // the preferred replica of shard 2, and its peer
 	r.publish()
-	return r
+	return r, w
 }
 
 // commitWindow is a replica whose inserts are answered about two seconds after they are
@@ -141,18 +150,32 @@ type commitWindow struct {
 	dedupBefore  uint64
 }
 
-// openCommitWindow makes the window on killed, whose shard's other replica is peer.
-func (r *clusterRun) openCommitWindow(killed, peer *chcluster.Node) *commitWindow {
+// newCommitWindow makes the window, closed, on killed, whose shard's other replica is peer.
+func (r *clusterRun) newCommitWindow(killed, peer *chcluster.Node) *commitWindow {
 	t, cl := r.t, r.cl
 	t.Helper()
-	if err := cl.Exec(t.Context(), killed, fmt.Sprintf("CREATE MATERIALIZED VIEW %s.%s ENGINE = Null AS "+
-		"SELECT sleepEachRow(0.008) AS slept FROM %[1]s.processed_envelopes_local", r.db, slowView)); err != nil {
-		t.Fatal(err)
+	for _, q := range []string{
+		fmt.Sprintf("CREATE TABLE %s.%s (open UInt8) ENGINE = Memory", r.db, windowTable),
+		fmt.Sprintf("CREATE MATERIALIZED VIEW %[1]s.%[2]s ENGINE = Null AS SELECT sleepEachRow(0.008) AS slept "+
+			"FROM %[1]s.processed_envelopes_local WHERE (SELECT count() FROM %[1]s.%[3]s) > 0", r.db, slowView, windowTable),
+	} {
+		if err := cl.Exec(t.Context(), killed, q); err != nil {
+			t.Fatalf("%s on %s: %v", q, killed.Name, err)
+		}
 	}
-	w := &commitWindow{r: r, killed: killed, peer: peer, kconn: clusterConn(t, cl, killed, r.db)}
+	return &commitWindow{r: r, killed: killed, peer: peer, kconn: clusterConn(t, cl, killed, r.db)}
+}
+
+// open stops the peer's fetches, then opens the window: from then on the killed replica's
+// inserts are answered late.
+func (w *commitWindow) open() {
+	t := w.r.t
+	t.Helper()
 	w.fetches("STOP")
-	w.dedupBefore = dedupedBlocks(t, cl, peer)
-	return w
+	w.dedupBefore = dedupedBlocks(t, w.r.cl, w.peer)
+	if err := w.kconn.Exec(t.Context(), "INSERT INTO "+windowTable+" SELECT 1"); err != nil {
+		t.Fatalf("open the commit window on %s: %v", w.killed.Name, err)
+	}
 }
 
 // fetches stops or starts (verb) the peer's fetches of the local table and the count view.
@@ -167,15 +190,37 @@ func (w *commitWindow) fetches(verb string) {
 }
 
 // waitCommitted waits for an insert on the window's replica that is past its table and count
-// view, in the slow view: committed, unanswered.
+// view, in the slow view: committed, unanswered. The count view's part is committed after the
+// table's, and the highest block number of the count table's parts rises with each commit
+// (merges keep it): an insert is past both commits once that number has risen while the same
+// insert runs. The time an insert has run says nothing of it: on a loaded machine an insert
+// can take longer than the slow view's sleep to reach its commit.
 func (w *commitWindow) waitCommitted() {
 	t := w.r.t
 	t.Helper()
+	q := fmt.Sprintf("SELECT (SELECT max(max_block_number) FROM system.parts WHERE database = currentDatabase() "+
+		"AND table = '%s' AND active) AS block, query_id FROM system.processes "+
+		"WHERE query LIKE 'INSERT INTO%%processed_envelopes_local%%' LIMIT 1", countTable)
+	var (
+		running string // the insert seen running
+		before  int64  // the count table's highest block number when it was first seen
+	)
 	waitFor(t, 30*time.Second, "an insert on "+w.killed.Name+" past its commit", func() bool {
-		var n uint64
-		err := w.kconn.QueryRow(t.Context(), "SELECT count() FROM system.processes "+
-			"WHERE query LIKE 'INSERT INTO%processed_envelopes_local%' AND elapsed > 1").Scan(&n)
-		return err == nil && n > 0
+		var (
+			block int64
+			qid   string
+		)
+		switch err := w.kconn.QueryRow(t.Context(), q).Scan(&block, &qid); {
+		case errors.Is(err, sql.ErrNoRows):
+			running = "" // between two inserts
+			return false
+		case err != nil:
+			return false
+		case qid != running:
+			running, before = qid, block
+			return false
+		}
+		return block > before
 	}, w.r.svcs...)
 }
 
@@ -186,19 +231,30 @@ func (w *commitWindow) killedUnfetched() uint64 {
 	t, cl := w.r.t, w.r.cl
 	t.Helper()
 	deduped := dedupedBlocks(t, cl, w.peer) - w.dedupBefore
-	unfetched := unfetchedParts(t, cl, w.peer, w.r.db)
+	// The peer copies the shard's replication log into its queue on its own schedule (a
+	// ZooKeeper watch): the killed replica's last commit may reach the queue a moment after
+	// the kill.
+	var unfetched map[string]uint64
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		unfetched = unfetchedParts(t, cl, w.peer, w.r.db)
+		if unfetched["processed_envelopes_local"] > 0 && unfetched[countTable] > 0 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(pollEvery)
+	}
 	t.Logf("%s killed mid-insert; %s deduplicated %d retried blocks and has %v parts of the killed replica to fetch",
 		w.killed.Name, w.peer.Name, deduped, unfetched)
 	if unfetched["processed_envelopes_local"] == 0 || unfetched[countTable] == 0 {
-		t.Errorf("%s has no part of the killed replica to fetch (%v): the kill did not come before the peer fetched the insert",
+		t.Errorf("%s has no part of the killed replica to fetch (%v) 30 s after the kill: the kill did not come before the peer fetched the insert",
 			w.peer.Name, unfetched)
 	}
 	w.fetches("START")
 	return deduped
 }
 
-// restart starts the killed replica again, as it was before the window (merges stopped, no
-// slow view), and marks the end of the fault.
+// restart starts the killed replica again, as it was before the window (merges stopped; the
+// window closed: the restart emptied its Memory table), and marks the end of the fault.
 func (w *commitWindow) restart() {
 	t, cl := w.r.t, w.r.cl
 	t.Helper()
@@ -209,11 +265,14 @@ func (w *commitWindow) restart() {
 	if err := cl.WaitReady(ctx, w.killed); err != nil {
 		t.Fatal(err)
 	}
-	// The restarted server merges again (SYSTEM STOP MERGES is not kept) and has the slow view.
-	for _, q := range []string{"SYSTEM STOP MERGES " + w.r.db + ".processed_envelopes_local", "DROP TABLE " + w.r.db + "." + slowView} {
-		if err := cl.Exec(ctx, w.killed, q); err != nil {
-			t.Fatalf("%s on %s: %v", q, w.killed.Name, err)
-		}
+	// The restarted server merges again (SYSTEM STOP MERGES is not kept).
+	q := "SYSTEM STOP MERGES " + w.r.db + ".processed_envelopes_local"
+	if err := cl.Exec(ctx, w.killed, q); err != nil {
+		t.Fatalf("%s on %s: %v", q, w.killed.Name, err)
+	}
+	var open uint64
+	if err := clusterConn(t, cl, w.killed, w.r.db).QueryRow(ctx, "SELECT count() FROM "+windowTable).Scan(&open); err != nil || open != 0 {
+		t.Fatalf("the commit window on %s after its restart: %d rows, %v; want it closed (0 rows)", w.killed.Name, open, err)
 	}
 	w.r.healed()
 }
