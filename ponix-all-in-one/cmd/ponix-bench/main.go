@@ -85,7 +85,7 @@ func run() int {
 	flag.BoolVar(&o.latency, "latency", false, "measure publish→row latency at a fixed rate instead of throughput")
 	flag.IntVar(&o.rate, "rate", 5000, "envelopes per second in -latency mode")
 	flag.DurationVar(&o.duration, "duration", 60*time.Second, "how long to publish in -latency mode")
-	flag.StringVar(&o.phases, "phases", "", "throughput phases to run, in order (default reference,drain,drain-ackall,ponix,insert; with -cluster drain,drain-ackall,ponix,insert,insert-distributed)")
+	flag.StringVar(&o.phases, "phases", "", "throughput phases to run, in order (default reference,drain,drain-ackall,ponix,insert; with -cluster drain,drain-ackall,ponix,insert,insert-distributed); also drain-raw: drain-ackall through a minimal protocol reader instead of nats.go")
 	flag.BoolVar(&o.clusterFaults, "cluster-faults", false, "instead of throughput: on a 2 x 2 cluster, compare the cluster writer with a synchronous Distributed insert while a replica is partitioned and while a shard is down (batch latency, failures)")
 	flag.BoolVar(&o.cluster, "cluster", false, "run against a 2 shards x 2 replicas ClickHouse 18.16 cluster that it starts in Docker (ponixclickhouse/chcluster; images from docker/cluster/build-images.sh) instead of one server")
 	flag.BoolVar(&o.verbose, "v", false, "log progress")

@@ -121,6 +121,8 @@ func runThroughput(ctx context.Context, o *options, logger *slog.Logger) error {
 			r, err = e.drain(ctx, jetstream.AckExplicitPolicy)
 		case "drain-ackall":
 			r, err = e.drain(ctx, jetstream.AckAllPolicy)
+		case "drain-raw":
+			r, err = e.drainRaw(ctx)
 		case "ponix":
 			r, err = e.ponix(ctx, cfg)
 		case "insert":
@@ -131,7 +133,7 @@ func runThroughput(ctx context.Context, o *options, logger *slog.Logger) error {
 			}
 			r, err = e.insertDistributed(ctx, cfg.NATSBatchSize)
 		default:
-			return fmt.Errorf("unknown phase %q (want reference, drain, drain-ackall, ponix, insert, insert-distributed)", phase)
+			return fmt.Errorf("unknown phase %q (want reference, drain, drain-ackall, drain-raw, ponix, insert, insert-distributed)", phase)
 		}
 		if err != nil {
 			return fmt.Errorf("phase %s: %w", phase, err)
