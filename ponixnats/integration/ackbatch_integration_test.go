@@ -169,12 +169,17 @@ func dlqCount(t *testing.T, js jetstream.JetStream, name string) uint64 {
 // owner dies in the middle of a batch (its connection closed without a word, as a SIGKILL
 // would); the other takes over after OwnerTTL, gets what the dead one left unacknowledged
 // delivered again, and every message ends stored and acknowledged.
+//
+// The messages are published once the two have settled who owns the durable: each takes the
+// key at its start, and the first believes it owns the durable until its next renewal finds
+// the key taken (within a third of OwnerTTL) — a moment in which both are owners by design
+// (the chain check, not the lease, keeps that harmless), and in which the dying batch must not
+// fall (it did, in a loaded CI run: "Owner() true and true").
 func TestIntegrationAckPerBatchOwnerDiesStandbyTakesOver(t *testing.T) {
 	_, js := connectJS(t, testURL)
 	stream := testStream(t, js)
-	publishN(t, js, stream+".a", 2000, 0)
 	cfg := batchConfig(stream)
-	cfg.OwnerTTL = time.Second
+	cfg.OwnerTTL = 2 * time.Second // a renewal every ~0.7 s: a loaded machine does not miss three
 	cfg.DrainTimeout = time.Second // the dying owner's processor hangs until its context ends
 
 	var (
@@ -214,6 +219,20 @@ func TestIntegrationAckPerBatchOwnerDiesStandbyTakesOver(t *testing.T) {
 	for i := range 2 {
 		stops[i] = runConsumer(t, consumers[i])
 	}
+	// Settled: one owner, and no other, for OwnerTTL (both takes and the loser's renewal fall
+	// well within it).
+	var oneOwnerSince time.Time
+	eventually(t, 20*time.Second, "one owner of the durable, alone for OwnerTTL", func() bool {
+		if consumers[0].Owner() == consumers[1].Owner() {
+			oneOwnerSince = time.Time{}
+			return false
+		}
+		if oneOwnerSince.IsZero() {
+			oneOwnerSince = time.Now()
+		}
+		return time.Since(oneOwnerSince) >= cfg.OwnerTTL
+	})
+	publishN(t, js, stream+".a", 2000, 0)
 	dead := <-dying
 	other := consumers[1-dead]
 	if !consumers[dead].Owner() || other.Owner() {
