@@ -273,7 +273,9 @@ func claimPorts(cfg Config, dir string) error {
 	}
 	pid, ok := leftoverPID(dir)
 	if !ok {
-		return fmt.Errorf("chserver: %s is already in use by another process (another ClickHouse?); choose another port", addr)
+		// errPortTaken: a port Start picked may be taken between the pick and this check (a
+		// test starting another server in parallel, seen in CI); Start picks again.
+		return fmt.Errorf("chserver: %s is already in use by another process (another ClickHouse?); choose another port (%w)", addr, errPortTaken)
 	}
 	cfg.Logger.Warn("stopping a clickhouse-server left running on this directory", "pid", pid, "dir", dir)
 	_ = syscall.Kill(pid, syscall.SIGTERM)
