@@ -11,6 +11,7 @@ package main_test
 import (
 	"context"
 	"fmt"
+	"os"
 	"strconv"
 	"strings"
 	"syscall"
@@ -18,6 +19,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/ponix-go/ponix/ponixclickhouse/chtest"
 )
 
 // upgradeN is the number of envelopes of the upgrade scenario.
@@ -204,6 +207,73 @@ func TestAckPerBatchUpgradeFromPerMessageDurable(t *testing.T) {
 	}
 }
 
+// stopOutsideInsert stops s (SIGSTOP) at a moment when no insert of its is in flight, the case
+// this test is about: a stall in the middle of an insert commits it when the process continues,
+// possibly after a new owner stored the same messages — the copy the README leaves open ("What
+// remains, and FINAL"), which made this test fail in a loaded CI run. A stop that lands in an
+// insert (ClickHouse runs an INSERT from one of s's connections) is undone, and tried again once
+// the insert is over.
+func stopOutsideInsert(t *testing.T, db *chtest.Database, s *service) {
+	t.Helper()
+	inserting := func() bool {
+		ports := localTCPPorts(t, s.cmd.Process.Pid)
+		if len(ports) == 0 {
+			return false
+		}
+		var n uint64
+		if err := db.Conn.QueryRow(t.Context(), "SELECT count() FROM system.processes WHERE query LIKE 'INSERT INTO%' AND has(?, port)", ports).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n > 0
+	}
+	for attempt := 1; ; attempt++ {
+		s.signal(syscall.SIGSTOP)
+		if !inserting() {
+			t.Logf("stopped outside an insert (attempt %d)", attempt)
+			return
+		}
+		s.signal(syscall.SIGCONT)
+		if attempt == 50 {
+			t.Fatalf("could not stop the owner outside an insert in %d attempts", attempt)
+		}
+		waitFor(t, 30*time.Second, "the insert in flight at the stop finished", func() bool { return !inserting() }, s)
+	}
+}
+
+// localTCPPorts returns the local ports of the IPv4 TCP sockets process pid holds (its file
+// descriptors' socket inodes, looked up in /proc/net/tcp).
+func localTCPPorts(t *testing.T, pid int) []uint16 {
+	t.Helper()
+	fds, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	inodes := map[string]bool{}
+	for _, fd := range fds {
+		link, err := os.Readlink(fmt.Sprintf("/proc/%d/fd/%s", pid, fd.Name()))
+		if inode, ok := strings.CutPrefix(link, "socket:["); err == nil && ok {
+			inodes[strings.TrimSuffix(inode, "]")] = true
+		}
+	}
+	table, err := os.ReadFile(fmt.Sprintf("/proc/%d/net/tcp", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ports []uint16
+	for _, line := range strings.Split(string(table), "\n")[1:] {
+		// sl local_address rem_address st tx_queue:rx_queue tr:tm->when retrnsmt uid timeout inode
+		f := strings.Fields(line)
+		if len(f) < 10 || !inodes[f[9]] {
+			continue
+		}
+		_, hexPort, _ := strings.Cut(f[1], ":")
+		if p, err := strconv.ParseUint(hexPort, 16, 16); err == nil {
+			ports = append(ports, uint16(p))
+		}
+	}
+	return ports
+}
+
 // Two instances on one durable; the owner is stalled (SIGSTOP) past its key's TTL while the
 // stream is being published, so the standby takes the durable over and has what the stalled one
 // held delivered again. Then the stalled one continues (SIGCONT): the batch it fetched ahead
@@ -220,8 +290,8 @@ func TestAckPerBatchOwnerStalledPastOwnerTTL(t *testing.T) {
 	waitRaw(t, r.db.Conn, r.at, 60*time.Second, svcs...)
 	stalled := owner(t, svcs)
 	other := svcs[1-stalled]
+	stopOutsideInsert(t, r.db, svcs[stalled])
 	stoppedAt := time.Now()
-	svcs[stalled].signal(syscall.SIGSTOP)
 	waitFor(t, 60*time.Second, "the standby taking the durable over", func() bool {
 		return loggedSince(other, ownsLine, stoppedAt) > 0
 	}, other)
