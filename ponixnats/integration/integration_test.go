@@ -723,9 +723,11 @@ func TestIntegrationReconnectAfterServerRestart(t *testing.T) {
 		})
 	}
 	eventually(t, 15*time.Second, "all 40 consumed after the restart", func() bool { return d.distinct() == 40 })
-	stop()
-	// The server applies acks in the background: wait for it to have every one.
+	// The server applies acks in the background: wait for it to have every one, with the
+	// consumer running — an ack the restart lost makes its message come again after AckWait,
+	// and only a running consumer acknowledges it (stopped first, this timed out in CI).
 	waitSettled(t, js, c)
+	stop()
 	if info := consumerInfo(t, c); info.NumAckPending != 0 || info.AckFloor.Stream != 40 {
 		t.Fatalf("ack pending %d, ack floor %d", info.NumAckPending, info.AckFloor.Stream)
 	}
