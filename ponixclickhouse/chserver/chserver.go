@@ -93,7 +93,9 @@ type Server struct {
 
 // Start writes the configuration into cfg.Dir, starts clickhouse-server and waits until it
 // accepts native connections. The caller must call Stop. On Linux the server is killed when
-// the process that started it dies without calling Stop.
+// the process that started it dies without calling Stop — or when the OS thread that called
+// Start exits, which Go does only for a goroutine that ends locked to its thread
+// (runtime.LockOSThread): do not call Start from one.
 func Start(ctx context.Context, cfg Config) (*Server, error) {
 	if cfg.Dir == "" {
 		return nil, errors.New("chserver: Config.Dir is required")
