@@ -163,6 +163,16 @@ type ConsumerConfig struct {
 	// every third of OwnerTTL, also while a batch is held by a failing sink (another instance
 	// would find the same sink). Default AckWait. Not used by [AckPerMessage].
 	OwnerTTL time.Duration
+	// PullOnSharedConnection sends the consumer's pull requests and reads the messages they
+	// bring on the nats.Conn of its JetStream context, as nats.go's Fetch does. By default
+	// the consumer opens a connection of its own for them (to the server that nats.Conn is
+	// connected to, with its TLS settings, credentials, dialer and inbox prefix; named after
+	// it with " (pulls)"), and reads the messages there without nats.go's work per message:
+	// in ponix-bench about a third less CPU for the consumer, and more envelopes per second.
+	// Acknowledgements and everything else stay on the nats.Conn. Set it where one more
+	// connection per consumer is not welcome (a connection limit) or cannot be made as the
+	// nats.Conn was; a websocket URL or proxy path always pulls on the nats.Conn.
+	PullOnSharedConnection bool
 	// DeadLetter configures the dead-letter stream.
 	DeadLetter DeadLetterConfig
 	// EnsureStream, if not nil, is the configuration the stream is created with when the

@@ -345,6 +345,7 @@ func (c *Consumer) Run(ctx context.Context) error {
 	batches := make(chan fetched)
 	go func() {
 		defer close(batches)
+		defer c.src.close() // no fetch after the loop
 		c.fetchLoop(fetchCtx, batches)
 	}()
 	for b := range batches {

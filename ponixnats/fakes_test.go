@@ -325,6 +325,8 @@ func newFakeSource(created time.Time) *fakeSource {
 	return &fakeSource{pulls: make(chan *fakePull), streamCreated: created}
 }
 
+func (s *fakeSource) close() {}
+
 func (s *fakeSource) info() streamInfo {
 	return streamInfo{created: s.streamCreated, subjects: []string{"s.>"}, firstSeq: s.firstSeq, lastSeq: s.lastSeq}
 }

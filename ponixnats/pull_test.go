@@ -92,7 +92,7 @@ func TestPullStatusEndsTheRequestAndNamesTheFailure(t *testing.T) {
 		if !isStatus(tc.m) {
 			t.Errorf("%s: not read as a status", tc.name)
 		}
-		end, err := pullStatus(tc.m)
+		end, err := msgStatus(tc.m)
 		switch {
 		case end != tc.end:
 			t.Errorf("%s: end = %v; want %v", tc.name, end, tc.end)
@@ -102,7 +102,7 @@ func TestPullStatusEndsTheRequestAndNamesTheFailure(t *testing.T) {
 			t.Errorf("%s: err = %v", tc.name, err)
 		}
 	}
-	if _, err := pullStatus(statusMsg("409", "Exceeded MaxWaiting")); err == nil || !strings.Contains(err.Error(), "Exceeded MaxWaiting") {
+	if _, err := msgStatus(statusMsg("409", "Exceeded MaxWaiting")); err == nil || !strings.Contains(err.Error(), "Exceeded MaxWaiting") {
 		t.Errorf("an unknown 409 does not name its description: %v", err)
 	}
 }

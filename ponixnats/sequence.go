@@ -56,17 +56,17 @@ func ackSeqsOf(m jetstream.Msg) (ackSeqs, error) {
 
 // parseAckSeqs reads the delivery count, stream sequence and consumer sequence of a JetStream
 // ack subject in one pass, without allocating.
-func parseAckSeqs(reply string) (ackSeqs, error) {
+func parseAckSeqs[T string | []byte](reply T) (ackSeqs, error) {
 	rest, pos, err := ackTokens(reply)
 	if err != nil {
 		return ackSeqs{}, err
 	}
 	for range pos - 1 {
-		_, rest, _ = strings.Cut(rest, ".")
+		_, rest = cutDot(rest)
 	}
-	deliveredTok, rest, _ := strings.Cut(rest, ".")
-	streamTok, rest, _ := strings.Cut(rest, ".")
-	consumerTok, _, _ := strings.Cut(rest, ".")
+	deliveredTok, rest := cutDot(rest)
+	streamTok, rest := cutDot(rest)
+	consumerTok, _ := cutDot(rest)
 	var s ackSeqs
 	if s.delivered, err = parseSeq(deliveredTok); err != nil {
 		return ackSeqs{}, ackSeqError(reply, "delivery count", err)
@@ -80,17 +80,27 @@ func parseAckSeqs(reply string) (ackSeqs, error) {
 	return s, nil
 }
 
+// cutDot is strings.Cut(s, ".") for a string or bytes, without its third result.
+func cutDot[T string | []byte](s T) (before, after T) {
+	for i := 0; i < len(s); i++ {
+		if s[i] == '.' {
+			return s[:i], s[i+1:]
+		}
+	}
+	return s, s[len(s):]
+}
+
 // parseSeq is strconv.ParseUint(tok, 10, 64) with the usual numbers of an ack subject (1 to
 // 19 digits) read inline; anything else goes to strconv, for its result and error.
-func parseSeq(tok string) (uint64, error) {
+func parseSeq[T string | []byte](tok T) (uint64, error) {
 	if len(tok) == 0 || len(tok) > 19 { // 19 digits cannot overflow a uint64
-		return strconv.ParseUint(tok, 10, 64)
+		return strconv.ParseUint(string(tok), 10, 64)
 	}
 	var v uint64
 	for i := 0; i < len(tok); i++ {
 		d := tok[i] - '0'
 		if d > 9 {
-			return strconv.ParseUint(tok, 10, 64)
+			return strconv.ParseUint(string(tok), 10, 64)
 		}
 		v = v*10 + uint64(d)
 	}
@@ -98,26 +108,33 @@ func parseSeq(tok string) (uint64, error) {
 }
 
 // ackSeqError says which number of the ack subject reply could not be read.
-func ackSeqError(reply, what string, err error) error {
+func ackSeqError[T string | []byte](reply T, what string, err error) error {
 	return fmt.Errorf("%w: reply subject %q: %s: %w", ErrNotJetStreamMsg, reply, what, err)
 }
 
 // ackTokens returns the tokens of a JetStream ack subject after "$JS.ACK." and the index of the
 // stream sequence among them.
-func ackTokens(reply string) (rest string, pos int, err error) {
-	rest, ok := strings.CutPrefix(reply, "$JS.ACK.")
-	if !ok {
-		return "", 0, fmt.Errorf("%w: reply subject %q", ErrNotJetStreamMsg, reply)
+func ackTokens[T string | []byte](reply T) (rest T, pos int, err error) {
+	const prefix = "$JS.ACK."
+	if len(reply) < len(prefix) || string(reply[:len(prefix)]) != prefix {
+		return rest, 0, fmt.Errorf("%w: reply subject %q", ErrNotJetStreamMsg, reply)
 	}
+	rest = reply[len(prefix):]
 	// v1: <stream>.<consumer>.<delivered>.<sseq>.<cseq>.<tm>.<pending>
 	// v2: <domain>.<account hash>.<stream>.<consumer>.<delivered>.<sseq>.<cseq>.<tm>.<pending>[.<token>]
-	switch n := strings.Count(rest, ".") + 1; {
+	n := 1
+	for i := 0; i < len(rest); i++ {
+		if rest[i] == '.' {
+			n++
+		}
+	}
+	switch {
 	case n == 7:
 		return rest, 3, nil
 	case n >= 9:
 		return rest, 5, nil
 	default:
-		return "", 0, fmt.Errorf("%w: reply subject %q has %d tokens", ErrNotJetStreamMsg, reply, n+2)
+		return rest[:0], 0, fmt.Errorf("%w: reply subject %q has %d tokens", ErrNotJetStreamMsg, reply, n+2)
 	}
 }
 

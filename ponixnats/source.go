@@ -27,6 +27,9 @@ type source interface {
 	// removeConsumer deletes the durable consumer (to create it anew with settings that
 	// cannot be changed in place).
 	removeConsumer(ctx context.Context) error
+	// close ends what the source holds open for fetching (its pull connection); a fetch
+	// after it opens it again.
+	close()
 	// resetConsumer makes the durable consumer deliver again from stream sequence seq (0: from
 	// its ack floor + 1), forgetting what it delivered and nobody acknowledged; it returns the
 	// sequence delivery starts from.
@@ -61,7 +64,8 @@ type pullConsumer interface {
 type jetStreamSource struct {
 	js            jetstream.JetStream
 	name, durable string
-	group         string // the priority group pulls name ([AckPerBatch]); "" for none
+	group         string    // the priority group pulls name ([AckPerBatch]); "" for none
+	pulls         *pullConn // the connection pulls go on; nil: js's
 }
 
 func newJetStreamSource(js jetstream.JetStream, cfg ConsumerConfig) jetStreamSource {
@@ -69,7 +73,16 @@ func newJetStreamSource(js jetstream.JetStream, cfg ConsumerConfig) jetStreamSou
 	if cfg.Ack == AckPerBatch {
 		s.group = ownerGroup
 	}
+	if !cfg.PullOnSharedConnection {
+		s.pulls = newPullConn(js.Conn())
+	}
 	return s
+}
+
+func (s jetStreamSource) close() {
+	if s.pulls != nil {
+		s.pulls.close()
+	}
 }
 
 func (s jetStreamSource) stream(ctx context.Context) (streamInfo, error) {
@@ -129,7 +142,7 @@ func (s jetStreamSource) bound(c jetstream.Consumer, err error) (pullConsumer, e
 	if err != nil {
 		return nil, err
 	}
-	return jetStreamConsumer{c: c, pull: newPuller(s.js, s.name, s.durable, s.group)}, nil
+	return jetStreamConsumer{c: c, pull: newPuller(s.js, s.pulls, s.name, s.durable, s.group)}, nil
 }
 
 // jetStreamConsumer is the [pullConsumer] of a JetStream server.
