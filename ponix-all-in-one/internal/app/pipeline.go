@@ -58,8 +58,10 @@ func NewPipeline(cfg config.Config, js jetstream.JetStream, opts PipelineOptions
 			Ack:           cfg.AckMode(),
 			MaxDeliver:    -1,
 			MaxAckPending: cfg.NATSMaxAckPending,
-			DrainTimeout:  drainTimeout(cfg),
-			DeadLetter:    ponixnats.DeadLetterConfig{Replicas: cfg.NATSReplicas},
+			// PONIX_NATS_SHARED_PULL_CONNECTION
+			PullOnSharedConnection: cfg.NATSSharedPullConnection,
+			DrainTimeout:           drainTimeout(cfg),
+			DeadLetter:             ponixnats.DeadLetterConfig{Replicas: cfg.NATSReplicas},
 		},
 		ClickHouse: opts.ClickHouse,
 		Conn:       opts.Conn,
