@@ -599,7 +599,7 @@ func (c *pullConn) startTLS(u *url.URL) error {
 		cfg.RootCAs = pool
 	}
 	if cfg.ServerName == "" {
-		cfg.ServerName = u.Hostname()
+		cfg.ServerName = tlsServerName(o, u)
 	}
 	tc := tls.Client(c.conn, cfg)
 	if err := tc.Handshake(); err != nil {
@@ -607,6 +607,36 @@ func (c *pullConn) startTLS(u *url.URL) error {
 	}
 	c.conn = tc
 	return nil
+}
+
+// tlsServerName is the name the certificate of the server at u is checked against: its host,
+// except for a server the nats.Conn discovered (not one of its URLs) that is known by an IP
+// only, whose certificate nats.go checks against the name of the server it discovered it from;
+// here that of the first URL given with a name.
+func tlsServerName(o *nats.Options, u *url.URL) string {
+	host := u.Hostname()
+	if net.ParseIP(host) == nil {
+		return host
+	}
+	var named string
+	for _, s := range append([]string{o.Url}, o.Servers...) {
+		for _, one := range strings.Split(s, ",") {
+			su, err := url.Parse(strings.TrimSpace(one))
+			if err != nil || su.Host == "" {
+				continue
+			}
+			if su.Hostname() == host {
+				return host // given as an IP: checked as one
+			}
+			if named == "" && net.ParseIP(su.Hostname()) == nil {
+				named = su.Hostname()
+			}
+		}
+	}
+	if named != "" {
+		return named
+	}
+	return host
 }
 
 // connectJSON is the CONNECT JSON for a connection to u with the credentials of options o

@@ -495,3 +495,27 @@ func BenchmarkPullConnRead(b *testing.B) {
 		}
 	}
 }
+
+// The certificate of a server the nats.Conn discovered by IP is checked against the name of a
+// URL it was given, as nats.go does; a server given by name or by IP is checked as given.
+func TestTLSServerName(t *testing.T) {
+	for _, tc := range []struct {
+		o         nats.Options
+		connected string
+		want      string
+	}{
+		{nats.Options{Url: "tls://nats.example:4222"}, "tls://nats.example:4222", "nats.example"},
+		{nats.Options{Url: "tls://nats.example:4222"}, "tls://10.0.0.7:4222", "nats.example"},
+		{nats.Options{Servers: []string{"tls://10.0.0.7:4222", "tls://b.example:4222"}}, "tls://10.0.0.7:4222", "10.0.0.7"},
+		{nats.Options{Url: "tls://10.0.0.1:4222,tls://a.example:4222"}, "tls://10.0.0.9:4222", "a.example"},
+		{nats.Options{Url: "tls://10.0.0.1:4222"}, "tls://10.0.0.9:4222", "10.0.0.9"},
+	} {
+		u, err := url.Parse(tc.connected)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := tlsServerName(&tc.o, u); got != tc.want {
+			t.Errorf("%+v connected to %s: %q, want %q", tc.o.Servers, tc.connected, got, tc.want)
+		}
+	}
+}
