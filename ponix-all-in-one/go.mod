@@ -23,7 +23,7 @@ require (
 	github.com/prometheus/client_golang v1.25.0
 )
 
-require github.com/nats-io/nats-server/v2 v2.15.3 // indirect
+require github.com/nats-io/nats-server/v2 v2.15.3
 
 require (
 	dario.cat/mergo v1.0.2 // indirect
