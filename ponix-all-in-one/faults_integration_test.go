@@ -753,16 +753,21 @@ func TestFaultSlowInsertLongerThanAckWait(t *testing.T) {
 	slowStart := time.Now()
 	waitFor(t, 90*time.Second, "two inserts slower than AckWait (3s)", func() bool { return len(slowBatches(svcs, 3*time.Second)) >= 2 }, svcs...)
 	proxy.setDelay(0)
+	slowEnd := time.Now()
 	f := figures{scenario: "slow-insert>AckWait", published: faultN, faultDuration: time.Since(slowStart)}
 	f.recovery = waitFinal(t, db.Conn, faultN, 90*time.Second, svcs...)
 	pub.wait(t, 30*time.Second)
 	waitSettled(t, nsrv.URL(), 60*time.Second, svcs...)
 	// Nothing came again once the inserts were slow: no batch of messages delivered before, and
 	// (one ack per batch) no takeover of the durable — its owner keeps renewing its key while it
-	// works. (Counted before the stops: the first one stopped hands the durable over.)
+	// works. Counted from the first slow insert until the last one ended (at most one insert
+	// time after the delay was lifted) and three AckWaits more, when a batch let go would come
+	// again: later, on a loaded machine, an owner of a 3 s key may miss its renewals, which is
+	// not what this test is about (the copies it checks below would show a harm).
+	slowWindow := slowEnd.Add(5*time.Second + 3*3*time.Second)
 	for i, s := range svcs {
 		for _, line := range []string{"batch holds messages delivered before", ownsLine} {
-			if n := loggedSince(s, line, slowStart); n != 0 {
+			if n := loggedBetween(s, line, slowStart, slowWindow); n != 0 {
 				t.Errorf("instance %d logged %q %d times while inserts were slower than AckWait: in-progress acks did not keep the batches alive", i, line, n)
 			}
 		}

@@ -106,13 +106,19 @@ func sumField(logs, msg, field string) int {
 
 // loggedSince counts the lines of s's log that contain text and were logged at or after since.
 func loggedSince(s *service, text string, since time.Time) int {
+	return loggedBetween(s, text, since, time.Time{})
+}
+
+// loggedBetween counts the lines of s's log that contain text, logged from from until to (the
+// zero time: no end).
+func loggedBetween(s *service, text string, from, to time.Time) int {
 	n := 0
 	for _, line := range strings.Split(s.logs.String(), "\n") {
 		if !strings.Contains(line, text) {
 			continue
 		}
 		ts, _, _ := strings.Cut(strings.TrimPrefix(line, "time="), " ")
-		if at, err := time.Parse(time.RFC3339Nano, ts); err == nil && !at.Before(since) {
+		if at, err := time.Parse(time.RFC3339Nano, ts); err == nil && !at.Before(from) && (to.IsZero() || !at.After(to)) {
 			n++
 		}
 	}
