@@ -49,6 +49,8 @@ type pullConn struct {
 
 const (
 	pullReadBuffer = 64 << 10
+	// pullChunk bounds the buffers a request's messages are copied into.
+	pullChunk = 1 << 20
 	// pullMaxMessage bounds the size of one message the connection accepts (the largest
 	// max_payload a server allows is 64 MiB): a larger one is a protocol error.
 	pullMaxMessage = 64 << 20
@@ -198,10 +200,9 @@ func (c *pullConn) request(p *puller, buf []jetstream.Msg, subject string, req [
 			}
 			need := len(f.subject) + len(f.reply) + f.total
 			if need > cap(arena)-len(arena) {
-				want := (n - len(msgs)) * c.hint
-				if arena == nil {
-					want = min(want, 1<<20) // a request that brings little allocates little
-				}
+				// The rest of the request at the last one's average, in chunks of at most
+				// pullChunk: a request that brings little allocates little.
+				want := min((n-len(msgs))*c.hint, pullChunk)
 				arena = make([]byte, 0, max(want, need, 4096))
 			}
 			if msgs == nil {
@@ -373,9 +374,9 @@ func msgFields(line []byte) (frame, error) {
 	var f [6][]byte
 	nf := 0
 	for rest := line; len(rest) > 0; {
-		i := bytes.IndexAny(rest, " \t")
-		if i < 0 {
-			i = len(rest)
+		i := 0
+		for i < len(rest) && rest[i] != ' ' && rest[i] != '\t' {
+			i++
 		}
 		if i > 0 {
 			if nf == len(f) {
