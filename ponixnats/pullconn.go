@@ -99,7 +99,7 @@ func (c *pullConn) pull(p *puller, buf []jetstream.Msg, subject string, req []by
 	stale := c.conn != nil && time.Since(c.used) > pullStale
 	had := len(buf)
 	buf, got, err := c.request(p, buf, subject, req, n, maxBytes, expiry)
-	if err != nil && got == 0 && stale && !errors.Is(err, errByteBound) {
+	if err != nil && got == 0 && stale {
 		buf, _, err = c.request(p, buf[:had], subject, req, n, maxBytes, expiry)
 	}
 	return buf, err
@@ -259,8 +259,10 @@ func (c *pullConn) status(hdr int) (bool, error) {
 	if hdr > 4096 {
 		return true, fmt.Errorf("%w: a status message with a header of %d bytes", errPullRead, hdr)
 	}
-	c.scr = c.scr[:0]
-	c.scr = append(c.scr, make([]byte, hdr+2)...)
+	if cap(c.scr) < hdr+2 {
+		c.scr = make([]byte, 4096+2)
+	}
+	c.scr = c.scr[:hdr+2]
 	if _, err := io.ReadFull(c.r, c.scr); err != nil {
 		return true, c.fail("read", err)
 	}
@@ -399,19 +401,19 @@ func msgFields(line []byte) (frame, error) {
 		fr.reply = f[3]
 	}
 	var err error
-	if fr.total, err = size(f[nf-1]); err != nil {
+	if fr.total, err = parseSize(f[nf-1]); err != nil {
 		return frame{}, fmt.Errorf("nats: pull connection: %.80q: %w", line, err)
 	}
 	if sizes == 2 {
-		if fr.hdr, err = size(f[nf-2]); err != nil || fr.hdr > fr.total {
+		if fr.hdr, err = parseSize(f[nf-2]); err != nil || fr.hdr > fr.total {
 			return frame{}, fmt.Errorf("nats: pull connection: %.80q: header size", line)
 		}
 	}
 	return fr, nil
 }
 
-// size reads a message size of a MSG line.
-func size(b []byte) (int, error) {
+// parseSize reads a message size of a MSG line.
+func parseSize(b []byte) (int, error) {
 	if len(b) == 0 || len(b) > 9 {
 		return 0, fmt.Errorf("size %q", b)
 	}
@@ -428,13 +430,28 @@ func size(b []byte) (int, error) {
 	return v, nil
 }
 
+// serverErrors are the -ERR texts of nats-server (lower case, at the start of the line) that
+// nats.go has an error for, as nats.go matches them.
+var serverErrors = []struct {
+	text string
+	err  error
+}{
+	{"authorization violation", nats.ErrAuthorization},
+	{"user authentication expired", nats.ErrAuthExpired},
+	{"account authentication expired", nats.ErrAccountAuthExpired},
+	{"permissions violation", nats.ErrPermissionViolation},
+	{"stale connection", nats.ErrStaleConnection},
+	{"maximum connections exceeded", nats.ErrMaxConnectionsExceeded},
+	{"maximum account active connections exceeded", nats.ErrMaxAccountConnectionsExceeded},
+}
+
 // serverError is the error of a -ERR line, matching nats.go's errors where there is one.
 func serverError(line []byte) error {
 	descr := strings.Trim(strings.TrimSpace(strings.TrimPrefix(string(line), "-ERR")), "'")
 	lower := strings.ToLower(descr)
-	for _, known := range []error{nats.ErrAuthorization, nats.ErrAuthExpired, nats.ErrPermissionViolation, nats.ErrStaleConnection, nats.ErrMaxConnectionsExceeded} {
-		if strings.HasPrefix(lower, strings.TrimPrefix(known.Error(), "nats: ")) {
-			return fmt.Errorf("nats: pull connection: the server said '%s': %w", descr, known)
+	for _, known := range serverErrors {
+		if strings.HasPrefix(lower, known.text) {
+			return fmt.Errorf("nats: pull connection: the server said '%s': %w", descr, known.err)
 		}
 	}
 	return fmt.Errorf("nats: pull connection: the server said '%s'", descr)
@@ -487,6 +504,9 @@ func (c *pullConn) dial() (err error) {
 		if err != nil {
 			c.drop()
 			err = fmt.Errorf("nats: pull connection to %s: %w", where, err)
+			if errors.Is(err, nats.ErrMaxConnectionsExceeded) || errors.Is(err, nats.ErrMaxAccountConnectionsExceeded) {
+				err = fmt.Errorf("%w (raise the limit by one connection per consumer, or pull on the one connection: ConsumerConfig.PullOnSharedConnection)", err)
+			}
 		}
 	}()
 	o := &c.nc.Opts

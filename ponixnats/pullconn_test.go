@@ -347,17 +347,20 @@ func TestStatusLineAndServerError(t *testing.T) {
 	if c, d := statusLine([]byte("NATS/1.0 503\r\n\r\n")); c != "503" || d != "" {
 		t.Errorf("statusLine: %q %q", c, d)
 	}
-	for line, want := range map[string]error{
-		"-ERR 'Authorization Violation'":             nats.ErrAuthorization,
-		"-ERR 'Stale Connection'":                    nats.ErrStaleConnection,
-		"-ERR 'maximum connections exceeded'":        nil,
-		"-ERR 'User Authentication Expired'":         nil,
-		"-ERR 'Authentication Expired'":              nats.ErrAuthExpired,
-		"-ERR 'Permissions Violation for Sub x'":     nats.ErrPermissionViolation,
-		"-ERR 'Maximum Connections Exceeded'":        nil,
-		"-ERR 'server maximum connections exceeded'": nats.ErrMaxConnectionsExceeded,
+	for line, want := range map[string]error{ // nats-server's own texts
+		"-ERR 'Authorization Violation'":                     nats.ErrAuthorization,
+		"-ERR 'Stale Connection'":                            nats.ErrStaleConnection,
+		"-ERR 'maximum connections exceeded'":                nats.ErrMaxConnectionsExceeded,
+		"-ERR 'maximum account active connections exceeded'": nats.ErrMaxAccountConnectionsExceeded,
+		"-ERR 'User Authentication Expired'":                 nats.ErrAuthExpired,
+		"-ERR 'Account Authentication Expired'":              nats.ErrAccountAuthExpired,
+		"-ERR 'Permissions Violation for Subscription to x'": nats.ErrPermissionViolation,
+		"-ERR 'Unknown Protocol Operation'":                  nil,
 	} {
 		err := serverError([]byte(line))
+		if want == nil && errors.Unwrap(err) != nil {
+			t.Errorf("%s: %v wraps an error nats.go does not name", line, err)
+		}
 		if want != nil && !errors.Is(err, want) {
 			t.Errorf("%s: %v, want %v", line, err, want)
 		}

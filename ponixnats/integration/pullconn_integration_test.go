@@ -6,6 +6,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -754,3 +755,21 @@ func TestIntegrationPullConnKickedMidRun(t *testing.T) {
 // A server restart while the consumer runs is TestIntegrationReconnectAfterServerRestart: it
 // runs with the default configuration, so its consumer pulls on its own connection, which
 // must dial again after the restart for the 20 messages published after it to be consumed.
+
+// A server whose connection limit has no room for the pull connection: fetching fails with
+// nats.go's error for it and says what to change; nothing is delivered, so nothing is lost.
+func TestIntegrationPullConnRefusedByConnectionLimit(t *testing.T) {
+	s := startNATS(t, &server.Options{MaxConn: 2}) // the publisher and the consumer's nats.Conn
+	p := startDrain(t, pullTarget{url: s.ClientURL(), srv: s}, 10, ponixnats.AckPerBatch, nil, nil)
+	eventually(t, 30*time.Second, "fetching fails", func() bool { return p.c.Health().Err != nil })
+	err := p.c.Health().Err
+	if !errors.Is(err, nats.ErrMaxConnectionsExceeded) || !strings.Contains(err.Error(), "PullOnSharedConnection") {
+		t.Fatalf("health %v: want nats.ErrMaxConnectionsExceeded, naming PullOnSharedConnection", err)
+	}
+	if got := p.d.total(); got != 0 {
+		t.Errorf("%d messages processed without a pull connection", got)
+	}
+	if info := consumerInfo(t, p.c); info.NumPending != 10 || info.NumAckPending != 0 {
+		t.Errorf("consumer: %d pending, %d unacknowledged; want 10, 0", info.NumPending, info.NumAckPending)
+	}
+}
