@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/ClickHouse/clickhouse-go/v2"
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 )
 
@@ -41,6 +42,7 @@ type WriterOption func(*writerOptions)
 type writerOptions struct {
 	logger        *slog.Logger
 	insertTimeout time.Duration
+	stallTimeout  time.Duration
 }
 
 // WithLogger sets the logger (default: slog.Default(), as every Ponix module).
@@ -63,6 +65,37 @@ func WithInsertTimeout(d time.Duration) WriterOption {
 	return func(o *writerOptions) { o.insertTimeout = d }
 }
 
+// WithStallTimeout has ClickHouse give up an insert it has waited on for d while the writer sent
+// nothing more of it (its settings send_timeout and receive_timeout, set on each INSERT: the
+// server's wait for the rest of a data block, and for the next block). The server then stores
+// none of the insert's rows and closes the connection. Without it the server waits for the
+// writer as long as its own send_timeout/receive_timeout say (300 s by default), and the insert
+// of a writer stalled in the middle of it — a paused process (SIGSTOP), a frozen VM, a long
+// pause — commits when the writer goes on, however late. A consumer that hands a stalled
+// instance's messages to another after a while (AckWait, an owner's lease) bounds that wait
+// below it so that a stalled instance's insert can never commit after another instance stored the
+// same rows: the pipeline package sets it from the consumer's takeover time. The server counts
+// whole seconds: d is rounded down to seconds and must be at least 1 s. Zero (the default) sets
+// nothing.
+func WithStallTimeout(d time.Duration) WriterOption {
+	return func(o *writerOptions) { o.stallTimeout = d }
+}
+
+// stallSettings are the settings of an insert that ClickHouse gives up after d without data
+// from the client (nil for d = 0). ClickHouse applies send_timeout to the socket's reads while
+// it receives a block (the setting is named from the client's side) and receive_timeout to its
+// wait for the next block; both are whole seconds.
+func stallSettings(d time.Duration) (clickhouse.Settings, error) {
+	switch {
+	case d == 0:
+		return nil, nil
+	case d < time.Second:
+		return nil, fmt.Errorf("stall timeout %s: must be at least 1s (ClickHouse counts whole seconds)", d)
+	}
+	secs := int(d / time.Second)
+	return clickhouse.Settings{"send_timeout": secs, "receive_timeout": secs}, nil
+}
+
 // BatchWriter writes slices of rows of type T with one native batch INSERT per call. It is
 // safe for concurrent use; concurrent Writes run as concurrent INSERTs on the connection pool.
 type BatchWriter[T any] struct {
@@ -72,7 +105,9 @@ type BatchWriter[T any] struct {
 	query   string
 	logger  *slog.Logger
 	timeout time.Duration
-	pool    encoderPool[T]
+	// settings go with each INSERT (WithStallTimeout); nil: none.
+	settings clickhouse.Settings
+	pool     encoderPool[T]
 	// renew: the last Write met a credential or permission fault; the next one renews the
 	// connection pool first (see renewAfter).
 	renew atomic.Bool
@@ -125,7 +160,11 @@ func newBatchWriter[T any](conn driver.Conn, table Table, newEncoder func() Enco
 	if o.insertTimeout < 0 {
 		return nil, fmt.Errorf("clickhouse writer for %s: negative insert timeout %s", table, o.insertTimeout)
 	}
-	w := &BatchWriter[T]{conn: conn, table: table, columns: cols, query: q.String(), logger: o.logger, timeout: o.insertTimeout}
+	settings, err := stallSettings(o.stallTimeout)
+	if err != nil {
+		return nil, fmt.Errorf("clickhouse writer for %s: %w", table, err)
+	}
+	w := &BatchWriter[T]{conn: conn, table: table, columns: cols, query: q.String(), logger: o.logger, timeout: o.insertTimeout, settings: settings}
 	w.pool.newEncoder = newEncoder
 	w.pool.put(enc)
 	return w, nil
@@ -181,7 +220,11 @@ func (w *BatchWriter[T]) Write(ctx context.Context, rows []T) (err error) {
 			}
 		}()
 	}
-	batch, err := w.conn.PrepareBatch(ctx, w.query)
+	qctx := ctx
+	if w.settings != nil {
+		qctx = clickhouse.Context(ctx, clickhouse.WithSettings(w.settings))
+	}
+	batch, err := w.conn.PrepareBatch(qctx, w.query)
 	if err != nil {
 		w.renewAfter(err)
 		return &WriteError{Table: w.table, Rows: len(rows), Op: "prepare", Err: err}

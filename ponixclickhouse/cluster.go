@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"slices"
 	"strconv"
@@ -145,9 +146,9 @@ type ClusterConfig struct {
 	// topology (see NodeAddr). Its Logger receives the driver's messages about the replicas'
 	// connections; nil discards them (the failures it logs come back from Write).
 	Conn Config
-	// InsertTimeout bounds each insert into one replica (default 15 s). A replica that does not
-	// answer in time (partitioned, stalled) fails, and the rows go to the next replica of the
-	// shard.
+	// InsertTimeout bounds each insert into one replica (default 15 s; [WithInsertTimeout] sets
+	// it too). A replica that does not answer in time (partitioned, stalled) fails, and the rows
+	// go to the next replica of the shard.
 	InsertTimeout time.Duration
 	// PrepareTimeout bounds the first step of each insert, in which the server answers the
 	// INSERT statement before any data is sent (default 5 s; at most InsertTimeout). A
@@ -193,6 +194,8 @@ type ShardedWriter[T any] struct {
 	pool   encoderPool[T]
 	shards []*shardConns[T]
 	logger *slog.Logger
+	// settings go with each INSERT: insert_quorum, WithStallTimeout's; nil: none.
+	settings clickhouse.Settings
 }
 
 // shardConns are the connections to the replicas of one shard and the preferred one.
@@ -245,6 +248,12 @@ func NewShardedWriterFor[T any](topo Topology, seed driver.Conn, cfg ClusterConf
 	for _, opt := range opts {
 		opt(&o)
 	}
+	if o.insertTimeout > 0 {
+		if cfg.InsertTimeout > 0 && cfg.InsertTimeout != o.insertTimeout {
+			return nil, fmt.Errorf("clickhouse sharded writer: ClusterConfig.InsertTimeout %s and WithInsertTimeout %s differ: set one", cfg.InsertTimeout, o.insertTimeout)
+		}
+		cfg.InsertTimeout = o.insertTimeout
+	}
 	if cfg.InsertTimeout <= 0 {
 		cfg.InsertTimeout = 15 * time.Second
 	}
@@ -266,7 +275,11 @@ func NewShardedWriterFor[T any](topo Topology, seed driver.Conn, cfg ClusterConf
 		return nil, err
 	}
 	w := &ShardedWriter[T]{cfg: cfg, topo: topo, table: table, query: probe.query,
-		key: key, seed: seed, logger: o.logger.With("cluster", topo.Cluster)}
+		key: key, seed: seed, logger: o.logger.With("cluster", topo.Cluster), settings: probe.settings}
+	if cfg.InsertQuorum > 1 {
+		w.settings = clickhouse.Settings{"insert_quorum": cfg.InsertQuorum}
+		maps.Copy(w.settings, probe.settings)
+	}
 	w.pool.newEncoder = newEncoder
 	for _, s := range topo.Shards {
 		sc := &shardConns[T]{shard: s}
@@ -410,8 +423,8 @@ func (w *ShardedWriter[T]) insert(ctx context.Context, conn driver.Conn, enc Enc
 	defer cancelTimeout()
 	actx, cancel := context.WithCancelCause(tctx)
 	defer cancel(nil)
-	if w.cfg.InsertQuorum > 1 {
-		actx = clickhouse.Context(actx, clickhouse.WithSettings(clickhouse.Settings{"insert_quorum": w.cfg.InsertQuorum}))
+	if w.settings != nil {
+		actx = clickhouse.Context(actx, clickhouse.WithSettings(w.settings))
 	}
 	timedOut := func(err error) error {
 		if ctx.Err() != nil {
