@@ -247,6 +247,23 @@ func (c ConsumerConfig) withDefaults() ConsumerConfig {
 	return c
 }
 
+// TakeoverAfter is the shortest time in which the messages of a batch this consumer holds may
+// be given to another instance, counted from the moment this process stops making progress (a
+// stall, a pause, a frozen VM): its renewals — in-progress acks ([AckPerMessage]), the owner
+// key ([AckPerBatch]) — come every third of AckWait or OwnerTTL, so two thirds of it (defaults
+// applied). A sink whose write of a batch could still commit after that, once the process goes
+// on, stores a second copy of rows another instance may have stored meanwhile: it should give
+// up a write it waited on for less than this (the pipeline package has ClickHouse give up an
+// insert after half of it).
+func (c ConsumerConfig) TakeoverAfter() time.Duration {
+	c = c.withDefaults()
+	ttl := c.AckWait
+	if c.Ack == AckPerBatch {
+		ttl = c.OwnerTTL
+	}
+	return ttl * 2 / 3
+}
+
 func (c ConsumerConfig) validate() error {
 	if c.Stream == "" {
 		return fmt.Errorf("%w: consumer Stream is required", ErrInvalidConfig)
