@@ -150,3 +150,21 @@ func TestRecordStreamCreatedNanos(t *testing.T) {
 		t.Errorf("StreamCreatedNanos = %d, want %d", got, want)
 	}
 }
+
+// ClickHouse gives up a stalled writer's insert after half the consumer's takeover time, in
+// whole seconds, at least one: 10 s at the defaults (AckWait 30 s), 1 s at AckWait 3 s.
+func TestStallTimeoutIsHalfTheTakeoverTime(t *testing.T) {
+	for _, tc := range []struct {
+		cfg  ponixnats.ConsumerConfig
+		want time.Duration
+	}{
+		{ponixnats.ConsumerConfig{}, 10 * time.Second},
+		{ponixnats.ConsumerConfig{Ack: ponixnats.AckPerBatch, AckWait: 3 * time.Second}, time.Second},
+		{ponixnats.ConsumerConfig{Ack: ponixnats.AckPerBatch, AckWait: 30 * time.Second, OwnerTTL: 10 * time.Second}, 3 * time.Second},
+		{ponixnats.ConsumerConfig{AckWait: time.Second}, time.Second},
+	} {
+		if got := stallTimeout(tc.cfg); got != tc.want {
+			t.Errorf("stallTimeout(ack %v, AckWait %s, OwnerTTL %s) = %s, want %s", tc.cfg.Ack, tc.cfg.AckWait, tc.cfg.OwnerTTL, got, tc.want)
+		}
+	}
+}

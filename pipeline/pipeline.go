@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 
@@ -247,7 +248,8 @@ func (p *Pipeline[T, R]) Close() error {
 // newWriter builds the writer, which checks the table (on a cluster: each shard's local table
 // and the Distributed table).
 func (p *Pipeline[T, R]) newWriter(ctx context.Context) (writer[R], error) {
-	opts := []ponixclickhouse.WriterOption{ponixclickhouse.WithLogger(p.log), ponixclickhouse.WithInsertTimeout(p.cfg.InsertTimeout)}
+	opts := []ponixclickhouse.WriterOption{ponixclickhouse.WithLogger(p.log), ponixclickhouse.WithInsertTimeout(p.cfg.InsertTimeout),
+		ponixclickhouse.WithStallTimeout(stallTimeout(p.cfg.Consumer))}
 	cl := p.cfg.Cluster
 	if cl == nil {
 		return ponixclickhouse.NewBatchWriter(ctx, p.conn, p.cfg.Table, p.cfg.Encoder, opts...)
@@ -259,6 +261,16 @@ func (p *Pipeline[T, R]) newWriter(ctx context.Context) (writer[R], error) {
 	return ponixclickhouse.NewShardedWriter(ctx, p.conn, ponixclickhouse.ClusterConfig{
 		Cluster: cl.Name, Conn: p.cfg.ClickHouse, NodeAddr: cl.NodeAddr, DistributedTable: p.cfg.Table.Name,
 	}, ponixclickhouse.Table{Database: p.cfg.Table.Database, Name: local}, p.cfg.Encoder, cl.ShardKey, opts...)
+}
+
+// stallTimeout is how long ClickHouse waits on an insert whose writer sent nothing more of it
+// before it gives the insert up and stores none of it (ponixclickhouse.WithStallTimeout): half
+// the consumer's takeover time (ponixnats.ConsumerConfig.TakeoverAfter), in whole seconds, at
+// least one. The insert of a process stalled in the middle of it (SIGSTOP, a frozen VM) is
+// dropped by the server before another instance can be given the batch, so it cannot commit
+// a second copy when the process goes on.
+func stallTimeout(c ponixnats.ConsumerConfig) time.Duration {
+	return max(time.Second, (c.TakeoverAfter() / 2).Truncate(time.Second))
 }
 
 // clusterProblem is what a table that does not fit the writer means on a cluster. The pipeline
