@@ -208,11 +208,11 @@ func TestAckPerBatchUpgradeFromPerMessageDurable(t *testing.T) {
 }
 
 // stopOutsideInsert stops s (SIGSTOP) at a moment when no insert of its is in flight, the case
-// this test is about: a stall in the middle of an insert commits it when the process continues,
-// possibly after a new owner stored the same messages — the copy the README leaves open ("What
-// remains, and FINAL"), which made this test fail in a loaded CI run. A stop that lands in an
-// insert (ClickHouse runs an INSERT from one of s's connections) is undone, and tried again once
-// the insert is over.
+// this test is about (a batch fetched ahead, left to the new owner). A stall in the middle of an
+// insert is another case, TestExactlyOnceInstanceStalledMidInsert's: ClickHouse gives that
+// insert up after the writer's stall timeout, and the batch is the new owner's. A stop that
+// lands in an insert (ClickHouse runs an INSERT from one of s's connections) is undone, and
+// tried again once the insert is over.
 func stopOutsideInsert(t *testing.T, db *chtest.Database, s *service) {
 	t.Helper()
 	inserting := func() bool {

@@ -15,6 +15,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"os/exec"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -309,6 +310,63 @@ func TestExactlyOnceServiceStalledPastAckWait(t *testing.T) {
 	}
 }
 
+// (c') An instance stalled in the middle of an insert, past the moment its batch is handed to
+// another instance: two instances on one durable, the rows of one's insert half sent (the gate
+// holds the rest, as a paused process leaves it) when it is stopped (SIGSTOP). The other is
+// given the batch — acknowledging per batch it takes the durable over once the stalled owner's
+// key has gone unrenewed for its TTL; per message, the batch's AckWait expires — and stores it.
+// ClickHouse gave the stalled insert up meanwhile (the writer's stall timeout, half the
+// takeover time), so when the instance goes on and the rest of its rows reach the server, they
+// are not stored: without the stall timeout the server waited for them and committed a second
+// copy of the batch (raw count and view 500 over, in both modes).
+func TestExactlyOnceInstanceStalledMidInsert(t *testing.T) {
+	for _, mode := range []string{"batch", "message"} {
+		t.Run(mode, func(t *testing.T) {
+			t.Parallel()
+			r := newExactRun(t, 440, "")
+			env := func() map[string]string {
+				e := r.env(false)
+				e["PONIX_NATS_ACK"] = mode
+				return e
+			}
+			svcs := []*service{startConsuming(t, env()), startConsuming(t, env())}
+			addCountView(t, r.db.Conn)
+			publish(t, r.natsURL, r.want[:r.at])
+			waitRaw(t, r.db.Conn, r.at, 60*time.Second, svcs...)
+
+			r.gate.armStall()
+			publish(t, r.natsURL, r.want[r.at:r.at+500])
+			port := r.gate.waitStalled(t, svcs...)
+			stalled := -1
+			for i, s := range svcs {
+				if slices.Contains(localTCPPorts(t, s.cmd.Process.Pid), uint16(port)) {
+					stalled = i
+				}
+			}
+			if stalled < 0 {
+				t.Fatalf("no instance holds the connection of the stalled insert (port %d)", port)
+			}
+			svcs[stalled].signal(syscall.SIGSTOP)
+			other := svcs[1-stalled]
+			// The other instance is given the batch and stores it.
+			waitRaw(t, r.db.Conn, r.at+500, 60*time.Second, other)
+			svcs[stalled].signal(syscall.SIGCONT)
+			r.gate.releaseStall()
+			// The stalled insert is over (given up long ago, or — without a stall timeout —
+			// committed now that the rest of its rows arrived).
+			waitFor(t, 30*time.Second, "no insert of the stalled instance left in ClickHouse", func() bool {
+				var n uint64
+				if err := r.db.Conn.QueryRow(t.Context(), "SELECT count() FROM system.processes WHERE query LIKE 'INSERT INTO%' AND port = ?", uint16(port)).Scan(&n); err != nil {
+					t.Fatal(err)
+				}
+				return n == 0
+			}, svcs...)
+			publish(t, r.natsURL, r.want[r.at+500:])
+			r.finish(nil, "stalled-mid-insert-"+mode, svcs...)
+		})
+	}
+}
+
 // (b) NATS (a nats-server process with a file store) is SIGKILLed mid-stream while the answer
 // to an insert is held, and started again on the same store and port. The service stores the
 // batch, cannot acknowledge it while NATS is down, reconnects, and is usually given the batch
@@ -434,11 +492,11 @@ func TestExactlyOnceConsumerDeletedWhileRunning(t *testing.T) {
 // (SIGCONT), its late acks are moot, and both share the rest. Both have caught up with the
 // stream when the stalled one's insert is held, so it holds no other batch.
 //
-// What remains possible (README, "Delivery guarantee"): the check and the insert are not one
-// atomic step. An instance stalled past AckWait *before* its insert committed — holding a
-// first delivery, which it does not check — inserts it when it continues, even if the other
-// instance was given the messages and stored them meanwhile; and two instances given the same
-// message at the same moment may both find it unstored.
+// A stall *before* the insert committed, with part of its rows sent, is (c'): ClickHouse gives
+// that insert up. What remains possible (README, "Delivery guarantee"): the check and the
+// insert are not one atomic step — an instance stalled in the instants before its insert
+// starts starts it when it continues; two instances given the same message at the same moment
+// may both find it unstored.
 func TestExactlyOnceTwoInstancesOneStalledPastAckWait(t *testing.T) {
 	t.Parallel()
 	r := newExactRun(t, 404, "")
@@ -558,6 +616,13 @@ type answerGate struct {
 	held  bool          // an answer has been held since the gate was armed
 	open  chan struct{} // closed when the gate is released
 	conns map[net.Conn]struct{}
+
+	// The other way (armStall): the rest of an insert's rows held, as a client stalled in the
+	// middle of sending them would leave it.
+	stallArmed bool
+	stallHeld  chan struct{} // closed once the rows of an insert are held
+	stallPort  int           // the client's port of the connection they are held on
+	stallOpen  chan struct{} // closed when releaseStall lets them through
 }
 
 func startAnswerGate(t *testing.T, target string) *answerGate {
@@ -566,11 +631,13 @@ func startAnswerGate(t *testing.T, target string) *answerGate {
 	if err != nil {
 		t.Fatal(err)
 	}
-	g := &answerGate{ln: ln, target: target, open: make(chan struct{}), conns: map[net.Conn]struct{}{}}
+	g := &answerGate{ln: ln, target: target, open: make(chan struct{}), conns: map[net.Conn]struct{}{},
+		stallHeld: make(chan struct{}), stallOpen: make(chan struct{})}
 	go g.serve()
 	t.Cleanup(func() {
 		ln.Close()
 		g.release()
+		g.releaseStall()
 		g.mu.Lock()
 		defer g.mu.Unlock()
 		for c := range g.conns {
@@ -597,17 +664,20 @@ func (g *answerGate) serve() {
 		g.conns[c], g.conns[s] = struct{}{}, struct{}{}
 		g.mu.Unlock()
 		var sent atomic.Int64 // client bytes since ClickHouse last spoke
-		go g.pipe(s, c, func(n int) { sent.Add(int64(n)) })
-		go g.pipe(c, s, func(int) {
+		port := c.RemoteAddr().(*net.TCPAddr).Port
+		go g.pipe(s, c, func(n int) int { return g.stallAt(port, sent.Add(int64(n)), n) })
+		go g.pipe(c, s, func(n int) int {
 			if sent.Swap(0) >= insertBytes {
 				g.wait()
 			}
+			return n
 		})
 	}
 }
 
-// pipe copies src to dst, calling before with the size of each chunk before writing it.
-func (g *answerGate) pipe(dst, src net.Conn, before func(n int)) {
+// pipe copies src to dst, calling before with the size of each chunk before writing it: before
+// returns how many of its bytes to write at once, the rest is written once the stall is released.
+func (g *answerGate) pipe(dst, src net.Conn, before func(n int) int) {
 	defer func() {
 		src.Close()
 		dst.Close()
@@ -620,14 +690,78 @@ func (g *answerGate) pipe(dst, src net.Conn, before func(n int)) {
 	for {
 		n, err := src.Read(buf)
 		if n > 0 {
-			before(n)
-			if _, werr := dst.Write(buf[:n]); werr != nil {
+			chunk := buf[:n]
+			if pass := before(n); pass < n {
+				if _, werr := dst.Write(chunk[:pass]); werr != nil {
+					return
+				}
+				<-g.stallOpen
+				chunk = chunk[pass:]
+			}
+			if _, werr := dst.Write(chunk); werr != nil {
 				return
 			}
 		}
 		if err != nil {
 			return
 		}
+	}
+}
+
+// stallBytes is how much of an insert's rows the armed gate lets through before it holds the
+// rest: the server has started reading the block and waits for its end.
+const stallBytes = 16 << 10
+
+// stallAt says how many of the n client bytes just read on the connection from port to pass
+// when sent bytes have been sent since ClickHouse last spoke: all of them, or — armed with
+// armStall, on the first connection whose insert rows pass stallBytes — those up to it.
+func (g *answerGate) stallAt(port int, sent int64, n int) int {
+	if sent < stallBytes {
+		return n
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if !g.stallArmed {
+		return n
+	}
+	g.stallArmed, g.stallPort = false, port
+	close(g.stallHeld)
+	return max(0, n-int(sent-stallBytes))
+}
+
+// armStall makes the gate hold the rest of the next insert's rows past stallBytes, until
+// releaseStall: what ClickHouse sees of a client stalled in the middle of an insert.
+func (g *answerGate) armStall() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.stallArmed = true
+}
+
+// waitStalled waits until the armed gate holds an insert's rows and returns the port of the
+// client's end of that connection.
+func (g *answerGate) waitStalled(t *testing.T, svcs ...*service) int {
+	t.Helper()
+	waitFor(t, 30*time.Second, "an insert's rows held by the gate", func() bool {
+		select {
+		case <-g.stallHeld:
+			return true
+		default:
+			return false
+		}
+	}, svcs...)
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.stallPort
+}
+
+// releaseStall lets the held rows through.
+func (g *answerGate) releaseStall() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	select {
+	case <-g.stallOpen:
+	default:
+		close(g.stallOpen)
 	}
 }
 
