@@ -496,15 +496,17 @@ func countLines(s, substr string) int { return strings.Count(s, substr) }
 
 // chProxy is a TCP proxy between the service and ClickHouse. It can cut
 // ClickHouse off (every connection closed, new ones closed at once) and
-// delay every server->client chunk (a slow insert).
+// delay every server->client chunk (a slow link) or only the answers to
+// inserts' rows (a ClickHouse slow to commit).
 type chProxy struct {
 	ln     net.Listener
 	target string
 
-	mu    sync.Mutex
-	down  bool
-	delay time.Duration
-	conns map[net.Conn]struct{}
+	mu          sync.Mutex
+	down        bool
+	delay       time.Duration
+	answersOnly bool // delay only a chunk that follows an insert's rows
+	conns       map[net.Conn]struct{}
 
 	delayed atomic.Int64 // server->client chunks held back by a delay so far
 }
@@ -553,14 +555,15 @@ func (p *chProxy) serve() {
 		}
 		p.conns[c], p.conns[s] = struct{}{}, struct{}{}
 		p.mu.Unlock()
-		go p.pipe(s, c, false)
-		go p.pipe(c, s, true)
+		sent := new(atomic.Int64) // client bytes since ClickHouse last spoke
+		go p.pipe(s, c, false, sent)
+		go p.pipe(c, s, true, sent)
 	}
 }
 
-// pipe copies src to dst (delaying each chunk if slow) and closes both at the
-// end.
-func (p *chProxy) pipe(dst, src net.Conn, slow bool) {
+// pipe copies src to dst (delaying the chunks of ClickHouse, slow, as set) and
+// closes both at the end.
+func (p *chProxy) pipe(dst, src net.Conn, slow bool, sent *atomic.Int64) {
 	defer func() {
 		src.Close()
 		dst.Close()
@@ -573,11 +576,14 @@ func (p *chProxy) pipe(dst, src net.Conn, slow bool) {
 	for {
 		n, err := src.Read(buf)
 		if n > 0 {
-			if slow {
+			if !slow {
+				sent.Add(int64(n))
+			} else {
+				afterRows := sent.Swap(0) >= insertBytes
 				p.mu.Lock()
-				d := p.delay
+				d, answersOnly := p.delay, p.answersOnly
 				p.mu.Unlock()
-				if d > 0 {
+				if d > 0 && (afterRows || !answersOnly) {
 					p.delayed.Add(1)
 					time.Sleep(d) // the injected fault: a slow ClickHouse link
 				}
@@ -620,10 +626,19 @@ func (p *chProxy) open() int {
 	return len(p.conns)
 }
 
+// setDelay delays every chunk ClickHouse sends by d (0: none).
 func (p *chProxy) setDelay(d time.Duration) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	p.delay = d
+	p.delay, p.answersOnly = d, false
+}
+
+// setAnswerDelay delays by d only the answers to inserts' rows: ClickHouse takes d longer to
+// commit, while the insert's start (the server waiting for the rows) goes at the link's pace.
+func (p *chProxy) setAnswerDelay(d time.Duration) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.delay, p.answersOnly = d, true
 }
 
 // ---- scenarios ---------------------------------------------------------------
@@ -748,8 +763,10 @@ func TestFaultSlowInsertLongerThanAckWait(t *testing.T) {
 	waitRaw(t, db.Conn, at, 60*time.Second, svcs...)
 
 	// Inserts stay slow until two batches took longer than AckWait: each was kept alive by
-	// in-progress acks past the point where JetStream would have redelivered it.
-	proxy.setDelay(2 * time.Second) // each server->client chunk: an insert takes >= 4 s > AckWait 3 s
+	// in-progress acks past the point where JetStream would have redelivered it. ClickHouse is
+	// slow to answer the rows, not the link slow: a server kept waiting for an insert's rows
+	// for the stall timeout (a third of AckWait: 1 s) gives the insert up.
+	proxy.setAnswerDelay(4 * time.Second) // an insert takes >= 4 s > AckWait 3 s
 	slowStart := time.Now()
 	waitFor(t, 90*time.Second, "two inserts slower than AckWait (3s)", func() bool { return len(slowBatches(svcs, 3*time.Second)) >= 2 }, svcs...)
 	proxy.setDelay(0)
@@ -854,7 +871,10 @@ func TestFaultSIGKILLMidBatchThenRestart(t *testing.T) {
 	pub := startPublisher(t, nsrv.URL(), want, 500, 100*time.Millisecond)
 	waitRaw(t, db.Conn, at, 60*time.Second, s)
 
-	proxy.setDelay(1500 * time.Millisecond) // the next insert is in flight for seconds
+	// The next insert is in flight for seconds; the delay of the server's first answer stays
+	// under the stall timeout (a third of AckWait 6 s: 2 s), after which ClickHouse would give
+	// up waiting for the rows.
+	proxy.setDelay(time.Second)
 	proxy.waitDelayed(t, 30*time.Second, s)
 	if err := s.cmd.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)

@@ -75,8 +75,11 @@ func WithInsertTimeout(d time.Duration) WriterOption {
 // instance's messages to another after a while (AckWait, an owner's lease) bounds that wait
 // below it so that a stalled instance's insert can never commit after another instance stored the
 // same rows: the pipeline package sets it from the consumer's takeover time. The server counts
-// whole seconds: d is rounded down to seconds and must be at least 1 s. Zero (the default) sets
-// nothing.
+// whole seconds: d is rounded down to seconds and must be at least 1 s. It also bounds the
+// writer's own pauses in a healthy insert — between the server's answer to the INSERT
+// statement and the rows (their copy into the driver's columns: milliseconds per 10,000 rows)
+// — and a link whose one-way trip takes longer: keep d well above both. Zero (the default)
+// sets nothing.
 func WithStallTimeout(d time.Duration) WriterOption {
 	return func(o *writerOptions) { o.stallTimeout = d }
 }
