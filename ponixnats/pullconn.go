@@ -45,6 +45,8 @@ type pullConn struct {
 	hint   int       // bytes per message of the last request: sizes the next one's buffer
 	line   []byte    // a protocol line longer than the read buffer, put together
 	scr    []byte    // a status message's header
+	// graceLeft: the request's read deadline may still be moved once (see grace).
+	graceLeft bool
 }
 
 const (
@@ -58,6 +60,8 @@ const (
 	// fails on it at once is tried again on a new one: the server closes a connection that did
 	// not answer its pings (after two of them, two minutes apart by default).
 	pullStale = time.Second
+	// pullGrace is how long a request reads on once its deadline passed (see grace).
+	pullGrace = time.Second
 )
 
 // newPullConn returns the pull connection that follows nc, or nil when nc's options are ones
@@ -157,6 +161,8 @@ func (c *pullConn) request(p *puller, buf []jetstream.Msg, subject string, req [
 	if err := c.conn.SetReadDeadline(deadline); err != nil {
 		return buf, 0, c.fail("read", err)
 	}
+	c.graceLeft = true
+	defer func() { c.graceLeft = false }()
 	var (
 		msgs  []pulledMsg // of the whole request, allocated once the first message came
 		arena []byte      // the messages' bytes
@@ -184,8 +190,8 @@ func (c *pullConn) request(p *puller, buf []jetstream.Msg, subject string, req [
 				return buf, got, err
 			}
 			if !bytes.Equal(f.sid, sid) { // an earlier request's, come late: not taken
-				if _, err := c.r.Discard(f.total + 2); err != nil {
-					return buf, got, c.fail("read", err)
+				if err := c.discard(f.total + 2); err != nil {
+					return buf, got, err
 				}
 				continue
 			}
@@ -221,11 +227,11 @@ func (c *pullConn) request(p *puller, buf []jetstream.Msg, subject string, req [
 			pm.reply = arena[at:len(arena):len(arena)]
 			at = len(arena)
 			arena = arena[:at+f.total]
-			if _, err := io.ReadFull(c.r, arena[at:]); err != nil {
-				return buf, got, c.fail("read", err)
+			if err := c.readFull(arena[at:]); err != nil {
+				return buf, got, err
 			}
-			if _, err := c.r.Discard(2); err != nil {
-				return buf, got, c.fail("read", err)
+			if err := c.discard(2); err != nil {
+				return buf, got, err
 			}
 			if f.hdr > 0 {
 				pm.header = arena[at : at+f.hdr : at+f.hdr]
@@ -263,8 +269,8 @@ func (c *pullConn) status(hdr int) (bool, error) {
 		c.scr = make([]byte, 4096+2)
 	}
 	c.scr = c.scr[:hdr+2]
-	if _, err := io.ReadFull(c.r, c.scr); err != nil {
-		return true, c.fail("read", err)
+	if err := c.readFull(c.scr); err != nil {
+		return true, err
 	}
 	code, descr := statusLine(c.scr[:hdr])
 	return pullStatus(code, descr)
@@ -314,21 +320,70 @@ func (c *pullConn) fail(what string, err error) error {
 // readLine reads one protocol line without its CRLF. The slice is valid until the next read.
 func (c *pullConn) readLine() ([]byte, error) {
 	l, err := c.r.ReadSlice('\n')
-	if errors.Is(err, bufio.ErrBufferFull) { // longer than the buffer: an INFO of a large cluster
-		c.line = append(c.line[:0], l...)
-		for errors.Is(err, bufio.ErrBufferFull) {
+	if err == nil {
+		return bytes.TrimRight(l, "\r\n"), nil
+	}
+	// Longer than the buffer (an INFO of a large cluster) or cut by the deadline: put together.
+	c.line = append(c.line[:0], l...)
+	for err != nil {
+		switch {
+		case errors.Is(err, bufio.ErrBufferFull):
 			if len(c.line) > pullMaxMessage {
 				return nil, errors.New("nats: pull connection: a protocol line over 64 MiB")
 			}
-			l, err = c.r.ReadSlice('\n')
-			c.line = append(c.line, l...)
+		case c.grace(err):
+		default:
+			return nil, c.fail("read", err)
 		}
-		l = c.line
+		l, err = c.r.ReadSlice('\n')
+		c.line = append(c.line, l...)
 	}
-	if err != nil {
-		return nil, c.fail("read", err)
+	return bytes.TrimRight(c.line, "\r\n"), nil
+}
+
+// readFull fills b from the connection, reading on past the request's deadline once (grace).
+func (c *pullConn) readFull(b []byte) error {
+	for {
+		n, err := io.ReadFull(c.r, b)
+		if err == nil {
+			return nil
+		}
+		if !c.grace(err) {
+			return c.fail("read", err)
+		}
+		b = b[n:]
 	}
-	return bytes.TrimRight(l, "\r\n"), nil
+}
+
+// discard skips n bytes of the connection, reading on past the request's deadline once (grace).
+func (c *pullConn) discard(n int) error {
+	for {
+		d, err := c.r.Discard(n)
+		if err == nil {
+			return nil
+		}
+		if !c.grace(err) {
+			return c.fail("read", err)
+		}
+		n -= d
+	}
+}
+
+// grace says whether a read that failed with err may go on: err is the request's read
+// deadline passing, for the first time, and the deadline moves pullGrace on. A process stalled
+// (a pause, a starved machine) past a request's deadline finds the deadline passed when it goes
+// on, before it read what the server sent meanwhile — the messages the durable counts as
+// delivered, and the status that ends the request. Reading them on keeps them; closing the
+// connection would lose them (the durable's deliveries would skip them: a gap that an owner
+// acknowledging per batch repairs only by resetting the durable, and that per message waits
+// for AckWait).
+func (c *pullConn) grace(err error) bool {
+	var ne net.Error
+	if !c.graceLeft || !errors.As(err, &ne) || !ne.Timeout() {
+		return false
+	}
+	c.graceLeft = false
+	return c.conn.SetReadDeadline(time.Now().Add(pullGrace)) == nil
 }
 
 type op int

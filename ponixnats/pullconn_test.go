@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/url"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -520,5 +521,56 @@ func TestTLSServerName(t *testing.T) {
 		if got := tlsServerName(&tc.o, u); got != tc.want {
 			t.Errorf("%+v connected to %s: %q, want %q", tc.o.Servers, tc.connected, got, tc.want)
 		}
+	}
+}
+
+// stallConn is a connection whose reads stall, once armed, until past the read deadline set
+// last — as a process paused (or starved) after it sent a request does.
+type stallConn struct {
+	net.Conn
+	mu       sync.Mutex
+	armed    bool
+	deadline time.Time
+}
+
+func (c *stallConn) SetReadDeadline(t time.Time) error {
+	c.mu.Lock()
+	c.deadline = t
+	c.mu.Unlock()
+	return c.Conn.SetReadDeadline(t)
+}
+
+func (c *stallConn) Read(b []byte) (int, error) {
+	c.mu.Lock()
+	stall, until := c.armed, c.deadline
+	c.armed = false
+	c.mu.Unlock()
+	if stall {
+		time.Sleep(time.Until(until) + 50*time.Millisecond)
+	}
+	return c.Conn.Read(b)
+}
+
+// A process stalled past its request's deadline finds, when it goes on, the deadline passed
+// and what the server sent meanwhile unread: it reads it on (the messages the durable counts
+// as delivered, and the status that ends the request) instead of closing the connection and
+// losing them.
+func TestPullConnStalledPastTheDeadlineKeepsWhatCame(t *testing.T) {
+	c, srv := newTestPullConn(t)
+	sc := &stallConn{Conn: c.conn, armed: true}
+	c.conn = sc
+	c.r = bufio.NewReaderSize(sc, pullReadBuffer)
+	done := pullAsync(c, 10, 0, 10*time.Millisecond)
+	srv.expect(t, "SUB _INBOX.t.1 1")
+	srv.expect(t, "PUB next _INBOX.t.1 2")
+	srv.expect(t, "{}")
+	srv.send(t, msg("dev", "1", ackSubject(1, 1, 1), "a"), msg("dev", "1", ackSubject(1, 2, 2), "b"),
+		hmsg("_INBOX.t.1", "1", "", "NATS/1.0 408 Request Timeout", ""))
+	r := <-done
+	if r.err != nil || len(r.msgs) != 2 {
+		t.Fatalf("%d messages, error %v; want the 2 that came while the process was stalled", len(r.msgs), r.err)
+	}
+	if c.conn == nil {
+		t.Error("the connection was closed: the request ended with the server's status")
 	}
 }
